@@ -1,0 +1,104 @@
+// What a job asks for, and the shapes the scheduler turns that into.
+
+/** Highest first: production inference > training > batch/preemptible > lab/scavenger. */
+export type PriorityClass = 'inference' | 'training' | 'batch' | 'lab';
+export const PRIORITY_CLASSES: readonly PriorityClass[] = ['inference', 'training', 'batch', 'lab'];
+export const PRIORITY_RANK: Readonly<Record<PriorityClass, number>> = { inference: 3, training: 2, batch: 1, lab: 0 };
+
+/** `required`: a gang that fits in one NVLink domain must land in one; larger gangs take the fewest domains. */
+export type Topology = 'required' | 'preferred' | 'none';
+
+/** Either an explicit gang (nodes × GPUs per node) or a GPU count the scheduler shapes. */
+export type GangRequest = { readonly nodes: number; readonly gpusPerNode: number } | { readonly gpus: number };
+
+export interface JobIsolation {
+  /** The NVLink domains it uses host no other member's work. */
+  readonly exclusive: boolean;
+  /** Zone it must run in (null: any the member may use). */
+  readonly zone: string | null;
+}
+
+export interface JobSpec {
+  readonly id: string;
+  readonly member: string;
+  readonly project: string;
+  readonly priorityClass: PriorityClass;
+  readonly gang: GangRequest;
+  readonly topology: Topology;
+  readonly isolation: JobIsolation;
+  /** The user's estimate; the executor enforces it as the time limit. Seconds. */
+  readonly walltimeSeconds: number;
+  /** Not preempted before it has run this long (Slurm's PreemptExemptTime). Seconds. */
+  readonly minRuntimeSeconds: number;
+  /** The job checkpoints every this many seconds (null: unknown, assume never). */
+  readonly checkpointIntervalSeconds: number | null;
+  /** Seconds between the checkpoint signal and the kill on preemption. */
+  readonly gracePeriodSeconds: number;
+  /** Submission time, seconds. */
+  readonly submittedAt: number;
+}
+
+export interface PendingJob extends JobSpec {
+  /**
+   * Set by the caller when a previous cycle gave this job a reservation or preempted for it:
+   * a job that was promised capacity keeps first claim on it, which is what bounds its wait.
+   */
+  readonly holdSince?: number | null;
+}
+
+/** GPUs a job holds on one node. */
+export interface Allocation {
+  readonly node: number;
+  readonly gpus: number;
+}
+
+export interface RunningJob extends JobSpec {
+  readonly startedAt: number;
+  readonly allocation: readonly Allocation[];
+  /** Time of the last checkpoint the job reported (null: use the interval, or its start). */
+  readonly lastCheckpointAt: number | null;
+  /** Set once it was told to stop: it keeps its GPUs until the grace period ends. */
+  readonly preempting: { readonly since: number; readonly graceEndsAt: number } | null;
+}
+
+export function gangGpus(gang: GangRequest): number {
+  return 'gpus' in gang ? gang.gpus : gang.nodes * gang.gpusPerNode;
+}
+
+/**
+ * The GPUs the gang needs on each of its nodes, largest first. A bare GPU count takes as few
+ * nodes as possible: whole nodes, then one partial node for the remainder.
+ */
+export function gangTasks(gang: GangRequest, maxGpusPerNode: number): number[] {
+  if (!('gpus' in gang)) return new Array<number>(gang.nodes).fill(gang.gpusPerNode);
+  const full = Math.floor(gang.gpus / maxGpusPerNode);
+  const rest = gang.gpus - full * maxGpusPerNode;
+  const tasks = new Array<number>(full).fill(maxGpusPerNode);
+  if (rest > 0) tasks.push(rest);
+  return tasks;
+}
+
+/** When the work a preemption would destroy started: the last checkpoint, or the start. */
+export function lastCheckpoint(job: RunningJob, now: number): number {
+  if (job.lastCheckpointAt !== null && job.lastCheckpointAt >= job.startedAt) return Math.min(job.lastCheckpointAt, now);
+  const every = job.checkpointIntervalSeconds;
+  if (every && every > 0) return job.startedAt + Math.floor((now - job.startedAt) / every) * every;
+  return job.startedAt;
+}
+
+/** GPU-hours of work a preemption at `now` loses (work since the last checkpoint). */
+export function workAtRisk(job: RunningJob, now: number): number {
+  return (gangGpusOf(job) * Math.max(0, now - lastCheckpoint(job, now))) / 3600;
+}
+
+export function gangGpusOf(job: { readonly allocation: readonly Allocation[] }): number {
+  let g = 0;
+  for (const a of job.allocation) g += a.gpus;
+  return g;
+}
+
+/** When a running job is expected to release its GPUs. */
+export function expectedEnd(job: RunningJob, now: number): number {
+  if (job.preempting) return Math.max(now, job.preempting.graceEndsAt);
+  return Math.max(now, job.startedAt + job.walltimeSeconds);
+}

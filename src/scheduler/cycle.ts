@@ -1,0 +1,308 @@
+// One scheduling cycle: cycle(state, now) → decisions and an explanation for every waiting job.
+// Pure: no clock, no I/O, no randomness. The server runs it on events and a timer against
+// live state; the simulator runs it on a virtual clock against a trace.
+import type { Member } from '../core/consortium.js';
+import { UnknownReferenceError } from '../core/errors.js';
+import { expectedEnd, gangGpus, gangGpusOf, gangTasks, PRIORITY_RANK, type PendingJob, type RunningJob } from '../core/job.js';
+import { isFailed } from '../core/site.js';
+import { decayedAverageGpus } from '../core/usage.js';
+import { estimateStarts, type Waiting } from './estimate.js';
+import { place, type PlacementRequest } from './placement.js';
+import { LeastLostWork, type PreemptionOracle, type RunningEntry } from './preemption.js';
+import { QuotaBook, QuotaFit } from './quota.js';
+import { Snapshot } from './snapshot.js';
+import { ReleaseTimeline } from './timeline.js';
+import {
+  DEFAULT_CONFIG,
+  type ClusterState,
+  type CycleResult,
+  type Decision,
+  type Explanation,
+  type PendingReason,
+  type SchedulerConfig,
+} from './types.js';
+
+export function cycle(state: ClusterState, now: number, config: SchedulerConfig = DEFAULT_CONFIG): CycleResult {
+  const c = new CycleContext(state, now, config);
+  // 1. Failures: a gang that touched a failed node is requeued whole; the rest is the snapshot.
+  c.loadRunning();
+  // 2. Order: jobs promised capacity first, then members interleaved by fair share, each
+  //    member's jobs by priority class, then age.
+  const queue = c.order();
+  // 3. For each job: quota → place now → preempt (reclaim or priority) → reserve → explain.
+  for (const job of queue) c.consider(job);
+  // 4. Estimated start for everything still waiting.
+  return c.result();
+}
+
+interface Verdict {
+  readonly job: PendingJob;
+  readonly reason: PendingReason;
+  readonly gpus: number;
+  readonly reservedStart: number | null;
+}
+
+class CycleContext {
+  readonly snap: Snapshot;
+  readonly quota: QuotaBook;
+  readonly timeline = new ReleaseTimeline();
+  readonly decisions: Decision[] = [];
+  readonly waiting: Verdict[] = [];
+  private readonly running: RunningEntry[] = [];
+  private readonly oracle: PreemptionOracle;
+  private readonly memberIdx = new Map<string, number>();
+  private readonly zoneMasks = new Map<string, Uint8Array>();
+  private readonly memberReserved: Uint8Array;
+  private reservationsMade = 0;
+  /** "Did not fit" results, valid while the snapshot's version is unchanged. */
+  private readonly noFit = new Map<string, number>();
+  private readonly diagnosis = new Map<string, { version: number; reason: PendingReason }>();
+  private readonly never = new Map<string, boolean>();
+  private readonly capacity: ReturnType<Snapshot['subtractReservations']>;
+
+  constructor(
+    readonly state: ClusterState,
+    readonly now: number,
+    readonly config: SchedulerConfig,
+  ) {
+    const { site, consortium } = state;
+    consortium.members.forEach((m, i) => this.memberIdx.set(m.id, i));
+    this.snap = new Snapshot(site, consortium.members.length);
+    this.quota = new QuotaBook(consortium, this.snap.now.total);
+    this.memberReserved = new Uint8Array(consortium.members.length);
+    this.oracle = new LeastLostWork(this.snap, this.quota, this.running, now);
+    const avail = new Int32Array(site.nodes.length);
+    const domainAvail = new Int32Array(site.domains.length);
+    let total = 0;
+    site.nodes.forEach((n, i) => {
+      if (!this.snap.schedulable[i]) return;
+      avail[i] = n.gpus;
+      domainAvail[n.domain] += n.gpus;
+      total += n.gpus;
+    });
+    this.capacity = { avail, domainAvail, total };
+  }
+
+  loadRunning(): void {
+    const { site } = this.state;
+    for (const job of this.state.running) {
+      const failed = job.allocation.filter((a) => isFailed(site.nodes[a.node]));
+      if (failed.length > 0) {
+        this.decisions.push({ kind: 'requeue', job: job.id, reason: 'NodeFailure', nodes: failed.map((a) => a.node) });
+        continue;
+      }
+      const member = this.member(job.member, job.id);
+      const isolated = this.exclusive(job);
+      this.snap.allocate(member, isolated, job.allocation);
+      this.quota.used[member] += gangGpusOf(job);
+      this.timeline.add(job.id, { end: expectedEnd(job, this.now), member, isolated, allocation: job.allocation });
+      this.running.push({ job, member, isolated, stopping: job.preempting !== null, fresh: false });
+    }
+  }
+
+  order(): PendingJob[] {
+    const members = this.state.consortium.members;
+    const holders: PendingJob[] = [];
+    const queues: PendingJob[][] = members.map(() => []);
+    for (const job of this.state.pending) {
+      if (job.holdSince != null) holders.push(job);
+      else queues[this.member(job.member, job.id)].push(job);
+    }
+    holders.sort((a, b) => a.holdSince! - b.holdSince! || byClassThenAge(a, b));
+    for (const q of queues) q.sort(byClassThenAge);
+    // Weighted fair queueing: each member's position advances by the GPUs of the jobs it puts in
+    // line, divided by its entitlement, starting from its decayed recent usage. Members with
+    // less use than their share come first, and shares interleave in proportion to entitlement.
+    const halfLife = this.state.consortium.fairShare.halfLifeHours;
+    const virtual = members.map((m) => decayedAverageGpus(this.state.usageGpuHours[m.id] ?? 0, halfLife) / weight(m));
+    const heads = new Int32Array(members.length);
+    const out = holders;
+    for (;;) {
+      let pick = -1;
+      for (let i = 0; i < members.length; i++) {
+        if (heads[i] >= queues[i].length) continue;
+        if (pick < 0 || virtual[i] < virtual[pick]) pick = i;
+      }
+      if (pick < 0) break;
+      const job = queues[pick][heads[pick]++];
+      out.push(job);
+      virtual[pick] += gangGpus(job.gang) / weight(members[pick]);
+    }
+    return out;
+  }
+
+  consider(job: PendingJob): void {
+    const m = this.member(job.member, job.id);
+    const req = this.request(job, m);
+    const holder = job.holdSince != null;
+    const end = this.now + job.walltimeSeconds;
+    const fit = this.quota.fit(m, req.gpus);
+    if (fit === QuotaFit.Exhausted) return this.wait(job, 'QuotaExhausted', req.gpus);
+    if (this.neverFits(req, job)) return this.wait(job, 'NodesUnavailable', req.gpus);
+
+    const key = `${req.tasks.join(',')}|${job.topology}|${m}|${req.exclusive ? 1 : 0}|${this.zoneOf(job, m) ?? ''}|${this.snap.blockingReservations(end)}`;
+    const view = this.snap.availableUntil(end);
+    const allocation = this.noFit.get(key) === this.snap.version ? null : place(this.snap, view, req);
+    if (allocation) {
+      this.snap.allocate(m, req.exclusive, allocation);
+      this.quota.used[m] += req.gpus;
+      this.timeline.add(job.id, { end, member: m, isolated: req.exclusive, allocation });
+      this.running.push({ job: asRunning(job, this.now, allocation), member: m, isolated: req.exclusive, stopping: false, fresh: true });
+      this.decisions.push({ kind: 'start', job: job.id, allocation, borrowing: fit === QuotaFit.Borrowing });
+      return;
+    }
+    this.noFit.set(key, this.snap.version);
+
+    const mayReserve = holder || this.reservationsMade < this.config.reservationDepth || !this.memberReserved[m];
+    let reservation = mayReserve ? this.timeline.earliestStart(this.snap, req, this.now) : null;
+    let reason: PendingReason | null = null;
+    if (fit === QuotaFit.Guaranteed && this.noFit.get(`p|${key}`) !== this.snap.version) {
+      const plan = this.oracle.plan({ request: req, priorityClass: job.priorityClass, end });
+      if (!plan) this.noFit.set(`p|${key}`, this.snap.version);
+      // Preempt only when waiting would take longer than the victims' grace periods.
+      if (plan && (!reservation || reservation.start > plan.readyAt)) {
+        for (const v of plan.victims) {
+          const entry = this.running.find((e) => e.job.id === v.job.id)!;
+          entry.stopping = true;
+          this.timeline.move(v.job.id, this.now + v.job.gracePeriodSeconds);
+          this.decisions.push({
+            kind: 'preempt',
+            job: v.job.id,
+            for: job.id,
+            reason: v.reason,
+            graceSeconds: v.job.gracePeriodSeconds,
+            lostGpuHours: v.lostGpuHours,
+          });
+        }
+        reservation = { start: plan.readyAt, allocation: plan.allocation };
+        reason = 'WaitingForReclaim';
+      }
+    }
+    if (reservation) {
+      this.snap.reserve({ job: job.id, member: m, start: reservation.start, allocation: reservation.allocation });
+      this.quota.used[m] += req.gpus;
+      this.memberReserved[m] = 1;
+      this.reservationsMade++;
+      this.decisions.push({ kind: 'reserve', job: job.id, start: reservation.start, allocation: reservation.allocation });
+      reason ??= this.onStoppingNodes(reservation.allocation) ? 'WaitingForReclaim' : 'WaitingForResources';
+      this.waiting.push({ job, reason, gpus: req.gpus, reservedStart: reservation.start });
+      return;
+    }
+    this.wait(job, this.diagnose(req, view, key), req.gpus);
+  }
+
+  result(): CycleResult {
+    const releases = this.timeline.ordered().map((r) => ({ end: r.end, gpus: sumGpus(r.allocation) }));
+    const waiting: Waiting[] = this.waiting.map((w) => ({
+      gpus: w.gpus,
+      walltimeSeconds: w.job.walltimeSeconds,
+      reservedStart: w.reservedStart,
+      never: w.reason === 'NodesUnavailable',
+    }));
+    const starts = estimateStarts(waiting, releases, this.snap.now.total, this.capacity.total, this.now);
+    const pending: Explanation[] = this.waiting.map((w, i) => ({
+      job: w.job.id,
+      reason: w.reason,
+      position: i + 1,
+      estimatedStart: starts[i],
+    }));
+    return { decisions: this.decisions, pending };
+  }
+
+  private wait(job: PendingJob, reason: PendingReason, gpus: number): void {
+    this.waiting.push({ job, reason, gpus, reservedStart: null });
+  }
+
+  /** Why a job that neither starts nor holds a reservation waits. */
+  private diagnose(req: PlacementRequest, view: ReturnType<Snapshot['availableUntil']>, key: string): PendingReason {
+    const cached = this.diagnosis.get(key);
+    if (cached && cached.version === this.snap.version) return cached.reason;
+    let reason: PendingReason = 'Priority';
+    if (view !== this.snap.now && place(this.snap, this.snap.now, req)) reason = 'BehindReservation';
+    else if (place(this.snap, view, req, { ignoreIsolation: true })) reason = 'IsolationRequired';
+    else if (view.total >= req.gpus) reason = 'NoTopologyFit';
+    this.diagnosis.set(key, { version: this.snap.version, reason });
+    return reason;
+  }
+
+  private neverFits(req: PlacementRequest, job: PendingJob): boolean {
+    const key = `${req.tasks.join(',')}|${job.topology}|${req.domains ? this.zoneOf(job, req.member) : ''}`;
+    let never = this.never.get(key);
+    if (never === undefined) {
+      never = place(this.snap, this.capacity, req, { ignoreIsolation: true }) === null;
+      this.never.set(key, never);
+    }
+    return never;
+  }
+
+  private onStoppingNodes(allocation: readonly { node: number }[]): boolean {
+    for (const e of this.running) {
+      if (!e.stopping) continue;
+      for (const a of e.job.allocation) if (allocation.some((b) => b.node === a.node)) return true;
+    }
+    return false;
+  }
+
+  private request(job: PendingJob, m: number): PlacementRequest {
+    const zone = this.zoneOf(job, m);
+    return {
+      tasks: gangTasks(job.gang, this.state.site.maxGpusPerNode),
+      gpus: gangGpus(job.gang),
+      member: m,
+      exclusive: this.exclusive(job),
+      topology: job.topology,
+      domains: zone === null ? null : this.zoneMask(zone, job.id),
+    };
+  }
+
+  private exclusive(job: { member: string; isolation: { exclusive: boolean } }): boolean {
+    return job.isolation.exclusive || this.memberOf(job.member).isolation === 'required';
+  }
+
+  private zoneOf(job: PendingJob, m: number): string | null {
+    return job.isolation.zone ?? this.state.consortium.members[m].zone;
+  }
+
+  private zoneMask(zone: string, where: string): Uint8Array {
+    let mask = this.zoneMasks.get(zone);
+    if (!mask) {
+      if (!this.state.site.zones.includes(zone)) throw new UnknownReferenceError('zone', zone, where);
+      mask = Uint8Array.from(this.state.site.domains, (d) => (d.zone === zone ? 1 : 0));
+      this.zoneMasks.set(zone, mask);
+    }
+    return mask;
+  }
+
+  private member(id: string, where: string): number {
+    const m = this.memberIdx.get(id);
+    if (m === undefined) throw new UnknownReferenceError('member', id, where);
+    return m;
+  }
+
+  private memberOf(id: string): Member {
+    return this.state.consortium.members[this.member(id, id)];
+  }
+}
+
+function byClassThenAge(a: PendingJob, b: PendingJob): number {
+  return (
+    PRIORITY_RANK[b.priorityClass] - PRIORITY_RANK[a.priorityClass] ||
+    a.submittedAt - b.submittedAt ||
+    (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  );
+}
+
+/** Members with no entitlement still get a turn, after everyone with one. */
+function weight(m: Member): number {
+  return m.entitlementGpus > 0 ? m.entitlementGpus : 1e-6;
+}
+
+function sumGpus(allocation: readonly { gpus: number }[]): number {
+  let g = 0;
+  for (const a of allocation) g += a.gpus;
+  return g;
+}
+
+function asRunning(job: PendingJob, now: number, allocation: RunningJob['allocation']): RunningJob {
+  return { ...job, startedAt: now, allocation, lastCheckpointAt: null, preempting: null };
+}

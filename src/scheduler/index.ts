@@ -1,0 +1,2 @@
+export { cycle } from './cycle.js';
+export * from './types.js';

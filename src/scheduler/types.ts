@@ -1,0 +1,76 @@
+// The scheduler's contract: what a cycle reads, what it decides, and how it explains a wait.
+import type { Consortium } from '../core/consortium.js';
+import type { Allocation, PendingJob, RunningJob } from '../core/job.js';
+import type { Site } from '../core/site.js';
+
+/** Everything one cycle looks at. Plain data: the server builds it from its store, the simulator from its trace. */
+export interface ClusterState {
+  readonly site: Site;
+  readonly consortium: Consortium;
+  readonly running: readonly RunningJob[];
+  readonly pending: readonly PendingJob[];
+  /** Decayed GPU-hours per member id (see core/usage.ts); a missing member has none. */
+  readonly usageGpuHours: Readonly<Record<string, number>>;
+}
+
+export interface SchedulerConfig {
+  /** How many blocked jobs hold a reservation, beyond the first blocked job of each member. */
+  readonly reservationDepth: number;
+}
+
+export const DEFAULT_CONFIG: SchedulerConfig = { reservationDepth: 16 };
+
+export type PreemptionReason = 'Reclaim' | 'Priority';
+
+export type Decision =
+  /** Start the gang now on exactly these GPUs. `borrowing`: it runs on GPUs lent by other members. */
+  | { readonly kind: 'start'; readonly job: string; readonly allocation: readonly Allocation[]; readonly borrowing: boolean }
+  /** Signal the job to checkpoint, and stop it after its grace period; it is requeued whole. */
+  | {
+      readonly kind: 'preempt';
+      readonly job: string;
+      readonly for: string;
+      readonly reason: PreemptionReason;
+      readonly graceSeconds: number;
+      readonly lostGpuHours: number;
+    }
+  /** The gang touched a failed node: stop what is left of it and queue it again. */
+  | { readonly kind: 'requeue'; readonly job: string; readonly reason: 'NodeFailure'; readonly nodes: readonly number[] }
+  /** These GPUs are held for the job from `start`: the caller records `holdSince` on the job. */
+  | { readonly kind: 'reserve'; readonly job: string; readonly start: number; readonly allocation: readonly Allocation[] };
+
+/**
+ * Why a job is not running, in the words users of Slurm and Kueue look for.
+ * - QuotaExhausted: its member is at its entitlement and nothing idle can be borrowed.
+ * - WaitingForReclaim: borrowed GPUs are being taken back for it (a grace period is running).
+ * - WaitingForResources: it holds a reservation and starts when running jobs release its GPUs.
+ * - BehindReservation: it would fit now, but would delay a job that holds a reservation.
+ * - NoTopologyFit: enough GPUs are free, but not in the NVLink-domain shape it needs.
+ * - IsolationRequired: enough GPUs are free, but only on domains shared with another member.
+ * - NodesUnavailable: it cannot fit even on an empty machine with today's up nodes and zones.
+ * - Priority: jobs ahead of it in the queue come first.
+ */
+export type PendingReason =
+  | 'QuotaExhausted'
+  | 'WaitingForReclaim'
+  | 'WaitingForResources'
+  | 'BehindReservation'
+  | 'NoTopologyFit'
+  | 'IsolationRequired'
+  | 'NodesUnavailable'
+  | 'Priority';
+
+export interface Explanation {
+  readonly job: string;
+  readonly reason: PendingReason;
+  /** 1-based place in the queue among the jobs still waiting. */
+  readonly position: number;
+  /** Seconds; null when it cannot start with the machine as it is. */
+  readonly estimatedStart: number | null;
+}
+
+export interface CycleResult {
+  readonly decisions: readonly Decision[];
+  /** One entry per pending job that did not start, in queue order. */
+  readonly pending: readonly Explanation[];
+}

@@ -3,14 +3,23 @@
 // live state; the simulator runs it on a virtual clock against a trace.
 import type { Member } from '../core/consortium.js';
 import { UnknownReferenceError } from '../core/errors.js';
-import { expectedEnd, gangGpus, gangGpusOf, gangTasks, PRIORITY_RANK, type PendingJob, type RunningJob } from '../core/job.js';
+import {
+  expectedEnd,
+  gangGpus,
+  gangGpusOf,
+  gangTasks,
+  PRIORITY_RANK,
+  type Allocation,
+  type PendingJob,
+  type RunningJob,
+} from '../core/job.js';
 import { isFailed } from '../core/site.js';
 import { decayedAverageGpus } from '../core/usage.js';
 import { estimateStarts, type Waiting } from './estimate.js';
 import { place, type PlacementRequest } from './placement.js';
-import { LeastLostWork, type PreemptionOracle, type RunningEntry } from './preemption.js';
+import { LeastLostWork, type PreemptionOracle, type PreemptionPlan, type RunningEntry } from './preemption.js';
 import { QuotaBook, QuotaFit } from './quota.js';
-import { Snapshot } from './snapshot.js';
+import { Snapshot, type Availability } from './snapshot.js';
 import { ReleaseTimeline } from './timeline.js';
 import {
   DEFAULT_CONFIG,
@@ -58,7 +67,7 @@ class CycleContext {
   private readonly noFit = new Map<string, number>();
   private readonly diagnosis = new Map<string, { version: number; reason: PendingReason }>();
   private readonly never = new Map<string, boolean>();
-  private readonly capacity: ReturnType<Snapshot['subtractReservations']>;
+  private readonly capacity: Availability;
 
   constructor(
     readonly state: ClusterState,
@@ -68,7 +77,7 @@ class CycleContext {
     const { site, consortium } = state;
     consortium.members.forEach((m, i) => this.memberIdx.set(m.id, i));
     this.snap = new Snapshot(site, consortium.members.length);
-    this.quota = new QuotaBook(consortium, this.snap.now.total);
+    this.quota = new QuotaBook(consortium, this.snap.now.total, (m, t) => this.timeline.releasedBy(m, t));
     this.memberReserved = new Uint8Array(consortium.members.length);
     this.oracle = new LeastLostWork(this.snap, this.quota, this.running, now);
     const avail = new Int32Array(site.nodes.length);
@@ -134,61 +143,96 @@ class CycleContext {
   consider(job: PendingJob): void {
     const m = this.member(job.member, job.id);
     const req = this.request(job, m);
-    const holder = job.holdSince != null;
     const end = this.now + job.walltimeSeconds;
-    const fit = this.quota.fit(m, req.gpus);
-    if (fit === QuotaFit.Exhausted) return this.wait(job, 'QuotaExhausted', req.gpus);
-    if (this.neverFits(req, job)) return this.wait(job, 'NodesUnavailable', req.gpus);
+    if (this.neverFits(req, job)) return this.wait(job, 'NodesUnavailable', req.gpus, null);
+    const fit = this.quota.fit(m, req.gpus, end);
 
     const key = `${req.tasks.join(',')}|${job.topology}|${m}|${req.exclusive ? 1 : 0}|${this.zoneOf(job, m) ?? ''}|${this.snap.blockingReservations(end)}`;
     const view = this.snap.availableUntil(end);
-    const allocation = this.noFit.get(key) === this.snap.version ? null : place(this.snap, view, req);
-    if (allocation) {
-      this.snap.allocate(m, req.exclusive, allocation);
-      this.quota.used[m] += req.gpus;
-      this.timeline.add(job.id, { end, member: m, isolated: req.exclusive, allocation });
-      this.running.push({ job: asRunning(job, this.now, allocation), member: m, isolated: req.exclusive, stopping: false, fresh: true });
-      this.decisions.push({ kind: 'start', job: job.id, allocation, borrowing: fit === QuotaFit.Borrowing });
-      return;
+    if (fit !== QuotaFit.Exhausted) {
+      const allocation = this.noFit.get(key) === this.snap.version ? null : place(this.snap, view, req);
+      if (allocation) return this.start(job, m, req, end, allocation, fit === QuotaFit.Borrowing);
+      this.noFit.set(key, this.snap.version);
     }
-    this.noFit.set(key, this.snap.version);
 
-    const mayReserve = holder || this.reservationsMade < this.config.reservationDepth || !this.memberReserved[m];
-    let reservation = mayReserve ? this.timeline.earliestStart(this.snap, req, this.now) : null;
-    let reason: PendingReason | null = null;
-    if (fit === QuotaFit.Guaranteed && this.noFit.get(`p|${key}`) !== this.snap.version) {
-      const plan = this.oracle.plan({ request: req, priorityClass: job.priorityClass, end });
-      if (!plan) this.noFit.set(`p|${key}`, this.snap.version);
-      // Preempt only when waiting would take longer than the victims' grace periods.
-      if (plan && (!reservation || reservation.start > plan.readyAt)) {
-        for (const v of plan.victims) {
-          const entry = this.running.find((e) => e.job.id === v.job.id)!;
-          entry.stopping = true;
-          this.timeline.move(v.job.id, this.now + v.job.gracePeriodSeconds);
-          this.decisions.push({
-            kind: 'preempt',
-            job: v.job.id,
-            for: job.id,
-            reason: v.reason,
-            graceSeconds: v.job.gracePeriodSeconds,
-            lostGpuHours: v.lostGpuHours,
-          });
-        }
-        reservation = { start: plan.readyAt, allocation: plan.allocation };
-        reason = 'WaitingForReclaim';
+    // Blocked. The first blocked job of each member, jobs already promised capacity, and the
+    // top few others hold a reservation: of quota (its member's own jobs must end first) and of GPUs.
+    const mayReserve = job.holdSince != null || this.reservationsMade < this.config.reservationDepth || !this.memberReserved[m];
+    const quotaFrom = fit === QuotaFit.Exhausted ? (mayReserve ? this.quotaFreesAt(m, req.gpus) : null) : this.now;
+    const reservation = mayReserve && quotaFrom !== null ? this.timeline.earliestStart(this.snap, req, this.now) : null;
+    if (reservation && quotaFrom !== null && reservation.start < quotaFrom) reservation.start = quotaFrom;
+    let reason: PendingReason | null = fit === QuotaFit.Exhausted ? 'QuotaExhausted' : null;
+
+    // Preemption: reclaim lent GPUs for work within its entitlement; any work may displace its
+    // own member's lower classes. Only when waiting would take longer than the victims' grace.
+    const planKey = `p|${job.priorityClass}|${key}`;
+    if (this.noFit.get(planKey) !== this.snap.version) {
+      const exhausted = fit === QuotaFit.Exhausted;
+      const ownToFree = exhausted ? this.quota.peak(m, end) + req.gpus - this.quota.nominal[m] : 0;
+      const reclaim = fit === QuotaFit.Guaranteed;
+      const plan = this.oracle.plan({ request: req, priorityClass: job.priorityClass, end, reclaim, ownToFree });
+      if (!plan) this.noFit.set(planKey, this.snap.version);
+      else if (!reservation || reservation.start > plan.readyAt) {
+        this.preempt(job, plan);
+        return this.hold(job, m, req, { start: plan.readyAt, allocation: plan.allocation }, 'WaitingForReclaim');
       }
     }
-    if (reservation) {
-      this.snap.reserve({ job: job.id, member: m, start: reservation.start, allocation: reservation.allocation });
-      this.quota.used[m] += req.gpus;
-      this.memberReserved[m] = 1;
-      this.reservationsMade++;
-      this.decisions.push({ kind: 'reserve', job: job.id, start: reservation.start, allocation: reservation.allocation });
-      reason ??= this.onStoppingNodes(reservation.allocation) ? 'WaitingForReclaim' : 'WaitingForResources';
-      this.waiting.push({ job, reason, gpus: req.gpus, reservedStart: reservation.start });
-      return;
+    if (!reservation) return this.wait(job, reason ?? this.diagnose(req, view, key, false), req.gpus, null);
+    reason ??= this.onStoppingNodes(reservation.allocation) ? 'WaitingForReclaim' : this.diagnose(req, view, key, true);
+    this.hold(job, m, req, reservation, reason);
+  }
+
+  /** The job holds a reservation of GPUs and of its member's quota from `start`. */
+  private hold(
+    job: PendingJob,
+    m: number,
+    req: PlacementRequest,
+    reservation: { start: number; allocation: Allocation[] },
+    reason: PendingReason,
+  ): void {
+    this.snap.reserve({ job: job.id, member: m, start: reservation.start, allocation: reservation.allocation });
+    this.quota.claim(m, reservation.start, req.gpus);
+    this.memberReserved[m] = 1;
+    this.reservationsMade++;
+    this.decisions.push({ kind: 'reserve', job: job.id, start: reservation.start, allocation: reservation.allocation });
+    this.wait(job, reason, req.gpus, reservation.start);
+  }
+  private start(job: PendingJob, m: number, req: PlacementRequest, end: number, allocation: Allocation[], borrowing: boolean): void {
+    this.snap.allocate(m, req.exclusive, allocation);
+    this.quota.used[m] += req.gpus;
+    this.timeline.add(job.id, { end, member: m, isolated: req.exclusive, allocation });
+    this.running.push({ job: asRunning(job, this.now, allocation), member: m, isolated: req.exclusive, stopping: false, fresh: true });
+    this.decisions.push({ kind: 'start', job: job.id, allocation, borrowing });
+  }
+
+  private preempt(job: PendingJob, plan: PreemptionPlan): void {
+    for (const v of plan.victims) {
+      const entry = this.running.find((e) => e.job.id === v.job.id)!;
+      entry.stopping = true;
+      this.timeline.move(v.job.id, this.now + v.job.gracePeriodSeconds);
+      this.decisions.push({
+        kind: 'preempt',
+        job: v.job.id,
+        for: job.id,
+        reason: v.reason,
+        graceSeconds: v.job.gracePeriodSeconds,
+        lostGpuHours: v.lostGpuHours,
+      });
     }
-    this.wait(job, this.diagnose(req, view, key), req.gpus);
+  }
+
+  /** When the member's own running jobs will have released enough of its entitlement (null: never). */
+  private quotaFreesAt(m: number, gpus: number): number | null {
+    const nominal = this.quota.nominal[m];
+    if (gpus > nominal) return null;
+    let used = this.quota.used[m] + this.quota.claimed(m);
+    if (used + gpus <= nominal) return this.now;
+    for (const r of this.timeline.ordered()) {
+      if (r.member !== m) continue;
+      used -= sumGpus(r.allocation);
+      if (used + gpus <= nominal) return Math.max(this.now, r.end);
+    }
+    return null;
   }
 
   result(): CycleResult {
@@ -209,20 +253,23 @@ class CycleContext {
     return { decisions: this.decisions, pending };
   }
 
-  private wait(job: PendingJob, reason: PendingReason, gpus: number): void {
-    this.waiting.push({ job, reason, gpus, reservedStart: null });
+  private wait(job: PendingJob, reason: PendingReason, gpus: number, reservedStart: number | null): void {
+    this.waiting.push({ job, reason, gpus, reservedStart });
   }
 
-  /** Why a job that neither starts nor holds a reservation waits. */
-  private diagnose(req: PlacementRequest, view: ReturnType<Snapshot['availableUntil']>, key: string): PendingReason {
+  /** Why a job that fits its quota but not the free GPUs waits. */
+  private diagnose(req: PlacementRequest, view: Availability, key: string, reserved: boolean): PendingReason {
     const cached = this.diagnosis.get(key);
-    if (cached && cached.version === this.snap.version) return cached.reason;
-    let reason: PendingReason = 'Priority';
-    if (view !== this.snap.now && place(this.snap, this.snap.now, req)) reason = 'BehindReservation';
-    else if (place(this.snap, view, req, { ignoreIsolation: true })) reason = 'IsolationRequired';
-    else if (view.total >= req.gpus) reason = 'NoTopologyFit';
-    this.diagnosis.set(key, { version: this.snap.version, reason });
-    return reason;
+    let reason: PendingReason;
+    if (cached && cached.version === this.snap.version) reason = cached.reason;
+    else {
+      reason = 'Priority';
+      if (view !== this.snap.now && place(this.snap, this.snap.now, req)) reason = 'BehindReservation';
+      else if (place(this.snap, view, req, { ignoreIsolation: true })) reason = 'IsolationRequired';
+      else if (view.total >= req.gpus) reason = 'NoTopologyFit';
+      this.diagnosis.set(key, { version: this.snap.version, reason });
+    }
+    return reason === 'Priority' && reserved ? 'WaitingForResources' : reason;
   }
 
   private neverFits(req: PlacementRequest, job: PendingJob): boolean {

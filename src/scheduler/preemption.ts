@@ -3,7 +3,7 @@
 // (priority). A victim must have run its minimum runtime. Among the sets that make the gang
 // fit, the one that loses the fewest GPU-hours since the victims' last checkpoints wins, then
 // the one with the fewest jobs; a set is never larger than needed (each victim is necessary).
-import { PRIORITY_RANK, workAtRisk, type Allocation, type PriorityClass, type RunningJob } from '../core/job.js';
+import { gangGpusOf as gpusOfJob, PRIORITY_RANK, workAtRisk, type Allocation, type PriorityClass, type RunningJob } from '../core/job.js';
 import { place, type PlacementRequest } from './placement.js';
 import type { QuotaBook } from './quota.js';
 import type { Snapshot, Undo } from './snapshot.js';
@@ -15,6 +15,8 @@ export interface Victim {
   readonly isolated: boolean;
   readonly reason: PreemptionReason;
   readonly lostGpuHours: number;
+  /** Taking it would push its member below its entitlement: a last resort. */
+  readonly overshoot: boolean;
 }
 
 export interface PreemptionPlan {
@@ -31,6 +33,10 @@ export interface Preemptor {
   readonly priorityClass: PriorityClass;
   /** When it would end if started now: it must not run over other jobs' reservations. */
   readonly end: number;
+  /** May it take back lent GPUs (it is within its entitlement), or only its member's lower classes? */
+  readonly reclaim: boolean;
+  /** GPUs of its own member's lower-class work that must stop for it to fit its entitlement. */
+  readonly ownToFree: number;
 }
 
 /** The small port the cycle asks; it does not know how victims are chosen. */
@@ -87,14 +93,17 @@ export class LeastLostWork implements PreemptionOracle {
       if (e.stopping || e.fresh) continue;
       if (this.now - e.job.startedAt < e.job.minRuntimeSeconds) continue;
       let reason: PreemptionReason | null = null;
-      if (e.member !== m && this.quota.borrowing(e.member)) reason = 'Reclaim';
+      if (e.member !== m && preemptor.reclaim && this.quota.borrowing(e.member)) reason = 'Reclaim';
       else if (e.member === m && PRIORITY_RANK[e.job.priorityClass] < rank) reason = 'Priority';
       if (!reason) continue;
-      out.push({ job: e.job, member: e.member, isolated: e.isolated, reason, lostGpuHours: workAtRisk(e.job, this.now) });
+      // Purely borrowed work (its member stays at or above its entitlement without it) goes first.
+      const overshoot = reason === 'Reclaim' && this.quota.used[e.member] - gpusOfJob(e.job) < this.quota.nominal[e.member];
+      out.push({ job: e.job, member: e.member, isolated: e.isolated, reason, lostGpuHours: workAtRisk(e.job, this.now), overshoot });
     }
     // Cheapest work first; for equal loss, bigger jobs first (fewer victims), then the newest.
     out.sort(
       (a, b) =>
+        Number(a.overshoot) - Number(b.overshoot) ||
         a.lostGpuHours - b.lostGpuHours ||
         gpusOf(b) - gpusOf(a) ||
         b.job.startedAt - a.job.startedAt ||
@@ -107,8 +116,9 @@ export class LeastLostWork implements PreemptionOracle {
   private greedy(preemptor: Preemptor, candidates: readonly Victim[], domain: number | undefined): PreemptionPlan | null {
     const { snap, quota } = this;
     const { request, end } = preemptor;
-    const fits = () => place(snap, snap.availableUntil(end), request, opts);
     const opts = domain === undefined ? {} : { onlyDomain: domain };
+    let ownFreed = 0;
+    const fits = () => ownFreed >= preemptor.ownToFree && place(snap, snap.availableUntil(end), request, opts);
     const undos: Undo[] = [];
     const chosen: Victim[] = [];
     const stillBorrowing = (v: Victim) => v.reason === 'Priority' || quota.borrowing(v.member);
@@ -116,22 +126,26 @@ export class LeastLostWork implements PreemptionOracle {
       const u = snap.release(v.member, v.isolated, v.job.allocation);
       const g = gpusOf(v);
       quota.used[v.member] -= g;
+      if (v.member === request.member) ownFreed += g;
       undos.push(() => {
         u();
         quota.used[v.member] += g;
+        if (v.member === request.member) ownFreed -= g;
       });
     };
     const restore = (v: Victim) => {
       const u = snap.allocate(v.member, v.isolated, v.job.allocation);
       const g = gpusOf(v);
       quota.used[v.member] += g;
+      if (v.member === request.member) ownFreed -= g;
       undos.push(() => {
         u();
         quota.used[v.member] -= g;
+        if (v.member === request.member) ownFreed += g;
       });
     };
     const version = snap.version;
-    let allocation: Allocation[] | null = null;
+    let allocation: Allocation[] | false | null = null;
     for (const v of candidates) {
       // Reclaim stops as soon as the lender is no longer borrowing: a member at or under its
       // entitlement is never preempted for someone else.
@@ -144,7 +158,7 @@ export class LeastLostWork implements PreemptionOracle {
     let plan: PreemptionPlan | null = null;
     if (allocation) {
       // Minimal set: try to keep each victim, most expensive first.
-      for (let i = chosen.length - 1; i >= 0 && chosen.length > 1; i--) {
+      for (let i = chosen.length - 1; i >= 0; i--) {
         const v = chosen[i];
         restore(v);
         const without = fits();
@@ -170,13 +184,13 @@ export class LeastLostWork implements PreemptionOracle {
 }
 
 function gpusOf(v: Victim): number {
-  let g = 0;
-  for (const a of v.job.allocation) g += a.gpus;
-  return g;
+  return gpusOfJob(v.job);
 }
 
 function better(a: PreemptionPlan, b: PreemptionPlan | null): boolean {
   if (!b) return true;
+  const over = (p: PreemptionPlan) => p.victims.filter((v) => v.overshoot).length;
+  if (over(a) !== over(b)) return over(a) < over(b);
   if (a.lostGpuHours !== b.lostGpuHours) return a.lostGpuHours < b.lostGpuHours;
   return a.victims.length < b.victims.length;
 }

@@ -14,12 +14,25 @@ export class QuotaBook {
   readonly nominal: Float64Array;
   readonly lendingLimit: Float64Array;
   readonly borrowingLimit: Float64Array;
-  /** GPUs held or claimed per member: running, preempting, started or nominated this cycle. */
+  /** GPUs held per member: running, preempting, or started this cycle. */
   readonly used: Float64Array;
+  /**
+   * Quota promised to reserved jobs from a future time on. A job that ends before a claim
+   * starts may still use that quota (backfill within an entitlement), like GPUs.
+   */
+  private readonly claims: { member: number; start: number; gpus: number }[] = [];
   /** GPUs of the machine that no member is entitled to: anyone may borrow them. */
   readonly unassigned: number;
 
-  constructor(consortium: Consortium, capacity: number) {
+  /**
+   * @param releasedBy GPUs of the member's running work that will have ended by time t: a
+   *   claim starting at t only competes with what is still running then.
+   */
+  constructor(
+    consortium: Consortium,
+    capacity: number,
+    private readonly releasedBy: (member: number, t: number) => number = () => 0,
+  ) {
     const n = consortium.members.length;
     this.nominal = new Float64Array(n);
     this.lendingLimit = new Float64Array(n);
@@ -35,15 +48,39 @@ export class QuotaBook {
     this.unassigned = Math.max(0, capacity - entitled);
   }
 
-  fit(member: number, gpus: number): QuotaFit {
-    const after = this.used[member] + gpus;
+  claim(member: number, start: number, gpus: number): void {
+    this.claims.push({ member, start, gpus });
+  }
+
+  /** All GPUs the member has claimed for reserved jobs. */
+  claimed(member: number): number {
+    let g = 0;
+    for (const c of this.claims) if (c.member === member) g += c.gpus;
+    return g;
+  }
+
+  /** The most GPUs the member holds or has claimed at any moment before `end`. */
+  peak(member: number, end: number): number {
+    let peak = this.used[member];
+    for (const c of this.claims) {
+      if (c.member !== member || c.start >= end) continue;
+      let atStart = this.used[member] - this.releasedBy(member, c.start);
+      for (const o of this.claims) if (o.member === member && o.start <= c.start) atStart += o.gpus;
+      if (atStart > peak) peak = atStart;
+    }
+    return peak;
+  }
+
+  /** Can the member run `gpus` more until `end`, within its entitlement or by borrowing? */
+  fit(member: number, gpus: number, end = Infinity): QuotaFit {
+    const after = this.peak(member, end) + gpus;
     if (after <= this.nominal[member]) return QuotaFit.Guaranteed;
     if (after - this.nominal[member] > this.borrowingLimit[member]) return QuotaFit.Exhausted;
     // Borrowing is allowed while everything borrowed fits in what owners lend.
     let lendable = this.unassigned;
     let borrowed = 0;
     for (let k = 0; k < this.used.length; k++) {
-      const u = k === member ? after : this.used[k];
+      const u = k === member ? after : this.used[k] + this.claimed(k);
       const idle = this.nominal[k] - u;
       if (idle > 0) lendable += Math.min(idle, this.lendingLimit[k]);
       else borrowed -= idle;

@@ -17,11 +17,32 @@ export class ReleaseTimeline {
   private readonly releases: Release[] = [];
   private readonly byJob = new Map<string, Release>();
   private sorted = true;
+  private readonly releasedCache = new Map<string, number>();
 
   add(job: string, release: Release): void {
     this.releases.push(release);
     this.byJob.set(job, release);
+    this.changed();
+  }
+
+  private changed(): void {
     this.sorted = false;
+    this.releasedCache.clear();
+  }
+
+  /** GPUs the member's running jobs will have released by time t. */
+  releasedBy(member: number, t: number): number {
+    const key = `${member}:${t}`;
+    let g = this.releasedCache.get(key);
+    if (g === undefined) {
+      g = 0;
+      for (const r of this.ordered()) {
+        if (r.end > t) break;
+        if (r.member === member) for (const a of r.allocation) g += a.gpus;
+      }
+      this.releasedCache.set(key, g);
+    }
+    return g;
   }
 
   /** A preempted job now releases at the end of its grace period. */
@@ -29,7 +50,7 @@ export class ReleaseTimeline {
     const r = this.byJob.get(job);
     if (r && r.end !== end) {
       r.end = end;
-      this.sorted = false;
+      this.changed();
     }
   }
 

@@ -1,0 +1,3 @@
+// Site and consortium descriptions: YAML files an operator writes, loaded into the core types.
+export { loadSite, parseSite } from './site.js';
+export { loadConsortium, parseConsortium } from './consortium.js';

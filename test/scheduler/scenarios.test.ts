@@ -1,0 +1,333 @@
+// Named scenarios: each is a situation a member or an operator will recognise.
+import { describe, expect, it } from 'vitest';
+import type { Decision } from '../../src/scheduler/types.js';
+import { cycle } from '../../src/scheduler/cycle.js';
+import { consortium, job, onNodes, site } from '../../src/testing/builders.js';
+import { ScenarioCluster } from '../../src/testing/cluster.js';
+
+// Two NVLink domains of 4 trays × 4 GPUs: nodes 0–3 are domain 0, nodes 4–7 domain 1.
+const twoRacks = () => site().racksPerSuperpod(2).traysPerRack(4).gpusPerTray(4).build();
+const pair = () => consortium().member('pharma', { entitlement: 16 }).member('telecom', { entitlement: 16 }).build();
+
+const starts = (ds: readonly Decision[]) => ds.filter((d) => d.kind === 'start');
+const preempts = (ds: readonly Decision[]) => ds.filter((d) => d.kind === 'preempt');
+const domainsOf = (s: ReturnType<typeof twoRacks>, d: Decision) =>
+  d.kind === 'start' || d.kind === 'reserve' ? new Set(d.allocation.map((a) => s.nodes[a.node].domain)) : new Set<number>();
+
+describe('placement on NVLink domains', () => {
+  it('packs small jobs best-fit onto one node so that domains stay whole', () => {
+    const k = new ScenarioCluster(twoRacks(), pair());
+    for (let i = 0; i < 4; i++) k.submit(job(`nb-${i}`).gpus(1).build());
+    const ds = starts(k.step(0).decisions);
+    expect(ds).toHaveLength(4);
+    expect(new Set(ds.flatMap((d) => (d.kind === 'start' ? d.allocation.map((a) => a.node) : [])))).toEqual(new Set([0]));
+  });
+
+  it('puts a gang that fits in one domain into the tightest domain that holds it', () => {
+    const s = twoRacks();
+    const k = new ScenarioCluster(s, pair()).place(job('small').gpus(4).running(0, onNodes([0], 4)));
+    k.submit(job('train-12').gpus(12).topology('required').build());
+    const [d] = starts(k.step(0).decisions);
+    expect([...domainsOf(s, d)]).toEqual([0]);
+  });
+
+  it('keeps a required-topology gang waiting rather than splitting it, and says why', () => {
+    const s = twoRacks();
+    const k = new ScenarioCluster(s, pair()).place(
+      job('a').gpus(8).walltime(7200).running(0, onNodes([0, 1], 4)),
+      job('b').gpus(8).walltime(7200).running(0, onNodes([4, 5], 4)),
+    );
+    k.submit(job('train-12').gpus(12).topology('required').build());
+    const r = k.step(0);
+    expect(starts(r.decisions)).toHaveLength(0);
+    // 16 GPUs are free, but 8 in each domain: it holds a reservation for when one domain empties.
+    expect(k.explanation('train-12')?.reason).toBe('NoTopologyFit');
+    expect(r.decisions).toContainEqual(expect.objectContaining({ kind: 'reserve', job: 'train-12', start: 7200 }));
+    expect(k.explanation('train-12')?.estimatedStart).toBe(7200);
+  });
+
+  it('lets a preferred-topology gang spread over domains when no single one has room', () => {
+    const s = twoRacks();
+    const k = new ScenarioCluster(s, pair()).place(
+      job('a').gpus(8).running(0, onNodes([0, 1], 4)),
+      job('b').gpus(8).running(0, onNodes([4, 5], 4)),
+    );
+    k.submit(job('train-12').gpus(12).topology('preferred').build());
+    const [d] = starts(k.step(0).decisions);
+    expect(domainsOf(s, d).size).toBe(2);
+  });
+
+  it('gives a gang larger than a domain the fewest domains possible', () => {
+    const s = site().racksPerSuperpod(4).traysPerRack(4).gpusPerTray(4).build();
+    const c = consortium().member('pharma', { entitlement: 64 }).build();
+    const k = new ScenarioCluster(s, c).place(job('a').gpus(4).running(0, onNodes([0], 4)));
+    k.submit(job('train-32').gpus(32).topology('required').build());
+    const [d] = starts(k.step(0).decisions);
+    const used = domainsOf(s, d);
+    expect(used.size).toBe(2);
+    expect(used.has(0)).toBe(false);
+  });
+
+  it('starts a gang whole or not at all', () => {
+    const k = new ScenarioCluster(twoRacks(), pair()).place(
+      job('a').gpus(12).walltime(600).running(0, onNodes([0, 1, 2], 4)),
+      job('b').gpus(12).walltime(600).running(0, onNodes([4, 5, 6], 4)),
+    );
+    k.submit(job('gang').gang(3, 4).build());
+    expect(starts(k.step(0).decisions)).toHaveLength(0);
+    expect(k.explanation('gang')?.estimatedStart).toBe(600);
+  });
+
+  it('says NodesUnavailable when the gang cannot fit on the up nodes at all', () => {
+    const k = new ScenarioCluster(twoRacks(), pair()).setNodes({ 'sp1-r01-t01': 'down', 'sp1-r02-t01': 'maintenance' });
+    k.submit(job('too-big').gpus(16).topology('required').build());
+    k.step(0);
+    expect(k.explanation('too-big')).toMatchObject({ reason: 'NodesUnavailable', estimatedStart: null });
+  });
+});
+
+describe('entitlements: lend idle GPUs, reclaim them when the owner needs them', () => {
+  it('lends idle entitlement and marks the work as borrowing', () => {
+    const k = new ScenarioCluster(twoRacks(), pair());
+    for (let i = 0; i < 6; i++) k.submit(job(`t${i}`).member('telecom').gpus(4).build());
+    const ds = starts(k.step(0).decisions);
+    expect(ds).toHaveLength(6);
+    expect(ds.filter((d) => d.kind === 'start' && d.borrowing)).toHaveLength(2);
+  });
+
+  it('reclaims borrowed GPUs for an owner within its entitlement, and no more than needed', () => {
+    const k = new ScenarioCluster(twoRacks(), pair());
+    for (let i = 0; i < 8; i++) k.submit(job(`t${i}`).member('telecom').gpus(4).grace(30).build());
+    k.step(0);
+    k.submit(job('owner').member('pharma').gpus(8).build());
+    const r = k.step(600);
+    const p = preempts(r.decisions);
+    expect(p).toHaveLength(2);
+    expect(p.every((d) => d.kind === 'preempt' && d.reason === 'Reclaim' && d.for === 'owner' && d.graceSeconds === 30)).toBe(true);
+    expect(k.explanation('owner')).toMatchObject({ reason: 'WaitingForReclaim', estimatedStart: 630 });
+    // Next cycle, still in the grace period: nobody else is preempted.
+    expect(preempts(k.step(610).decisions)).toHaveLength(0);
+    // After the grace period, the owner starts on the reclaimed GPUs.
+    k.step(630);
+    expect(k.isRunning('owner')).toBe(true);
+  });
+
+  it('never preempts a member at or under its entitlement for a borrower', () => {
+    const k = new ScenarioCluster(twoRacks(), pair());
+    for (let i = 0; i < 4; i++) k.submit(job(`p${i}`).member('pharma').gpus(4).build());
+    for (let i = 0; i < 4; i++) k.submit(job(`t${i}`).member('telecom').gpus(4).build());
+    k.step(0);
+    k.submit(job('more').member('telecom').gpus(4).build());
+    const r = k.step(600);
+    expect(preempts(r.decisions)).toHaveLength(0);
+    expect(k.explanation('more')?.reason).toBe('QuotaExhausted');
+  });
+
+  it('lends no more than the lending limit', () => {
+    const c = consortium()
+      .member('defense', { entitlement: 16, lendingLimit: 4 })
+      .member('bank', { entitlement: 16 })
+      .build();
+    const k = new ScenarioCluster(twoRacks(), c);
+    for (let i = 0; i < 8; i++) k.submit(job(`b${i}`).member('bank').gpus(4).build());
+    k.step(0);
+    expect(k.running).toHaveLength(5);
+    expect(k.explanation('b5')?.reason).toBe('QuotaExhausted');
+  });
+
+  it('preempts the borrowed job that loses the fewest GPU-hours since its last checkpoint', () => {
+    const k = new ScenarioCluster(twoRacks(), pair()).place(
+      job('p-own').member('pharma').gpus(12).walltime(1e5).running(0, onNodes([0, 1, 2], 4)),
+      job('t-own').member('telecom').gpus(16).walltime(1e5).running(0, onNodes([4, 5, 6, 7], 4)),
+      // Borrowed by telecom, no checkpoint for 2 h:
+      job('t-stale').member('telecom').gpus(2).walltime(1e5).running(0, [{ node: 3, gpus: 2 }]),
+      // Borrowed by telecom, checkpointed 5 min ago:
+      job('t-fresh').member('telecom').gpus(2).walltime(1e5).checkpointEvery(900).running(0, [{ node: 3, gpus: 2 }], 6900),
+    );
+    k.submit(job('owner').member('pharma').gpus(2).build());
+    const p = preempts(k.step(7200).decisions);
+    expect(p.map((d) => d.job)).toEqual(['t-fresh']);
+    expect(p[0]).toMatchObject({ lostGpuHours: (2 * 300) / 3600 });
+  });
+
+  it('respects the minimum runtime before preemption', () => {
+    const k = new ScenarioCluster(twoRacks(), pair()).place(
+      job('p-own').member('pharma').gpus(12).walltime(1e5).running(0, onNodes([0, 1, 2], 4)),
+      job('t-own').member('telecom').gpus(16).walltime(1e5).minRuntime(1e5).running(0, onNodes([4, 5, 6, 7], 4)),
+      job('t-young').member('telecom').gpus(4).walltime(1e5).minRuntime(3600).running(1000, onNodes([3], 4)),
+    );
+    k.submit(job('owner').member('pharma').gpus(4).build());
+    expect(preempts(k.step(2000).decisions)).toHaveLength(0);
+    expect(preempts(k.step(4600).decisions).map((d) => d.job)).toEqual(['t-young']);
+  });
+
+  it('does not loop: the reclaimed job does not in turn preempt its preemptor', () => {
+    const k = new ScenarioCluster(twoRacks(), pair());
+    for (let i = 0; i < 8; i++) k.submit(job(`t${i}`).member('telecom').gpus(4).walltime(1e5).build());
+    k.step(0);
+    for (let i = 0; i < 4; i++) k.submit(job(`p${i}`).member('pharma').gpus(4).walltime(1e5).build());
+    k.runUntil(3600, 60);
+    const all = k.history.flatMap((h) => preempts(h.decisions));
+    expect(all).toHaveLength(4);
+    expect(all.every((d) => d.kind === 'preempt' && d.for.startsWith('p'))).toBe(true);
+    expect(k.running.filter((j) => j.member === 'pharma')).toHaveLength(4);
+  });
+
+  it('lets production inference preempt its own member’s batch work, not another member’s', () => {
+    const k = new ScenarioCluster(twoRacks(), pair()).place(
+      job('p-batch').member('pharma').priority('batch').gpus(16).walltime(1e5).running(0, onNodes([0, 1, 2, 3], 4)),
+      job('t-batch').member('telecom').priority('batch').gpus(16).walltime(1e5).running(0, onNodes([4, 5, 6, 7], 4)),
+    );
+    k.submit(job('p-serve').member('pharma').priority('inference').gpus(4).build());
+    const p = preempts(k.step(100).decisions);
+    expect(p).toEqual([expect.objectContaining({ job: 'p-batch', reason: 'Priority', for: 'p-serve' })]);
+  });
+});
+
+describe('backfill with reservations', () => {
+  it('holds a reservation for the blocked gang and backfills only jobs that end before it', () => {
+    const c = consortium()
+      .member('pharma', { entitlement: 16 })
+      .member('telecom', { entitlement: 8 })
+      .member('academy', { entitlement: 8 })
+      .build();
+    const k = new ScenarioCluster(twoRacks(), c).place(
+      job('long').member('telecom').gpus(16).walltime(7200).minRuntime(1e5).running(0, onNodes([0, 1, 2, 3], 4)),
+      job('mid').member('pharma').gpus(12).walltime(3600).running(0, onNodes([4, 5, 6], 4)),
+    );
+    k.submit(
+      job('gang-16').member('pharma').gpus(16).topology('required').submitted(0).build(),
+      job('long-small').member('academy').gpus(4).walltime(7200).submitted(1).build(),
+      job('short').member('academy').gpus(4).walltime(1800).submitted(2).build(),
+    );
+    const r = k.step(0);
+    // pharma's own 'mid' holds its entitlement until 3600: the gang reserves domain 1 from then.
+    expect(r.decisions.find((d) => d.kind === 'reserve' && d.job === 'gang-16')).toMatchObject({ start: 3600 });
+    expect(k.explanation('gang-16')).toMatchObject({ reason: 'QuotaExhausted', position: 1, estimatedStart: 3600 });
+    expect(starts(r.decisions).map((d) => d.job)).toEqual(['short']);
+    expect(k.explanation('long-small')?.reason).toBe('BehindReservation');
+    k.step(3600);
+    expect(k.isRunning('gang-16')).toBe(true);
+  });
+
+  it('starts a large gang within a bounded time behind a stream of small jobs', () => {
+    const c = consortium().member('pharma', { entitlement: 16 }).member('telecom', { entitlement: 16 }).build();
+    const k = new ScenarioCluster(twoRacks(), c);
+    let n = 0;
+    const stream = (t: number) => {
+      for (let i = 0; i < 4; i++) {
+        const m = i % 2 ? 'pharma' : 'telecom';
+        k.submit(job(`s${n++}`).member(m).gpus(1).walltime(900).submitted(t).build());
+      }
+    };
+    stream(0);
+    k.step(0);
+    k.submit(job('big').member('pharma').gpus(16).topology('required').submitted(30).build());
+    for (let t = 60; t <= 4 * 3600 && !k.isRunning('big'); t += 60) {
+      stream(t);
+      k.step(t);
+    }
+    expect(k.isRunning('big')).toBe(true);
+    // Bounded by the longest small job once the reservation is held, plus one cycle.
+    expect(k.running.find((j) => j.id === 'big')!.startedAt).toBeLessThanOrEqual(30 + 900 + 60);
+  });
+});
+
+describe('isolation and zones', () => {
+  const sovereign = () => site().racksPerSuperpod(3).traysPerRack(4).gpusPerTray(4).zone('sovereign', 'sp1-r03').build();
+  const withDefense = () =>
+    consortium()
+      .member('pharma', { entitlement: 24 })
+      .member('defense', { entitlement: 16, isolation: 'required', zone: 'sovereign', lendingLimit: 0 })
+      .build();
+
+  it('runs isolation-required work only in its zone and never next to another member', () => {
+    const s = sovereign();
+    const k = new ScenarioCluster(s, withDefense());
+    k.submit(job('d1').member('defense').gpus(4).build(), job('p1').member('pharma').gpus(4).build());
+    const ds = starts(k.step(0).decisions);
+    const d1 = ds.find((d) => d.job === 'd1')!;
+    const p1 = ds.find((d) => d.job === 'p1')!;
+    expect([...domainsOf(s, d1)]).toEqual([2]);
+    expect(domainsOf(s, p1).has(2)).toBe(false);
+  });
+
+  it('keeps other members out of a domain that hosts isolated work, and says so', () => {
+    const s = sovereign();
+    const c = consortium()
+      .member('pharma', { entitlement: 24, zone: 'sovereign' })
+      .member('defense', { entitlement: 16, isolation: 'required', zone: 'sovereign', lendingLimit: 0 })
+      .build();
+    const k = new ScenarioCluster(s, c).place(job('d1').member('defense').gpus(4).walltime(1e5).running(0, onNodes([8], 4)));
+    k.submit(job('p1').member('pharma').gpus(4).build());
+    k.step(0);
+    expect(k.isRunning('p1')).toBe(false);
+    expect(k.explanation('p1')?.reason).toBe('IsolationRequired');
+  });
+
+  it('honours an exclusive request from a member that does not require isolation', () => {
+    const s = twoRacks();
+    const k = new ScenarioCluster(s, pair()).place(job('t1').member('telecom').gpus(1).walltime(1e5).running(0, [{ node: 0, gpus: 1 }]));
+    k.submit(job('p-excl').member('pharma').gpus(4).exclusive().build());
+    const [d] = starts(k.step(0).decisions);
+    expect([...domainsOf(s, d)]).toEqual([1]);
+  });
+});
+
+describe('failures and drains', () => {
+  it('requeues a whole gang when one of its nodes fails', () => {
+    const k = new ScenarioCluster(twoRacks(), pair()).place(job('g').gang(2, 4).running(0, onNodes([0, 1], 4)));
+    k.setNodes({ 'sp1-r01-t02': 'down' });
+    const r = k.step(10);
+    expect(r.decisions[0]).toEqual({ kind: 'requeue', job: 'g', reason: 'NodeFailure', nodes: [1] });
+    // Requeued whole and placed again on healthy nodes in the same cycle loop.
+    k.step(20);
+    expect(k.running.find((j) => j.id === 'g')!.allocation.map((a) => a.node)).not.toContain(1);
+  });
+
+  it('gives draining nodes no new work but lets their jobs finish', () => {
+    const names = ['sp1-r01-t01', 'sp1-r01-t02', 'sp1-r01-t03', 'sp1-r01-t04'];
+    const k = new ScenarioCluster(twoRacks(), pair())
+      .place(job('old').gpus(1).walltime(1e5).running(0, [{ node: 0, gpus: 1 }]))
+      .setNodes(Object.fromEntries(names.map((n) => [n, 'draining'])));
+    k.submit(job('new').gpus(1).build());
+    const [d] = starts(k.step(0).decisions);
+    expect(d.kind === 'start' && d.allocation[0].node).toBeGreaterThanOrEqual(4);
+    expect(k.isRunning('old')).toBe(true);
+  });
+});
+
+describe('fair share and explanations', () => {
+  it('orders members by decayed usage against entitlement', () => {
+    const k = new ScenarioCluster(twoRacks(), pair()).place(
+      job('fill').member('pharma').gpus(16).walltime(1e5).running(0, onNodes([0, 1, 2, 3], 4)),
+      job('fill2').member('telecom').gpus(16).walltime(1e5).running(0, onNodes([4, 5, 6, 7], 4)),
+    );
+    k.usageGpuHours = { pharma: 5000, telecom: 100 };
+    k.submit(job('p').member('pharma').gpus(1).submitted(0).build(), job('t').member('telecom').gpus(1).submitted(5).build());
+    k.step(10);
+    expect(k.last.pending.map((e) => e.job)).toEqual(['t', 'p']);
+  });
+
+  it('gives every waiting job a reason, a position and an estimated start', () => {
+    const k = new ScenarioCluster(twoRacks(), pair()).place(
+      job('fill').member('pharma').gpus(16).walltime(3600).running(0, onNodes([0, 1, 2, 3], 4)),
+      job('fill2').member('telecom').gpus(16).walltime(7200).running(0, onNodes([4, 5, 6, 7], 4)),
+    );
+    for (let i = 0; i < 50; i++) k.submit(job(`w${i}`).member(i % 2 ? 'pharma' : 'telecom').gpus(1 + (i % 8)).submitted(i).build());
+    const r = k.step(0);
+    expect(r.pending).toHaveLength(50);
+    expect(r.pending.map((e) => e.position)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    for (const e of r.pending) {
+      expect(e.estimatedStart).not.toBeNull();
+      expect(e.estimatedStart!).toBeGreaterThanOrEqual(3600);
+    }
+  });
+
+  it('is deterministic: the same state and time give the same decisions', () => {
+    const s = twoRacks();
+    const pending = Array.from({ length: 40 }, (_, i) => job(`j${i}`).member(i % 3 ? 'pharma' : 'telecom').gpus(1 + (i % 6)).submitted(i).build());
+    const state = { site: s, consortium: pair(), running: [], pending, usageGpuHours: {} };
+    expect(cycle(state, 100)).toEqual(cycle(state, 100));
+  });
+});

@@ -12,6 +12,7 @@ import {
   type Allocation,
   type PendingJob,
   type RunningJob,
+  workAtRisk,
 } from '../core/job.js';
 import { isFailed } from '../core/site.js';
 import { decayedAverageGpus } from '../core/usage.js';
@@ -44,6 +45,12 @@ export function cycle(state: ClusterState, now: number, config: SchedulerConfig 
   return c.result();
 }
 
+interface Shape {
+  readonly req: PlacementRequest;
+  readonly sig: string;
+  readonly never: boolean;
+}
+
 interface Verdict {
   readonly job: PendingJob;
   readonly reason: PendingReason;
@@ -58,15 +65,17 @@ class CycleContext {
   readonly decisions: Decision[] = [];
   readonly waiting: Verdict[] = [];
   private readonly running: RunningEntry[] = [];
+  private readonly runningById = new Map<string, RunningEntry>();
   private readonly oracle: PreemptionOracle;
   private readonly memberIdx = new Map<string, number>();
   private readonly zoneMasks = new Map<string, Uint8Array>();
   private readonly memberReserved: Uint8Array;
+  private readonly preemptors: Uint32Array;
   private reservationsMade = 0;
   /** "Did not fit" results, valid while the snapshot's version is unchanged. */
   private readonly noFit = new Map<string, number>();
   private readonly diagnosis = new Map<string, { version: number; reason: PendingReason }>();
-  private readonly never = new Map<string, boolean>();
+  private readonly shapes = new Map<string, Shape>();
   private readonly capacity: Availability;
 
   constructor(
@@ -79,6 +88,7 @@ class CycleContext {
     this.snap = new Snapshot(site, consortium.members.length);
     this.quota = new QuotaBook(consortium, this.snap.now.total, (m, t) => this.timeline.releasedBy(m, t));
     this.memberReserved = new Uint8Array(consortium.members.length);
+    this.preemptors = new Uint32Array(consortium.members.length);
     this.oracle = new LeastLostWork(this.snap, this.quota, this.running, now);
     const avail = new Int32Array(site.nodes.length);
     const domainAvail = new Int32Array(site.domains.length);
@@ -103,9 +113,12 @@ class CycleContext {
       const member = this.member(job.member, job.id);
       const isolated = this.exclusive(job);
       this.snap.allocate(member, isolated, job.allocation);
-      this.quota.used[member] += gangGpusOf(job);
-      this.timeline.add(job.id, { end: expectedEnd(job, this.now), member, isolated, allocation: job.allocation });
-      this.running.push({ job, member, isolated, stopping: job.preempting !== null, fresh: false });
+      // A job being stopped still holds its GPUs, but no longer counts against its member's share.
+      if (!job.preempting) this.quota.add(member, gangGpusOf(job));
+      this.timeline.add(job.id, { end: expectedEnd(job, this.now), counted: !job.preempting, member, isolated, allocation: job.allocation });
+      const entry = { job, member, isolated, stopping: job.preempting !== null, fresh: false, lostGpuHours: workAtRisk(job, this.now) };
+      this.running.push(entry);
+      this.runningById.set(job.id, entry);
     }
   }
 
@@ -118,7 +131,7 @@ class CycleContext {
       else queues[this.member(job.member, job.id)].push(job);
     }
     holders.sort((a, b) => a.holdSince! - b.holdSince! || byClassThenAge(a, b));
-    for (const q of queues) q.sort(byClassThenAge);
+    for (let i = 0; i < queues.length; i++) queues[i] = sortByClassThenAge(queues[i]);
     // Weighted fair queueing: each member's position advances by the GPUs of the jobs it puts in
     // line, divided by its entitlement, starting from its decayed recent usage. Members with
     // less use than their share come first, and shares interleave in proportion to entitlement.
@@ -142,12 +155,12 @@ class CycleContext {
 
   consider(job: PendingJob): void {
     const m = this.member(job.member, job.id);
-    const req = this.request(job, m);
+    const { req, sig, never } = this.request(job, m);
     const end = this.now + job.walltimeSeconds;
-    if (this.neverFits(req, job)) return this.wait(job, 'NodesUnavailable', req.gpus, null);
+    if (never) return this.wait(job, 'NodesUnavailable', req.gpus, null);
     const fit = this.quota.fit(m, req.gpus, end);
 
-    const key = `${req.tasks.join(',')}|${job.topology}|${m}|${req.exclusive ? 1 : 0}|${this.zoneOf(job, m) ?? ''}|${this.snap.blockingReservations(end)}`;
+    const key = `${sig}|${this.snap.blockingReservations(end)}`;
     const view = this.snap.availableUntil(end);
     if (fit !== QuotaFit.Exhausted) {
       const allocation = this.noFit.get(key) === this.snap.version ? null : place(this.snap, view, req);
@@ -166,11 +179,15 @@ class CycleContext {
     // Preemption: reclaim lent GPUs for work within its entitlement; any work may displace its
     // own member's lower classes. Only when waiting would take longer than the victims' grace.
     const planKey = `p|${job.priorityClass}|${key}`;
-    if (this.noFit.get(planKey) !== this.snap.version) {
-      const exhausted = fit === QuotaFit.Exhausted;
-      const ownToFree = exhausted ? this.quota.peak(m, end) + req.gpus - this.quota.nominal[m] : 0;
-      const reclaim = fit === QuotaFit.Guaranteed;
-      const plan = this.oracle.plan({ request: req, priorityClass: job.priorityClass, end, reclaim, ownToFree });
+    const exhausted = fit === QuotaFit.Exhausted;
+    const ownToFree = exhausted ? this.quota.peak(m, end) + req.gpus - this.quota.nominal[m] : 0;
+    const preemptor = { request: req, priorityClass: job.priorityClass, end, reclaim: fit === QuotaFit.Guaranteed, ownToFree };
+    if (
+      this.preemptors[m] < this.config.preemptorsPerMember &&
+      this.noFit.get(planKey) !== this.snap.version &&
+      this.oracle.mayFree(preemptor)
+    ) {
+      const plan = this.oracle.plan(preemptor);
       if (!plan) this.noFit.set(planKey, this.snap.version);
       else if (!reservation || reservation.start > plan.readyAt) {
         this.preempt(job, plan);
@@ -199,17 +216,20 @@ class CycleContext {
   }
   private start(job: PendingJob, m: number, req: PlacementRequest, end: number, allocation: Allocation[], borrowing: boolean): void {
     this.snap.allocate(m, req.exclusive, allocation);
-    this.quota.used[m] += req.gpus;
-    this.timeline.add(job.id, { end, member: m, isolated: req.exclusive, allocation });
-    this.running.push({ job: asRunning(job, this.now, allocation), member: m, isolated: req.exclusive, stopping: false, fresh: true });
+    this.quota.add(m, req.gpus);
+    this.timeline.add(job.id, { end, counted: true, member: m, isolated: req.exclusive, allocation });
+    this.running.push({ job: asRunning(job, this.now, allocation), member: m, isolated: req.exclusive, stopping: false, fresh: true, lostGpuHours: 0 });
     this.decisions.push({ kind: 'start', job: job.id, allocation, borrowing });
   }
 
   private preempt(job: PendingJob, plan: PreemptionPlan): void {
+    this.preemptors[this.member(job.member, job.id)]++;
     for (const v of plan.victims) {
-      const entry = this.running.find((e) => e.job.id === v.job.id)!;
+      const entry = this.runningById.get(v.job.id)!;
       entry.stopping = true;
-      this.timeline.move(v.job.id, this.now + v.job.gracePeriodSeconds);
+      this.oracle.stopped(entry);
+      this.quota.add(v.member, -gangGpusOf(v.job));
+      this.timeline.stop(v.job.id, this.now + v.job.gracePeriodSeconds);
       this.decisions.push({
         kind: 'preempt',
         job: v.job.id,
@@ -228,7 +248,7 @@ class CycleContext {
     let used = this.quota.used[m] + this.quota.claimed(m);
     if (used + gpus <= nominal) return this.now;
     for (const r of this.timeline.ordered()) {
-      if (r.member !== m) continue;
+      if (r.member !== m || !r.counted) continue;
       used -= sumGpus(r.allocation);
       if (used + gpus <= nominal) return Math.max(this.now, r.end);
     }
@@ -272,16 +292,6 @@ class CycleContext {
     return reason === 'Priority' && reserved ? 'WaitingForResources' : reason;
   }
 
-  private neverFits(req: PlacementRequest, job: PendingJob): boolean {
-    const key = `${req.tasks.join(',')}|${job.topology}|${req.domains ? this.zoneOf(job, req.member) : ''}`;
-    let never = this.never.get(key);
-    if (never === undefined) {
-      never = place(this.snap, this.capacity, req, { ignoreIsolation: true }) === null;
-      this.never.set(key, never);
-    }
-    return never;
-  }
-
   private onStoppingNodes(allocation: readonly { node: number }[]): boolean {
     for (const e of this.running) {
       if (!e.stopping) continue;
@@ -290,16 +300,29 @@ class CycleContext {
     return false;
   }
 
-  private request(job: PendingJob, m: number): PlacementRequest {
-    const zone = this.zoneOf(job, m);
-    return {
-      tasks: gangTasks(job.gang, this.state.site.maxGpusPerNode),
-      gpus: gangGpus(job.gang),
-      member: m,
-      exclusive: this.exclusive(job),
-      topology: job.topology,
-      domains: zone === null ? null : this.zoneMask(zone, job.id),
-    };
+  /**
+   * The placement request of a job, shared by every job of the same member and shape; `never`:
+   * it cannot fit even on an empty machine with today's up nodes and zones.
+   */
+  private request(job: PendingJob, m: number): Shape {
+    const g = job.gang;
+    const sig = `${m}|${'gpus' in g ? g.gpus : `${g.nodes}x${g.gpusPerNode}`}|${job.topology}|${job.isolation.exclusive ? 1 : 0}|${job.isolation.zone ?? ''}`;
+    let shape = this.shapes.get(sig);
+    if (!shape) {
+      const zone = this.zoneOf(job, m);
+      const req: PlacementRequest = {
+        tasks: gangTasks(job.gang, this.state.site.maxGpusPerNode),
+        gpus: gangGpus(job.gang),
+        member: m,
+        exclusive: this.exclusive(job),
+        topology: job.topology,
+        domains: zone === null ? null : this.zoneMask(zone, job.id),
+      };
+      const never = place(this.snap, this.capacity, req, { ignoreIsolation: true }) === null;
+      shape = { req, sig, never };
+      this.shapes.set(sig, shape);
+    }
+    return shape;
   }
 
   private exclusive(job: { member: string; isolation: { exclusive: boolean } }): boolean {
@@ -329,6 +352,19 @@ class CycleContext {
   private memberOf(id: string): Member {
     return this.state.consortium.members[this.member(id, id)];
   }
+}
+
+/** Same order as byClassThenAge, with numeric keys computed once (10^5 jobs sort in a few ms). */
+function sortByClassThenAge(jobs: PendingJob[]): PendingJob[] {
+  const keys = new Float64Array(jobs.length);
+  const idx = new Uint32Array(jobs.length);
+  for (let i = 0; i < jobs.length; i++) {
+    idx[i] = i;
+    // Class rank dominates: submission times stay far below 10^13 s.
+    keys[i] = (3 - PRIORITY_RANK[jobs[i].priorityClass]) * 1e13 + jobs[i].submittedAt;
+  }
+  idx.sort((a, b) => keys[a] - keys[b] || byClassThenAge(jobs[a], jobs[b]));
+  return Array.from(idx, (i) => jobs[i]);
 }
 
 function byClassThenAge(a: PendingJob, b: PendingJob): number {

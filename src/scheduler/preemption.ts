@@ -3,7 +3,7 @@
 // (priority). A victim must have run its minimum runtime. Among the sets that make the gang
 // fit, the one that loses the fewest GPU-hours since the victims' last checkpoints wins, then
 // the one with the fewest jobs; a set is never larger than needed (each victim is necessary).
-import { gangGpusOf as gpusOfJob, PRIORITY_RANK, workAtRisk, type Allocation, type PriorityClass, type RunningJob } from '../core/job.js';
+import { gangGpusOf as gpusOfJob, PRIORITY_RANK, type Allocation, type PriorityClass, type RunningJob } from '../core/job.js';
 import { place, type PlacementRequest } from './placement.js';
 import type { QuotaBook } from './quota.js';
 import type { Snapshot, Undo } from './snapshot.js';
@@ -41,7 +41,10 @@ export interface Preemptor {
 
 /** The small port the cycle asks; it does not know how victims are chosen. */
 export interface PreemptionOracle {
+  /** A cheap upper bound: could stopping every eligible job free enough? */
+  mayFree(preemptor: Preemptor): boolean;
   plan(preemptor: Preemptor): PreemptionPlan | null;
+  stopped(entry: RunningEntry): void;
 }
 
 export interface RunningEntry {
@@ -52,6 +55,8 @@ export interface RunningEntry {
   stopping: boolean;
   /** Started by this cycle: never preempted in the cycle that started it. */
   readonly fresh: boolean;
+  /** GPU-hours since its last checkpoint: what stopping it now would lose. */
+  readonly lostGpuHours: number;
 }
 
 export class LeastLostWork implements PreemptionOracle {
@@ -62,20 +67,72 @@ export class LeastLostWork implements PreemptionOracle {
     private readonly now: number,
   ) {}
 
+  /** GPUs of preemptible work (past its minimum runtime, not stopping) per member and class rank. */
+  private eligible: Float64Array | null = null;
+
+  mayFree(preemptor: Preemptor): boolean {
+    const ranks = PRIORITY_RANK.inference + 1;
+    if (!this.eligible) {
+      this.eligible = new Float64Array(this.quota.used.length * ranks);
+      for (const e of this.running) {
+        if (e.stopping || e.fresh || this.now - e.job.startedAt < e.job.minRuntimeSeconds) continue;
+        this.eligible[e.member * ranks + PRIORITY_RANK[e.job.priorityClass]] += gpusOfJob(e.job);
+      }
+    }
+    const m = preemptor.request.member;
+    const rank = PRIORITY_RANK[preemptor.priorityClass];
+    let own = 0;
+    for (let r = 0; r < rank; r++) own += this.eligible[m * ranks + r];
+    if (own < preemptor.ownToFree) return false;
+    let all = own;
+    if (preemptor.reclaim) {
+      for (let k = 0; k < this.quota.used.length; k++) {
+        if (k === m || !this.quota.borrowing(k)) continue;
+        for (let r = 0; r < ranks; r++) all += this.eligible[k * ranks + r];
+      }
+    }
+    return all > 0 && this.snap.now.total + all >= preemptor.request.gpus;
+  }
+
+  /** The cycle tells the oracle which jobs it has told to stop. */
+  stopped(entry: RunningEntry): void {
+    if (this.eligible) this.eligible[entry.member * (PRIORITY_RANK.inference + 1) + PRIORITY_RANK[entry.job.priorityClass]] -= gpusOfJob(entry.job);
+  }
+
   plan(preemptor: Preemptor): PreemptionPlan | null {
     const candidates = this.candidates(preemptor);
     if (candidates.length === 0) return null;
     const { request } = preemptor;
+    // Bounds first: all candidates together must free enough, or no subset will.
+    let own = 0;
+    let all = 0;
+    for (const v of candidates) {
+      all += gpusOf(v);
+      if (v.member === request.member) own += gpusOf(v);
+    }
+    if (own < preemptor.ownToFree || this.snap.now.total + all < request.gpus) return null;
+    sortCheapestFirst(candidates);
     // A gang that fits in one domain is tried domain by domain, so victims in other domains
     // are never taken in vain; larger gangs search the whole machine at once.
-    const maxDomain = Math.max(...this.snap.site.domains.map((d) => d.gpus));
+    const { site } = this.snap;
+    const maxDomain = Math.max(...site.domains.map((d) => d.gpus));
     let best: PreemptionPlan | null = null;
     if (request.gpus <= maxDomain) {
-      for (let d = 0; d < this.snap.site.domains.length; d++) {
+      // Candidates by domain; work that frees quota counts anywhere, so own victims go everywhere.
+      const byDomain: Victim[][] = site.domains.map(() => []);
+      const inDomainGpus = new Float64Array(site.domains.length);
+      for (const v of candidates) {
+        const seen = new Set<number>();
+        for (const a of v.job.allocation) seen.add(site.nodes[a.node].domain);
+        for (let d = 0; d < site.domains.length; d++) {
+          if (seen.has(d) || (preemptor.ownToFree > 0 && v.member === request.member)) byDomain[d].push(v);
+        }
+        for (const d of seen) inDomainGpus[d] += gpusOf(v);
+      }
+      for (let d = 0; d < site.domains.length; d++) {
         if (request.domains && !request.domains[d]) continue;
-        const inDomain = candidates.filter((v) => v.job.allocation.some((a) => this.snap.site.nodes[a.node].domain === d));
-        if (inDomain.length === 0) continue;
-        const plan = this.greedy(preemptor, inDomain, d);
+        if (this.snap.now.domainAvail[d] + inDomainGpus[d] < request.gpus) continue;
+        const plan = this.greedy(preemptor, byDomain[d], d);
         if (plan && better(plan, best)) best = plan;
       }
     }
@@ -98,17 +155,8 @@ export class LeastLostWork implements PreemptionOracle {
       if (!reason) continue;
       // Purely borrowed work (its member stays at or above its entitlement without it) goes first.
       const overshoot = reason === 'Reclaim' && this.quota.used[e.member] - gpusOfJob(e.job) < this.quota.nominal[e.member];
-      out.push({ job: e.job, member: e.member, isolated: e.isolated, reason, lostGpuHours: workAtRisk(e.job, this.now), overshoot });
+      out.push({ job: e.job, member: e.member, isolated: e.isolated, reason, lostGpuHours: e.lostGpuHours, overshoot });
     }
-    // Cheapest work first; for equal loss, bigger jobs first (fewer victims), then the newest.
-    out.sort(
-      (a, b) =>
-        Number(a.overshoot) - Number(b.overshoot) ||
-        a.lostGpuHours - b.lostGpuHours ||
-        gpusOf(b) - gpusOf(a) ||
-        b.job.startedAt - a.job.startedAt ||
-        (a.job.id < b.job.id ? -1 : 1),
-    );
     return out;
   }
 
@@ -125,22 +173,22 @@ export class LeastLostWork implements PreemptionOracle {
     const remove = (v: Victim) => {
       const u = snap.release(v.member, v.isolated, v.job.allocation);
       const g = gpusOf(v);
-      quota.used[v.member] -= g;
+      quota.add(v.member, -g);
       if (v.member === request.member) ownFreed += g;
       undos.push(() => {
         u();
-        quota.used[v.member] += g;
+        quota.add(v.member, g);
         if (v.member === request.member) ownFreed -= g;
       });
     };
     const restore = (v: Victim) => {
       const u = snap.allocate(v.member, v.isolated, v.job.allocation);
       const g = gpusOf(v);
-      quota.used[v.member] += g;
+      quota.add(v.member, g);
       if (v.member === request.member) ownFreed -= g;
       undos.push(() => {
         u();
-        quota.used[v.member] -= g;
+        quota.add(v.member, -g);
         if (v.member === request.member) ownFreed += g;
       });
     };
@@ -181,6 +229,18 @@ export class LeastLostWork implements PreemptionOracle {
     snap.version = version;
     return plan;
   }
+}
+
+/** Purely borrowed work first, then the least work lost; for equal loss, bigger jobs (fewer victims), then the newest. */
+function sortCheapestFirst(victims: Victim[]): void {
+  victims.sort(
+    (a, b) =>
+      Number(a.overshoot) - Number(b.overshoot) ||
+      a.lostGpuHours - b.lostGpuHours ||
+      gpusOf(b) - gpusOf(a) ||
+      b.job.startedAt - a.job.startedAt ||
+      (a.job.id < b.job.id ? -1 : 1),
+  );
 }
 
 function gpusOf(v: Victim): number {

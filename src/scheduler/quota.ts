@@ -14,7 +14,7 @@ export class QuotaBook {
   readonly nominal: Float64Array;
   readonly lendingLimit: Float64Array;
   readonly borrowingLimit: Float64Array;
-  /** GPUs held per member: running, preempting, or started this cycle. */
+  /** GPUs held per member: running, or started this cycle; not those already being stopped. */
   readonly used: Float64Array;
   /**
    * Quota promised to reserved jobs from a future time on. A job that ends before a claim
@@ -46,10 +46,21 @@ export class QuotaBook {
       entitled += m.entitlementGpus;
     });
     this.unassigned = Math.max(0, capacity - entitled);
+    this.peaks = new Array(n).fill(null);
+  }
+
+  /** Memo of `peak`: per member, claim starts in order with the prefix maximum of usage. */
+  private peaks: ({ starts: number[]; maxUpTo: number[] } | null)[];
+
+  add(member: number, gpus: number): void {
+    this.used[member] += gpus;
+    // Usage now also shifts usage at every claim start; timeline changes come with it.
+    this.peaks.fill(null);
   }
 
   claim(member: number, start: number, gpus: number): void {
     this.claims.push({ member, start, gpus });
+    this.peaks[member] = null;
   }
 
   /** All GPUs the member has claimed for reserved jobs. */
@@ -61,14 +72,31 @@ export class QuotaBook {
 
   /** The most GPUs the member holds or has claimed at any moment before `end`. */
   peak(member: number, end: number): number {
-    let peak = this.used[member];
-    for (const c of this.claims) {
-      if (c.member !== member || c.start >= end) continue;
-      let atStart = this.used[member] - this.releasedBy(member, c.start);
-      for (const o of this.claims) if (o.member === member && o.start <= c.start) atStart += o.gpus;
-      if (atStart > peak) peak = atStart;
+    let memo = this.peaks[member];
+    if (!memo) {
+      const mine = this.claims.filter((c) => c.member === member).sort((a, b) => a.start - b.start);
+      const starts: number[] = [];
+      const maxUpTo: number[] = [];
+      let claimed = 0;
+      let max = this.used[member];
+      for (const c of mine) {
+        claimed += c.gpus;
+        max = Math.max(max, this.used[member] - this.releasedBy(member, c.start) + claimed);
+        starts.push(c.start);
+        maxUpTo.push(max);
+      }
+      memo = { starts, maxUpTo };
+      this.peaks[member] = memo;
     }
-    return peak;
+    // The last claim that starts before `end` carries the maximum over all earlier ones.
+    let lo = 0;
+    let hi = memo.starts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (memo.starts[mid] < end) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo === 0 ? this.used[member] : memo.maxUpTo[lo - 1];
   }
 
   /** Can the member run `gpus` more until `end`, within its entitlement or by borrowing? */

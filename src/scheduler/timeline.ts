@@ -8,6 +8,8 @@ import type { Snapshot, Undo } from './snapshot.js';
 
 export interface Release {
   end: number;
+  /** Its GPUs still count against its member's share (false once it is being stopped). */
+  counted: boolean;
   readonly member: number;
   readonly isolated: boolean;
   readonly allocation: readonly Allocation[];
@@ -30,7 +32,7 @@ export class ReleaseTimeline {
     this.releasedCache.clear();
   }
 
-  /** GPUs the member's running jobs will have released by time t. */
+  /** GPUs the member's running jobs (those counted to its share) will have released by time t. */
   releasedBy(member: number, t: number): number {
     const key = `${member}:${t}`;
     let g = this.releasedCache.get(key);
@@ -38,18 +40,19 @@ export class ReleaseTimeline {
       g = 0;
       for (const r of this.ordered()) {
         if (r.end > t) break;
-        if (r.member === member) for (const a of r.allocation) g += a.gpus;
+        if (r.member === member && r.counted) for (const a of r.allocation) g += a.gpus;
       }
       this.releasedCache.set(key, g);
     }
     return g;
   }
 
-  /** A preempted job now releases at the end of its grace period. */
-  move(job: string, end: number): void {
+  /** A preempted job releases at the end of its grace period, and no longer counts to its share. */
+  stop(job: string, end: number): void {
     const r = this.byJob.get(job);
-    if (r && r.end !== end) {
+    if (r) {
       r.end = end;
+      r.counted = false;
       this.changed();
     }
   }
@@ -79,21 +82,33 @@ export class ReleaseTimeline {
     const releases = this.ordered();
     const nodes = snap.site.nodes;
     let found: { start: number; allocation: Allocation[] } | null = null;
-    const fitNow = place(snap, future, req);
+    // Nodes with at least t free GPUs, per t: the gang's largest task must find enough of them
+    // before a placement is worth trying.
+    const atLeast = new Int32Array(snap.site.maxGpusPerNode + 2);
+    const count = (f: number, delta: number) => {
+      for (let t = 1; t <= f && t < atLeast.length; t++) atLeast[t] += delta;
+    };
+    for (let n = 0; n < future.avail.length; n++) if (snap.schedulable[n]) count(future.avail[n], 1);
+    const biggest = req.tasks[0];
+    const enough = () => future.total >= req.gpus && atLeast[biggest] >= countAtLeast(req.tasks, biggest);
+    const fitNow = enough() ? place(snap, future, req) : null;
     if (fitNow) found = { start: now, allocation: fitNow };
     for (let i = 0; !found && i < releases.length; ) {
       const t = releases[i].end;
       for (; i < releases.length && releases[i].end === t; i++) {
         const r = releases[i];
-        undos.push(snap.release(r.member, r.isolated, r.allocation));
+        // Domain tenancy matters only to exclusive requests, or where isolated work leaves.
+        if (req.exclusive || r.isolated) undos.push(snap.release(r.member, r.isolated, r.allocation));
         for (const { node: n, gpus } of r.allocation) {
           if (!snap.schedulable[n]) continue;
+          count(future.avail[n], -1);
+          count(future.avail[n] + gpus, 1);
           future.avail[n] += gpus;
           future.domainAvail[nodes[n].domain] += gpus;
           (future as { total: number }).total += gpus;
         }
       }
-      if (future.total < req.gpus) continue;
+      if (!enough()) continue;
       const allocation = place(snap, future, req);
       if (allocation) found = { start: Math.max(now, t), allocation };
     }
@@ -101,4 +116,10 @@ export class ReleaseTimeline {
     snap.version = version;
     return found;
   }
+}
+
+function countAtLeast(tasks: readonly number[], size: number): number {
+  let c = 0;
+  for (const t of tasks) if (t >= size) c++;
+  return c;
 }

@@ -16,9 +16,14 @@ export interface ClusterState {
 export interface SchedulerConfig {
   /** How many blocked jobs hold a reservation, beyond the first blocked job of each member. */
   readonly reservationDepth: number;
+  /**
+   * How many of a member's jobs may preempt in one cycle (Kueue considers one head per queue):
+   * reclaim proceeds a gang at a time, so a burst of arrivals cannot evict everything at once.
+   */
+  readonly preemptorsPerMember: number;
 }
 
-export const DEFAULT_CONFIG: SchedulerConfig = { reservationDepth: 16 };
+export const DEFAULT_CONFIG: SchedulerConfig = { reservationDepth: 16, preemptorsPerMember: 1 };
 
 export type PreemptionReason = 'Reclaim' | 'Priority';
 

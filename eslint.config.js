@@ -8,7 +8,9 @@ const LAYERS = {
   core: [],
   scheduler: ['core'],
   config: ['core'],
-  testing: ['core', 'scheduler', 'config'],
+  sim: ['core', 'scheduler'],
+  testing: ['core', 'scheduler', 'config', 'sim'],
+  cli: ['core', 'scheduler', 'config', 'sim'],
 };
 const PURE = ['core', 'scheduler'];
 

@@ -3,7 +3,7 @@
 import { loadConsortium, loadSite } from '../src/config/index.js';
 import { cycle } from '../src/scheduler/cycle.js';
 import type { ClusterState } from '../src/scheduler/types.js';
-import { Workload } from '../src/testing/workload.js';
+import { Workload } from '../src/sim/workload.js';
 
 const site = loadSite(new URL('../sites/se-factory.yaml', import.meta.url).pathname);
 const consortium = loadConsortium(new URL('../consortia/demo.yaml', import.meta.url).pathname, site);

@@ -74,6 +74,7 @@ class CycleContext {
   private reservationsMade = 0;
   /** "Did not fit" results, valid while the snapshot's version is unchanged. */
   private readonly noFit = new Map<string, number>();
+  private readonly noPlan = new Set<string>();
   private readonly diagnosis = new Map<string, { version: number; reason: PendingReason }>();
   private readonly shapes = new Map<string, Shape>();
   private readonly capacity: Availability;
@@ -178,20 +179,19 @@ class CycleContext {
 
     // Preemption: reclaim lent GPUs for work within its entitlement; any work may displace its
     // own member's lower classes. Only when waiting would take longer than the victims' grace.
-    const planKey = `p|${job.priorityClass}|${key}`;
-    const exhausted = fit === QuotaFit.Exhausted;
-    const ownToFree = exhausted ? this.quota.peak(m, end) + req.gpus - this.quota.nominal[m] : 0;
-    const preemptor = { request: req, priorityClass: job.priorityClass, end, reclaim: fit === QuotaFit.Guaranteed, ownToFree };
-    if (
-      this.preemptors[m] < this.config.preemptorsPerMember &&
-      this.noFit.get(planKey) !== this.snap.version &&
-      this.oracle.mayFree(preemptor)
-    ) {
-      const plan = this.oracle.plan(preemptor);
-      if (!plan) this.noFit.set(planKey, this.snap.version);
-      else if (!reservation || reservation.start > plan.readyAt) {
-        this.preempt(job, plan);
-        return this.hold(job, m, req, { start: plan.readyAt, allocation: plan.allocation }, 'WaitingForReclaim');
+    if (this.preemptors[m] < this.config.preemptorsPerMember) {
+      const ownToFree = fit === QuotaFit.Exhausted ? this.quota.peak(m, end) + req.gpus - this.quota.nominal[m] : 0;
+      const preemptor = { request: req, priorityClass: job.priorityClass, end, reclaim: fit === QuotaFit.Guaranteed, ownToFree };
+      // Within a cycle, preemption options only shrink (victims stop, free GPUs get taken), so a
+      // shape that found no victims will find none later in the same cycle.
+      const planKey = `${sig}|${job.priorityClass}|${fit}|${ownToFree}`;
+      if (!this.noPlan.has(planKey) && this.oracle.mayFree(preemptor)) {
+        const plan = this.oracle.plan(preemptor);
+        if (!plan) this.noPlan.add(planKey);
+        else if (!reservation || reservation.start > plan.readyAt) {
+          this.preempt(job, plan);
+          return this.hold(job, m, req, { start: plan.readyAt, allocation: plan.allocation }, 'WaitingForReclaim');
+        }
       }
     }
     if (!reservation) return this.wait(job, reason ?? this.diagnose(req, view, key, false), req.gpus, null);

@@ -166,12 +166,29 @@ export class LeastLostWork implements PreemptionOracle {
     const { request, end } = preemptor;
     const opts = domain === undefined ? {} : { onlyDomain: domain };
     let ownFreed = 0;
-    const fits = () => ownFreed >= preemptor.ownToFree && place(snap, snap.availableUntil(end), request, opts);
+    // What the preemptor may use, kept up to date as victims are taken out and put back.
+    const reserved = snap.reservedBefore(end);
+    const view = { avail: new Int32Array(reserved.length), domainAvail: new Int32Array(snap.site.domains.length), total: 0 };
+    const refresh = (allocation: readonly Allocation[]) => {
+      for (const { node: n } of allocation) {
+        const a = snap.schedulable[n] ? Math.max(0, snap.now.avail[n] - reserved[n]) : 0;
+        const delta = a - view.avail[n];
+        view.avail[n] = a;
+        view.domainAvail[snap.site.nodes[n].domain] += delta;
+        view.total += delta;
+      }
+    };
+    refresh(snap.site.nodes.map((_, node) => ({ node, gpus: 0 })));
+    const fits = () => {
+      if (ownFreed < preemptor.ownToFree) return null;
+      return view.total >= request.gpus ? place(snap, view, request, opts) : null;
+    };
     const undos: Undo[] = [];
     const chosen: Victim[] = [];
     const stillBorrowing = (v: Victim) => v.reason === 'Priority' || quota.borrowing(v.member);
     const remove = (v: Victim) => {
       const u = snap.release(v.member, v.isolated, v.job.allocation);
+      refresh(v.job.allocation);
       const g = gpusOf(v);
       quota.add(v.member, -g);
       if (v.member === request.member) ownFreed += g;
@@ -183,6 +200,7 @@ export class LeastLostWork implements PreemptionOracle {
     };
     const restore = (v: Victim) => {
       const u = snap.allocate(v.member, v.isolated, v.job.allocation);
+      refresh(v.job.allocation);
       const g = gpusOf(v);
       quota.add(v.member, g);
       if (v.member === request.member) ownFreed -= g;
@@ -193,7 +211,7 @@ export class LeastLostWork implements PreemptionOracle {
       });
     };
     const version = snap.version;
-    let allocation: Allocation[] | false | null = null;
+    let allocation: Allocation[] | null = null;
     for (const v of candidates) {
       // Reclaim stops as soon as the lender is no longer borrowing: a member at or under its
       // entitlement is never preempted for someone else.
@@ -205,13 +223,16 @@ export class LeastLostWork implements PreemptionOracle {
     }
     let plan: PreemptionPlan | null = null;
     if (allocation) {
+      let target: Allocation[] = allocation;
       // Minimal set: try to keep each victim, most expensive first.
       for (let i = chosen.length - 1; i >= 0; i--) {
         const v = chosen[i];
+        if (v.member === request.member && ownFreed - gpusOf(v) < preemptor.ownToFree) continue;
         restore(v);
-        const without = fits();
+        // Cheap case: the placement found does not need this victim's GPUs.
+        const without = stillValid(target, view.avail) ? target : fits();
         if (without) {
-          allocation = without;
+          target = without;
           chosen.splice(i, 1);
         } else {
           remove(v);
@@ -223,7 +244,7 @@ export class LeastLostWork implements PreemptionOracle {
         lost += v.lostGpuHours;
         readyAt = Math.max(readyAt, this.now + v.job.gracePeriodSeconds);
       }
-      plan = { victims: chosen, allocation, lostGpuHours: lost, readyAt };
+      plan = { victims: chosen, allocation: target, lostGpuHours: lost, readyAt };
     }
     for (let u = undos.length - 1; u >= 0; u--) undos[u]();
     snap.version = version;
@@ -245,6 +266,12 @@ function sortCheapestFirst(victims: Victim[]): void {
 
 function gpusOf(v: Victim): number {
   return gpusOfJob(v.job);
+}
+
+/** Does the allocation still fit in what is available (after a victim was put back)? */
+function stillValid(allocation: readonly Allocation[], avail: Int32Array): boolean {
+  for (const a of allocation) if (avail[a.node] < a.gpus) return false;
+  return true;
 }
 
 function better(a: PreemptionPlan, b: PreemptionPlan | null): boolean {

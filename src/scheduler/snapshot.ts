@@ -160,6 +160,16 @@ export class Snapshot {
     return { avail, domainAvail, total };
   }
 
+  /** GPUs per node held by reservations that start before `end`. */
+  reservedBefore(end: number): Int32Array {
+    const reserved = new Int32Array(this.free.length);
+    for (const r of this.reservations) {
+      if (r.start >= end) continue;
+      for (const { node, gpus } of r.allocation) reserved[node] += gpus;
+    }
+    return reserved;
+  }
+
   /** Can member m place work on domain d, given isolation (its own, or another member's)? */
   domainOpenTo(d: number, member: number, exclusive: boolean): boolean {
     const iso = this.domainIsolatedBy[d];

@@ -76,7 +76,7 @@ export class Workload {
       topology,
       isolation: { exclusive: false, zone: null },
       walltimeSeconds: 600 * this.int(1, 6 * 24),
-      minRuntimeSeconds: this.float() < 0.5 ? 600 : 0,
+      minRuntimeSeconds: 1800,
       checkpointIntervalSeconds: gpus >= 8 ? 1800 : null,
       gracePeriodSeconds: 60,
       submittedAt,

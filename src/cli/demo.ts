@@ -1,0 +1,91 @@
+// `fabrik demo`: the demo consortium on se-factory, driven through the real scheduler by the
+// stepped twin, with a synthetic stream of jobs. What a member or an operator would watch.
+import type { Consortium } from '../core/consortium.js';
+import { gangGpusOf } from '../core/job.js';
+import type { Site } from '../core/site.js';
+import { SteppedCluster } from '../sim/stepped.js';
+import { Workload } from '../sim/workload.js';
+
+export interface DemoOptions {
+  hours: number;
+  stepMinutes: number;
+  arrivalsPerHour: number;
+  seed: number;
+  show: number;
+}
+
+export function runDemo(site: Site, consortium: Consortium, o: DemoOptions, out: (line: string) => void): SteppedCluster {
+  const cluster = new SteppedCluster(site, consortium);
+  const w = new Workload(site, consortium, o.seed);
+  const step = o.stepMinutes * 60;
+  const perStep = (o.arrivalsPerHour * o.stepMinutes) / 60;
+  let carry = 0;
+  let preemptions = 0;
+  let lost = 0;
+  out(`Fabrik demo: ${site.name}, ${site.totalGpus} GPUs in ${site.domains.length} NVLink domains; consortium ${consortium.name}, ${consortium.members.length} members`);
+  out(`${o.hours} h of simulated time, a cycle every ${o.stepMinutes} min, ~${o.arrivalsPerHour} jobs/h (seed ${o.seed})`);
+  out('');
+  for (let t = 0; t <= o.hours * 3600; t += step) {
+    carry += perStep;
+    for (; carry >= 1; carry--) {
+      const job = w.job(t);
+      cluster.submit(job);
+      // Users over-estimate: a job runs 30–100 % of the walltime it asked for.
+      cluster.runFor(job.id, Math.max(60, Math.round(job.walltimeSeconds * (0.3 + 0.7 * w.float()))));
+    }
+    const r = cluster.step(t);
+    for (const d of r.decisions) {
+      if (d.kind !== 'preempt') continue;
+      preemptions++;
+      lost += d.lostGpuHours;
+    }
+    if (t % 3600 === 0) out(statusLine(cluster, preemptions, lost));
+  }
+  out('');
+  out(membersTable(cluster).join('\n'));
+  out('');
+  out(queueTable(cluster, o.show).join('\n'));
+  return cluster;
+}
+
+function statusLine(c: SteppedCluster, preemptions: number, lost: number): string {
+  const used = c.running.reduce((s, j) => s + gangGpusOf(j), 0);
+  const h = String(Math.floor(c.now / 3600)).padStart(2, '0');
+  return `t=${h}:00  running ${c.running.length} jobs on ${used}/${c.site.totalGpus} GPUs (${pct(used / c.site.totalGpus)})  waiting ${c.pending.length}  finished ${c.finished.length}  preempted ${preemptions} (${Math.round(lost)} GPU-h lost)`;
+}
+
+function membersTable(c: SteppedCluster): string[] {
+  const rows = c.consortium.members.map((m) => {
+    const used = c.running.filter((j) => j.member === m.id).reduce((s, j) => s + gangGpusOf(j), 0);
+    const waiting = c.pending.filter((j) => j.member === m.id).length;
+    return [m.id, String(m.entitlementGpus), String(used), m.entitlementGpus ? pct(used / m.entitlementGpus) : '-', used > m.entitlementGpus ? 'borrowing' : '', String(waiting)];
+  });
+  return table(['MEMBER', 'ENTITLED', 'RUNNING', 'OF SHARE', '', 'WAITING'], rows);
+}
+
+function queueTable(c: SteppedCluster, show: number): string[] {
+  const byId = new Map(c.pending.map((j) => [j.id, j]));
+  const rows = c.last.pending.slice(0, show).map((e) => {
+    const j = byId.get(e.job)!;
+    const gpus = 'gpus' in j.gang ? j.gang.gpus : j.gang.nodes * j.gang.gpusPerNode;
+    const eta = e.estimatedStart === null ? 'never' : e.estimatedStart <= c.now ? 'now' : `+${duration(e.estimatedStart - c.now)}`;
+    return [String(e.position), j.id, j.member, j.priorityClass, String(gpus), j.topology, e.reason, eta];
+  });
+  return [`Queue (first ${rows.length} of ${c.last.pending.length} waiting), as \`squeue --start\` would show it:`, ...table(['POS', 'JOB', 'MEMBER', 'CLASS', 'GPUS', 'TOPOLOGY', 'REASON', 'START'], rows)];
+}
+
+function table(head: string[], rows: string[][]): string[] {
+  const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((x, i) => x.padEnd(width[i])).join('  ').trimEnd();
+  return [line(head), ...rows.map(line)];
+}
+
+function pct(x: number): string {
+  return `${Math.round(x * 100)}%`;
+}
+
+function duration(s: number): string {
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return `${h}h${String(m).padStart(2, '0')}`;
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+// fabrik: the command line. Errors in what a person typed or wrote are messages, not stack traces.
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConsortium, loadSite } from '../config/index.js';
+import { InvalidDescriptionError } from '../core/errors.js';
+import { runDemo } from './demo.js';
+
+const DEFAULT_SITE = new URL('../../sites/se-factory.yaml', import.meta.url).pathname;
+const DEFAULT_CONSORTIUM = new URL('../../consortia/demo.yaml', import.meta.url).pathname;
+
+function positive(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got '${v}'.`);
+    return n;
+  };
+}
+
+const program = new Command('fabrik').description('Fabrik: the control plane of a sovereign AI factory.');
+
+program
+  .command('demo')
+  .description('run the demo consortium on the site through the scheduler, with a synthetic stream of jobs')
+  .option('--site <file>', 'site description (YAML)', DEFAULT_SITE)
+  .option('--consortium <file>', 'consortium description (YAML)', DEFAULT_CONSORTIUM)
+  .option('--hours <n>', 'simulated hours', positive('--hours'), 12)
+  .option('--step-minutes <n>', 'minutes between scheduling cycles', positive('--step-minutes'), 5)
+  .option('--arrivals-per-hour <n>', 'jobs submitted per hour', positive('--arrivals-per-hour'), 120)
+  .option('--seed <n>', 'seed of the synthetic workload', positive('--seed'), 7)
+  .option('--show <n>', 'waiting jobs to list at the end', positive('--show'), 15)
+  .action((o) => {
+    const site = loadSite(o.site);
+    runDemo(site, loadConsortium(o.consortium, site), o, (line) => console.log(line));
+  });
+
+program
+  .command('validate')
+  .description('check a site description, and a consortium against it')
+  .requiredOption('--site <file>', 'site description (YAML)')
+  .option('--consortium <file>', 'consortium description (YAML)')
+  .action((o) => {
+    const site = loadSite(o.site);
+    console.log(`${o.site}: site ${site.name}, ${site.totalGpus} GPUs, ${site.domains.length} NVLink domains, ${site.nodes.length} nodes, zones ${site.zones.join(', ')}`);
+    if (o.consortium) {
+      const c = loadConsortium(o.consortium, site);
+      const entitled = c.members.reduce((s, m) => s + m.entitlementGpus, 0);
+      console.log(`${o.consortium}: consortium ${c.name}, ${c.members.length} members entitled to ${entitled} GPUs`);
+    }
+  });
+
+try {
+  await program.parseAsync();
+} catch (e) {
+  if (e instanceof InvalidDescriptionError) {
+    console.error(`fabrik: ${e.message}`);
+    process.exit(2);
+  }
+  throw e;
+}

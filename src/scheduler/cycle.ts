@@ -16,7 +16,7 @@ import {
 } from '../core/job.js';
 import { isFailed } from '../core/site.js';
 import { decayedAverageGpus } from '../core/usage.js';
-import { estimateStarts, type Waiting } from './estimate.js';
+import { estimateStarts } from './estimate.js';
 import { place, type PlacementRequest } from './placement.js';
 import { LeastLostWork, type PreemptionOracle, type PreemptionPlan, type RunningEntry } from './preemption.js';
 import { QuotaBook, QuotaFit } from './quota.js';
@@ -47,23 +47,22 @@ export function cycle(state: ClusterState, now: number, config: SchedulerConfig 
 
 interface Shape {
   readonly req: PlacementRequest;
-  readonly sig: string;
+  /** Small integer naming the shape in this cycle's caches. */
+  readonly id: number;
   readonly never: boolean;
 }
 
-interface Verdict {
-  readonly job: PendingJob;
-  readonly reason: PendingReason;
-  readonly gpus: number;
-  readonly reservedStart: number | null;
-}
+/** Explanations are built as the walk goes; the estimate is filled in at the end. */
+type Pending = { -readonly [K in keyof Explanation]: Explanation[K] };
 
 class CycleContext {
   readonly snap: Snapshot;
   readonly quota: QuotaBook;
   readonly timeline = new ReleaseTimeline();
   readonly decisions: Decision[] = [];
-  readonly waiting: Verdict[] = [];
+  /** Waiting jobs in queue order: their explanations, and the columns the estimate reads. */
+  readonly waiting: Pending[] = [];
+  private readonly waitingColumns = { gpus: [] as number[], walltimeSeconds: [] as number[], reservedStart: [] as number[] };
   private readonly running: RunningEntry[] = [];
   private readonly runningById = new Map<string, RunningEntry>();
   private readonly oracle: PreemptionOracle;
@@ -71,12 +70,13 @@ class CycleContext {
   private readonly zoneMasks = new Map<string, Uint8Array>();
   private readonly memberReserved: Uint8Array;
   private readonly preemptors: Uint32Array;
+  private readonly planAttempts: Uint32Array;
   private reservationsMade = 0;
   /** "Did not fit" results, valid while the snapshot's version is unchanged. */
-  private readonly noFit = new Map<string, number>();
+  private readonly noFit = new Map<number, number>();
   private readonly noPlan = new Set<string>();
-  private readonly diagnosis = new Map<string, { version: number; reason: PendingReason }>();
-  private readonly shapes = new Map<string, Shape>();
+  private readonly diagnosis = new Map<number, { version: number; reason: PendingReason }>();
+  private readonly shapes = new Map<number, Shape>();
   private readonly capacity: Availability;
 
   constructor(
@@ -90,6 +90,7 @@ class CycleContext {
     this.quota = new QuotaBook(consortium, this.snap.now.total, (m, t) => this.timeline.releasedBy(m, t));
     this.memberReserved = new Uint8Array(consortium.members.length);
     this.preemptors = new Uint32Array(consortium.members.length);
+    this.planAttempts = new Uint32Array(consortium.members.length);
     this.oracle = new LeastLostWork(this.snap, this.quota, this.running, now);
     const avail = new Int32Array(site.nodes.length);
     const domainAvail = new Int32Array(site.domains.length);
@@ -137,7 +138,8 @@ class CycleContext {
     // line, divided by its entitlement, starting from its decayed recent usage. Members with
     // less use than their share come first, and shares interleave in proportion to entitlement.
     const halfLife = this.state.consortium.fairShare.halfLifeHours;
-    const virtual = members.map((m) => decayedAverageGpus(this.state.usageGpuHours[m.id] ?? 0, halfLife) / weight(m));
+    const weights = members.map(weight);
+    const virtual = members.map((m, i) => decayedAverageGpus(this.state.usageGpuHours[m.id] ?? 0, halfLife) / weights[i]);
     const heads = new Int32Array(members.length);
     const out = holders;
     for (;;) {
@@ -149,24 +151,23 @@ class CycleContext {
       if (pick < 0) break;
       const job = queues[pick][heads[pick]++];
       out.push(job);
-      virtual[pick] += gangGpus(job.gang) / weight(members[pick]);
+      virtual[pick] += gangGpus(job.gang) / weights[pick];
     }
     return out;
   }
 
   consider(job: PendingJob): void {
     const m = this.member(job.member, job.id);
-    const { req, sig, never } = this.request(job, m);
+    const { req, id: sig, never } = this.request(job, m);
     const end = this.now + job.walltimeSeconds;
     if (never) return this.wait(job, 'NodesUnavailable', req.gpus, null);
     const fit = this.quota.fit(m, req.gpus, end);
 
-    const key = `${sig}|${this.snap.blockingReservations(end)}`;
-    const view = this.snap.availableUntil(end);
     if (fit !== QuotaFit.Exhausted) {
-      const allocation = this.noFit.get(key) === this.snap.version ? null : place(this.snap, view, req);
+      const k = this.fitKey(sig, end);
+      const allocation = this.noFit.get(k) === this.snap.version ? null : place(this.snap, this.snap.availableUntil(end), req);
       if (allocation) return this.start(job, m, req, end, allocation, fit === QuotaFit.Borrowing);
-      this.noFit.set(key, this.snap.version);
+      this.noFit.set(k, this.snap.version);
     }
 
     // Blocked. The first blocked job of each member, jobs already promised capacity, and the
@@ -179,13 +180,14 @@ class CycleContext {
 
     // Preemption: reclaim lent GPUs for work within its entitlement; any work may displace its
     // own member's lower classes. Only when waiting would take longer than the victims' grace.
-    if (this.preemptors[m] < this.config.preemptorsPerMember) {
+    if (this.preemptors[m] < this.config.preemptorsPerMember && this.planAttempts[m] < this.config.preemptionAttemptsPerMember) {
       const ownToFree = fit === QuotaFit.Exhausted ? this.quota.peak(m, end) + req.gpus - this.quota.nominal[m] : 0;
       const preemptor = { request: req, priorityClass: job.priorityClass, end, reclaim: fit === QuotaFit.Guaranteed, ownToFree };
       // Within a cycle, preemption options only shrink (victims stop, free GPUs get taken), so a
       // shape that found no victims will find none later in the same cycle.
       const planKey = `${sig}|${job.priorityClass}|${fit}|${ownToFree}`;
       if (!this.noPlan.has(planKey) && this.oracle.mayFree(preemptor)) {
+        this.planAttempts[m]++;
         const plan = this.oracle.plan(preemptor);
         if (!plan) this.noPlan.add(planKey);
         else if (!reservation || reservation.start > plan.readyAt) {
@@ -194,9 +196,14 @@ class CycleContext {
         }
       }
     }
-    if (!reservation) return this.wait(job, reason ?? this.diagnose(req, view, key, false), req.gpus, null);
-    reason ??= this.onStoppingNodes(reservation.allocation) ? 'WaitingForReclaim' : this.diagnose(req, view, key, true);
+    if (!reservation) return this.wait(job, reason ?? this.diagnose(req, end, this.fitKey(sig, end), false), req.gpus, null);
+    reason ??= this.onStoppingNodes(reservation.allocation) ? 'WaitingForReclaim' : this.diagnose(req, end, this.fitKey(sig, end), true);
     this.hold(job, m, req, reservation, reason);
+  }
+
+  /** Jobs of one shape that would collide with the same reservations share one "did not fit". */
+  private fitKey(shape: number, end: number): number {
+    return shape * 65536 + this.snap.blockingReservations(end);
   }
 
   /** The job holds a reservation of GPUs and of its member's quota from `start`. */
@@ -257,32 +264,25 @@ class CycleContext {
 
   result(): CycleResult {
     const releases = this.timeline.ordered().map((r) => ({ end: r.end, gpus: sumGpus(r.allocation) }));
-    const waiting: Waiting[] = this.waiting.map((w) => ({
-      gpus: w.gpus,
-      walltimeSeconds: w.job.walltimeSeconds,
-      reservedStart: w.reservedStart,
-      never: w.reason === 'NodesUnavailable',
-    }));
-    const starts = estimateStarts(waiting, releases, this.snap.now.total, this.capacity.total, this.now);
-    const pending: Explanation[] = this.waiting.map((w, i) => ({
-      job: w.job.id,
-      reason: w.reason,
-      position: i + 1,
-      estimatedStart: starts[i],
-    }));
-    return { decisions: this.decisions, pending };
+    estimateStarts(this.waitingColumns, this.waiting, releases, this.snap.now.total, this.capacity.total, this.now);
+    return { decisions: this.decisions, pending: this.waiting };
   }
 
   private wait(job: PendingJob, reason: PendingReason, gpus: number, reservedStart: number | null): void {
-    this.waiting.push({ job, reason, gpus, reservedStart });
+    const position = this.waiting.length + 1;
+    this.waiting.push({ job: job.id, reason, position, estimatedStart: reason === 'NodesUnavailable' ? null : this.now });
+    this.waitingColumns.gpus.push(gpus);
+    this.waitingColumns.walltimeSeconds.push(job.walltimeSeconds);
+    this.waitingColumns.reservedStart.push(reservedStart ?? NaN);
   }
 
   /** Why a job that fits its quota but not the free GPUs waits. */
-  private diagnose(req: PlacementRequest, view: Availability, key: string, reserved: boolean): PendingReason {
+  private diagnose(req: PlacementRequest, end: number, key: number, reserved: boolean): PendingReason {
     const cached = this.diagnosis.get(key);
     let reason: PendingReason;
     if (cached && cached.version === this.snap.version) reason = cached.reason;
     else {
+      const view = this.snap.availableUntil(end);
       reason = 'Priority';
       if (view !== this.snap.now && place(this.snap, this.snap.now, req)) reason = 'BehindReservation';
       else if (place(this.snap, view, req, { ignoreIsolation: true })) reason = 'IsolationRequired';
@@ -305,8 +305,11 @@ class CycleContext {
    * it cannot fit even on an empty machine with today's up nodes and zones.
    */
   private request(job: PendingJob, m: number): Shape {
+    // A numeric key: building a string per job is what a 100,000-job queue would pay for.
     const g = job.gang;
-    const sig = `${m}|${'gpus' in g ? g.gpus : `${g.nodes}x${g.gpusPerNode}`}|${job.topology}|${job.isolation.exclusive ? 1 : 0}|${job.isolation.zone ?? ''}`;
+    const gang = 'gpus' in g ? g.gpus : -(g.nodes * 4096 + g.gpusPerNode);
+    const zone = job.isolation.zone === null ? 0 : 1 + this.state.site.zones.indexOf(job.isolation.zone);
+    const sig = ((gang * 3 + TOPOLOGY_CODE[job.topology]) * 2 + (job.isolation.exclusive ? 1 : 0)) * 64 * 1024 + zone * 1024 + m;
     let shape = this.shapes.get(sig);
     if (!shape) {
       const zone = this.zoneOf(job, m);
@@ -319,7 +322,7 @@ class CycleContext {
         domains: zone === null ? null : this.zoneMask(zone, job.id),
       };
       const never = place(this.snap, this.capacity, req, { ignoreIsolation: true }) === null;
-      shape = { req, sig, never };
+      shape = { req, id: this.shapes.size, never };
       this.shapes.set(sig, shape);
     }
     return shape;
@@ -366,6 +369,8 @@ function sortByClassThenAge(jobs: PendingJob[]): PendingJob[] {
   idx.sort((a, b) => keys[a] - keys[b] || byClassThenAge(jobs[a], jobs[b]));
   return Array.from(idx, (i) => jobs[i]);
 }
+
+const TOPOLOGY_CODE = { required: 0, preferred: 1, none: 2 } as const;
 
 function byClassThenAge(a: PendingJob, b: PendingJob): number {
   return (

@@ -2,48 +2,46 @@
 // they hold free up at that time). Beyond the reservations, the queue is played forward on
 // the machine's GPU count as one pool, in queue order, with every job lasting its walltime:
 // list scheduling, O(n log n), so 100,000 waiting jobs each get an estimate in one cycle.
-// It ignores topology and quota, so it errs early for jobs that wait for either.
+// It ignores topology and quota, so it errs early for jobs that wait for either. Jobs whose
+// estimate is already null (they cannot fit the machine as it is) are skipped.
 import { ReleaseHeap } from './heap.js';
 
+/** The waiting jobs in queue order, as columns (one entry per job). */
 export interface Waiting {
-  readonly gpus: number;
-  readonly walltimeSeconds: number;
-  /** Start of its reservation, if it holds one. */
-  readonly reservedStart: number | null;
-  /** It cannot fit on the machine as it is: no estimate. */
-  readonly never: boolean;
+  readonly gpus: readonly number[];
+  readonly walltimeSeconds: readonly number[];
+  /** Start of its reservation, or NaN when it holds none. */
+  readonly reservedStart: readonly number[];
 }
 
+/** Fills `out[i]` with job i's estimated start, or null when it cannot start on the machine as it is. */
 export function estimateStarts(
-  waiting: readonly Waiting[],
+  waiting: Waiting,
+  out: { estimatedStart: number | null }[],
   releases: readonly { readonly end: number; readonly gpus: number }[],
   freeNow: number,
   capacity: number,
   now: number,
-): (number | null)[] {
+): void {
   const heap = new ReleaseHeap();
   for (const r of releases) heap.push(r.end, r.gpus);
-  const out = new Array<number | null>(waiting.length);
   const popped = { amount: 0 };
   let free = freeNow;
   let clock = now;
-  for (let i = 0; i < waiting.length; i++) {
-    const w = waiting[i];
-    if (w.never || w.gpus > capacity) {
-      out[i] = null;
-      continue;
-    }
-    while (free < w.gpus && heap.size > 0) {
+  for (let i = 0; i < out.length; i++) {
+    const gpus = waiting.gpus[i];
+    if (gpus > capacity || out[i].estimatedStart === null) continue;
+    while (free < gpus && heap.size > 0) {
       clock = Math.max(clock, heap.pop(popped));
       free += popped.amount;
     }
-    if (free < w.gpus) {
-      out[i] = null;
+    if (free < gpus) {
+      out[i].estimatedStart = null;
       continue;
     }
-    free -= w.gpus;
-    heap.push(clock + w.walltimeSeconds, w.gpus);
-    out[i] = w.reservedStart ?? clock;
+    free -= gpus;
+    heap.push(clock + waiting.walltimeSeconds[i], gpus);
+    const reserved = waiting.reservedStart[i];
+    out[i].estimatedStart = reserved === reserved ? reserved : clock;
   }
-  return out;
 }

@@ -21,6 +21,7 @@ export class QuotaBook {
    * starts may still use that quota (backfill within an entitlement), like GPUs.
    */
   private readonly claims: { member: number; start: number; gpus: number }[] = [];
+  private readonly claimedGpus: Float64Array;
   /** GPUs of the machine that no member is entitled to: anyone may borrow them. */
   readonly unassigned: number;
 
@@ -47,6 +48,7 @@ export class QuotaBook {
     });
     this.unassigned = Math.max(0, capacity - entitled);
     this.peaks = new Array(n).fill(null);
+    this.claimedGpus = new Float64Array(n);
   }
 
   /** Memo of `peak`: per member, claim starts in order with the prefix maximum of usage. */
@@ -60,14 +62,13 @@ export class QuotaBook {
 
   claim(member: number, start: number, gpus: number): void {
     this.claims.push({ member, start, gpus });
+    this.claimedGpus[member] += gpus;
     this.peaks[member] = null;
   }
 
   /** All GPUs the member has claimed for reserved jobs. */
   claimed(member: number): number {
-    let g = 0;
-    for (const c of this.claims) if (c.member === member) g += c.gpus;
-    return g;
+    return this.claimedGpus[member];
   }
 
   /** The most GPUs the member holds or has claimed at any moment before `end`. */

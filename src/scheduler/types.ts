@@ -21,9 +21,14 @@ export interface SchedulerConfig {
    * reclaim proceeds a gang at a time, so a burst of arrivals cannot evict everything at once.
    */
   readonly preemptorsPerMember: number;
+  /**
+   * How many of a member's blocked jobs may search for victims in one cycle: a bound on the
+   * cycle's work (Kueue searches only each queue's head); the next cycle tries the next ones.
+   */
+  readonly preemptionAttemptsPerMember: number;
 }
 
-export const DEFAULT_CONFIG: SchedulerConfig = { reservationDepth: 16, preemptorsPerMember: 1 };
+export const DEFAULT_CONFIG: SchedulerConfig = { reservationDepth: 16, preemptorsPerMember: 1, preemptionAttemptsPerMember: 4 };
 
 export type PreemptionReason = 'Reclaim' | 'Priority';
 

@@ -21,7 +21,10 @@ const layerRules = Object.entries(LAYERS).map(([layer, allowed]) => {
     message: `${layer} may import only ${[layer, ...allowed].join(', ')} (see eslint.config.js).`,
   }));
   if (PURE.includes(layer)) {
-    patterns.push({ group: ['node:*', 'fs', 'path', 'os', 'child_process', 'net', 'http'], message: `${layer} is pure: no I/O.` });
+    patterns.push({
+      group: ['node:*', 'fs', 'path', 'os', 'child_process', 'net', 'http'],
+      message: `${layer} is pure: no I/O.`,
+    });
   }
   return {
     files: [`src/${layer}/**/*.ts`],

@@ -22,7 +22,9 @@ const SLURM_PER_S = 500;
 const w = new Workload(site, consortium, 42);
 const running = w.runningJobs(1300, NOW);
 const usageGpuHours = Object.fromEntries(consortium.members.map((m) => [m.id, m.entitlementGpus * 24 * w.float()]));
-console.log(`site ${site.name}: ${site.totalGpus} GPUs, ${running.length} running jobs on ${running.reduce((s, j) => s + j.allocation.reduce((t, a) => t + a.gpus, 0), 0)} GPUs`);
+console.log(
+  `site ${site.name}: ${site.totalGpus} GPUs, ${running.length} running jobs on ${running.reduce((s, j) => s + j.allocation.reduce((t, a) => t + a.gpus, 0), 0)} GPUs`,
+);
 
 const results = [];
 for (const [pending, runs] of SIZES) {

@@ -22,7 +22,9 @@ export function runDemo(site: Site, consortium: Consortium, o: DemoOptions, out:
   let carry = 0;
   let preemptions = 0;
   let lost = 0;
-  out(`Fabrik demo: ${site.name}, ${site.totalGpus} GPUs in ${site.domains.length} NVLink domains; consortium ${consortium.name}, ${consortium.members.length} members`);
+  out(
+    `Fabrik demo: ${site.name}, ${site.totalGpus} GPUs in ${site.domains.length} NVLink domains; consortium ${consortium.name}, ${consortium.members.length} members`,
+  );
   out(`${o.hours} h of simulated time, a cycle every ${o.stepMinutes} min, ~${o.arrivalsPerHour} jobs/h (seed ${o.seed})`);
   out('');
   for (let t = 0; t <= o.hours * 3600; t += step) {
@@ -58,7 +60,14 @@ function membersTable(c: SteppedCluster): string[] {
   const rows = c.consortium.members.map((m) => {
     const used = c.running.filter((j) => j.member === m.id).reduce((s, j) => s + gangGpusOf(j), 0);
     const waiting = c.pending.filter((j) => j.member === m.id).length;
-    return [m.id, String(m.entitlementGpus), String(used), m.entitlementGpus ? pct(used / m.entitlementGpus) : '-', used > m.entitlementGpus ? 'borrowing' : '', String(waiting)];
+    return [
+      m.id,
+      String(m.entitlementGpus),
+      String(used),
+      m.entitlementGpus ? pct(used / m.entitlementGpus) : '-',
+      used > m.entitlementGpus ? 'borrowing' : '',
+      String(waiting),
+    ];
   });
   return table(['MEMBER', 'ENTITLED', 'RUNNING', 'OF SHARE', '', 'WAITING'], rows);
 }
@@ -68,15 +77,23 @@ function queueTable(c: SteppedCluster, show: number): string[] {
   const rows = c.last.pending.slice(0, show).map((e) => {
     const j = byId.get(e.job)!;
     const gpus = 'gpus' in j.gang ? j.gang.gpus : j.gang.nodes * j.gang.gpusPerNode;
-    const eta = e.estimatedStart === null ? 'never' : e.estimatedStart <= c.now ? 'now' : `+${duration(e.estimatedStart - c.now)}`;
+    const eta =
+      e.estimatedStart === null ? 'never' : e.estimatedStart <= c.now ? 'now' : `+${duration(e.estimatedStart - c.now)}`;
     return [String(e.position), j.id, j.member, j.priorityClass, String(gpus), j.topology, e.reason, eta];
   });
-  return [`Queue (first ${rows.length} of ${c.last.pending.length} waiting), as \`squeue --start\` would show it:`, ...table(['POS', 'JOB', 'MEMBER', 'CLASS', 'GPUS', 'TOPOLOGY', 'REASON', 'START'], rows)];
+  return [
+    `Queue (first ${rows.length} of ${c.last.pending.length} waiting), as \`squeue --start\` would show it:`,
+    ...table(['POS', 'JOB', 'MEMBER', 'CLASS', 'GPUS', 'TOPOLOGY', 'REASON', 'START'], rows),
+  ];
 }
 
 function table(head: string[], rows: string[][]): string[] {
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) => r.map((x, i) => x.padEnd(width[i])).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((x, i) => x.padEnd(width[i]))
+      .join('  ')
+      .trimEnd();
   return [line(head), ...rows.map(line)];
 }
 

@@ -40,7 +40,9 @@ program
   .option('--consortium <file>', 'consortium description (YAML)')
   .action((o) => {
     const site = loadSite(o.site);
-    console.log(`${o.site}: site ${site.name}, ${site.totalGpus} GPUs, ${site.domains.length} NVLink domains, ${site.nodes.length} nodes, zones ${site.zones.join(', ')}`);
+    console.log(
+      `${o.site}: site ${site.name}, ${site.totalGpus} GPUs, ${site.domains.length} NVLink domains, ${site.nodes.length} nodes, zones ${site.zones.join(', ')}`,
+    );
     if (o.consortium) {
       const c = loadConsortium(o.consortium, site);
       const entitled = c.members.reduce((s, m) => s + m.entitlementGpus, 0);

@@ -193,7 +193,8 @@ function boundWords(
   value: unknown,
 ): string {
   if (origin === 'array' || origin === 'string') {
-    if (inclusiveWord === 'at least' && Number(bound) === 1) return origin === 'array' ? 'must list at least one entry' : 'must not be empty';
+    if (inclusiveWord === 'at least' && Number(bound) === 1)
+      return origin === 'array' ? 'must list at least one entry' : 'must not be empty';
     const unit = origin === 'array' ? 'entries' : 'characters';
     return `must have ${inclusive === false ? exclusiveWord : inclusiveWord} ${bound} ${unit}`;
   }

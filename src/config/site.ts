@@ -162,9 +162,13 @@ function expandRacks(d: Description, superpod: string, entries: readonly RackEnt
       d.fail([...path, 'name'], 'give either name (one rack) or count and namePattern (a group of racks), not both');
     }
     const pattern = entry.namePattern ?? DEFAULT_RACK_NAME_PATTERN;
-    const namePath = entry.name !== undefined ? [...path, 'name'] : entry.namePattern !== undefined ? [...path, 'namePattern'] : path;
+    const namePath =
+      entry.name !== undefined ? [...path, 'name'] : entry.namePattern !== undefined ? [...path, 'namePattern'] : path;
     if (entry.name === undefined && !pattern.includes('{i}')) {
-      d.fail(namePath, `must contain {i} (the rack's number within its SuperPOD) so that each rack gets its own name, got "${pattern}"`);
+      d.fail(
+        namePath,
+        `must contain {i} (the rack's number within its SuperPOD) so that each rack gets its own name, got "${pattern}"`,
+      );
     }
     const names: string[] = [];
     for (let k = 0; k < (entry.count ?? 1); k++) {

@@ -4,12 +4,7 @@
 // "GPUs used on average lately", which can be compared with an entitlement in GPUs.
 
 /** Decays accumulated GPU-hours over `elapsedSeconds`, then adds what was used meanwhile. */
-export function decayUsage(
-  gpuHours: number,
-  elapsedSeconds: number,
-  halfLifeHours: number,
-  usedGpus = 0,
-): number {
+export function decayUsage(gpuHours: number, elapsedSeconds: number, halfLifeHours: number, usedGpus = 0): number {
   const h = halfLifeHours * 3600;
   const factor = Math.pow(0.5, elapsedSeconds / h);
   // Exact integral of a constant `usedGpus` under the decay over the interval.

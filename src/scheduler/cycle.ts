@@ -92,16 +92,9 @@ class CycleContext {
     this.preemptors = new Uint32Array(consortium.members.length);
     this.planAttempts = new Uint32Array(consortium.members.length);
     this.oracle = new LeastLostWork(this.snap, this.quota, this.running, now);
-    const avail = new Int32Array(site.nodes.length);
-    const domainAvail = new Int32Array(site.domains.length);
-    let total = 0;
-    site.nodes.forEach((n, i) => {
-      if (!this.snap.schedulable[i]) return;
-      avail[i] = n.gpus;
-      domainAvail[n.domain] += n.gpus;
-      total += n.gpus;
-    });
-    this.capacity = { avail, domainAvail, total };
+    // The empty machine (up nodes only): what "could it ever fit" is judged against.
+    const empty = this.snap.now;
+    this.capacity = { avail: empty.avail.slice(), domainAvail: empty.domainAvail.slice(), total: empty.total };
   }
 
   loadRunning(): void {
@@ -117,8 +110,21 @@ class CycleContext {
       this.snap.allocate(member, isolated, job.allocation);
       // A job being stopped still holds its GPUs, but no longer counts against its member's share.
       if (!job.preempting) this.quota.add(member, gangGpusOf(job));
-      this.timeline.add(job.id, { end: expectedEnd(job, this.now), counted: !job.preempting, member, isolated, allocation: job.allocation });
-      const entry = { job, member, isolated, stopping: job.preempting !== null, fresh: false, lostGpuHours: workAtRisk(job, this.now) };
+      this.timeline.add(job.id, {
+        end: expectedEnd(job, this.now),
+        counted: !job.preempting,
+        member,
+        isolated,
+        allocation: job.allocation,
+      });
+      const entry = {
+        job,
+        member,
+        isolated,
+        stopping: job.preempting !== null,
+        fresh: false,
+        lostGpuHours: workAtRisk(job, this.now),
+      };
       this.running.push(entry);
       this.runningById.set(job.id, entry);
     }
@@ -197,7 +203,9 @@ class CycleContext {
       }
     }
     if (!reservation) return this.wait(job, reason ?? this.diagnose(req, end, this.fitKey(sig, end), false), req.gpus, null);
-    reason ??= this.onStoppingNodes(reservation.allocation) ? 'WaitingForReclaim' : this.diagnose(req, end, this.fitKey(sig, end), true);
+    reason ??= this.onStoppingNodes(reservation.allocation)
+      ? 'WaitingForReclaim'
+      : this.diagnose(req, end, this.fitKey(sig, end), true);
     this.hold(job, m, req, reservation, reason);
   }
 
@@ -221,11 +229,26 @@ class CycleContext {
     this.decisions.push({ kind: 'reserve', job: job.id, start: reservation.start, allocation: reservation.allocation });
     this.wait(job, reason, req.gpus, reservation.start);
   }
-  private start(job: PendingJob, m: number, req: PlacementRequest, end: number, allocation: Allocation[], borrowing: boolean): void {
+
+  private start(
+    job: PendingJob,
+    m: number,
+    req: PlacementRequest,
+    end: number,
+    allocation: Allocation[],
+    borrowing: boolean,
+  ): void {
     this.snap.allocate(m, req.exclusive, allocation);
     this.quota.add(m, req.gpus);
     this.timeline.add(job.id, { end, counted: true, member: m, isolated: req.exclusive, allocation });
-    this.running.push({ job: asRunning(job, this.now, allocation), member: m, isolated: req.exclusive, stopping: false, fresh: true, lostGpuHours: 0 });
+    this.running.push({
+      job: asRunning(job, this.now, allocation),
+      member: m,
+      isolated: req.exclusive,
+      stopping: false,
+      fresh: true,
+      lostGpuHours: 0,
+    });
     this.decisions.push({ kind: 'start', job: job.id, allocation, borrowing });
   }
 
@@ -308,7 +331,7 @@ class CycleContext {
     // A numeric key: building a string per job is what a 100,000-job queue would pay for.
     const g = job.gang;
     const gang = 'gpus' in g ? g.gpus : -(g.nodes * 4096 + g.gpusPerNode);
-    const zone = job.isolation.zone === null ? 0 : 1 + this.state.site.zones.indexOf(job.isolation.zone);
+    const zone = job.isolation.zone === null ? 0 : 1 + this.zoneIndex(job.isolation.zone, job.id);
     const sig = ((gang * 3 + TOPOLOGY_CODE[job.topology]) * 2 + (job.isolation.exclusive ? 1 : 0)) * 64 * 1024 + zone * 1024 + m;
     let shape = this.shapes.get(sig);
     if (!shape) {
@@ -334,6 +357,12 @@ class CycleContext {
 
   private zoneOf(job: PendingJob, m: number): string | null {
     return job.isolation.zone ?? this.state.consortium.members[m].zone;
+  }
+
+  private zoneIndex(zone: string, where: string): number {
+    const i = this.state.site.zones.indexOf(zone);
+    if (i < 0) throw new UnknownReferenceError('zone', zone, where);
+    return i;
   }
 
   private zoneMask(zone: string, where: string): Uint8Array {

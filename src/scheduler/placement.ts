@@ -23,12 +23,7 @@ export interface PlaceOptions {
   readonly ignoreIsolation?: boolean;
 }
 
-export function place(
-  snap: Snapshot,
-  view: Availability,
-  req: PlacementRequest,
-  opts: PlaceOptions = {},
-): Allocation[] | null {
+export function place(snap: Snapshot, view: Availability, req: PlacementRequest, opts: PlaceOptions = {}): Allocation[] | null {
   if (req.gpus > view.total) return null;
   const { site } = snap;
   const eligible: number[] = [];

@@ -96,7 +96,10 @@ export class LeastLostWork implements PreemptionOracle {
 
   /** The cycle tells the oracle which jobs it has told to stop. */
   stopped(entry: RunningEntry): void {
-    if (this.eligible) this.eligible[entry.member * (PRIORITY_RANK.inference + 1) + PRIORITY_RANK[entry.job.priorityClass]] -= gpusOfJob(entry.job);
+    if (this.eligible)
+      this.eligible[entry.member * (PRIORITY_RANK.inference + 1) + PRIORITY_RANK[entry.job.priorityClass]] -= gpusOfJob(
+        entry.job,
+      );
   }
 
   plan(preemptor: Preemptor): PreemptionPlan | null {

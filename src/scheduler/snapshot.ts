@@ -137,11 +137,7 @@ export class Snapshot {
   }
 
   /** A copy of `base` with the GPUs of the matching reservations taken out. */
-  subtractReservations(
-    base: Availability,
-    which: (r: Reservation) => boolean,
-    clamp = true,
-  ): Availability {
+  subtractReservations(base: Availability, which: (r: Reservation) => boolean, clamp = true): Availability {
     const avail = base.avail.slice();
     const domainAvail = base.domainAvail.slice();
     let total = base.total;

@@ -71,11 +71,7 @@ export class ReleaseTimeline {
    * reserved GPU is touched. Null when it does not fit even after every release.
    * Releases are played on the snapshot itself (so isolation sees domains empty out), then undone.
    */
-  earliestStart(
-    snap: Snapshot,
-    req: PlacementRequest,
-    now: number,
-  ): { start: number; allocation: Allocation[] } | null {
+  earliestStart(snap: Snapshot, req: PlacementRequest, now: number): { start: number; allocation: Allocation[] } | null {
     const future = snap.subtractReservations(snap.now, () => true, false);
     const version = snap.version;
     const undos: Undo[] = [];
@@ -93,7 +89,7 @@ export class ReleaseTimeline {
     const enough = () => future.total >= req.gpus && atLeast[biggest] >= countAtLeast(req.tasks, biggest);
     const fitNow = enough() ? place(snap, future, req) : null;
     if (fitNow) found = { start: now, allocation: fitNow };
-    for (let i = 0; !found && i < releases.length; ) {
+    for (let i = 0; !found && i < releases.length;) {
       const t = releases[i].end;
       for (; i < releases.length && releases[i].end === t; i++) {
         const r = releases[i];

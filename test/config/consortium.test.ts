@@ -184,7 +184,12 @@ describe('an invalid consortium description', () => {
       path: 'members[0].borrowingLimit',
       problem: 'got -1',
     },
-    { what: 'more than the whole site', text: SMALL.replace('50%', '150%'), path: 'members[0].entitlement', problem: 'more than 100%' },
+    {
+      what: 'more than the whole site',
+      text: SMALL.replace('50%', '150%'),
+      path: 'members[0].entitlement',
+      problem: 'more than 100%',
+    },
     {
       what: 'an unknown isolation',
       text: SMALL.replace('isolation: required', 'isolation: strict'),

@@ -153,7 +153,12 @@ describe('an invalid site description', () => {
       path: '',
       problem: 'YAML syntax error at line 5',
     },
-    { what: 'a key given twice', text: TINY.replace('zones:', 'name: again\nzones:'), path: '', problem: 'Map keys must be unique' },
+    {
+      what: 'a key given twice',
+      text: TINY.replace('zones:', 'name: again\nzones:'),
+      path: '',
+      problem: 'Map keys must be unique',
+    },
     { what: 'an empty document', text: '# nothing yet\n', path: '', problem: 'the document is empty' },
     {
       what: 'an unknown key',
@@ -180,9 +185,19 @@ describe('an invalid site description', () => {
       path: 'superpods[0].racks[0].trays',
       problem: 'must be at least 1, got -2',
     },
-    { what: 'zero racks in a group', text: TINY.replace('count: 2', 'count: 0'), path: 'superpods[0].racks[0].count', problem: 'must be at least 1' },
+    {
+      what: 'zero racks in a group',
+      text: TINY.replace('count: 2', 'count: 0'),
+      path: 'superpods[0].racks[0].count',
+      problem: 'must be at least 1',
+    },
     { what: 'a missing key', text: TINY.replace(/gpu: .*\n/, ''), path: 'gpu', problem: 'is required but missing' },
-    { what: 'no zones', text: TINY.replace('zones: [general]', 'zones: []'), path: 'zones', problem: 'must list at least one entry' },
+    {
+      what: 'no zones',
+      text: TINY.replace('zones: [general]', 'zones: []'),
+      path: 'zones',
+      problem: 'must list at least one entry',
+    },
     { what: 'a PUE below 1', text: `${TINY}pue: 0.9\n`, path: 'pue', problem: 'must be at least 1, got 0.9' },
     {
       what: 'a duplicate rack',

@@ -25,7 +25,11 @@ describe('placement on NVLink domains', () => {
 
   it('puts a gang that fits in one domain into the tightest domain that holds it', () => {
     const s = twoRacks();
-    const k = new ScenarioCluster(s, pair()).place(job('small').gpus(4).running(0, onNodes([0], 4)));
+    const k = new ScenarioCluster(s, pair()).place(
+      job('small')
+        .gpus(4)
+        .running(0, onNodes([0], 4)),
+    );
     k.submit(job('train-12').gpus(12).topology('required').build());
     const [d] = starts(k.step(0).decisions);
     expect([...domainsOf(s, d)]).toEqual([0]);
@@ -34,8 +38,14 @@ describe('placement on NVLink domains', () => {
   it('keeps a required-topology gang waiting rather than splitting it, and says why', () => {
     const s = twoRacks();
     const k = new ScenarioCluster(s, pair()).place(
-      job('a').gpus(8).walltime(7200).running(0, onNodes([0, 1], 4)),
-      job('b').gpus(8).walltime(7200).running(0, onNodes([4, 5], 4)),
+      job('a')
+        .gpus(8)
+        .walltime(7200)
+        .running(0, onNodes([0, 1], 4)),
+      job('b')
+        .gpus(8)
+        .walltime(7200)
+        .running(0, onNodes([4, 5], 4)),
     );
     k.submit(job('train-12').gpus(12).topology('required').build());
     const r = k.step(0);
@@ -49,8 +59,12 @@ describe('placement on NVLink domains', () => {
   it('lets a preferred-topology gang spread over domains when no single one has room', () => {
     const s = twoRacks();
     const k = new ScenarioCluster(s, pair()).place(
-      job('a').gpus(8).running(0, onNodes([0, 1], 4)),
-      job('b').gpus(8).running(0, onNodes([4, 5], 4)),
+      job('a')
+        .gpus(8)
+        .running(0, onNodes([0, 1], 4)),
+      job('b')
+        .gpus(8)
+        .running(0, onNodes([4, 5], 4)),
     );
     k.submit(job('train-12').gpus(12).topology('preferred').build());
     const [d] = starts(k.step(0).decisions);
@@ -60,7 +74,11 @@ describe('placement on NVLink domains', () => {
   it('gives a gang larger than a domain the fewest domains possible', () => {
     const s = site().racksPerSuperpod(4).traysPerRack(4).gpusPerTray(4).build();
     const c = consortium().member('pharma', { entitlement: 64 }).build();
-    const k = new ScenarioCluster(s, c).place(job('a').gpus(4).running(0, onNodes([0], 4)));
+    const k = new ScenarioCluster(s, c).place(
+      job('a')
+        .gpus(4)
+        .running(0, onNodes([0], 4)),
+    );
     k.submit(job('train-32').gpus(32).topology('required').build());
     const [d] = starts(k.step(0).decisions);
     const used = domainsOf(s, d);
@@ -70,8 +88,14 @@ describe('placement on NVLink domains', () => {
 
   it('starts a gang whole or not at all', () => {
     const k = new ScenarioCluster(twoRacks(), pair()).place(
-      job('a').gpus(12).walltime(600).running(0, onNodes([0, 1, 2], 4)),
-      job('b').gpus(12).walltime(600).running(0, onNodes([4, 5, 6], 4)),
+      job('a')
+        .gpus(12)
+        .walltime(600)
+        .running(0, onNodes([0, 1, 2], 4)),
+      job('b')
+        .gpus(12)
+        .walltime(600)
+        .running(0, onNodes([4, 5, 6], 4)),
     );
     k.submit(job('gang').gang(3, 4).build());
     expect(starts(k.step(0).decisions)).toHaveLength(0);
@@ -103,7 +127,9 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
     const r = k.step(600);
     const p = preempts(r.decisions);
     expect(p).toHaveLength(2);
-    expect(p.every((d) => d.kind === 'preempt' && d.reason === 'Reclaim' && d.for === 'owner' && d.graceSeconds === 30)).toBe(true);
+    expect(p.every((d) => d.kind === 'preempt' && d.reason === 'Reclaim' && d.for === 'owner' && d.graceSeconds === 30)).toBe(
+      true,
+    );
     expect(k.explanation('owner')).toMatchObject({ reason: 'WaitingForReclaim', estimatedStart: 630 });
     // Next cycle, still in the grace period: nobody else is preempted.
     expect(preempts(k.step(610).decisions)).toHaveLength(0);
@@ -124,10 +150,7 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
   });
 
   it('lends no more than the lending limit', () => {
-    const c = consortium()
-      .member('defense', { entitlement: 16, lendingLimit: 4 })
-      .member('bank', { entitlement: 16 })
-      .build();
+    const c = consortium().member('defense', { entitlement: 16, lendingLimit: 4 }).member('bank', { entitlement: 16 }).build();
     const k = new ScenarioCluster(twoRacks(), c);
     for (let i = 0; i < 8; i++) k.submit(job(`b${i}`).member('bank').gpus(4).build());
     k.step(0);
@@ -137,12 +160,29 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
 
   it('preempts the borrowed job that loses the fewest GPU-hours since its last checkpoint', () => {
     const k = new ScenarioCluster(twoRacks(), pair()).place(
-      job('p-own').member('pharma').gpus(12).walltime(1e5).running(0, onNodes([0, 1, 2], 4)),
-      job('t-own').member('telecom').gpus(16).walltime(1e5).running(0, onNodes([4, 5, 6, 7], 4)),
+      job('p-own')
+        .member('pharma')
+        .gpus(12)
+        .walltime(1e5)
+        .running(0, onNodes([0, 1, 2], 4)),
+      job('t-own')
+        .member('telecom')
+        .gpus(16)
+        .walltime(1e5)
+        .running(0, onNodes([4, 5, 6, 7], 4)),
       // Borrowed by telecom, no checkpoint for 2 h:
-      job('t-stale').member('telecom').gpus(2).walltime(1e5).running(0, [{ node: 3, gpus: 2 }]),
+      job('t-stale')
+        .member('telecom')
+        .gpus(2)
+        .walltime(1e5)
+        .running(0, [{ node: 3, gpus: 2 }]),
       // Borrowed by telecom, checkpointed 5 min ago:
-      job('t-fresh').member('telecom').gpus(2).walltime(1e5).checkpointEvery(900).running(0, [{ node: 3, gpus: 2 }], 6900),
+      job('t-fresh')
+        .member('telecom')
+        .gpus(2)
+        .walltime(1e5)
+        .checkpointEvery(900)
+        .running(0, [{ node: 3, gpus: 2 }], 6900),
     );
     k.submit(job('owner').member('pharma').gpus(2).build());
     const p = preempts(k.step(7200).decisions);
@@ -152,9 +192,23 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
 
   it('respects the minimum runtime before preemption', () => {
     const k = new ScenarioCluster(twoRacks(), pair()).place(
-      job('p-own').member('pharma').gpus(12).walltime(1e5).running(0, onNodes([0, 1, 2], 4)),
-      job('t-own').member('telecom').gpus(16).walltime(1e5).minRuntime(1e5).running(0, onNodes([4, 5, 6, 7], 4)),
-      job('t-young').member('telecom').gpus(4).walltime(1e5).minRuntime(3600).running(1000, onNodes([3], 4)),
+      job('p-own')
+        .member('pharma')
+        .gpus(12)
+        .walltime(1e5)
+        .running(0, onNodes([0, 1, 2], 4)),
+      job('t-own')
+        .member('telecom')
+        .gpus(16)
+        .walltime(1e5)
+        .minRuntime(1e5)
+        .running(0, onNodes([4, 5, 6, 7], 4)),
+      job('t-young')
+        .member('telecom')
+        .gpus(4)
+        .walltime(1e5)
+        .minRuntime(3600)
+        .running(1000, onNodes([3], 4)),
     );
     k.submit(job('owner').member('pharma').gpus(4).build());
     expect(preempts(k.step(2000).decisions)).toHaveLength(0);
@@ -175,8 +229,18 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
 
   it('lets production inference preempt its own member’s batch work, not another member’s', () => {
     const k = new ScenarioCluster(twoRacks(), pair()).place(
-      job('p-batch').member('pharma').priority('batch').gpus(16).walltime(1e5).running(0, onNodes([0, 1, 2, 3], 4)),
-      job('t-batch').member('telecom').priority('batch').gpus(16).walltime(1e5).running(0, onNodes([4, 5, 6, 7], 4)),
+      job('p-batch')
+        .member('pharma')
+        .priority('batch')
+        .gpus(16)
+        .walltime(1e5)
+        .running(0, onNodes([0, 1, 2, 3], 4)),
+      job('t-batch')
+        .member('telecom')
+        .priority('batch')
+        .gpus(16)
+        .walltime(1e5)
+        .running(0, onNodes([4, 5, 6, 7], 4)),
     );
     k.submit(job('p-serve').member('pharma').priority('inference').gpus(4).build());
     const p = preempts(k.step(100).decisions);
@@ -192,8 +256,17 @@ describe('backfill with reservations', () => {
       .member('academy', { entitlement: 8 })
       .build();
     const k = new ScenarioCluster(twoRacks(), c).place(
-      job('long').member('telecom').gpus(16).walltime(7200).minRuntime(1e5).running(0, onNodes([0, 1, 2, 3], 4)),
-      job('mid').member('pharma').gpus(12).walltime(3600).running(0, onNodes([4, 5, 6], 4)),
+      job('long')
+        .member('telecom')
+        .gpus(16)
+        .walltime(7200)
+        .minRuntime(1e5)
+        .running(0, onNodes([0, 1, 2, 3], 4)),
+      job('mid')
+        .member('pharma')
+        .gpus(12)
+        .walltime(3600)
+        .running(0, onNodes([4, 5, 6], 4)),
     );
     k.submit(
       job('gang-16').member('pharma').gpus(16).topology('required').submitted(0).build(),
@@ -258,7 +331,13 @@ describe('isolation and zones', () => {
       .member('pharma', { entitlement: 24, zone: 'sovereign' })
       .member('defense', { entitlement: 16, isolation: 'required', zone: 'sovereign', lendingLimit: 0 })
       .build();
-    const k = new ScenarioCluster(s, c).place(job('d1').member('defense').gpus(4).walltime(1e5).running(0, onNodes([8], 4)));
+    const k = new ScenarioCluster(s, c).place(
+      job('d1')
+        .member('defense')
+        .gpus(4)
+        .walltime(1e5)
+        .running(0, onNodes([8], 4)),
+    );
     k.submit(job('p1').member('pharma').gpus(4).build());
     k.step(0);
     expect(k.isRunning('p1')).toBe(false);
@@ -267,7 +346,13 @@ describe('isolation and zones', () => {
 
   it('honours an exclusive request from a member that does not require isolation', () => {
     const s = twoRacks();
-    const k = new ScenarioCluster(s, pair()).place(job('t1').member('telecom').gpus(1).walltime(1e5).running(0, [{ node: 0, gpus: 1 }]));
+    const k = new ScenarioCluster(s, pair()).place(
+      job('t1')
+        .member('telecom')
+        .gpus(1)
+        .walltime(1e5)
+        .running(0, [{ node: 0, gpus: 1 }]),
+    );
     k.submit(job('p-excl').member('pharma').gpus(4).exclusive().build());
     const [d] = starts(k.step(0).decisions);
     expect([...domainsOf(s, d)]).toEqual([1]);
@@ -276,7 +361,11 @@ describe('isolation and zones', () => {
 
 describe('failures and drains', () => {
   it('requeues a whole gang when one of its nodes fails', () => {
-    const k = new ScenarioCluster(twoRacks(), pair()).place(job('g').gang(2, 4).running(0, onNodes([0, 1], 4)));
+    const k = new ScenarioCluster(twoRacks(), pair()).place(
+      job('g')
+        .gang(2, 4)
+        .running(0, onNodes([0, 1], 4)),
+    );
     k.setNodes({ 'sp1-r01-t02': 'down' });
     const r = k.step(10);
     expect(r.decisions[0]).toEqual({ kind: 'requeue', job: 'g', reason: 'NodeFailure', nodes: [1] });
@@ -288,7 +377,12 @@ describe('failures and drains', () => {
   it('gives draining nodes no new work but lets their jobs finish', () => {
     const names = ['sp1-r01-t01', 'sp1-r01-t02', 'sp1-r01-t03', 'sp1-r01-t04'];
     const k = new ScenarioCluster(twoRacks(), pair())
-      .place(job('old').gpus(1).walltime(1e5).running(0, [{ node: 0, gpus: 1 }]))
+      .place(
+        job('old')
+          .gpus(1)
+          .walltime(1e5)
+          .running(0, [{ node: 0, gpus: 1 }]),
+      )
       .setNodes(Object.fromEntries(names.map((n) => [n, 'draining'])));
     k.submit(job('new').gpus(1).build());
     const [d] = starts(k.step(0).decisions);
@@ -300,8 +394,16 @@ describe('failures and drains', () => {
 describe('fair share and explanations', () => {
   it('orders members by decayed usage against entitlement', () => {
     const k = new ScenarioCluster(twoRacks(), pair()).place(
-      job('fill').member('pharma').gpus(16).walltime(1e5).running(0, onNodes([0, 1, 2, 3], 4)),
-      job('fill2').member('telecom').gpus(16).walltime(1e5).running(0, onNodes([4, 5, 6, 7], 4)),
+      job('fill')
+        .member('pharma')
+        .gpus(16)
+        .walltime(1e5)
+        .running(0, onNodes([0, 1, 2, 3], 4)),
+      job('fill2')
+        .member('telecom')
+        .gpus(16)
+        .walltime(1e5)
+        .running(0, onNodes([4, 5, 6, 7], 4)),
     );
     k.usageGpuHours = { pharma: 5000, telecom: 100 };
     k.submit(job('p').member('pharma').gpus(1).submitted(0).build(), job('t').member('telecom').gpus(1).submitted(5).build());
@@ -311,10 +413,25 @@ describe('fair share and explanations', () => {
 
   it('gives every waiting job a reason, a position and an estimated start', () => {
     const k = new ScenarioCluster(twoRacks(), pair()).place(
-      job('fill').member('pharma').gpus(16).walltime(3600).running(0, onNodes([0, 1, 2, 3], 4)),
-      job('fill2').member('telecom').gpus(16).walltime(7200).running(0, onNodes([4, 5, 6, 7], 4)),
+      job('fill')
+        .member('pharma')
+        .gpus(16)
+        .walltime(3600)
+        .running(0, onNodes([0, 1, 2, 3], 4)),
+      job('fill2')
+        .member('telecom')
+        .gpus(16)
+        .walltime(7200)
+        .running(0, onNodes([4, 5, 6, 7], 4)),
     );
-    for (let i = 0; i < 50; i++) k.submit(job(`w${i}`).member(i % 2 ? 'pharma' : 'telecom').gpus(1 + (i % 8)).submitted(i).build());
+    for (let i = 0; i < 50; i++)
+      k.submit(
+        job(`w${i}`)
+          .member(i % 2 ? 'pharma' : 'telecom')
+          .gpus(1 + (i % 8))
+          .submitted(i)
+          .build(),
+      );
     const r = k.step(0);
     expect(r.pending).toHaveLength(50);
     expect(r.pending.map((e) => e.position)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
@@ -326,7 +443,13 @@ describe('fair share and explanations', () => {
 
   it('is deterministic: the same state and time give the same decisions', () => {
     const s = twoRacks();
-    const pending = Array.from({ length: 40 }, (_, i) => job(`j${i}`).member(i % 3 ? 'pharma' : 'telecom').gpus(1 + (i % 6)).submitted(i).build());
+    const pending = Array.from({ length: 40 }, (_, i) =>
+      job(`j${i}`)
+        .member(i % 3 ? 'pharma' : 'telecom')
+        .gpus(1 + (i % 6))
+        .submitted(i)
+        .build(),
+    );
     const state = { site: s, consortium: pair(), running: [], pending, usageGpuHours: {} };
     expect(cycle(state, 100)).toEqual(cycle(state, 100));
   });

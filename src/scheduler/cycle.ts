@@ -1,36 +1,14 @@
 // One scheduling cycle: cycle(state, now) → decisions and an explanation for every waiting job.
 // Pure: no clock, no I/O, no randomness. The server runs it on events and a timer against
 // live state; the simulator runs it on a virtual clock against a trace.
+import { gangGpus, gangGpusOf, PRIORITY_RANK, type Allocation, type PendingJob } from '../core/job.js';
 import type { Member } from '../core/consortium.js';
-import { UnknownReferenceError } from '../core/errors.js';
-import {
-  expectedEnd,
-  gangGpus,
-  gangGpusOf,
-  gangTasks,
-  PRIORITY_RANK,
-  type Allocation,
-  type PendingJob,
-  type RunningJob,
-  workAtRisk,
-} from '../core/job.js';
-import { isFailed } from '../core/site.js';
 import { decayedAverageGpus } from '../core/usage.js';
-import { estimateStarts } from './estimate.js';
+import { CycleBase } from './base.js';
 import { place, type PlacementRequest } from './placement.js';
-import { LeastLostWork, type PreemptionOracle, type PreemptionPlan, type RunningEntry } from './preemption.js';
-import { QuotaBook, QuotaFit } from './quota.js';
-import { Snapshot, type Availability } from './snapshot.js';
-import { ReleaseTimeline } from './timeline.js';
-import {
-  DEFAULT_CONFIG,
-  type ClusterState,
-  type CycleResult,
-  type Decision,
-  type Explanation,
-  type PendingReason,
-  type SchedulerConfig,
-} from './types.js';
+import { LeastLostWork, type PreemptionOracle, type PreemptionPlan } from './preemption.js';
+import { QuotaFit } from './quota.js';
+import { DEFAULT_CONFIG, type ClusterState, type CycleResult, type PendingReason, type SchedulerConfig } from './types.js';
 
 export function cycle(state: ClusterState, now: number, config: SchedulerConfig = DEFAULT_CONFIG): CycleResult {
   const c = new CycleContext(state, now, config);
@@ -45,29 +23,9 @@ export function cycle(state: ClusterState, now: number, config: SchedulerConfig 
   return c.result();
 }
 
-interface Shape {
-  readonly req: PlacementRequest;
-  /** Small integer naming the shape in this cycle's caches. */
-  readonly id: number;
-  readonly never: boolean;
-}
-
-/** Explanations are built as the walk goes; the estimate is filled in at the end. */
-type Pending = { -readonly [K in keyof Explanation]: Explanation[K] };
-
-class CycleContext {
-  readonly snap: Snapshot;
-  readonly quota: QuotaBook;
-  readonly timeline = new ReleaseTimeline();
-  readonly decisions: Decision[] = [];
-  /** Waiting jobs in queue order: their explanations, and the columns the estimate reads. */
-  readonly waiting: Pending[] = [];
-  private readonly waitingColumns = { gpus: [] as number[], walltimeSeconds: [] as number[], reservedStart: [] as number[] };
-  private readonly running: RunningEntry[] = [];
-  private readonly runningById = new Map<string, RunningEntry>();
+/** Fabrik's decisions on top of the shared base: quota, fair-share order, preemption, reservations. */
+class CycleContext extends CycleBase {
   private readonly oracle: PreemptionOracle;
-  private readonly memberIdx = new Map<string, number>();
-  private readonly zoneMasks = new Map<string, Uint8Array>();
   private readonly memberReserved: Uint8Array;
   private readonly preemptors: Uint32Array;
   private readonly planAttempts: Uint32Array;
@@ -76,58 +34,18 @@ class CycleContext {
   private readonly noFit = new Map<number, number>();
   private readonly noPlan = new Set<string>();
   private readonly diagnosis = new Map<number, { version: number; reason: PendingReason }>();
-  private readonly shapes = new Map<number, Shape>();
-  private readonly capacity: Availability;
 
   constructor(
-    readonly state: ClusterState,
-    readonly now: number,
+    state: ClusterState,
+    now: number,
     readonly config: SchedulerConfig,
   ) {
-    const { site, consortium } = state;
-    consortium.members.forEach((m, i) => this.memberIdx.set(m.id, i));
-    this.snap = new Snapshot(site, consortium.members.length);
-    this.quota = new QuotaBook(consortium, this.snap.now.total, (m, t) => this.timeline.releasedBy(m, t));
-    this.memberReserved = new Uint8Array(consortium.members.length);
-    this.preemptors = new Uint32Array(consortium.members.length);
-    this.planAttempts = new Uint32Array(consortium.members.length);
+    super(state, now);
+    const members = state.consortium.members.length;
+    this.memberReserved = new Uint8Array(members);
+    this.preemptors = new Uint32Array(members);
+    this.planAttempts = new Uint32Array(members);
     this.oracle = new LeastLostWork(this.snap, this.quota, this.running, now);
-    // The empty machine (up nodes only): what "could it ever fit" is judged against.
-    const empty = this.snap.now;
-    this.capacity = { avail: empty.avail.slice(), domainAvail: empty.domainAvail.slice(), total: empty.total };
-  }
-
-  loadRunning(): void {
-    const { site } = this.state;
-    for (const job of this.state.running) {
-      const failed = job.allocation.filter((a) => isFailed(site.nodes[a.node]));
-      if (failed.length > 0) {
-        this.decisions.push({ kind: 'requeue', job: job.id, reason: 'NodeFailure', nodes: failed.map((a) => a.node) });
-        continue;
-      }
-      const member = this.member(job.member, job.id);
-      const isolated = this.exclusive(job);
-      this.snap.allocate(member, isolated, job.allocation);
-      // A job being stopped still holds its GPUs, but no longer counts against its member's share.
-      if (!job.preempting) this.quota.add(member, gangGpusOf(job));
-      this.timeline.add(job.id, {
-        end: expectedEnd(job, this.now),
-        counted: !job.preempting,
-        member,
-        isolated,
-        allocation: job.allocation,
-      });
-      const entry = {
-        job,
-        member,
-        isolated,
-        stopping: job.preempting !== null,
-        fresh: false,
-        lostGpuHours: workAtRisk(job, this.now),
-      };
-      this.running.push(entry);
-      this.runningById.set(job.id, entry);
-    }
   }
 
   order(): PendingJob[] {
@@ -230,28 +148,6 @@ class CycleContext {
     this.wait(job, reason, req.gpus, reservation.start);
   }
 
-  private start(
-    job: PendingJob,
-    m: number,
-    req: PlacementRequest,
-    end: number,
-    allocation: Allocation[],
-    borrowing: boolean,
-  ): void {
-    this.snap.allocate(m, req.exclusive, allocation);
-    this.quota.add(m, req.gpus);
-    this.timeline.add(job.id, { end, counted: true, member: m, isolated: req.exclusive, allocation });
-    this.running.push({
-      job: asRunning(job, this.now, allocation),
-      member: m,
-      isolated: req.exclusive,
-      stopping: false,
-      fresh: true,
-      lostGpuHours: 0,
-    });
-    this.decisions.push({ kind: 'start', job: job.id, allocation, borrowing });
-  }
-
   private preempt(job: PendingJob, plan: PreemptionPlan): void {
     this.preemptors[this.member(job.member, job.id)]++;
     for (const v of plan.victims) {
@@ -285,20 +181,6 @@ class CycleContext {
     return null;
   }
 
-  result(): CycleResult {
-    const releases = this.timeline.ordered().map((r) => ({ end: r.end, gpus: sumGpus(r.allocation) }));
-    estimateStarts(this.waitingColumns, this.waiting, releases, this.snap.now.total, this.capacity.total, this.now);
-    return { decisions: this.decisions, pending: this.waiting };
-  }
-
-  private wait(job: PendingJob, reason: PendingReason, gpus: number, reservedStart: number | null): void {
-    const position = this.waiting.length + 1;
-    this.waiting.push({ job: job.id, reason, position, estimatedStart: reason === 'NodesUnavailable' ? null : this.now });
-    this.waitingColumns.gpus.push(gpus);
-    this.waitingColumns.walltimeSeconds.push(job.walltimeSeconds);
-    this.waitingColumns.reservedStart.push(reservedStart ?? NaN);
-  }
-
   /** Why a job that fits its quota but not the free GPUs waits. */
   private diagnose(req: PlacementRequest, end: number, key: number, reserved: boolean): PendingReason {
     const cached = this.diagnosis.get(key);
@@ -322,68 +204,6 @@ class CycleContext {
     }
     return false;
   }
-
-  /**
-   * The placement request of a job, shared by every job of the same member and shape; `never`:
-   * it cannot fit even on an empty machine with today's up nodes and zones.
-   */
-  private request(job: PendingJob, m: number): Shape {
-    // A numeric key: building a string per job is what a 100,000-job queue would pay for.
-    const g = job.gang;
-    const gang = 'gpus' in g ? g.gpus : -(g.nodes * 4096 + g.gpusPerNode);
-    const zone = job.isolation.zone === null ? 0 : 1 + this.zoneIndex(job.isolation.zone, job.id);
-    const sig = ((gang * 3 + TOPOLOGY_CODE[job.topology]) * 2 + (job.isolation.exclusive ? 1 : 0)) * 64 * 1024 + zone * 1024 + m;
-    let shape = this.shapes.get(sig);
-    if (!shape) {
-      const zone = this.zoneOf(job, m);
-      const req: PlacementRequest = {
-        tasks: gangTasks(job.gang, this.state.site.maxGpusPerNode),
-        gpus: gangGpus(job.gang),
-        member: m,
-        exclusive: this.exclusive(job),
-        topology: job.topology,
-        domains: zone === null ? null : this.zoneMask(zone, job.id),
-      };
-      const never = place(this.snap, this.capacity, req, { ignoreIsolation: true }) === null;
-      shape = { req, id: this.shapes.size, never };
-      this.shapes.set(sig, shape);
-    }
-    return shape;
-  }
-
-  private exclusive(job: { member: string; isolation: { exclusive: boolean } }): boolean {
-    return job.isolation.exclusive || this.memberOf(job.member).isolation === 'required';
-  }
-
-  private zoneOf(job: PendingJob, m: number): string | null {
-    return job.isolation.zone ?? this.state.consortium.members[m].zone;
-  }
-
-  private zoneIndex(zone: string, where: string): number {
-    const i = this.state.site.zones.indexOf(zone);
-    if (i < 0) throw new UnknownReferenceError('zone', zone, where);
-    return i;
-  }
-
-  private zoneMask(zone: string, where: string): Uint8Array {
-    let mask = this.zoneMasks.get(zone);
-    if (!mask) {
-      if (!this.state.site.zones.includes(zone)) throw new UnknownReferenceError('zone', zone, where);
-      mask = Uint8Array.from(this.state.site.domains, (d) => (d.zone === zone ? 1 : 0));
-      this.zoneMasks.set(zone, mask);
-    }
-    return mask;
-  }
-
-  private member(id: string, where: string): number {
-    const m = this.memberIdx.get(id);
-    if (m === undefined) throw new UnknownReferenceError('member', id, where);
-    return m;
-  }
-
-  private memberOf(id: string): Member {
-    return this.state.consortium.members[this.member(id, id)];
-  }
 }
 
 /** Same order as byClassThenAge, with numeric keys computed once (10^5 jobs sort in a few ms). */
@@ -398,8 +218,6 @@ function sortByClassThenAge(jobs: PendingJob[]): PendingJob[] {
   idx.sort((a, b) => keys[a] - keys[b] || byClassThenAge(jobs[a], jobs[b]));
   return Array.from(idx, (i) => jobs[i]);
 }
-
-const TOPOLOGY_CODE = { required: 0, preferred: 1, none: 2 } as const;
 
 function byClassThenAge(a: PendingJob, b: PendingJob): number {
   return (
@@ -418,8 +236,4 @@ function sumGpus(allocation: readonly { gpus: number }[]): number {
   let g = 0;
   for (const a of allocation) g += a.gpus;
   return g;
-}
-
-function asRunning(job: PendingJob, now: number, allocation: RunningJob['allocation']): RunningJob {
-  return { ...job, startedAt: now, allocation, lastCheckpointAt: null, preempting: null };
 }

@@ -1,0 +1,208 @@
+// What every cycle, of any policy, starts from: the machine as a snapshot with the running jobs
+// on it (gangs on failed nodes requeued), their expected releases, each member's usage, and the
+// placement request of each job shape; and what every cycle ends with: an explanation for each
+// waiting job and an estimated start for it. Fabrik's cycle and the simulator's baseline
+// policies (FIFO, Slurm-like) build on it, so they differ only in how they decide.
+import type { Member } from '../core/consortium.js';
+import { UnknownReferenceError } from '../core/errors.js';
+import {
+  expectedEnd,
+  gangGpus,
+  gangGpusOf,
+  gangTasks,
+  type Allocation,
+  type PendingJob,
+  type RunningJob,
+  workAtRisk,
+} from '../core/job.js';
+import { isFailed } from '../core/site.js';
+import { estimateStarts } from './estimate.js';
+import { place, type PlacementRequest } from './placement.js';
+import type { RunningEntry } from './preemption.js';
+import { QuotaBook } from './quota.js';
+import { Snapshot, type Availability } from './snapshot.js';
+import { ReleaseTimeline } from './timeline.js';
+import type { ClusterState, CycleResult, Decision, Explanation, PendingReason } from './types.js';
+
+export interface Shape {
+  readonly req: PlacementRequest;
+  /** Small integer naming the shape in this cycle's caches. */
+  readonly id: number;
+  readonly never: boolean;
+}
+
+/** Explanations are built as the walk goes; the estimate is filled in at the end. */
+type Pending = { -readonly [K in keyof Explanation]: Explanation[K] };
+
+const TOPOLOGY_CODE = { required: 0, preferred: 1, none: 2 } as const;
+
+export class CycleBase {
+  readonly snap: Snapshot;
+  readonly quota: QuotaBook;
+  readonly timeline = new ReleaseTimeline();
+  readonly decisions: Decision[] = [];
+  /** Waiting jobs in queue order: their explanations, and the columns the estimate reads. */
+  readonly waiting: Pending[] = [];
+  private readonly waitingColumns = { gpus: [] as number[], walltimeSeconds: [] as number[], reservedStart: [] as number[] };
+  protected readonly running: RunningEntry[] = [];
+  protected readonly runningById = new Map<string, RunningEntry>();
+  private readonly memberIdx = new Map<string, number>();
+  private readonly zoneMasks = new Map<string, Uint8Array>();
+  private readonly shapes = new Map<number, Shape>();
+  /** The empty machine (up nodes only): what "could it ever fit" is judged against. */
+  protected readonly capacity: Availability;
+
+  constructor(
+    readonly state: ClusterState,
+    readonly now: number,
+  ) {
+    const { site, consortium } = state;
+    consortium.members.forEach((m, i) => this.memberIdx.set(m.id, i));
+    this.snap = new Snapshot(site, consortium.members.length);
+    this.quota = new QuotaBook(consortium, this.snap.now.total, (m, t) => this.timeline.releasedBy(m, t));
+    const empty = this.snap.now;
+    this.capacity = { avail: empty.avail.slice(), domainAvail: empty.domainAvail.slice(), total: empty.total };
+  }
+
+  /** Failures first: a gang that touched a failed node is requeued whole; the rest is the snapshot. */
+  loadRunning(): void {
+    const { site } = this.state;
+    for (const job of this.state.running) {
+      const failed = job.allocation.filter((a) => isFailed(site.nodes[a.node]));
+      if (failed.length > 0) {
+        this.decisions.push({ kind: 'requeue', job: job.id, reason: 'NodeFailure', nodes: failed.map((a) => a.node) });
+        continue;
+      }
+      const member = this.member(job.member, job.id);
+      const isolated = this.exclusive(job);
+      this.snap.allocate(member, isolated, job.allocation);
+      // A job being stopped still holds its GPUs, but no longer counts against its member's share.
+      if (!job.preempting) this.quota.add(member, gangGpusOf(job));
+      this.timeline.add(job.id, {
+        end: expectedEnd(job, this.now),
+        counted: !job.preempting,
+        member,
+        isolated,
+        allocation: job.allocation,
+      });
+      const entry = {
+        job,
+        member,
+        isolated,
+        stopping: job.preempting !== null,
+        fresh: false,
+        lostGpuHours: workAtRisk(job, this.now),
+      };
+      this.running.push(entry);
+      this.runningById.set(job.id, entry);
+    }
+  }
+
+  protected start(
+    job: PendingJob,
+    m: number,
+    req: PlacementRequest,
+    end: number,
+    allocation: Allocation[],
+    borrowing: boolean,
+  ): void {
+    this.snap.allocate(m, req.exclusive, allocation);
+    this.quota.add(m, req.gpus);
+    this.timeline.add(job.id, { end, counted: true, member: m, isolated: req.exclusive, allocation });
+    this.running.push({
+      job: asRunning(job, this.now, allocation),
+      member: m,
+      isolated: req.exclusive,
+      stopping: false,
+      fresh: true,
+      lostGpuHours: 0,
+    });
+    this.decisions.push({ kind: 'start', job: job.id, allocation, borrowing });
+  }
+
+  result(): CycleResult {
+    const releases = this.timeline.ordered().map((r) => ({ end: r.end, gpus: sumGpus(r.allocation) }));
+    estimateStarts(this.waitingColumns, this.waiting, releases, this.snap.now.total, this.capacity.total, this.now);
+    return { decisions: this.decisions, pending: this.waiting };
+  }
+
+  protected wait(job: PendingJob, reason: PendingReason, gpus: number, reservedStart: number | null): void {
+    const position = this.waiting.length + 1;
+    this.waiting.push({ job: job.id, reason, position, estimatedStart: reason === 'NodesUnavailable' ? null : this.now });
+    this.waitingColumns.gpus.push(gpus);
+    this.waitingColumns.walltimeSeconds.push(job.walltimeSeconds);
+    this.waitingColumns.reservedStart.push(reservedStart ?? NaN);
+  }
+
+  /**
+   * The placement request of a job, shared by every job of the same member and shape; `never`:
+   * it cannot fit even on an empty machine with today's up nodes and zones.
+   */
+  protected request(job: PendingJob, m: number): Shape {
+    // A numeric key: building a string per job is what a 100,000-job queue would pay for.
+    const g = job.gang;
+    const gang = 'gpus' in g ? g.gpus : -(g.nodes * 4096 + g.gpusPerNode);
+    const zone = job.isolation.zone === null ? 0 : 1 + this.zoneIndex(job.isolation.zone, job.id);
+    const sig = ((gang * 3 + TOPOLOGY_CODE[job.topology]) * 2 + (job.isolation.exclusive ? 1 : 0)) * 64 * 1024 + zone * 1024 + m;
+    let shape = this.shapes.get(sig);
+    if (!shape) {
+      const zone = this.zoneOf(job, m);
+      const req: PlacementRequest = {
+        tasks: gangTasks(job.gang, this.state.site.maxGpusPerNode),
+        gpus: gangGpus(job.gang),
+        member: m,
+        exclusive: this.exclusive(job),
+        topology: job.topology,
+        domains: zone === null ? null : this.zoneMask(zone, job.id),
+      };
+      const never = place(this.snap, this.capacity, req, { ignoreIsolation: true }) === null;
+      shape = { req, id: this.shapes.size, never };
+      this.shapes.set(sig, shape);
+    }
+    return shape;
+  }
+
+  protected exclusive(job: { member: string; isolation: { exclusive: boolean } }): boolean {
+    return job.isolation.exclusive || this.memberOf(job.member).isolation === 'required';
+  }
+
+  protected zoneOf(job: PendingJob, m: number): string | null {
+    return job.isolation.zone ?? this.state.consortium.members[m].zone;
+  }
+
+  private zoneIndex(zone: string, where: string): number {
+    const i = this.state.site.zones.indexOf(zone);
+    if (i < 0) throw new UnknownReferenceError('zone', zone, where);
+    return i;
+  }
+
+  private zoneMask(zone: string, where: string): Uint8Array {
+    let mask = this.zoneMasks.get(zone);
+    if (!mask) {
+      if (!this.state.site.zones.includes(zone)) throw new UnknownReferenceError('zone', zone, where);
+      mask = Uint8Array.from(this.state.site.domains, (d) => (d.zone === zone ? 1 : 0));
+      this.zoneMasks.set(zone, mask);
+    }
+    return mask;
+  }
+
+  protected member(id: string, where: string): number {
+    const m = this.memberIdx.get(id);
+    if (m === undefined) throw new UnknownReferenceError('member', id, where);
+    return m;
+  }
+
+  private memberOf(id: string): Member {
+    return this.state.consortium.members[this.member(id, id)];
+  }
+}
+
+function sumGpus(allocation: readonly { gpus: number }[]): number {
+  let g = 0;
+  for (const a of allocation) g += a.gpus;
+  return g;
+}
+
+function asRunning(job: PendingJob, now: number, allocation: RunningJob['allocation']): RunningJob {
+  return { ...job, startedAt: now, allocation, lastCheckpointAt: null, preempting: null };
+}

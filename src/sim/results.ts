@@ -1,0 +1,75 @@
+// What a simulation run produces: per policy, the summary figures, the same figures per member
+// and per job-size class, time series and distributions. The CLI prints the summary as JSON;
+// the report draws the rest.
+
+/** Job-size classes used in every breakdown. */
+export const SIZE_CLASSES = ['1', '2-8', '9-72', '>72'] as const;
+export type SizeClass = (typeof SIZE_CLASSES)[number];
+
+export function sizeClass(gpus: number): SizeClass {
+  return gpus <= 1 ? '1' : gpus <= 8 ? '2-8' : gpus <= 72 ? '9-72' : '>72';
+}
+
+/** Completion time and queueing delay of a set of jobs, seconds. */
+export interface TimeStats {
+  readonly jobs: number;
+  readonly avg_jct_s: number;
+  readonly median_jct_s: number;
+  readonly p99_jct_s: number;
+  readonly avg_wait_s: number;
+  readonly median_wait_s: number;
+  readonly p99_wait_s: number;
+}
+
+export interface MemberStats extends TimeStats {
+  /** Fraction of all GPU-hours delivered that went to this member. */
+  readonly share: number;
+  /** Its entitlement as a fraction of the machine, capped by its demand (what it could have used). */
+  readonly fair_share: number;
+  readonly gpu_hours: number;
+}
+
+/** The summary line (the keys tools read are fixed: see the issue that asked for them). */
+export interface PolicySummary extends TimeStats {
+  /** GPU-hours used / GPU-hours available over the makespan. */
+  readonly utilization: number;
+  /** Jain's index over share / fair_share of the members with demand. */
+  readonly jain: number;
+  readonly max_large_gang_wait_s: number;
+  readonly gpu_hours_lost: number;
+  readonly stranded_gpu_hours: number;
+  readonly preemptions: number;
+  readonly makespan_s: number;
+  /** Longest time from a member's demand returning to its share being restored (null: never needed). */
+  readonly max_reclaim_latency_s: number | null;
+}
+
+export interface PolicyResult {
+  readonly summary: PolicySummary;
+  readonly byMember: Readonly<Record<string, MemberStats>>;
+  readonly bySize: Readonly<Record<SizeClass, TimeStats>>;
+  /** Sampled at a fixed interval of simulated time. */
+  readonly series: {
+    readonly t: readonly number[];
+    readonly utilization: readonly number[];
+    readonly queueLength: readonly number[];
+    /** Per member: fraction of the machine's GPUs it holds at each sample. */
+    readonly memberShare: Readonly<Record<string, readonly number[]>>;
+  };
+  /** Cumulative distributions as [seconds, fraction of jobs ≤ seconds] points (a few hundred at most). */
+  readonly cdf: { readonly jct: readonly (readonly [number, number])[]; readonly wait: readonly (readonly [number, number])[] };
+}
+
+export interface SimResults {
+  readonly trace: string;
+  readonly jobs: number;
+  readonly site: string;
+  readonly gpus: number;
+  readonly load: number;
+  readonly seed: number;
+  /** Bad trace rows, by reason. */
+  readonly rejected: Readonly<Record<string, number>>;
+  /** Member id → entitlement as a fraction of the machine. */
+  readonly entitlements: Readonly<Record<string, number>>;
+  readonly policies: Readonly<Record<string, PolicyResult>>;
+}

@@ -4,7 +4,7 @@
 // list scheduling, O(n log n), so 100,000 waiting jobs each get an estimate in one cycle.
 // It ignores topology and quota, so it errs early for jobs that wait for either. Jobs whose
 // estimate is already null (they cannot fit the machine as it is) are skipped.
-import { ReleaseHeap } from './heap.js';
+import FlatQueue from 'flatqueue';
 
 /** The waiting jobs in queue order, as columns (one entry per job). */
 export interface Waiting {
@@ -23,17 +23,17 @@ export function estimateStarts(
   capacity: number,
   now: number,
 ): void {
-  const heap = new ReleaseHeap();
-  for (const r of releases) heap.push(r.end, r.gpus);
-  const popped = { amount: 0 };
+  // GPUs released, ordered by the time they come free.
+  const heap = new FlatQueue<number>();
+  for (const r of releases) heap.push(r.gpus, r.end);
   let free = freeNow;
   let clock = now;
   for (let i = 0; i < out.length; i++) {
     const gpus = waiting.gpus[i];
     if (gpus > capacity || out[i].estimatedStart === null) continue;
-    while (free < gpus && heap.size > 0) {
-      clock = Math.max(clock, heap.pop(popped));
-      free += popped.amount;
+    while (free < gpus && heap.length > 0) {
+      clock = Math.max(clock, heap.peekValue()!);
+      free += heap.pop()!;
     }
     if (free < gpus) {
       out[i].estimatedStart = null;

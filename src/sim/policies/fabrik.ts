@@ -7,6 +7,7 @@ import type { Policy } from '../policy.js';
 export const fabrik = {
   type: 'policy/fabrik',
   name: 'fabrik',
-  description: 'Fabrik: guaranteed entitlements with lending and reclaim, fair share, NVLink-aware gangs, backfill with reservations.',
+  description:
+    'Fabrik: guaranteed entitlements with lending and reclaim, fair share, NVLink-aware gangs, backfill with reservations.',
   cycle: (state, now) => cycle(state, now, DEFAULT_CONFIG),
 } satisfies Policy;

@@ -1,0 +1,437 @@
+// The digital twin: a discrete-event simulation on a virtual clock. Jobs arrive, run for their
+// real duration, finish, get preempted (a grace period, then the work since their last
+// checkpoint is lost and they queue again), and nodes fail, come back or drain. Every decision
+// is made by a policy's cycle with the virtual time passed in: for `fabrik`, exactly the code
+// the server runs. No randomness here: the same jobs give the same run.
+import type { Consortium } from '../core/consortium.js';
+import { gangGpus, lastCheckpoint, type PendingJob, type RunningJob } from '../core/job.js';
+import { isSchedulable, withNodeStates, type NodeState, type Site } from '../core/site.js';
+import { decayUsage } from '../core/usage.js';
+import type { Decision } from '../scheduler/types.js';
+import FlatQueue from 'flatqueue';
+import type { Policy } from './policy.js';
+
+/** A job of the workload: what it asks for, and how long it really runs. */
+export interface SimJob {
+  readonly job: PendingJob;
+  readonly runtimeSeconds: number;
+}
+
+export interface NodeEvent {
+  readonly at: number;
+  readonly node: string;
+  readonly state: NodeState;
+}
+
+export interface SimOptions {
+  readonly site: Site;
+  readonly consortium: Consortium;
+  readonly jobs: readonly SimJob[];
+  readonly policy: Policy;
+  /** A cycle runs at most this often, at the first event after the previous one (Slurm's sched_min_interval). */
+  readonly cycleSeconds?: number;
+  /** While jobs wait, a cycle runs at least this often even if nothing happened (minimum runtimes expire). */
+  readonly idleCycleSeconds?: number;
+  /** Time series sampling interval (default: a few hundred samples over the run). */
+  readonly sampleSeconds?: number;
+  readonly nodeEvents?: readonly NodeEvent[];
+  readonly onProgress?: (finished: number, total: number) => void;
+}
+
+/** What happened to one job. */
+export interface JobOutcome {
+  readonly id: string;
+  readonly member: string;
+  readonly gpus: number;
+  readonly submittedAt: number;
+  readonly runtimeSeconds: number;
+  /** Null when it never finished (it could not fit the machine). */
+  finishedAt: number | null;
+  /** Seconds spent waiting in the queue, over all its waits (requeues included). */
+  waitSeconds: number;
+  preemptions: number;
+  lostGpuSeconds: number;
+}
+
+export interface Sample {
+  readonly t: number;
+  readonly usedGpus: number;
+  readonly upGpus: number;
+  readonly queueLength: number;
+  readonly strandedGpus: number;
+  readonly memberGpus: readonly number[];
+}
+
+export interface SimRun {
+  readonly policy: string;
+  readonly outcomes: readonly JobOutcome[];
+  readonly samples: readonly Sample[];
+  readonly sampleSeconds: number;
+  /** GPU-seconds delivered per member (index as in the consortium). */
+  readonly memberGpuSeconds: readonly number[];
+  /** GPU-seconds of up capacity over the run. */
+  readonly capacityGpuSeconds: number;
+  readonly start: number;
+  readonly end: number;
+  readonly preemptions: number;
+  /** Longest time a member with unmet demand below its entitlement waited while others borrowed. */
+  readonly maxReclaimLatency: number | null;
+  readonly cycles: number;
+}
+
+const enum Kind {
+  Finish,
+  GraceEnd,
+  Node,
+}
+
+interface Event {
+  readonly at: number;
+  readonly kind: Kind;
+  /** The job (or, for node events, the index of the node event). */
+  readonly job: number;
+  /** The job's run this event belongs to: a preempted run's finish is stale. */
+  readonly run: number;
+}
+
+interface Live {
+  readonly index: number;
+  readonly sim: SimJob;
+  readonly gpus: number;
+  readonly member: number;
+  /** Work still to do, seconds (restarts from the last checkpoint). */
+  remaining: number;
+  run: number;
+  queuedSince: number;
+  running: RunningJob | null;
+  pending: PendingJob | null;
+  outcome: JobOutcome;
+}
+
+export function simulate(o: SimOptions): SimRun {
+  return new Simulation(o).run();
+}
+
+class Simulation {
+  private site: Site;
+  private now = 0;
+  private readonly events = new FlatQueue<Event>();
+  private readonly live: Live[];
+  private readonly pending = new Map<number, Live>();
+  private readonly running = new Map<number, Live>();
+  private readonly memberIdx = new Map<string, number>();
+  private readonly byId: Map<string, Live>;
+  private readonly memberGpus: number[];
+  private readonly usage: number[];
+  private readonly delivered: number[];
+  private capacitySeconds = 0;
+  private accruedAt = 0;
+  private upGpus = 0;
+  private preemptions = 0;
+  private finished = 0;
+  private cycles = 0;
+  private readonly samples: Sample[] = [];
+  private readonly deficitSince: (number | null)[];
+  private maxReclaimLatency: number | null = null;
+
+  constructor(private readonly o: SimOptions) {
+    this.site = o.site;
+    o.consortium.members.forEach((m, i) => this.memberIdx.set(m.id, i));
+    const members = o.consortium.members.length;
+    this.memberGpus = new Array(members).fill(0);
+    this.usage = new Array(members).fill(0);
+    this.delivered = new Array(members).fill(0);
+    this.deficitSince = new Array(members).fill(null);
+    this.live = o.jobs.map((sim, index) => {
+      const member = this.memberIdx.get(sim.job.member);
+      if (member === undefined) throw new Error(`job ${sim.job.id}: unknown member ${sim.job.member}`);
+      const gpus = gangGpus(sim.job.gang);
+      return {
+        index,
+        sim,
+        gpus,
+        member,
+        remaining: sim.runtimeSeconds,
+        run: 0,
+        queuedSince: sim.job.submittedAt,
+        running: null,
+        pending: null,
+        outcome: {
+          id: sim.job.id,
+          member: sim.job.member,
+          gpus,
+          submittedAt: sim.job.submittedAt,
+          runtimeSeconds: sim.runtimeSeconds,
+          finishedAt: null,
+          waitSeconds: 0,
+          preemptions: 0,
+          lostGpuSeconds: 0,
+        },
+      };
+    });
+    (o.nodeEvents ?? []).forEach((e, i) => this.push(e.at, Kind.Node, i, 0));
+    this.byId = new Map(this.live.map((l) => [l.sim.job.id, l]));
+    this.upGpus = this.countUpGpus();
+  }
+
+  run(): SimRun {
+    const o = this.o;
+    const bySubmit = this.live.slice().sort((a, b) => a.sim.job.submittedAt - b.sim.job.submittedAt || a.index - b.index);
+    const start = bySubmit.length > 0 ? bySubmit[0].sim.job.submittedAt : 0;
+    const lastSubmit = bySubmit.length > 0 ? bySubmit[bySubmit.length - 1].sim.job.submittedAt : 0;
+    const cycleSeconds = o.cycleSeconds ?? 30;
+    const idleSeconds = o.idleCycleSeconds ?? 300;
+    const sampleSeconds = o.sampleSeconds ?? Math.max(60, Math.ceil((lastSubmit - start) / 400));
+    this.now = start;
+    this.accruedAt = start;
+    let next = 0;
+    let lastCycle = -Infinity;
+    let dirty = false;
+    let nextSample = start;
+    const total = this.live.length;
+    let progressAt = 0;
+    for (;;) {
+      // The next thing to happen: an arrival, a finish, a grace period's end, a node event, a cycle.
+      const arrival = next < bySubmit.length ? bySubmit[next].sim.job.submittedAt : Infinity;
+      const event = this.events.peekValue() ?? Infinity;
+      const cycleAt = dirty
+        ? Math.max(this.now, lastCycle + cycleSeconds)
+        : this.pending.size > 0
+          ? Math.max(this.now, lastCycle + idleSeconds)
+          : Infinity;
+      const t = Math.min(arrival, event, cycleAt);
+      if (t === Infinity) break;
+      // Jobs that can never start would keep the clock going: stop when only they are left.
+      if (arrival === Infinity && event === Infinity && this.running.size === 0 && !dirty && lastCycle >= this.now) break;
+      while (nextSample <= t) {
+        this.advance(nextSample);
+        this.sample();
+        nextSample += sampleSeconds;
+      }
+      this.advance(t);
+      if (t === arrival) {
+        for (; next < bySubmit.length && bySubmit[next].sim.job.submittedAt === t; next++) this.enqueue(bySubmit[next], t);
+        dirty = true;
+      } else if (t === event) {
+        while (this.events.peekValue() === t) dirty = this.handle(this.events.pop()!) || dirty;
+      } else {
+        this.cycle();
+        lastCycle = t;
+        dirty = false;
+      }
+      if (o.onProgress && this.finished >= progressAt) {
+        o.onProgress(this.finished, total);
+        progressAt = this.finished + Math.max(1, Math.floor(total / 200));
+      }
+    }
+    this.sample();
+    const end = Math.max(start, ...this.live.map((l) => l.outcome.finishedAt ?? start));
+    o.onProgress?.(this.finished, total);
+    return {
+      policy: o.policy.name,
+      outcomes: this.live.map((l) => l.outcome),
+      samples: this.samples,
+      sampleSeconds,
+      memberGpuSeconds: this.delivered,
+      capacityGpuSeconds: this.capacitySeconds,
+      start,
+      end,
+      preemptions: this.preemptions,
+      maxReclaimLatency: this.maxReclaimLatency,
+      cycles: this.cycles,
+    };
+  }
+
+  private enqueue(l: Live, t: number): void {
+    l.queuedSince = t;
+    l.pending = l.pending ?? { ...l.sim.job, holdSince: null };
+    this.pending.set(l.index, l);
+  }
+
+  /** Returns whether the cluster changed in a way a cycle should look at. */
+  private handle(e: Event): boolean {
+    if (e.kind === Kind.Node) {
+      const ne = this.o.nodeEvents![e.job];
+      this.site = withNodeStates(this.site, { [ne.node]: ne.state });
+      this.upGpus = this.countUpGpus();
+      return true;
+    }
+    const l = this.live[e.job];
+    if (e.run !== l.run || !l.running) return false;
+    if (e.kind === Kind.Finish) {
+      this.stop(l);
+      l.remaining = 0;
+      l.outcome.finishedAt = this.now;
+      this.finished++;
+      return true;
+    }
+    // Grace period over: the work since the last checkpoint is lost; the job queues again whole.
+    this.interrupt(l);
+    return true;
+  }
+
+  private cycle(): void {
+    this.cycles++;
+    const pending: PendingJob[] = [];
+    for (const l of this.pending.values()) pending.push(l.pending!);
+    const running: RunningJob[] = [];
+    for (const l of this.running.values()) running.push(l.running!);
+    const usageGpuHours: Record<string, number> = {};
+    this.o.consortium.members.forEach((m, i) => (usageGpuHours[m.id] = this.usage[i]));
+    const result = this.o.policy.cycle(
+      { site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours },
+      this.now,
+    );
+    this.apply(result.decisions);
+    this.watchReclaim();
+  }
+
+  private apply(decisions: readonly Decision[]): void {
+    const reserved = new Set<string>();
+    const byId = new Map<string, Live>();
+    for (const d of decisions) if (d.kind !== 'reserve') byId.set(d.job, this.find(d.job));
+    for (const d of decisions) {
+      switch (d.kind) {
+        case 'start': {
+          const l = byId.get(d.job)!;
+          this.pending.delete(l.index);
+          l.outcome.waitSeconds += this.now - l.queuedSince;
+          const { holdSince: _h, ...spec } = l.pending!;
+          l.pending = null;
+          l.running = { ...spec, startedAt: this.now, allocation: d.allocation, lastCheckpointAt: null, preempting: null };
+          l.run++;
+          this.running.set(l.index, l);
+          this.memberGpus[l.member] += l.gpus;
+          this.push(this.now + l.remaining, Kind.Finish, l.index, l.run);
+          break;
+        }
+        case 'preempt': {
+          const l = byId.get(d.job)!;
+          this.preemptions++;
+          l.outcome.preemptions++;
+          l.running = { ...l.running!, preempting: { since: this.now, graceEndsAt: this.now + d.graceSeconds } };
+          this.push(this.now + d.graceSeconds, Kind.GraceEnd, l.index, l.run);
+          break;
+        }
+        case 'requeue':
+          this.interrupt(byId.get(d.job)!);
+          break;
+        case 'reserve':
+          reserved.add(d.job);
+          break;
+      }
+    }
+    // A job keeps its hold while it keeps a reservation.
+    for (const l of this.pending.values()) {
+      const p = l.pending!;
+      const holds = reserved.has(p.id);
+      if (holds && p.holdSince == null) l.pending = { ...p, holdSince: this.now };
+      else if (!holds && p.holdSince != null) l.pending = { ...p, holdSince: null };
+    }
+  }
+
+  /** Stops a running job now: it keeps the work up to its last checkpoint and queues again. */
+  private interrupt(l: Live): void {
+    const job = l.running!;
+    const kept = Math.max(0, lastCheckpoint(job, this.now) - job.startedAt);
+    l.outcome.lostGpuSeconds += l.gpus * (this.now - job.startedAt - kept);
+    l.remaining = Math.max(0, l.remaining - kept);
+    this.stop(l);
+    l.pending = { ...l.sim.job, holdSince: null };
+    this.enqueue(l, this.now);
+  }
+
+  private stop(l: Live): void {
+    this.running.delete(l.index);
+    this.memberGpus[l.member] -= l.gpus;
+    l.running = null;
+    l.run++;
+  }
+
+  /** Moves the clock, accruing decayed usage (fair share) and delivered GPU-seconds. */
+  private advance(t: number): void {
+    const dt = t - this.accruedAt;
+    if (dt > 0) {
+      const half = this.o.consortium.fairShare.halfLifeHours;
+      for (let m = 0; m < this.usage.length; m++) {
+        this.usage[m] = decayUsage(this.usage[m], dt, half, this.memberGpus[m]);
+        this.delivered[m] += this.memberGpus[m] * dt;
+      }
+      this.capacitySeconds += this.upGpus * dt;
+      this.accruedAt = t;
+    }
+    this.now = t;
+  }
+
+  private sample(): void {
+    let used = 0;
+    for (const g of this.memberGpus) used += g;
+    this.samples.push({
+      t: this.now,
+      usedGpus: used,
+      upGpus: this.upGpus,
+      queueLength: this.pending.size,
+      strandedGpus: this.stranded(),
+      memberGpus: this.memberGpus.slice(),
+    });
+  }
+
+  /** Free GPUs in partly used NVLink domains that no waiting gang is small enough to use. */
+  private stranded(): number {
+    if (this.pending.size === 0) return 0;
+    let smallest = Infinity;
+    for (const l of this.pending.values()) smallest = Math.min(smallest, l.gpus);
+    const used = new Int32Array(this.site.nodes.length);
+    for (const l of this.running.values()) for (const a of l.running!.allocation) used[a.node] += a.gpus;
+    let stranded = 0;
+    for (const d of this.site.domains) {
+      let free = 0;
+      let busy = 0;
+      for (const n of d.nodes) {
+        const node = this.site.nodes[n];
+        busy += used[n];
+        if (isSchedulable(node)) free += Math.max(0, node.gpus - used[n]);
+      }
+      if (busy > 0 && free > 0 && free < smallest) stranded += free;
+    }
+    return stranded;
+  }
+
+  /**
+   * Reclaim latency: a member whose demand is below its entitlement, not fully served while
+   * others borrow, is in deficit until it holds min(entitlement, demand) again.
+   */
+  private watchReclaim(): void {
+    const members = this.o.consortium.members;
+    const demand = this.memberGpus.slice();
+    for (const l of this.pending.values()) demand[l.member] += l.gpus;
+    const borrowing = members.map((m, i) => this.memberGpus[i] > m.entitlementGpus);
+    members.forEach((m, i) => {
+      const target = Math.min(m.entitlementGpus, demand[i]);
+      const othersBorrow = borrowing.some((b, k) => b && k !== i);
+      const short = this.memberGpus[i] < target && othersBorrow;
+      const since = this.deficitSince[i];
+      if (short && since === null) this.deficitSince[i] = this.now;
+      else if (!short && since !== null) {
+        this.maxReclaimLatency = Math.max(this.maxReclaimLatency ?? 0, this.now - since);
+        this.deficitSince[i] = null;
+      }
+    });
+  }
+
+  private find(id: string): Live {
+    const l = this.byId.get(id);
+    if (!l) throw new Error(`policy ${this.o.policy.name} decided about an unknown job ${id}`);
+    return l;
+  }
+
+  private countUpGpus(): number {
+    let g = 0;
+    for (const n of this.site.nodes) if (isSchedulable(n)) g += n.gpus;
+    return g;
+  }
+
+  private push(at: number, kind: Kind, job: number, run: number): void {
+    this.events.push({ at, kind, job, run }, at);
+  }
+}

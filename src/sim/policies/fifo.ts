@@ -1,0 +1,42 @@
+// First come, first served: gangs start in submission order; the first one that does not fit
+// blocks everyone behind it (no backfill). The baseline every paper starts from.
+import { CycleBase } from '../../scheduler/base.js';
+import { place } from '../../scheduler/placement.js';
+import type { ClusterState, CycleResult } from '../../scheduler/types.js';
+import type { Policy } from '../policy.js';
+
+class FifoCycle extends CycleBase {
+  run(): CycleResult {
+    this.loadRunning();
+    const queue = [...this.state.pending].sort((a, b) => a.submittedAt - b.submittedAt || (a.id < b.id ? -1 : 1));
+    let blocked = false;
+    for (const job of queue) {
+      const m = this.member(job.member, job.id);
+      const { req, never } = this.request(job, m);
+      if (never) {
+        this.wait(job, 'NodesUnavailable', req.gpus, null);
+        continue;
+      }
+      if (blocked) {
+        this.wait(job, 'Priority', req.gpus, null);
+        continue;
+      }
+      const allocation = place(this.snap, this.snap.now, req);
+      if (allocation) {
+        this.start(job, m, req, this.now + job.walltimeSeconds, allocation, false);
+        continue;
+      }
+      blocked = true;
+      const next = this.timeline.earliestStart(this.snap, req, this.now);
+      this.wait(job, 'WaitingForResources', req.gpus, next?.start ?? null);
+    }
+    return this.result();
+  }
+}
+
+export const fifo = {
+  type: 'policy/fifo',
+  name: 'fifo',
+  description: 'First come, first served: gangs in submission order, the first blocked gang blocks the queue (no backfill).',
+  cycle: (state: ClusterState, now: number) => new FifoCycle(state, now).run(),
+} satisfies Policy;

@@ -36,6 +36,11 @@ export interface JobSpec {
   readonly gracePeriodSeconds: number;
   /** Submission time, seconds. */
   readonly submittedAt: number;
+  /**
+   * Jobs that preempted this one earlier (kept across requeues): it never preempts them in
+   * turn, so there are no preemption loops.
+   */
+  readonly preemptedBy?: readonly string[];
 }
 
 export interface PendingJob extends JobSpec {
@@ -44,6 +49,13 @@ export interface PendingJob extends JobSpec {
    * a job that was promised capacity keeps first claim on it, which is what bounds its wait.
    */
   readonly holdSince?: number | null;
+}
+
+/** The job as it queues again after a preemption for `by`: whole, and remembering who took its GPUs. */
+export function requeued(job: RunningJob): PendingJob {
+  const { startedAt: _s, allocation: _a, lastCheckpointAt: _l, preempting, ...spec } = job;
+  const by = preempting?.by;
+  return { ...spec, holdSince: null, preemptedBy: by ? [...(spec.preemptedBy ?? []), by] : spec.preemptedBy };
 }
 
 /** GPUs a job holds on one node. */
@@ -58,7 +70,7 @@ export interface RunningJob extends JobSpec {
   /** Time of the last checkpoint the job reported (null: use the interval, or its start). */
   readonly lastCheckpointAt: number | null;
   /** Set once it was told to stop: it keeps its GPUs until the grace period ends. */
-  readonly preempting: { readonly since: number; readonly graceEndsAt: number } | null;
+  readonly preempting: { readonly since: number; readonly graceEndsAt: number; readonly by: string } | null;
 }
 
 export function gangGpus(gang: GangRequest): number {

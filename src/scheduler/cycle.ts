@@ -106,10 +106,17 @@ class CycleContext extends CycleBase {
     // own member's lower classes. Only when waiting would take longer than the victims' grace.
     if (this.preemptors[m] < this.config.preemptorsPerMember && this.planAttempts[m] < this.config.preemptionAttemptsPerMember) {
       const ownToFree = fit === QuotaFit.Exhausted ? this.quota.peak(m, end) + req.gpus - this.quota.nominal[m] : 0;
-      const preemptor = { request: req, priorityClass: job.priorityClass, end, reclaim: fit === QuotaFit.Guaranteed, ownToFree };
+      const preemptor = {
+        request: req,
+        priorityClass: job.priorityClass,
+        end,
+        reclaim: fit === QuotaFit.Guaranteed,
+        ownToFree,
+        preemptedBy: job.preemptedBy,
+      };
       // Within a cycle, preemption options only shrink (victims stop, free GPUs get taken), so a
       // shape that found no victims will find none later in the same cycle.
-      const planKey = `${sig}|${job.priorityClass}|${fit}|${ownToFree}`;
+      const planKey = `${sig}|${job.priorityClass}|${fit}|${ownToFree}|${job.preemptedBy?.join(',') ?? ''}`;
       if (!this.noPlan.has(planKey) && this.oracle.mayFree(preemptor)) {
         this.planAttempts[m]++;
         const plan = this.oracle.plan(preemptor);
@@ -140,8 +147,14 @@ class CycleContext extends CycleBase {
     reservation: { start: number; allocation: Allocation[] },
     reason: PendingReason,
   ): void {
-    this.snap.reserve({ job: job.id, member: m, start: reservation.start, allocation: reservation.allocation });
-    this.quota.claim(m, reservation.start, req.gpus);
+    this.snap.reserve({
+      job: job.id,
+      member: m,
+      start: reservation.start,
+      end: reservation.start + job.walltimeSeconds,
+      allocation: reservation.allocation,
+    });
+    this.quota.claim(m, reservation.start, reservation.start + job.walltimeSeconds, req.gpus);
     this.memberReserved[m] = 1;
     this.reservationsMade++;
     this.decisions.push({ kind: 'reserve', job: job.id, start: reservation.start, allocation: reservation.allocation });
@@ -167,21 +180,26 @@ class CycleContext extends CycleBase {
     }
   }
 
-  /** When the member's own running jobs will have released enough of its entitlement (null: never). */
+  /**
+   * When the member's own running jobs, and its reserved jobs, will have given back enough of its
+   * entitlement for `gpus` more (null: never).
+   */
   private quotaFreesAt(m: number, gpus: number): number | null {
     const nominal = this.quota.nominal[m];
     if (gpus > nominal) return null;
     let used = this.quota.used[m] + this.quota.claimed(m);
     if (used + gpus <= nominal) return this.now;
-    for (const r of this.timeline.ordered()) {
-      if (r.member !== m || !r.counted) continue;
-      used -= sumGpus(r.allocation);
+    const back: { end: number; gpus: number }[] = this.quota.claimEnds(m);
+    for (const r of this.timeline.ordered())
+      if (r.member === m && r.counted) back.push({ end: r.end, gpus: sumGpus(r.allocation) });
+    back.sort((a, b) => a.end - b.end);
+    for (const r of back) {
+      used -= r.gpus;
       if (used + gpus <= nominal) return Math.max(this.now, r.end);
     }
     return null;
   }
 
-  /** Why a job that fits its quota but not the free GPUs waits. */
   private diagnose(req: PlacementRequest, end: number, key: number, reserved: boolean): PendingReason {
     const cached = this.diagnosis.get(key);
     let reason: PendingReason;

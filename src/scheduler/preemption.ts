@@ -37,6 +37,8 @@ export interface Preemptor {
   readonly reclaim: boolean;
   /** GPUs of its own member's lower-class work that must stop for it to fit its entitlement. */
   readonly ownToFree: number;
+  /** Jobs that preempted it before: they are never its victims (no preemption loops). */
+  readonly preemptedBy: readonly string[] | undefined;
 }
 
 /** The small port the cycle asks; it does not know how victims are chosen. */
@@ -152,6 +154,7 @@ export class LeastLostWork implements PreemptionOracle {
     for (const e of this.running) {
       if (e.stopping || e.fresh) continue;
       if (this.now - e.job.startedAt < e.job.minRuntimeSeconds) continue;
+      if (preemptor.preemptedBy?.includes(e.job.id)) continue;
       let reason: PreemptionReason | null = null;
       if (e.member !== m && preemptor.reclaim && this.quota.borrowing(e.member)) reason = 'Reclaim';
       else if (e.member === m && PRIORITY_RANK[e.job.priorityClass] < rank) reason = 'Priority';

@@ -20,7 +20,7 @@ export class QuotaBook {
    * Quota promised to reserved jobs from a future time on. A job that ends before a claim
    * starts may still use that quota (backfill within an entitlement), like GPUs.
    */
-  private readonly claims: { member: number; start: number; gpus: number }[] = [];
+  private readonly claims: { member: number; start: number; end: number; gpus: number }[] = [];
   private readonly claimedGpus: Float64Array;
   /** GPUs of the machine that no member is entitled to: anyone may borrow them. */
   readonly unassigned: number;
@@ -60,15 +60,26 @@ export class QuotaBook {
     this.peaks.fill(null);
   }
 
-  claim(member: number, start: number, gpus: number): void {
-    this.claims.push({ member, start, gpus });
+  claim(member: number, start: number, end: number, gpus: number): void {
+    this.claims.push({ member, start, end, gpus });
     this.claimedGpus[member] += gpus;
     this.peaks[member] = null;
+  }
+
+  private firstClaim(member: number): number {
+    let first = Infinity;
+    for (const c of this.claims) if (c.member === member && c.start < first) first = c.start;
+    return first;
   }
 
   /** All GPUs the member has claimed for reserved jobs. */
   claimed(member: number): number {
     return this.claimedGpus[member];
+  }
+
+  /** The member's claims, as (end, GPUs) pairs: when each reserved job would give its quota back. */
+  claimEnds(member: number): { end: number; gpus: number }[] {
+    return this.claims.filter((c) => c.member === member).map((c) => ({ end: c.end, gpus: c.gpus }));
   }
 
   /** The most GPUs the member holds or has claimed at any moment before `end`. */
@@ -78,10 +89,10 @@ export class QuotaBook {
       const mine = this.claims.filter((c) => c.member === member).sort((a, b) => a.start - b.start);
       const starts: number[] = [];
       const maxUpTo: number[] = [];
-      let claimed = 0;
       let max = this.used[member];
       for (const c of mine) {
-        claimed += c.gpus;
+        let claimed = 0;
+        for (const o of mine) if (o.start <= c.start && o.end > c.start) claimed += o.gpus;
         max = Math.max(max, this.used[member] - this.releasedBy(member, c.start) + claimed);
         starts.push(c.start);
         maxUpTo.push(max);
@@ -105,6 +116,9 @@ export class QuotaBook {
     const after = this.peak(member, end) + gpus;
     if (after <= this.nominal[member]) return QuotaFit.Guaranteed;
     if (after - this.nominal[member] > this.borrowingLimit[member]) return QuotaFit.Exhausted;
+    // A member holding a reservation borrows only for work that is gone before it starts: borrowed
+    // GPUs may be reclaimed, and its own reserved job must not find its share taken by its own jobs.
+    if (this.firstClaim(member) < end) return QuotaFit.Exhausted;
     // Borrowing is allowed while everything borrowed fits in what owners lend.
     let lendable = this.unassigned;
     let borrowed = 0;

@@ -21,6 +21,8 @@ export interface Reservation {
   readonly job: string;
   readonly member: number;
   readonly start: number;
+  /** When the reserved job would end (start + walltime): its GPUs are free again after that. */
+  readonly end: number;
   readonly allocation: readonly Allocation[];
 }
 

@@ -89,21 +89,27 @@ export class ReleaseTimeline {
     const enough = () => future.total >= req.gpus && atLeast[biggest] >= countAtLeast(req.tasks, biggest);
     const fitNow = enough() ? place(snap, future, req) : null;
     if (fitNow) found = { start: now, allocation: fitNow };
-    for (let i = 0; !found && i < releases.length;) {
-      const t = releases[i].end;
+    // Earlier reservations hold their GPUs from now on (conservative), until their jobs would end.
+    const held = snap.reservations.slice().sort((a, b) => a.end - b.end);
+    const free = (allocation: readonly Allocation[]) => {
+      for (const { node: n, gpus } of allocation) {
+        if (!snap.schedulable[n]) continue;
+        count(future.avail[n], -1);
+        count(future.avail[n] + gpus, 1);
+        future.avail[n] += gpus;
+        future.domainAvail[nodes[n].domain] += gpus;
+        (future as { total: number }).total += gpus;
+      }
+    };
+    for (let i = 0, j = 0; !found && (i < releases.length || j < held.length);) {
+      const t = Math.min(i < releases.length ? releases[i].end : Infinity, j < held.length ? held[j].end : Infinity);
       for (; i < releases.length && releases[i].end === t; i++) {
         const r = releases[i];
         // Domain tenancy matters only to exclusive requests, or where isolated work leaves.
         if (req.exclusive || r.isolated) undos.push(snap.release(r.member, r.isolated, r.allocation));
-        for (const { node: n, gpus } of r.allocation) {
-          if (!snap.schedulable[n]) continue;
-          count(future.avail[n], -1);
-          count(future.avail[n] + gpus, 1);
-          future.avail[n] += gpus;
-          future.domainAvail[nodes[n].domain] += gpus;
-          (future as { total: number }).total += gpus;
-        }
+        free(r.allocation);
       }
+      for (; j < held.length && held[j].end === t; j++) free(held[j].allocation);
       if (!enough()) continue;
       const allocation = place(snap, future, req);
       if (allocation) found = { start: Math.max(now, t), allocation };

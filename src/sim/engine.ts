@@ -4,7 +4,7 @@
 // is made by a policy's cycle with the virtual time passed in: for `fabrik`, exactly the code
 // the server runs. No randomness here: the same jobs give the same run.
 import type { Consortium } from '../core/consortium.js';
-import { gangGpus, lastCheckpoint, type PendingJob, type RunningJob } from '../core/job.js';
+import { gangGpus, lastCheckpoint, requeued, type PendingJob, type RunningJob } from '../core/job.js';
 import { isSchedulable, withNodeStates, type NodeState, type Site } from '../core/site.js';
 import { decayUsage } from '../core/usage.js';
 import type { Decision } from '../scheduler/types.js';
@@ -309,7 +309,7 @@ class Simulation {
           const l = byId.get(d.job)!;
           this.preemptions++;
           l.outcome.preemptions++;
-          l.running = { ...l.running!, preempting: { since: this.now, graceEndsAt: this.now + d.graceSeconds } };
+          l.running = { ...l.running!, preempting: { since: this.now, graceEndsAt: this.now + d.graceSeconds, by: d.for } };
           this.push(this.now + d.graceSeconds, Kind.GraceEnd, l.index, l.run);
           break;
         }
@@ -336,8 +336,8 @@ class Simulation {
     const kept = Math.max(0, lastCheckpoint(job, this.now) - job.startedAt);
     l.outcome.lostGpuSeconds += l.gpus * (this.now - job.startedAt - kept);
     l.remaining = Math.max(0, l.remaining - kept);
+    l.pending = requeued(job);
     this.stop(l);
-    l.pending = { ...l.sim.job, holdSince: null };
     this.enqueue(l, this.now);
   }
 

@@ -3,7 +3,7 @@
 // after their run time, and keeps decayed usage. Scenarios, property tests and the demo use it
 // to watch several cycles play out.
 import type { Consortium } from '../core/consortium.js';
-import { gangGpusOf, type PendingJob, type RunningJob } from '../core/job.js';
+import { gangGpusOf, requeued, type PendingJob, type RunningJob } from '../core/job.js';
 import { withNodeStates, type NodeState, type Site } from '../core/site.js';
 import { decayUsage } from '../core/usage.js';
 import { cycle } from '../scheduler/cycle.js';
@@ -96,8 +96,8 @@ export class SteppedCluster {
     for (const j of this.running) {
       if (j.preempting && j.preempting.graceEndsAt <= to) {
         this.requeue(j);
-      } else if (!j.preempting && j.startedAt + (this.runtime.get(j.id) ?? j.walltimeSeconds) <= to) {
-        this.finished.push({ job: j.id, at: j.startedAt + (this.runtime.get(j.id) ?? j.walltimeSeconds) });
+      } else if (!j.preempting && j.startedAt + this.runsFor(j) <= to) {
+        this.finished.push({ job: j.id, at: j.startedAt + this.runsFor(j) });
       } else {
         still.push(j);
       }
@@ -119,7 +119,7 @@ export class SteppedCluster {
         case 'preempt': {
           const i = this.running.findIndex((r) => r.id === d.job);
           const r = this.running[i];
-          this.running[i] = { ...r, preempting: { since: this.now, graceEndsAt: this.now + d.graceSeconds } };
+          this.running[i] = { ...r, preempting: { since: this.now, graceEndsAt: this.now + d.graceSeconds, by: d.for } };
           break;
         }
         case 'requeue': {
@@ -139,8 +139,12 @@ export class SteppedCluster {
     );
   }
 
+  /** Its run time, but never past its walltime: the executor enforces the limit, as Slurm does. */
+  private runsFor(j: RunningJob): number {
+    return Math.min(this.runtime.get(j.id) ?? j.walltimeSeconds, j.walltimeSeconds);
+  }
+
   private requeue(j: RunningJob): void {
-    const { startedAt: _s, allocation: _a, lastCheckpointAt: _l, preempting: _p, ...spec } = j;
-    this.pending.push({ ...spec, holdSince: null });
+    this.pending.push(requeued(j));
   }
 }

@@ -3,7 +3,9 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConsortium, loadSite } from '../config/index.js';
 import { InvalidDescriptionError } from '../core/errors.js';
+import { UnknownPolicyError } from '../sim/run.js';
 import { runDemo } from './demo.js';
+import { simCommand } from './sim.js';
 
 const DEFAULT_SITE = new URL('../../sites/se-factory.yaml', import.meta.url).pathname;
 const DEFAULT_CONSORTIUM = new URL('../../consortia/demo.yaml', import.meta.url).pathname;
@@ -50,10 +52,12 @@ program
     }
   });
 
+program.addCommand(simCommand());
+
 try {
   await program.parseAsync();
 } catch (e) {
-  if (e instanceof InvalidDescriptionError) {
+  if (e instanceof InvalidDescriptionError || e instanceof UnknownPolicyError) {
     console.error(`fabrik: ${e.message}`);
     process.exit(2);
   }

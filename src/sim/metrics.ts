@@ -104,7 +104,8 @@ function jain(pairs: readonly (readonly [number, number])[]): number {
   if (x.length === 0) return 1;
   const sum = x.reduce((s, v) => s + v, 0);
   const squares = x.reduce((s, v) => s + v * v, 0);
-  return squares > 0 ? (sum * sum) / (x.length * squares) : 1;
+  // Mathematically ≤ 1; rounding can push equal ratios a hair above it.
+  return squares > 0 ? Math.min(1, (sum * sum) / (x.length * squares)) : 1;
 }
 
 function cdf(values: number[]): [number, number][] {

@@ -54,7 +54,11 @@ const RUNS = 200;
 const SCALE = process.env.FC_SCALE ? Number(process.env.FC_SCALE) : 1;
 // Shrinking a long replay can take minutes; after 10 s fast-check reports the smallest failing
 // scenario found so far (its seed and path replay the rest).
-const params = (numRuns = RUNS) => ({ seed: SEED, numRuns: numRuns * SCALE, plugins: [fc.interruptAfterTimeLimit(10_000 * SCALE)] });
+const params = (numRuns = RUNS) => ({
+  seed: SEED,
+  numRuns: numRuns * SCALE,
+  plugins: [fc.interruptAfterTimeLimit(10_000 * SCALE)],
+});
 
 // ---------------------------------------------------------------------------------------------
 // Random scenarios. Sizes are drawn as per-mille fractions and scaled once the site is known, so
@@ -96,15 +100,20 @@ function scenarioArbOf(busy: boolean) {
     minRuntime: busy ? fc.constantFrom(0, 0, 0, 0, 60, 600) : fc.constantFrom(0, 0, 0, 60, 600, 1800, 3600),
     checkpoint: fc.option(fc.constantFrom(300, 900, 3600), { nil: null }),
     grace: busy ? fc.constantFrom(0, 0, 30, 120) : fc.constantFrom(0, 30, 120, 600),
-    submittedAt: busy ? fc.integer({ min: 0, max: 3000 }) : fc.oneof(fc.integer({ min: 0, max: 3600 }), fc.integer({ min: 0, max: 20_000 })),
+    submittedAt: busy
+      ? fc.integer({ min: 0, max: 3000 })
+      : fc.oneof(fc.integer({ min: 0, max: 3600 }), fc.integer({ min: 0, max: 20_000 })),
     zone: fc.constantFrom<'none' | 'general' | 'secure'>('none', 'none', 'none', 'none', 'general', 'secure'),
   });
   const stepSpec = fc.record({
-    dt: fc.oneof({ weight: 1, arbitrary: fc.constant(0) }, { weight: 6, arbitrary: fc.integer({ min: 1, max: busy ? 400 : 1800 }) }),
-    node: fc.option(
-      fc.record({ node: fc.nat(47), state: fc.constantFrom<NodeState>('down', 'draining', 'up', 'up') }),
-      { nil: null, freq: busy ? 10 : 5 },
+    dt: fc.oneof(
+      { weight: 1, arbitrary: fc.constant(0) },
+      { weight: 6, arbitrary: fc.integer({ min: 1, max: busy ? 400 : 1800 }) },
     ),
+    node: fc.option(fc.record({ node: fc.nat(47), state: fc.constantFrom<NodeState>('down', 'draining', 'up', 'up') }), {
+      nil: null,
+      freq: busy ? 10 : 5,
+    }),
   });
   return fc.record({
     site: siteSpec,
@@ -112,14 +121,17 @@ function scenarioArbOf(busy: boolean) {
     members: fc.array(memberSpec, { minLength: 2, maxLength: busy ? 3 : 5 }),
     isolateFirst: fc.boolean(),
     jobs: fc.array(jobSpec, { minLength: busy ? 10 : 1, maxLength: busy ? 50 : 40, size: 'max' }),
-    exclusiveJobs: fc.array(fc.nat(9).map((x) => x === 0), { minLength: 50, maxLength: 50 }),
+    exclusiveJobs: fc.array(
+      fc.nat(9).map((x) => x === 0),
+      { minLength: 50, maxLength: 50 },
+    ),
     steps: fc.array(stepSpec, { minLength: busy ? 10 : 1, maxLength: busy ? 50 : 30, size: 'max' }),
   });
 }
 
 const scenarioArb = fc.oneof(scenarioArbOf(false), scenarioArbOf(true));
-/** For the preemption properties: mostly busy machines, where preemption is common. */
-const busyScenarioArb = fc.oneof({ weight: 1, arbitrary: scenarioArbOf(false) }, { weight: 3, arbitrary: scenarioArbOf(true) });
+/** For the preemption properties: busy machines, where preemption is common. */
+const busyScenarioArb = scenarioArbOf(true);
 
 type ScenarioSpec = typeof scenarioArb extends fc.Arbitrary<infer T> ? T : never;
 
@@ -246,7 +258,21 @@ function replay(sc: Scenario): Step[] {
 
 /** A property over the replay of a random scenario; fast-check prints (and shrinks) the scenario, not the trace. */
 function overTraces(check: (trace: readonly Step[]) => void, scenarios: fc.Arbitrary<ScenarioSpec> = scenarioArb) {
-  return fc.property(scenarios, (spec) => check(replay(buildScenario(spec))));
+  return fc.property(scenarios, (spec) => check(replayed(spec)));
+}
+
+// The properties draw the same scenarios (same seed), and replaying is most of their cost: each
+// scenario is replayed once and its trace shared (read-only) by every property that draws it.
+const traces = new Map<string, Step[]>();
+function replayed(spec: ScenarioSpec): Step[] {
+  const key = JSON.stringify(spec);
+  let trace = traces.get(key);
+  if (!trace) {
+    trace = replay(buildScenario(spec));
+    if (traces.size > 2000) traces.clear();
+    traces.set(key, trace);
+  }
+  return trace;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -351,9 +377,10 @@ describe('scheduler properties over random sites, consortia and job streams', ()
           for (const [d, jobs] of byDomain) {
             for (const iso of jobs.filter((j) => isolationRequired(c, j))) {
               const others = jobs.filter((j) => j.member !== iso.member).map((j) => `${j.id}(${j.member})`);
-              expect(others, `${where(step)}: domain ${step.site.domains[d].name} hosts isolated ${iso.id}(${iso.member})`).toEqual(
-                [],
-              );
+              expect(
+                others,
+                `${where(step)}: domain ${step.site.domains[d].name} hosts isolated ${iso.id}(${iso.member})`,
+              ).toEqual([]);
             }
           }
         }
@@ -430,11 +457,14 @@ describe('scheduler properties over random sites, consortia and job streams', ()
           for (const d of step.result.decisions) {
             if (d.kind !== 'preempt') continue;
             const back = edges.get(`${d.for}->${d.job}`);
-            expect(back, `at t=${step.at}: ${d.job} preempted for ${d.for}, which was preempted for it at t=${back}`).toBeUndefined();
+            expect(
+              back,
+              `at t=${step.at}: ${d.job} preempted for ${d.for}, which was preempted for it at t=${back}`,
+            ).toBeUndefined();
             if (!edges.has(`${d.job}->${d.for}`)) edges.set(`${d.job}->${d.for}`, step.at);
           }
         }
-      }, scenarioArbOf(true)),
+      }, busyScenarioArb),
       params(),
     );
   });
@@ -502,16 +532,20 @@ function checkPreemptionReasons(step: Step): void {
       const vm = memberOf(c, victim!.member);
       const pm = memberOf(c, preemptor!.member);
       expect(vm.id, ctx).not.toBe(pm.id);
-      expect(keeps.get(vm.id) ?? 0, `${ctx}: ${vm.id} keeps ${keeps.get(vm.id) ?? 0} of ${vm.entitlementGpus} entitled`).toBeGreaterThan(
-        vm.entitlementGpus,
-      );
+      expect(
+        keeps.get(vm.id) ?? 0,
+        `${ctx}: ${vm.id} keeps ${keeps.get(vm.id) ?? 0} of ${vm.entitlementGpus} entitled`,
+      ).toBeGreaterThan(vm.entitlementGpus);
       const after = (keeps.get(pm.id) ?? 0) + gangGpus(preemptor!.gang);
-      expect(after, `${ctx}: ${pm.id} would hold ${after} of ${pm.entitlementGpus} entitled`).toBeLessThanOrEqual(pm.entitlementGpus);
+      expect(after, `${ctx}: ${pm.id} would hold ${after} of ${pm.entitlementGpus} entitled`).toBeLessThanOrEqual(
+        pm.entitlementGpus,
+      );
     } else {
       expect(victim!.member, ctx).toBe(preemptor!.member);
-      expect(PRIORITY_RANK[victim!.priorityClass], `${ctx}: ${victim!.priorityClass} vs ${preemptor!.priorityClass}`).toBeLessThan(
-        PRIORITY_RANK[preemptor!.priorityClass],
-      );
+      expect(
+        PRIORITY_RANK[victim!.priorityClass],
+        `${ctx}: ${victim!.priorityClass} vs ${preemptor!.priorityClass}`,
+      ).toBeLessThan(PRIORITY_RANK[preemptor!.priorityClass]);
     }
     add(victim!.member, -gangGpusOf(victim!));
   }
@@ -593,7 +627,10 @@ describe('reclaim', () => {
 
         const c = consortium().member('owner', { entitlement: ownerEnt });
         r.others.forEach((_, i) => c.member(`lender${i}`, { entitlement: ents[i] }));
-        const cluster = new ScenarioCluster(site().superpods(1).racksPerSuperpod(r.racks).traysPerRack(r.trays).gpusPerTray(G).build(), c.build());
+        const cluster = new ScenarioCluster(
+          site().superpods(1).racksPerSuperpod(r.racks).traysPerRack(r.trays).gpusPerTray(G).build(),
+          c.build(),
+        );
         for (let n = 0; n < N; n++) {
           const v = r.victims[n % r.victims.length];
           const b = job(`run${String(n).padStart(2, '0')}`)
@@ -612,8 +649,13 @@ describe('reclaim', () => {
         cluster.submit(want.build());
 
         const result = cluster.step(7200);
-        const acted = result.decisions.filter((d) => (d.kind === 'start' && d.job === 'want') || (d.kind === 'preempt' && d.for === 'want'));
-        expect(acted.length, `decisions: ${JSON.stringify(result.decisions)}; explanation: ${JSON.stringify(result.pending)}`).toBeGreaterThan(0);
+        const acted = result.decisions.filter(
+          (d) => (d.kind === 'start' && d.job === 'want') || (d.kind === 'preempt' && d.for === 'want'),
+        );
+        expect(
+          acted.length,
+          `decisions: ${JSON.stringify(result.decisions)}; explanation: ${JSON.stringify(result.pending)}`,
+        ).toBeGreaterThan(0);
       }),
       params(300),
     );
@@ -668,7 +710,10 @@ function starvationRun(r: StarvationSpec, gangMemberAlsoSmall: boolean) {
   const gangMember = r.gangMember % members;
   const c = consortium();
   ids.forEach((id, i) => c.member(id, { entitlement: i === gangMember ? domainGpus : othersEnt }));
-  const cluster = new ScenarioCluster(site().superpods(1).racksPerSuperpod(r.racks).traysPerRack(r.trays).gpusPerTray(G).build(), c.build());
+  const cluster = new ScenarioCluster(
+    site().superpods(1).racksPerSuperpod(r.racks).traysPerRack(r.trays).gpusPerTray(G).build(),
+    c.build(),
+  );
   const smallMembers = ids.filter((_, i) => i !== gangMember || gangMemberAlsoSmall);
 
   const t0 = r.gangAt * P;
@@ -699,7 +744,15 @@ function starvationRun(r: StarvationSpec, gangMemberAlsoSmall: boolean) {
     }
     if (t === t0) {
       cluster.submit(
-        job('gang').member(ids[gangMember]).gpus(domainGpus).topology('required').priority('training').walltime(4 * W).grace(r.gangGrace).submitted(t).build(),
+        job('gang')
+          .member(ids[gangMember])
+          .gpus(domainGpus)
+          .topology('required')
+          .priority('training')
+          .walltime(4 * W)
+          .grace(r.gangGrace)
+          .submitted(t)
+          .build(),
       );
     }
     const result = cluster.step(t);
@@ -714,13 +767,16 @@ describe('large gangs', () => {
       fc.property(starvationArb, (r) => {
         const { cluster, started, t0, bound } = starvationRun(r, gangMemberAlsoSmall);
         const why = cluster.explanation('gang');
-        expect(started, `gang submitted at ${t0} not started by ${bound}; last explanation ${JSON.stringify(why)}`).not.toBeNull();
+        expect(
+          started,
+          `gang submitted at ${t0} not started by ${bound}; last explanation ${JSON.stringify(why)}`,
+        ).not.toBeNull();
       }),
       params(500),
     );
   };
   it(
-    'start within the longest small-job walltime plus two cycle periods behind a steady stream of other members\' small jobs',
+    "start within the longest small-job walltime plus two cycle periods behind a steady stream of other members' small jobs",
     startInTime(false),
   );
   it(

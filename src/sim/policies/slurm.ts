@@ -41,7 +41,13 @@ class SlurmCycle extends CycleBase {
         // EASY: only the highest-priority blocked job holds a reservation.
         const r = this.timeline.earliestStart(this.snap, req, this.now);
         if (r) {
-          this.snap.reserve({ job: job.id, member: m, start: r.start, end: r.start + job.walltimeSeconds, allocation: r.allocation });
+          this.snap.reserve({
+            job: job.id,
+            member: m,
+            start: r.start,
+            end: r.start + job.walltimeSeconds,
+            allocation: r.allocation,
+          });
           reserved = true;
           this.wait(job, 'WaitingForResources', req.gpus, r.start);
           continue;

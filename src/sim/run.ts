@@ -1,0 +1,86 @@
+// One simulation study: a trace mapped onto a site and consortium, replayed through each policy
+// on the same jobs, summarized side by side.
+import type { Consortium } from '../core/consortium.js';
+import type { Site } from '../core/site.js';
+import { simulate, type NodeEvent } from './engine.js';
+import { summarize } from './metrics.js';
+import { POLICIES } from './policies/index.js';
+import type { PolicyResult, SimResults } from './results.js';
+import { traceWorkload, type ParsedTrace } from './trace.js';
+
+export interface StudyOptions {
+  readonly site: Site;
+  readonly consortium: Consortium;
+  readonly trace: ParsedTrace;
+  readonly policies: readonly string[];
+  readonly seed: number;
+  readonly load?: number;
+  readonly maxJobSeconds?: number | null;
+  readonly nodeEvents?: readonly NodeEvent[];
+  readonly onProgress?: (policy: string, finished: number, total: number) => void;
+}
+
+export class UnknownPolicyError extends Error {
+  override readonly name = 'UnknownPolicyError';
+  constructor(readonly policy: string) {
+    super(`unknown policy '${policy}' (known: ${Object.keys(POLICIES).join(', ')})`);
+  }
+}
+
+export function runStudy(o: StudyOptions): SimResults {
+  for (const p of o.policies) if (!POLICIES[p]) throw new UnknownPolicyError(p);
+  const workload = traceWorkload(o.trace, o.site, o.consortium, { load: o.load, maxJobSeconds: o.maxJobSeconds, seed: o.seed });
+  const policies: Record<string, PolicyResult> = {};
+  for (const name of o.policies) {
+    const run = simulate({
+      site: o.site,
+      consortium: o.consortium,
+      jobs: workload.jobs,
+      policy: POLICIES[name],
+      nodeEvents: o.nodeEvents,
+      onProgress: o.onProgress && ((done, total) => o.onProgress!(name, done, total)),
+    });
+    policies[name] = summarize(run, o.consortium, o.site.totalGpus);
+  }
+  const entitled = o.site.totalGpus;
+  return {
+    trace: o.trace.name,
+    jobs: workload.jobs.length,
+    site: o.site.name,
+    gpus: o.site.totalGpus,
+    load: o.load ?? 0.9,
+    seed: o.seed,
+    rejected: workload.rejected,
+    entitlements: Object.fromEntries(o.consortium.members.map((m) => [m.id, m.entitlementGpus / entitled])),
+    policies,
+  };
+}
+
+/** The summary line tools read: `{"trace","jobs","policies":{name:{avg_jct_s,…}}}`. */
+export function summaryLine(r: SimResults, extra: Record<string, unknown> = {}): string {
+  const policies = Object.fromEntries(
+    Object.entries(r.policies).map(([name, p]) => {
+      const s = p.summary;
+      return [
+        name,
+        {
+          avg_jct_s: round(s.avg_jct_s),
+          p99_jct_s: round(s.p99_jct_s),
+          avg_wait_s: round(s.avg_wait_s),
+          p99_wait_s: round(s.p99_wait_s),
+          utilization: round(s.utilization, 4),
+          jain: round(s.jain, 4),
+          max_large_gang_wait_s: round(s.max_large_gang_wait_s),
+          gpu_hours_lost: round(s.gpu_hours_lost, 1),
+          stranded_gpu_hours: round(s.stranded_gpu_hours, 1),
+        },
+      ];
+    }),
+  );
+  return JSON.stringify({ trace: r.trace, jobs: r.jobs, policies, ...extra });
+}
+
+function round(x: number, digits = 0): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}

@@ -60,6 +60,8 @@ export interface Sample {
   readonly queueLength: number;
   readonly strandedGpus: number;
   readonly memberGpus: readonly number[];
+  /** GPUs each member wants: running plus waiting. */
+  readonly memberDemand: readonly number[];
 }
 
 export interface SimRun {
@@ -69,9 +71,9 @@ export interface SimRun {
   readonly sampleSeconds: number;
   /** GPU-seconds delivered per member (index as in the consortium). */
   readonly memberGpuSeconds: readonly number[];
-  /** GPU-seconds of up capacity over the run. */
-  readonly capacityGpuSeconds: number;
   readonly start: number;
+  /** The last submission: [start, lastSubmit] is the window in which the trace offers its load. */
+  readonly lastSubmit: number;
   readonly end: number;
   readonly preemptions: number;
   /** Longest time a member with unmet demand below its entitlement waited while others borrowed. */
@@ -124,7 +126,6 @@ class Simulation {
   private readonly memberGpus: number[];
   private readonly usage: number[];
   private readonly delivered: number[];
-  private capacitySeconds = 0;
   private accruedAt = 0;
   private upGpus = 0;
   private preemptions = 0;
@@ -233,8 +234,8 @@ class Simulation {
       samples: this.samples,
       sampleSeconds,
       memberGpuSeconds: this.delivered,
-      capacityGpuSeconds: this.capacitySeconds,
       start,
+      lastSubmit,
       end,
       preemptions: this.preemptions,
       maxReclaimLatency: this.maxReclaimLatency,
@@ -357,7 +358,6 @@ class Simulation {
         this.usage[m] = decayUsage(this.usage[m], dt, half, this.memberGpus[m]);
         this.delivered[m] += this.memberGpus[m] * dt;
       }
-      this.capacitySeconds += this.upGpus * dt;
       this.accruedAt = t;
     }
     this.now = t;
@@ -366,6 +366,8 @@ class Simulation {
   private sample(): void {
     let used = 0;
     for (const g of this.memberGpus) used += g;
+    const demand = this.memberGpus.slice();
+    for (const l of this.pending.values()) demand[l.member] += l.gpus;
     this.samples.push({
       t: this.now,
       usedGpus: used,
@@ -373,6 +375,7 @@ class Simulation {
       queueLength: this.pending.size,
       strandedGpus: this.stranded(),
       memberGpus: this.memberGpus.slice(),
+      memberDemand: demand,
     });
   }
 

@@ -1,20 +1,24 @@
 // From what happened in a run to the figures a board reads (docs/simulation.md defines each).
 import type { Consortium } from '../core/consortium.js';
+import type { Site } from '../core/site.js';
+import { mostGpus } from './trace.js';
 import type { JobOutcome, SimRun } from './engine.js';
 import { SIZE_CLASSES, sizeClass, type MemberStats, type PolicyResult, type SizeClass, type TimeStats } from './results.js';
 
 const CDF_POINTS = 200;
 
-export function summarize(run: SimRun, consortium: Consortium, totalGpus: number): PolicyResult {
+export function summarize(run: SimRun, consortium: Consortium, site: Site): PolicyResult {
+  const totalGpus = site.totalGpus;
   const done = run.outcomes.filter((o) => o.finishedAt !== null);
-  const delivered = run.memberGpuSeconds.reduce((s, g) => s + g, 0);
-  const fair = fairShares(run, consortium, delivered);
+  const { got, fair } = sharesOverTime(run, consortium, site);
+  const gotAll = got.reduce((s, g) => s + g, 0);
+  const fairAll = fair.reduce((s, g) => s + g, 0);
   const byMember: Record<string, MemberStats> = {};
   consortium.members.forEach((m, i) => {
     byMember[m.id] = {
       ...timeStats(done.filter((o) => o.member === m.id)),
-      share: delivered > 0 ? run.memberGpuSeconds[i] / delivered : 0,
-      fair_share: delivered > 0 ? fair[i] / delivered : 0,
+      share: gotAll > 0 ? got[i] / gotAll : 0,
+      fair_share: fairAll > 0 ? fair[i] / fairAll : 0,
       gpu_hours: run.memberGpuSeconds[i] / 3600,
     };
   });
@@ -27,8 +31,8 @@ export function summarize(run: SimRun, consortium: Consortium, totalGpus: number
   return {
     summary: {
       ...timeStats(done),
-      utilization: run.capacityGpuSeconds > 0 ? delivered / run.capacityGpuSeconds : 0,
-      jain: jain(consortium.members.map((_, i) => [run.memberGpuSeconds[i], fair[i]])),
+      utilization: utilization(run),
+      jain: jain(consortium.members.map((_, i) => [got[i], fair[i]])),
       max_large_gang_wait_s: large.reduce((w, o) => Math.max(w, waitOf(o, run.end)), 0),
       gpu_hours_lost: run.outcomes.reduce((s, o) => s + o.lostGpuSeconds, 0) / 3600,
       stranded_gpu_hours: (stranded * run.sampleSeconds) / 3600,
@@ -50,6 +54,67 @@ export function summarize(run: SimRun, consortium: Consortium, totalGpus: number
   };
 }
 
+/**
+ * What each member got, and what it was owed, summed over the samples: at each sample the up
+ * GPUs are owed by entitlement, capped by what each member wanted then (running + waiting),
+ * the rest going to the others in proportion to their entitlements (weighted water-filling).
+ */
+function sharesOverTime(run: SimRun, consortium: Consortium, site: Site): { got: number[]; fair: number[] } {
+  const weights = consortium.members.map((m) => m.entitlementGpus);
+  // Nobody is owed more than it may ever hold (its zone, its entitlement plus borrowing limit).
+  const most = consortium.members.map((m) => mostGpus(m, site));
+  const got = weights.map(() => 0);
+  const fair = weights.map(() => 0);
+  for (const s of run.samples) {
+    const owed = waterFill(
+      s.upGpus,
+      weights,
+      s.memberDemand.map((d, i) => Math.min(d, most[i])),
+    );
+    for (let i = 0; i < weights.length; i++) {
+      got[i] += s.memberGpus[i];
+      fair[i] += owed[i];
+    }
+  }
+  return { got, fair };
+}
+
+/** Shares `total` in proportion to `weights`, never giving anyone more than its `caps`. */
+export function waterFill(total: number, weights: readonly number[], caps: readonly number[]): number[] {
+  const out = weights.map(() => 0);
+  let left = total;
+  let open = weights.map((_, i) => i).filter((i) => weights[i] > 0 && caps[i] > 0);
+  while (left > 1e-9 && open.length > 0) {
+    const weight = open.reduce((s, i) => s + weights[i], 0);
+    const capped = open.filter((i) => out[i] + (left * weights[i]) / weight >= caps[i]);
+    if (capped.length === 0) {
+      for (const i of open) out[i] += (left * weights[i]) / weight;
+      break;
+    }
+    for (const i of capped) {
+      left -= caps[i] - out[i];
+      out[i] = caps[i];
+    }
+    open = open.filter((i) => !capped.includes(i));
+  }
+  return out;
+}
+
+/**
+ * Busy GPUs over up GPUs, averaged over the window in which jobs arrive: the drain after the last
+ * submission (a few long jobs finishing on an emptying machine) says nothing about a policy.
+ */
+function utilization(run: SimRun): number {
+  let sum = 0;
+  let n = 0;
+  for (const s of run.samples) {
+    if (s.t > run.lastSubmit || s.upGpus === 0) continue;
+    sum += s.usedGpus / s.upGpus;
+    n++;
+  }
+  return n > 0 ? sum / n : 0;
+}
+
 /** A job that never started has waited until the end of the run. */
 function waitOf(o: JobOutcome, end: number): number {
   return o.finishedAt === null ? end - o.submittedAt : o.waitSeconds;
@@ -67,35 +132,6 @@ export function timeStats(jobs: readonly JobOutcome[]): TimeStats {
     median_wait_s: quantile(wait, 0.5),
     p99_wait_s: quantile(wait, 0.99),
   };
-}
-
-/**
- * Each member's fair GPU-seconds: what was delivered, shared by entitlement and capped by what the
- * member asked for (weighted water-filling: a member that asked for less than its share gets
- * what it asked, and the rest goes to the others in proportion to their entitlements).
- */
-function fairShares(run: SimRun, consortium: Consortium, delivered: number): number[] {
-  const members = consortium.members;
-  const demand = members.map(() => 0);
-  const index = new Map(members.map((m, i) => [m.id, i]));
-  for (const o of run.outcomes) demand[index.get(o.member)!] += o.gpus * o.runtimeSeconds;
-  const fair = members.map(() => 0);
-  let left = delivered;
-  let open = members.map((m, i) => i).filter((i) => members[i].entitlementGpus > 0 && demand[i] > 0);
-  while (left > 1e-9 && open.length > 0) {
-    const weight = open.reduce((s, i) => s + members[i].entitlementGpus, 0);
-    const capped = open.filter((i) => fair[i] + (left * members[i].entitlementGpus) / weight >= demand[i]);
-    if (capped.length === 0) {
-      for (const i of open) fair[i] += (left * members[i].entitlementGpus) / weight;
-      break;
-    }
-    for (const i of capped) {
-      left -= demand[i] - fair[i];
-      fair[i] = demand[i];
-    }
-    open = open.filter((i) => !capped.includes(i));
-  }
-  return fair;
 }
 
 /** Jain's index over got/fair, for members with a fair share: 1 when all get the same fraction of it. */

@@ -40,7 +40,7 @@ export function runStudy(o: StudyOptions): SimResults {
       nodeEvents: o.nodeEvents,
       onProgress: o.onProgress && ((done, total) => o.onProgress!(name, done, total)),
     });
-    policies[name] = summarize(run, o.consortium, o.site.totalGpus);
+    policies[name] = summarize(run, o.consortium, o.site);
   }
   const entitled = o.site.totalGpus;
   return {

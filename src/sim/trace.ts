@@ -396,6 +396,7 @@ export function traceWorkload(trace: ParsedTrace, site: Site, consortium: Consor
   const cap = o.maxJobSeconds ?? Infinity;
   if (!(cap > 0)) throw new RangeError(`traceWorkload: maxJobSeconds must be positive, got ${o.maxJobSeconds}`);
   const owners = new MemberHash(consortium);
+  const groupOwner = assignGroups(trace.records, consortium);
   const canHold = new Map(consortium.members.map((m) => [m.id, mostGpus(m, site)]));
 
   // Sorted before any random draw, and every record draws, accepted or not: a job's walltime
@@ -414,7 +415,7 @@ export function traceWorkload(trace: ParsedTrace, site: Site, consortium: Consor
     let member: Member;
     if (record.group === null) member = owners.of(record.id);
     else {
-      member = owners.of(record.group);
+      member = groupOwner.get(record.group)!;
       groups.set(record.group, member.id);
     }
     if (record.gpus > site.totalGpus) {
@@ -492,7 +493,8 @@ function standardNormal(rng: ReturnType<typeof xoroshiro128plus>): number {
 }
 
 /** The most GPUs one job of the member could ever hold: its quota with borrowing, and its zone. */
-function mostGpus(m: Member, site: Site): number {
+/** The most GPUs a member can ever hold: its entitlement plus borrowing limit, and its zone. */
+export function mostGpus(m: Member, site: Site): number {
   let most = m.borrowingLimitGpus === null ? Infinity : m.entitlementGpus + m.borrowingLimitGpus;
   if (m.zone !== null) {
     let zone = 0;
@@ -508,6 +510,38 @@ function mostGpus(m: Member, site: Site): number {
  * wins with probability weight / Σ weights, the same key always goes to the same member, and a
  * member that joins takes keys only from the others (no key moves between two old members).
  */
+/**
+ * Groups go to members so that each member's share of the trace's GPU-hours tracks its
+ * entitlement: the largest group first, each to the member furthest below its entitlement share
+ * (ties by member order). Deterministic, and weighted by entitlement in what matters, the work:
+ * Philly's groups differ by orders of magnitude, so counting groups would hand one member half
+ * of the trace. A group is never split: one that alone exceeds a share still lands whole.
+ */
+export function assignGroups(records: readonly TraceRecord[], consortium: Consortium): Map<string, Member> {
+  const work = new Map<string, number>();
+  for (const r of records) if (r.group !== null) work.set(r.group, (work.get(r.group) ?? 0) + r.gpus * r.durationSeconds);
+  const members = consortium.members.filter((m) => m.entitlementGpus > 0);
+  const entitled = members.reduce((s, m) => s + m.entitlementGpus, 0);
+  const total = [...work.values()].reduce((s, w) => s + w, 0) || 1;
+  const assigned = members.map(() => 0);
+  const out = new Map<string, Member>();
+  const order = [...work.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  for (const [group, w] of order) {
+    let best = 0;
+    let room = -Infinity;
+    members.forEach((m, i) => {
+      const r = m.entitlementGpus / entitled - assigned[i] / total;
+      if (r > room) {
+        room = r;
+        best = i;
+      }
+    });
+    assigned[best] += w;
+    out.set(group, members[best]);
+  }
+  return out;
+}
+
 export class MemberHash {
   private readonly members: readonly Member[];
   private readonly cache = new Map<string, Member>();

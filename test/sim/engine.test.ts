@@ -67,7 +67,7 @@ describe('the digital twin on a slice of the Philly trace', () => {
       expect(violations).toEqual([]);
       expect(run.outcomes.filter((o) => o.finishedAt === null)).toEqual([]);
       for (const o of run.outcomes) expect(o.finishedAt! - o.submittedAt).toBeGreaterThanOrEqual(o.runtimeSeconds);
-      const s = summarize(run, consortium, site.totalGpus).summary;
+      const s = summarize(run, consortium, site).summary;
       expect(s.utilization).toBeGreaterThan(0);
       expect(s.utilization).toBeLessThanOrEqual(1);
       expect(s.jain).toBeGreaterThan(0);

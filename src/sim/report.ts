@@ -138,7 +138,7 @@ const SUMMARY_GROUPS: { title: string; rows: SummaryRow[] }[] = [
     rows: [
       {
         label: 'Utilization',
-        hint: 'GPU-hours used / available over the makespan',
+        hint: 'busy / up GPUs while jobs arrive',
         get: (s) => s.utilization,
         format: formatPercent,
         better: 'high',

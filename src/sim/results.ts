@@ -31,7 +31,7 @@ export interface MemberStats extends TimeStats {
 
 /** The summary line (the keys tools read are fixed: see the issue that asked for them). */
 export interface PolicySummary extends TimeStats {
-  /** GPU-hours used / GPU-hours available over the makespan. */
+  /** Busy GPUs over up GPUs, averaged from the first to the last submission (the drain is left out). */
   readonly utilization: number;
   /** Jain's index over share / fair_share of the members with demand. */
   readonly jain: number;

@@ -147,11 +147,19 @@ export class LeastLostWork implements PreemptionOracle {
     return best;
   }
 
+  /** Running jobs by member: a search for victims looks only at the members it may take from. */
+  private byMember: RunningEntry[][] | null = null;
+
   private candidates(preemptor: Preemptor): Victim[] {
     const m = preemptor.request.member;
     const rank = PRIORITY_RANK[preemptor.priorityClass];
+    if (!this.byMember) {
+      this.byMember = Array.from(this.quota.used, () => []);
+      for (const e of this.running) if (!e.fresh) this.byMember[e.member].push(e);
+    }
     const out: Victim[] = [];
-    for (const e of this.running) {
+    const from = preemptor.reclaim ? this.byMember.filter((_, k) => k === m || this.quota.borrowing(k)).flat() : this.byMember[m];
+    for (const e of from) {
       if (e.stopping || e.fresh) continue;
       if (this.now - e.job.startedAt < e.job.minRuntimeSeconds) continue;
       if (preemptor.preemptedBy?.includes(e.job.id)) continue;

@@ -135,6 +135,20 @@ export class CycleBase {
   }
 
   /**
+   * The job's member and placement request; null, with the job explained as NodesUnavailable,
+   * when it cannot fit even on an empty machine with today's up nodes and zones.
+   */
+  protected admissible(job: PendingJob): { m: number; req: PlacementRequest; shape: number } | null {
+    const m = this.member(job.member, job.id);
+    const { req, id, never } = this.request(job, m);
+    if (never) {
+      this.wait(job, 'NodesUnavailable', req.gpus, null);
+      return null;
+    }
+    return { m, req, shape: id };
+  }
+
+  /**
    * The placement request of a job, shared by every job of the same member and shape; `never`:
    * it cannot fit even on an empty machine with today's up nodes and zones.
    */

@@ -81,10 +81,10 @@ class CycleContext extends CycleBase {
   }
 
   consider(job: PendingJob): void {
-    const m = this.member(job.member, job.id);
-    const { req, id: sig, never } = this.request(job, m);
+    const admissible = this.admissible(job);
+    if (!admissible) return;
+    const { m, req, shape: sig } = admissible;
     const end = this.now + job.walltimeSeconds;
-    if (never) return this.wait(job, 'NodesUnavailable', req.gpus, null);
     const fit = this.quota.fit(m, req.gpus, end);
 
     if (fit !== QuotaFit.Exhausted) {

@@ -11,12 +11,9 @@ class FifoCycle extends CycleBase {
     const queue = [...this.state.pending].sort((a, b) => a.submittedAt - b.submittedAt || (a.id < b.id ? -1 : 1));
     let blocked = false;
     for (const job of queue) {
-      const m = this.member(job.member, job.id);
-      const { req, never } = this.request(job, m);
-      if (never) {
-        this.wait(job, 'NodesUnavailable', req.gpus, null);
-        continue;
-      }
+      const admissible = this.admissible(job);
+      if (!admissible) continue;
+      const { m, req } = admissible;
       if (blocked) {
         this.wait(job, 'Priority', req.gpus, null);
         continue;

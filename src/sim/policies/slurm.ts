@@ -25,12 +25,9 @@ class SlurmCycle extends CycleBase {
     );
     let reserved = false;
     for (const job of queue) {
-      const m = this.member(job.member, job.id);
-      const { req, never } = this.request(job, m);
-      if (never) {
-        this.wait(job, 'NodesUnavailable', req.gpus, null);
-        continue;
-      }
+      const admissible = this.admissible(job);
+      if (!admissible) continue;
+      const { m, req } = admissible;
       const end = this.now + job.walltimeSeconds;
       const allocation = place(this.snap, this.snap.availableUntil(end), req);
       if (allocation) {

@@ -2,7 +2,7 @@
 // se-factory through fifo, slurm and fabrik, and prints, last, the summary JSON line with
 // "sim_seconds_per_wall_second" and "wall_s".
 import { loadConsortium, loadSite } from '../src/config/index.js';
-import { runStudy, summaryLine } from '../src/sim/run.js';
+import { runStudyInParallel, summaryLine } from '../src/sim/run.js';
 import { readTrace } from '../src/sim/trace.js';
 
 const root = new URL('../', import.meta.url).pathname;
@@ -12,7 +12,7 @@ const consortium = loadConsortium(`${root}consortia/demo.yaml`, site);
 const started = performance.now();
 const trace = readTrace(file);
 let simulated = 0;
-const results = runStudy({ site, consortium, trace, policies: ['fifo', 'slurm', 'fabrik'], seed: 1, load: 0.9 });
+const results = await runStudyInParallel({ site, consortium, trace, policies: ['fifo', 'slurm', 'fabrik'], seed: 1, load: 0.9 });
 const wall = (performance.now() - started) / 1000;
 for (const [name, p] of Object.entries(results.policies)) {
   simulated += p.summary.makespan_s;

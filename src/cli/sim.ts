@@ -4,7 +4,7 @@ import { MultiBar, Presets } from 'cli-progress';
 import { existsSync } from 'node:fs';
 import { loadConsortium, loadSite } from '../config/index.js';
 import { writeReport } from '../sim/report.js';
-import { runStudy, summaryLine } from '../sim/run.js';
+import { runStudyInParallel, summaryLine } from '../sim/run.js';
 import { readTrace } from '../sim/trace.js';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -35,7 +35,7 @@ export function simCommand(): Command {
     .option('--max-job-hours <h>', 'cap on a job run time, hours', positive('--max-job-hours'))
     .option('--report <dir>', 'write a self-contained HTML report into this folder')
     .option('--json', 'print the summary as one JSON line, last')
-    .action((o) => {
+    .action(async (o) => {
       const site = loadSite(sitePath(o.site));
       const consortium = loadConsortium(o.consortium, site);
       const trace = readTrace(o.trace);
@@ -48,7 +48,7 @@ export function simCommand(): Command {
         : null;
       const bar = new Map<string, ReturnType<MultiBar['create']>>();
       const started = performance.now();
-      const results = runStudy({
+      const results = await runStudyInParallel({
         site,
         consortium,
         trace,

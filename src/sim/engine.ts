@@ -180,8 +180,8 @@ class Simulation {
     const bySubmit = this.live.slice().sort((a, b) => a.sim.job.submittedAt - b.sim.job.submittedAt || a.index - b.index);
     const start = bySubmit.length > 0 ? bySubmit[0].sim.job.submittedAt : 0;
     const lastSubmit = bySubmit.length > 0 ? bySubmit[bySubmit.length - 1].sim.job.submittedAt : 0;
-    const cycleSeconds = o.cycleSeconds ?? 30;
-    const idleSeconds = o.idleCycleSeconds ?? 300;
+    const cycleSeconds = o.cycleSeconds ?? 60;
+    const idleSeconds = o.idleCycleSeconds ?? 600;
     const sampleSeconds = o.sampleSeconds ?? Math.max(60, Math.ceil((lastSubmit - start) / 400));
     this.now = start;
     this.accruedAt = start;

@@ -1,8 +1,9 @@
 // One simulation study: a trace mapped onto a site and consortium, replayed through each policy
 // on the same jobs, summarized side by side.
+import { Worker } from 'node:worker_threads';
 import type { Consortium } from '../core/consortium.js';
 import type { Site } from '../core/site.js';
-import { simulate, type NodeEvent } from './engine.js';
+import { simulate, type NodeEvent, type SimJob } from './engine.js';
 import { summarize } from './metrics.js';
 import { POLICIES } from './policies/index.js';
 import type { PolicyResult, SimResults } from './results.js';
@@ -27,9 +28,18 @@ export class UnknownPolicyError extends Error {
   }
 }
 
+/** What one policy's replay needs: plain data, so it can go to a worker thread. */
+export interface PolicyTask {
+  readonly site: Site;
+  readonly consortium: Consortium;
+  readonly jobs: readonly SimJob[];
+  readonly policy: string;
+  readonly nodeEvents?: readonly NodeEvent[];
+}
+
+/** Replays the policies one after the other, in this thread (tests, small studies). */
 export function runStudy(o: StudyOptions): SimResults {
-  for (const p of o.policies) if (!POLICIES[p]) throw new UnknownPolicyError(p);
-  const workload = traceWorkload(o.trace, o.site, o.consortium, { load: o.load, maxJobSeconds: o.maxJobSeconds, seed: o.seed });
+  const workload = prepare(o);
   const policies: Record<string, PolicyResult> = {};
   for (const name of o.policies) {
     const run = simulate({
@@ -42,6 +52,47 @@ export function runStudy(o: StudyOptions): SimResults {
     });
     policies[name] = summarize(run, o.consortium, o.site);
   }
+  return results(o, workload, policies);
+}
+
+/** Replays each policy in its own worker thread, side by side (the CLI and the benchmark). */
+export async function runStudyInParallel(o: StudyOptions): Promise<SimResults> {
+  const workload = prepare(o);
+  const entries = await Promise.all(
+    o.policies.map(
+      (policy) =>
+        new Promise<[string, PolicyResult]>((resolve, reject) => {
+          const task: PolicyTask = {
+            site: o.site,
+            consortium: o.consortium,
+            jobs: workload.jobs,
+            policy,
+            nodeEvents: o.nodeEvents,
+          };
+          // From the TypeScript sources, a small boot file registers the loader in the worker first.
+          const entry = import.meta.url.endsWith('.ts') ? './worker-boot.mjs' : './worker.js';
+          const worker = new Worker(new URL(entry, import.meta.url), { workerData: task });
+          worker.on(
+            'message',
+            (m: { kind: 'progress'; done: number; total: number } | { kind: 'result'; result: PolicyResult }) => {
+              if (m.kind === 'progress') o.onProgress?.(policy, m.done, m.total);
+              else resolve([policy, m.result]);
+            },
+          );
+          worker.on('error', reject);
+          worker.on('exit', (code) => code !== 0 && reject(new Error(`policy ${policy}: worker exited with ${code}`)));
+        }),
+    ),
+  );
+  return results(o, workload, Object.fromEntries(entries));
+}
+
+function prepare(o: StudyOptions) {
+  for (const p of o.policies) if (!POLICIES[p]) throw new UnknownPolicyError(p);
+  return traceWorkload(o.trace, o.site, o.consortium, { load: o.load, maxJobSeconds: o.maxJobSeconds, seed: o.seed });
+}
+
+function results(o: StudyOptions, workload: ReturnType<typeof prepare>, policies: Record<string, PolicyResult>): SimResults {
   const entitled = o.site.totalGpus;
   return {
     trace: o.trace.name,

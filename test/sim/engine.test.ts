@@ -8,7 +8,7 @@ import { simulate } from '../../src/sim/engine.js';
 import { summarize } from '../../src/sim/metrics.js';
 import type { Policy } from '../../src/sim/policy.js';
 import { POLICIES } from '../../src/sim/policies/index.js';
-import { runStudy, summaryLine } from '../../src/sim/run.js';
+import { runStudy, runStudyInParallel, summaryLine } from '../../src/sim/run.js';
 import { parseTrace, traceWorkload } from '../../src/sim/trace.js';
 
 const site = loadSite(new URL('../../sites/se-factory.yaml', import.meta.url).pathname);
@@ -90,5 +90,12 @@ describe('the digital twin on a slice of the Philly trace', () => {
   it('orders FIFO behind a backfilling policy, as the literature reports', () => {
     const r = runStudy({ site, consortium, trace: slice, policies: ['fifo', 'slurm'], seed: 1, load: 1.2 });
     expect(r.policies.fifo.summary.avg_jct_s).toBeGreaterThan(r.policies.slurm.summary.avg_jct_s);
+  });
+});
+
+describe('a study in worker threads', () => {
+  it('gives exactly the results of the same study in one thread', async () => {
+    const o = { site, consortium, trace: slice, policies: ['fifo', 'fabrik'], seed: 3 };
+    expect(await runStudyInParallel(o)).toEqual(runStudy(o));
   });
 });

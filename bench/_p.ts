@@ -1,0 +1,14 @@
+import { readFileSync } from 'node:fs';
+import { loadConsortium, loadSite } from '../src/config/index.js';
+import { simulate } from '../src/sim/engine.js';
+import { POLICIES } from '../src/sim/policies/index.js';
+import { parseTrace, traceWorkload } from '../src/sim/trace.js';
+const site = loadSite('sites/se-factory.yaml');
+const consortium = loadConsortium('consortia/demo.yaml', site);
+const text = readFileSync('../shared/data/traces/philly-2017-10-02-to-10-15.csv', 'utf8');
+const trace = parseTrace(text, 'w');
+const wl = traceWorkload(trace, site, consortium, { load: 0.9, seed: 1 });
+const p = process.argv[2] ?? 'fabrik';
+const t0 = performance.now();
+const run = simulate({ site, consortium, jobs: wl.jobs, policy: POLICIES[p] });
+console.log(p, Math.round(performance.now() - t0), 'ms', 'cycles', run.cycles);

@@ -5,16 +5,7 @@
 // policies (FIFO, Slurm-like) build on it, so they differ only in how they decide.
 import type { Member } from '../core/consortium.js';
 import { UnknownReferenceError } from '../core/errors.js';
-import {
-  expectedEnd,
-  gangGpus,
-  gangGpusOf,
-  gangTasks,
-  type Allocation,
-  type PendingJob,
-  type RunningJob,
-  workAtRisk,
-} from '../core/job.js';
+import { expectedEnd, gangGpus, gangGpusOf, gangTasks, type Allocation, type PendingJob, type RunningJob } from '../core/job.js';
 import { isFailed } from '../core/site.js';
 import { estimateStarts } from './estimate.js';
 import { place, type PlacementRequest } from './placement.js';
@@ -68,14 +59,14 @@ export class CycleBase {
   loadRunning(): void {
     const { site } = this.state;
     for (const job of this.state.running) {
-      const failed = job.allocation.filter((a) => isFailed(site.nodes[a.node]));
-      if (failed.length > 0) {
-        this.decisions.push({ kind: 'requeue', job: job.id, reason: 'NodeFailure', nodes: failed.map((a) => a.node) });
+      if (job.allocation.some((a) => isFailed(site.nodes[a.node]))) {
+        const failed = job.allocation.filter((a) => isFailed(site.nodes[a.node])).map((a) => a.node);
+        this.decisions.push({ kind: 'requeue', job: job.id, reason: 'NodeFailure', nodes: failed });
         continue;
       }
       const member = this.member(job.member, job.id);
       const isolated = this.exclusive(job);
-      this.snap.allocate(member, isolated, job.allocation);
+      this.snap.occupy(member, isolated, job.allocation);
       // A job being stopped still holds its GPUs, but no longer counts against its member's share.
       if (!job.preempting) this.quota.add(member, gangGpusOf(job));
       this.timeline.add(job.id, {
@@ -85,14 +76,7 @@ export class CycleBase {
         isolated,
         allocation: job.allocation,
       });
-      const entry = {
-        job,
-        member,
-        isolated,
-        stopping: job.preempting !== null,
-        fresh: false,
-        lostGpuHours: workAtRisk(job, this.now),
-      };
+      const entry = { job, member, isolated, stopping: job.preempting !== null, fresh: false };
       this.running.push(entry);
       this.runningById.set(job.id, entry);
     }
@@ -106,7 +90,7 @@ export class CycleBase {
     allocation: Allocation[],
     borrowing: boolean,
   ): void {
-    this.snap.allocate(m, req.exclusive, allocation);
+    this.snap.occupy(m, req.exclusive, allocation);
     this.quota.add(m, req.gpus);
     this.timeline.add(job.id, { end, counted: true, member: m, isolated: req.exclusive, allocation });
     this.running.push({
@@ -115,7 +99,6 @@ export class CycleBase {
       isolated: req.exclusive,
       stopping: false,
       fresh: true,
-      lostGpuHours: 0,
     });
     this.decisions.push({ kind: 'start', job: job.id, allocation, borrowing });
   }

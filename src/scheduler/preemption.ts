@@ -3,7 +3,14 @@
 // (priority). A victim must have run its minimum runtime. Among the sets that make the gang
 // fit, the one that loses the fewest GPU-hours since the victims' last checkpoints wins, then
 // the one with the fewest jobs; a set is never larger than needed (each victim is necessary).
-import { gangGpusOf as gpusOfJob, PRIORITY_RANK, type Allocation, type PriorityClass, type RunningJob } from '../core/job.js';
+import {
+  gangGpusOf as gpusOfJob,
+  PRIORITY_RANK,
+  workAtRisk,
+  type Allocation,
+  type PriorityClass,
+  type RunningJob,
+} from '../core/job.js';
 import { place, type PlacementRequest } from './placement.js';
 import type { QuotaBook } from './quota.js';
 import type { Snapshot, Undo } from './snapshot.js';
@@ -57,8 +64,6 @@ export interface RunningEntry {
   stopping: boolean;
   /** Started by this cycle: never preempted in the cycle that started it. */
   readonly fresh: boolean;
-  /** GPU-hours since its last checkpoint: what stopping it now would lose. */
-  readonly lostGpuHours: number;
 }
 
 export class LeastLostWork implements PreemptionOracle {
@@ -169,7 +174,14 @@ export class LeastLostWork implements PreemptionOracle {
       if (!reason) continue;
       // Purely borrowed work (its member stays at or above its entitlement without it) goes first.
       const overshoot = reason === 'Reclaim' && this.quota.used[e.member] - gpusOfJob(e.job) < this.quota.nominal[e.member];
-      out.push({ job: e.job, member: e.member, isolated: e.isolated, reason, lostGpuHours: e.lostGpuHours, overshoot });
+      out.push({
+        job: e.job,
+        member: e.member,
+        isolated: e.isolated,
+        reason,
+        lostGpuHours: workAtRisk(e.job, this.now),
+        overshoot,
+      });
     }
     return out;
   }

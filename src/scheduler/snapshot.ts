@@ -73,6 +73,11 @@ export class Snapshot {
     });
   }
 
+  /** Takes GPUs for good (running jobs, starts): no undo to keep. */
+  occupy(member: number, isolated: boolean, allocation: readonly Allocation[]): void {
+    this.apply(member, isolated, allocation, -1);
+  }
+
   /** Takes GPUs for a job of `member`; `isolated` marks its domains as the member's alone. */
   allocate(member: number, isolated: boolean, allocation: readonly Allocation[]): Undo {
     this.apply(member, isolated, allocation, -1);

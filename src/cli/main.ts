@@ -25,9 +25,14 @@ program
   .description('run the demo consortium on the site through the scheduler, with a synthetic stream of jobs')
   .option('--site <file>', 'site description (YAML)', DEFAULT_SITE)
   .option('--consortium <file>', 'consortium description (YAML)', DEFAULT_CONSORTIUM)
-  .option('--hours <n>', 'simulated hours', positive('--hours'), 12)
+  .option('--hours <n>', 'simulated hours', positive('--hours'), 24)
   .option('--step-minutes <n>', 'minutes between scheduling cycles', positive('--step-minutes'), 5)
-  .option('--arrivals-per-hour <n>', 'jobs submitted per hour', positive('--arrivals-per-hour'), 120)
+  .option(
+    '--arrivals-per-hour <n>',
+    'jobs submitted per hour (16 is about the machine, fully used)',
+    positive('--arrivals-per-hour'),
+    16,
+  )
   .option('--seed <n>', 'seed of the synthetic workload', positive('--seed'), 7)
   .option('--show <n>', 'waiting jobs to list at the end', positive('--show'), 15)
   .action((o) => {

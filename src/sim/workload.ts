@@ -77,7 +77,7 @@ export class Workload {
       isolation: { exclusive: false, zone: null },
       walltimeSeconds: 600 * this.int(1, 6 * 24),
       minRuntimeSeconds: 1800,
-      checkpointIntervalSeconds: gpus >= 8 ? 1800 : null,
+      checkpointIntervalSeconds: 1800,
       gracePeriodSeconds: 60,
       submittedAt,
       holdSince: null,

@@ -43,9 +43,14 @@ export class CycleBase {
   /** The empty machine (up nodes only): what "could it ever fit" is judged against. */
   protected readonly capacity: Availability;
 
+  /**
+   * @param explain false when only the decisions matter (the simulator): waiting jobs then get
+   *   no explanation and no estimated start, which saves a pass over the whole queue.
+   */
   constructor(
     readonly state: ClusterState,
     readonly now: number,
+    readonly explain = true,
   ) {
     const { site, consortium } = state;
     consortium.members.forEach((m, i) => this.memberIdx.set(m.id, i));
@@ -104,12 +109,14 @@ export class CycleBase {
   }
 
   result(): CycleResult {
+    if (!this.explain) return { decisions: this.decisions, pending: [] };
     const releases = this.timeline.ordered().map((r) => ({ end: r.end, gpus: sumGpus(r.allocation) }));
     estimateStarts(this.waitingColumns, this.waiting, releases, this.snap.now.total, this.capacity.total, this.now);
     return { decisions: this.decisions, pending: this.waiting };
   }
 
   protected wait(job: PendingJob, reason: PendingReason, gpus: number, reservedStart: number | null): void {
+    if (!this.explain) return;
     const position = this.waiting.length + 1;
     this.waiting.push({ job: job.id, reason, position, estimatedStart: reason === 'NodesUnavailable' ? null : this.now });
     this.waitingColumns.gpus.push(gpus);

@@ -40,7 +40,7 @@ class CycleContext extends CycleBase {
     now: number,
     readonly config: SchedulerConfig,
   ) {
-    super(state, now);
+    super(state, now, config.explain ?? true);
     const members = state.consortium.members.length;
     this.memberReserved = new Uint8Array(members);
     this.preemptors = new Uint32Array(members);

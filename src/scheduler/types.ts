@@ -26,6 +26,8 @@ export interface SchedulerConfig {
    * cycle's work (Kueue searches only each queue's head); the next cycle tries the next ones.
    */
   readonly preemptionAttemptsPerMember: number;
+  /** Explain every waiting job (reason, position, estimated start); the simulator turns it off. */
+  readonly explain?: boolean;
 }
 
 export const DEFAULT_CONFIG: SchedulerConfig = { reservationDepth: 16, preemptorsPerMember: 1, preemptionAttemptsPerMember: 4 };

@@ -282,6 +282,7 @@ class Simulation {
     const result = this.o.policy.cycle(
       { site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours },
       this.now,
+      { explain: false },
     );
     this.apply(result.decisions);
     this.watchReclaim();

@@ -7,5 +7,6 @@ export interface Policy {
   readonly name: string;
   /** What a reader of the report should know about it, in one sentence. */
   readonly description: string;
-  cycle(state: ClusterState, now: number): CycleResult;
+  /** `explain: false`: decisions only, no explanation for waiting jobs (the simulator's case). */
+  cycle(state: ClusterState, now: number, options?: { readonly explain?: boolean }): CycleResult;
 }

@@ -21,10 +21,10 @@ const slice = parseTrace(philly.split('\n').slice(0, 1501).join('\n'), 'philly-s
 function checked(policy: Policy, violations: string[]): Policy {
   return {
     ...policy,
-    cycle(state, now) {
+    cycle(state, now, options) {
       const used = new Int32Array(state.site.nodes.length);
       for (const j of state.running) for (const a of j.allocation) used[a.node] += a.gpus;
-      const result = policy.cycle(state, now);
+      const result = policy.cycle(state, now, options);
       const pending = new Map(state.pending.map((j) => [j.id, j]));
       for (const d of result.decisions) {
         if (d.kind !== 'start') continue;

@@ -9,5 +9,5 @@ export const fabrik = {
   name: 'fabrik',
   description:
     'Fabrik: guaranteed entitlements with lending and reclaim, fair share, NVLink-aware gangs, backfill with reservations.',
-  cycle: (state, now) => cycle(state, now, DEFAULT_CONFIG),
+  cycle: (state, now, options) => cycle(state, now, { ...DEFAULT_CONFIG, ...options }),
 } satisfies Policy;

@@ -11,6 +11,8 @@ class FifoCycle extends CycleBase {
     const queue = [...this.state.pending].sort((a, b) => a.submittedAt - b.submittedAt || (a.id < b.id ? -1 : 1));
     let blocked = false;
     for (const job of queue) {
+      // Behind a blocked head nothing starts: unless asked to explain, stop looking.
+      if (blocked && !this.explain) break;
       const admissible = this.admissible(job);
       if (!admissible) continue;
       const { m, req } = admissible;
@@ -35,5 +37,5 @@ export const fifo = {
   type: 'policy/fifo',
   name: 'fifo',
   description: 'First come, first served: gangs in submission order, the first blocked gang blocks the queue (no backfill).',
-  cycle: (state: ClusterState, now: number) => new FifoCycle(state, now).run(),
+  cycle: (state: ClusterState, now: number, options?: { explain?: boolean }) => new FifoCycle(state, now, options?.explain).run(),
 } satisfies Policy;

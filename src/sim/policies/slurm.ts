@@ -81,5 +81,6 @@ export const slurm = {
   name: 'slurm',
   description:
     'Slurm-like: multifactor priority (age, Fair Tree-style fair share) with EASY backfill; no guaranteed share, no reclaim.',
-  cycle: (state: ClusterState, now: number) => new SlurmCycle(state, now).run(),
+  cycle: (state: ClusterState, now: number, options?: { explain?: boolean }) =>
+    new SlurmCycle(state, now, options?.explain).run(),
 } satisfies Policy;

@@ -1,8 +1,8 @@
+import { descriptionError as failure } from '../../src/testing/errors.js';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadConsortium, loadSite, parseConsortium, parseSite } from '../../src/config/index.js';
 import { memberById } from '../../src/core/consortium.js';
-import { InvalidDescriptionError } from '../../src/core/errors.js';
 
 const file = (relative: string) => fileURLToPath(new URL(`../../${relative}`, import.meta.url));
 
@@ -35,16 +35,6 @@ members:
     isolation: required
     zone: sovereign
 `;
-
-function failure(parse: () => unknown): InvalidDescriptionError {
-  try {
-    parse();
-  } catch (error) {
-    if (error instanceof InvalidDescriptionError) return error;
-    throw error;
-  }
-  throw new Error('expected an InvalidDescriptionError');
-}
 
 describe('the demo consortium on se-factory', () => {
   const site = loadSite(file('sites/se-factory.yaml'));

@@ -1,7 +1,7 @@
+import { descriptionError as failure } from '../../src/testing/errors.js';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadSite, parseSite } from '../../src/config/index.js';
-import { InvalidDescriptionError } from '../../src/core/errors.js';
 import type { Site } from '../../src/core/site.js';
 
 const SE_FACTORY = fileURLToPath(new URL('../../sites/se-factory.yaml', import.meta.url));
@@ -16,16 +16,6 @@ superpods:
     racks:
       - { count: 2, zone: general, trays: 2 }
 `;
-
-function failure(parse: () => unknown): InvalidDescriptionError {
-  try {
-    parse();
-  } catch (error) {
-    if (error instanceof InvalidDescriptionError) return error;
-    throw error;
-  }
-  throw new Error('expected an InvalidDescriptionError');
-}
 
 function gpusInZone(site: Site, zone: string): number {
   return site.domains.filter((d) => d.zone === zone).reduce((sum, d) => sum + d.gpus, 0);

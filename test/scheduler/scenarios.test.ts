@@ -392,19 +392,23 @@ describe('failures and drains', () => {
 });
 
 describe('fair share and explanations', () => {
-  it('orders members by decayed usage against entitlement', () => {
-    const k = new ScenarioCluster(twoRacks(), pair()).place(
+  /** Both racks full: pharma's job on rack 1, telecom's on rack 2, ending at the given times. */
+  const fullMachine = (pharmaEnds: number, telecomEnds: number) =>
+    new ScenarioCluster(twoRacks(), pair()).place(
       job('fill')
         .member('pharma')
         .gpus(16)
-        .walltime(1e5)
+        .walltime(pharmaEnds)
         .running(0, onNodes([0, 1, 2, 3], 4)),
       job('fill2')
         .member('telecom')
         .gpus(16)
-        .walltime(1e5)
+        .walltime(telecomEnds)
         .running(0, onNodes([4, 5, 6, 7], 4)),
     );
+
+  it('orders members by decayed usage against entitlement', () => {
+    const k = fullMachine(1e5, 1e5);
     k.usageGpuHours = { pharma: 5000, telecom: 100 };
     k.submit(job('p').member('pharma').gpus(1).submitted(0).build(), job('t').member('telecom').gpus(1).submitted(5).build());
     k.step(10);
@@ -412,18 +416,7 @@ describe('fair share and explanations', () => {
   });
 
   it('gives every waiting job a reason, a position and an estimated start', () => {
-    const k = new ScenarioCluster(twoRacks(), pair()).place(
-      job('fill')
-        .member('pharma')
-        .gpus(16)
-        .walltime(3600)
-        .running(0, onNodes([0, 1, 2, 3], 4)),
-      job('fill2')
-        .member('telecom')
-        .gpus(16)
-        .walltime(7200)
-        .running(0, onNodes([4, 5, 6, 7], 4)),
-    );
+    const k = fullMachine(3600, 7200);
     for (let i = 0; i < 50; i++)
       k.submit(
         job(`w${i}`)

@@ -1,3 +1,4 @@
+import { descriptionError as failure } from '../../src/testing/errors.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,7 +6,6 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadConsortium, loadSite } from '../../src/config/index.js';
-import { InvalidDescriptionError } from '../../src/core/errors.js';
 import { gangGpus } from '../../src/core/job.js';
 import {
   MAX_WALLTIME_SECONDS,
@@ -47,16 +47,6 @@ function trace(records: Partial<TraceRecord>[], name = 't'): ParsedTrace {
       ...r,
     })),
   };
-}
-
-function failure(f: () => unknown): InvalidDescriptionError {
-  try {
-    f();
-  } catch (error) {
-    if (error instanceof InvalidDescriptionError) return error;
-    throw error;
-  }
-  throw new Error('expected an InvalidDescriptionError');
 }
 
 /** Σ GPU-seconds / (span of submissions × GPUs of the site), of the jobs as the simulator gets them. */

@@ -505,12 +505,6 @@ export function mostGpus(m: Member, site: Site): number {
 }
 
 /**
- * Weighted rendezvous (highest-random-weight) hashing: each member scores a key with
- * -weight / ln(u), u a hash of (key, member) in (0, 1), and the highest score wins. A member
- * wins with probability weight / Σ weights, the same key always goes to the same member, and a
- * member that joins takes keys only from the others (no key moves between two old members).
- */
-/**
  * Groups go to members so that each member's share of the trace's GPU-hours tracks its
  * entitlement: the largest group first, each to the member furthest below its entitlement share
  * (ties by member order). Deterministic, and weighted by entitlement in what matters, the work:
@@ -542,6 +536,12 @@ export function assignGroups(records: readonly TraceRecord[], consortium: Consor
   return out;
 }
 
+/**
+ * Weighted rendezvous (highest-random-weight) hashing: each member scores a key with
+ * -weight / ln(u), u a hash of (key, member) in (0, 1), and the highest score wins. A member
+ * wins with probability weight / Σ weights, the same key always goes to the same member, and a
+ * member that joins takes keys only from the others (no key moves between two old members).
+ */
 export class MemberHash {
   private readonly members: readonly Member[];
   private readonly cache = new Map<string, Member>();

@@ -43,7 +43,7 @@ export function place(snap: Snapshot, view: Availability, req: PlacementRequest,
     const fit = fitInDomain(snap, view.avail, d, req.tasks, req.tasks.length);
     if (fit.placed === req.tasks.length) return fit.allocation;
   }
-  if (req.topology === 'required' && req.gpus <= maxDomainGpus(snap)) return null;
+  if (req.topology === 'required' && req.gpus <= snap.maxDomainGpus) return null;
   if (opts.onlyDomain !== undefined && req.topology === 'required') return null;
 
   // 2. Several domains: fill the emptiest first, then finish in the tightest that holds the rest.
@@ -73,7 +73,7 @@ export function place(snap: Snapshot, view: Availability, req: PlacementRequest,
     remaining = fit.rest;
   }
   if (remaining.length > 0) return null;
-  if (req.topology === 'required' && domainsUsed > Math.ceil(req.gpus / maxDomainGpus(snap))) return null;
+  if (req.topology === 'required' && domainsUsed > Math.ceil(req.gpus / snap.maxDomainGpus)) return null;
   return allocation;
 }
 
@@ -117,12 +117,6 @@ function fitInDomain(
     placed++;
   }
   return { placed, allocation, rest };
-}
-
-function maxDomainGpus(snap: Snapshot): number {
-  let max = 0;
-  for (const d of snap.site.domains) if (d.gpus > max) max = d.gpus;
-  return max;
 }
 
 function sum(xs: readonly number[]): number {

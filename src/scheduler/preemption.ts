@@ -125,7 +125,7 @@ export class LeastLostWork implements PreemptionOracle {
     // A gang that fits in one domain is tried domain by domain, so victims in other domains
     // are never taken in vain; larger gangs search the whole machine at once.
     const { site } = this.snap;
-    const maxDomain = Math.max(...site.domains.map((d) => d.gpus));
+    const maxDomain = this.snap.maxDomainGpus;
     let best: PreemptionPlan | null = null;
     if (request.gpus <= maxDomain) {
       // Candidates by domain; work that frees quota counts anywhere, so own victims go everywhere.

@@ -39,6 +39,8 @@ export class Snapshot {
   readonly domainIsolatedBy: Int32Array;
   readonly domainIsolatedGpus: Int32Array;
   readonly reservations: Reservation[] = [];
+  /** GPUs of the largest NVLink domain: a gang up to this size can live in one. */
+  readonly maxDomainGpus: number;
   /**
    * Bumped by every change: caches of "did not fit" are valid for one version only. A caller
    * that undoes all it did may set it back; `epoch` never goes back (it keys the views).
@@ -62,6 +64,7 @@ export class Snapshot {
     this.domainUsed = new Int32Array(domains);
     this.domainIsolatedBy = new Int32Array(domains).fill(-1);
     this.domainIsolatedGpus = new Int32Array(domains);
+    this.maxDomainGpus = site.domains.reduce((max, d) => Math.max(max, d.gpus), 0);
     site.nodes.forEach((node, n) => {
       this.free[n] = node.gpus;
       if (isSchedulable(node)) {

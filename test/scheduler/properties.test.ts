@@ -1,5 +1,5 @@
 // Property tests of the scheduling cycle: random small sites, consortia and job streams are
-// replayed through ScenarioCluster, and the invariants of DESIGN.md ("Scheduling model") are
+// replayed through SteppedCluster, and the invariants of DESIGN.md ("Scheduling model") are
 // checked after every step. Two properties (reclaim makes progress, large gangs do not starve)
 // build their scenario on purpose instead of hoping a random stream reaches it.
 //
@@ -20,9 +20,9 @@ import {
 import type { NodeState, Site } from '../../src/core/site.js';
 import type { ClusterState, CycleResult, PendingReason, SchedulerConfig } from '../../src/scheduler/types.js';
 import { consortium, job, onNodes, site, type MemberOptions } from '../../src/testing/builders.js';
-import { ScenarioCluster } from '../../src/testing/cluster.js';
+import { SteppedCluster } from '../../src/sim/stepped.js';
 
-// ScenarioCluster advances its clock (finishing jobs, ending grace periods) and runs the cycle in
+// SteppedCluster advances its clock (finishing jobs, ending grace periods) and runs the cycle in
 // one call. The invariants about a decision need the state that cycle saw, so the cycle is
 // wrapped: each call records a copy of its input and its result. Nothing else changes.
 const tap = vi.hoisted(() => ({
@@ -236,7 +236,7 @@ interface Step {
 }
 
 function replay(sc: Scenario): Step[] {
-  const cluster = new ScenarioCluster(sc.site, sc.consortium);
+  const cluster = new SteppedCluster(sc.site, sc.consortium);
   const queue = [...sc.jobs].sort((a, b) => a.job.submittedAt - b.job.submittedAt);
   let next = 0;
   let t = 0;
@@ -627,7 +627,7 @@ describe('reclaim', () => {
 
         const c = consortium().member('owner', { entitlement: ownerEnt });
         r.others.forEach((_, i) => c.member(`lender${i}`, { entitlement: ents[i] }));
-        const cluster = new ScenarioCluster(
+        const cluster = new SteppedCluster(
           site().superpods(1).racksPerSuperpod(r.racks).traysPerRack(r.trays).gpusPerTray(G).build(),
           c.build(),
         );
@@ -716,7 +716,7 @@ function starvationRun(r: StarvationSpec, gangMemberAlsoSmall: boolean) {
   const owner = ids[r.gangMember % members];
   const c = consortium();
   ids.forEach((id, i) => c.member(id, { entitlement: ents[i] }));
-  const cluster = new ScenarioCluster(
+  const cluster = new SteppedCluster(
     site().superpods(1).racksPerSuperpod(r.racks).traysPerRack(r.trays).gpusPerTray(G).build(),
     c.build(),
   );

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { Decision } from '../../src/scheduler/types.js';
 import { cycle } from '../../src/scheduler/cycle.js';
 import { consortium, job, onNodes, site } from '../../src/testing/builders.js';
-import { ScenarioCluster } from '../../src/testing/cluster.js';
+import { SteppedCluster } from '../../src/sim/stepped.js';
 
 // Two NVLink domains of 4 trays × 4 GPUs: nodes 0–3 are domain 0, nodes 4–7 domain 1.
 const twoRacks = () => site().racksPerSuperpod(2).traysPerRack(4).gpusPerTray(4).build();
@@ -16,7 +16,7 @@ const domainsOf = (s: ReturnType<typeof twoRacks>, d: Decision) =>
 
 describe('placement on NVLink domains', () => {
   it('packs small jobs best-fit onto one node so that domains stay whole', () => {
-    const k = new ScenarioCluster(twoRacks(), pair());
+    const k = new SteppedCluster(twoRacks(), pair());
     for (let i = 0; i < 4; i++) k.submit(job(`nb-${i}`).gpus(1).build());
     const ds = starts(k.step(0).decisions);
     expect(ds).toHaveLength(4);
@@ -25,7 +25,7 @@ describe('placement on NVLink domains', () => {
 
   it('puts a gang that fits in one domain into the tightest domain that holds it', () => {
     const s = twoRacks();
-    const k = new ScenarioCluster(s, pair()).place(
+    const k = new SteppedCluster(s, pair()).place(
       job('small')
         .gpus(4)
         .running(0, onNodes([0], 4)),
@@ -37,7 +37,7 @@ describe('placement on NVLink domains', () => {
 
   it('keeps a required-topology gang waiting rather than splitting it, and says why', () => {
     const s = twoRacks();
-    const k = new ScenarioCluster(s, pair()).place(
+    const k = new SteppedCluster(s, pair()).place(
       job('a')
         .gpus(8)
         .walltime(7200)
@@ -58,7 +58,7 @@ describe('placement on NVLink domains', () => {
 
   it('lets a preferred-topology gang spread over domains when no single one has room', () => {
     const s = twoRacks();
-    const k = new ScenarioCluster(s, pair()).place(
+    const k = new SteppedCluster(s, pair()).place(
       job('a')
         .gpus(8)
         .running(0, onNodes([0, 1], 4)),
@@ -74,7 +74,7 @@ describe('placement on NVLink domains', () => {
   it('gives a gang larger than a domain the fewest domains possible', () => {
     const s = site().racksPerSuperpod(4).traysPerRack(4).gpusPerTray(4).build();
     const c = consortium().member('pharma', { entitlement: 64 }).build();
-    const k = new ScenarioCluster(s, c).place(
+    const k = new SteppedCluster(s, c).place(
       job('a')
         .gpus(4)
         .running(0, onNodes([0], 4)),
@@ -87,7 +87,7 @@ describe('placement on NVLink domains', () => {
   });
 
   it('starts a gang whole or not at all', () => {
-    const k = new ScenarioCluster(twoRacks(), pair()).place(
+    const k = new SteppedCluster(twoRacks(), pair()).place(
       job('a')
         .gpus(12)
         .walltime(600)
@@ -103,7 +103,7 @@ describe('placement on NVLink domains', () => {
   });
 
   it('says NodesUnavailable when the gang cannot fit on the up nodes at all', () => {
-    const k = new ScenarioCluster(twoRacks(), pair()).setNodes({ 'sp1-r01-t01': 'down', 'sp1-r02-t01': 'maintenance' });
+    const k = new SteppedCluster(twoRacks(), pair()).setNodes({ 'sp1-r01-t01': 'down', 'sp1-r02-t01': 'maintenance' });
     k.submit(job('too-big').gpus(16).topology('required').build());
     k.step(0);
     expect(k.explanation('too-big')).toMatchObject({ reason: 'NodesUnavailable', estimatedStart: null });
@@ -111,8 +111,27 @@ describe('placement on NVLink domains', () => {
 });
 
 describe('entitlements: lend idle GPUs, reclaim them when the owner needs them', () => {
+  /**
+   * pharma runs 12 of its 16 on rack 1, telecom its whole 16 on rack 2 (protected for
+   * `telecomMinRuntime`); rack 1's last node is free for what the test puts there.
+   */
+  const withinEntitlements = (telecomMinRuntime: number) =>
+    new SteppedCluster(twoRacks(), pair()).place(
+      job('p-own')
+        .member('pharma')
+        .gpus(12)
+        .walltime(1e5)
+        .running(0, onNodes([0, 1, 2], 4)),
+      job('t-own')
+        .member('telecom')
+        .gpus(16)
+        .walltime(1e5)
+        .minRuntime(telecomMinRuntime)
+        .running(0, onNodes([4, 5, 6, 7], 4)),
+    );
+
   it('lends idle entitlement and marks the work as borrowing', () => {
-    const k = new ScenarioCluster(twoRacks(), pair());
+    const k = new SteppedCluster(twoRacks(), pair());
     for (let i = 0; i < 6; i++) k.submit(job(`t${i}`).member('telecom').gpus(4).build());
     const ds = starts(k.step(0).decisions);
     expect(ds).toHaveLength(6);
@@ -120,7 +139,7 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
   });
 
   it('reclaims borrowed GPUs for an owner within its entitlement, and no more than needed', () => {
-    const k = new ScenarioCluster(twoRacks(), pair());
+    const k = new SteppedCluster(twoRacks(), pair());
     for (let i = 0; i < 8; i++) k.submit(job(`t${i}`).member('telecom').gpus(4).grace(30).build());
     k.step(0);
     k.submit(job('owner').member('pharma').gpus(8).build());
@@ -139,7 +158,7 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
   });
 
   it('never preempts a member at or under its entitlement for a borrower', () => {
-    const k = new ScenarioCluster(twoRacks(), pair());
+    const k = new SteppedCluster(twoRacks(), pair());
     for (let i = 0; i < 4; i++) k.submit(job(`p${i}`).member('pharma').gpus(4).build());
     for (let i = 0; i < 4; i++) k.submit(job(`t${i}`).member('telecom').gpus(4).build());
     k.step(0);
@@ -151,7 +170,7 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
 
   it('lends no more than the lending limit', () => {
     const c = consortium().member('defense', { entitlement: 16, lendingLimit: 4 }).member('bank', { entitlement: 16 }).build();
-    const k = new ScenarioCluster(twoRacks(), c);
+    const k = new SteppedCluster(twoRacks(), c);
     for (let i = 0; i < 8; i++) k.submit(job(`b${i}`).member('bank').gpus(4).build());
     k.step(0);
     expect(k.running).toHaveLength(5);
@@ -159,17 +178,7 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
   });
 
   it('preempts the borrowed job that loses the fewest GPU-hours since its last checkpoint', () => {
-    const k = new ScenarioCluster(twoRacks(), pair()).place(
-      job('p-own')
-        .member('pharma')
-        .gpus(12)
-        .walltime(1e5)
-        .running(0, onNodes([0, 1, 2], 4)),
-      job('t-own')
-        .member('telecom')
-        .gpus(16)
-        .walltime(1e5)
-        .running(0, onNodes([4, 5, 6, 7], 4)),
+    const k = withinEntitlements(0).place(
       // Borrowed by telecom, no checkpoint for 2 h:
       job('t-stale')
         .member('telecom')
@@ -191,18 +200,7 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
   });
 
   it('respects the minimum runtime before preemption', () => {
-    const k = new ScenarioCluster(twoRacks(), pair()).place(
-      job('p-own')
-        .member('pharma')
-        .gpus(12)
-        .walltime(1e5)
-        .running(0, onNodes([0, 1, 2], 4)),
-      job('t-own')
-        .member('telecom')
-        .gpus(16)
-        .walltime(1e5)
-        .minRuntime(1e5)
-        .running(0, onNodes([4, 5, 6, 7], 4)),
+    const k = withinEntitlements(1e5).place(
       job('t-young')
         .member('telecom')
         .gpus(4)
@@ -216,7 +214,7 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
   });
 
   it('does not loop: the reclaimed job does not in turn preempt its preemptor', () => {
-    const k = new ScenarioCluster(twoRacks(), pair());
+    const k = new SteppedCluster(twoRacks(), pair());
     for (let i = 0; i < 8; i++) k.submit(job(`t${i}`).member('telecom').gpus(4).walltime(1e5).build());
     k.step(0);
     for (let i = 0; i < 4; i++) k.submit(job(`p${i}`).member('pharma').gpus(4).walltime(1e5).build());
@@ -228,7 +226,7 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
   });
 
   it('lets production inference preempt its own member’s batch work, not another member’s', () => {
-    const k = new ScenarioCluster(twoRacks(), pair()).place(
+    const k = new SteppedCluster(twoRacks(), pair()).place(
       job('p-batch')
         .member('pharma')
         .priority('batch')
@@ -255,7 +253,7 @@ describe('backfill with reservations', () => {
       .member('telecom', { entitlement: 8 })
       .member('academy', { entitlement: 8 })
       .build();
-    const k = new ScenarioCluster(twoRacks(), c).place(
+    const k = new SteppedCluster(twoRacks(), c).place(
       job('long')
         .member('telecom')
         .gpus(16)
@@ -285,7 +283,7 @@ describe('backfill with reservations', () => {
 
   it('starts a large gang within a bounded time behind a stream of small jobs', () => {
     const c = consortium().member('pharma', { entitlement: 16 }).member('telecom', { entitlement: 16 }).build();
-    const k = new ScenarioCluster(twoRacks(), c);
+    const k = new SteppedCluster(twoRacks(), c);
     let n = 0;
     const stream = (t: number) => {
       for (let i = 0; i < 4; i++) {
@@ -316,7 +314,7 @@ describe('isolation and zones', () => {
 
   it('runs isolation-required work only in its zone and never next to another member', () => {
     const s = sovereign();
-    const k = new ScenarioCluster(s, withDefense());
+    const k = new SteppedCluster(s, withDefense());
     k.submit(job('d1').member('defense').gpus(4).build(), job('p1').member('pharma').gpus(4).build());
     const ds = starts(k.step(0).decisions);
     const d1 = ds.find((d) => d.job === 'd1')!;
@@ -331,7 +329,7 @@ describe('isolation and zones', () => {
       .member('pharma', { entitlement: 24, zone: 'sovereign' })
       .member('defense', { entitlement: 16, isolation: 'required', zone: 'sovereign', lendingLimit: 0 })
       .build();
-    const k = new ScenarioCluster(s, c).place(
+    const k = new SteppedCluster(s, c).place(
       job('d1')
         .member('defense')
         .gpus(4)
@@ -346,7 +344,7 @@ describe('isolation and zones', () => {
 
   it('honours an exclusive request from a member that does not require isolation', () => {
     const s = twoRacks();
-    const k = new ScenarioCluster(s, pair()).place(
+    const k = new SteppedCluster(s, pair()).place(
       job('t1')
         .member('telecom')
         .gpus(1)
@@ -361,7 +359,7 @@ describe('isolation and zones', () => {
 
 describe('failures and drains', () => {
   it('requeues a whole gang when one of its nodes fails', () => {
-    const k = new ScenarioCluster(twoRacks(), pair()).place(
+    const k = new SteppedCluster(twoRacks(), pair()).place(
       job('g')
         .gang(2, 4)
         .running(0, onNodes([0, 1], 4)),
@@ -376,7 +374,7 @@ describe('failures and drains', () => {
 
   it('gives draining nodes no new work but lets their jobs finish', () => {
     const names = ['sp1-r01-t01', 'sp1-r01-t02', 'sp1-r01-t03', 'sp1-r01-t04'];
-    const k = new ScenarioCluster(twoRacks(), pair())
+    const k = new SteppedCluster(twoRacks(), pair())
       .place(
         job('old')
           .gpus(1)
@@ -394,7 +392,7 @@ describe('failures and drains', () => {
 describe('fair share and explanations', () => {
   /** Both racks full: pharma's job on rack 1, telecom's on rack 2, ending at the given times. */
   const fullMachine = (pharmaEnds: number, telecomEnds: number) =>
-    new ScenarioCluster(twoRacks(), pair()).place(
+    new SteppedCluster(twoRacks(), pair()).place(
       job('fill')
         .member('pharma')
         .gpus(16)

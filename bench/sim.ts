@@ -25,7 +25,10 @@ for (const [name, p] of Object.entries(results.policies)) {
 const f = results.policies.fabrik.summary;
 const sl = results.policies.slurm.summary;
 console.log(
-  `fabrik/slurm: avg JCT ${(f.avg_jct_s / sl.avg_jct_s).toFixed(2)}×, p99 wait ${(f.p99_wait_s / sl.p99_wait_s).toFixed(2)}×`,
+  `fabrik/slurm: avg JCT ${(f.avg_jct_s / sl.avg_jct_s).toFixed(2)}×, p99 wait ${(f.p99_wait_s / sl.p99_wait_s).toFixed(2)}×, ` +
+    `utilization ${(f.utilization / sl.utilization).toFixed(3)}×; fabrik's longest large-gang wait ` +
+    `${(f.max_large_gang_wait_s / 3600).toFixed(1)} h (bound ${(results.largeGangBoundSeconds / 3600).toFixed(1)} h, ` +
+    `${results.cycleSeconds} s rounds, load ${results.load})`,
 );
 console.log(
   summaryLine(results, { sim_seconds_per_wall_second: Math.round(simulated / wall), wall_s: Math.round(wall * 10) / 10 }),

@@ -4,7 +4,7 @@ import { MultiBar, Presets } from 'cli-progress';
 import { existsSync } from 'node:fs';
 import { loadConsortium, loadSite } from '../config/index.js';
 import { writeReport } from '../sim/report.js';
-import { runStudyInParallel, summaryLine } from '../sim/run.js';
+import { DEFAULT_ROUND_SECONDS, runStudyInParallel, summaryLine } from '../sim/run.js';
 import { readTrace } from '../sim/trace.js';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -33,6 +33,12 @@ export function simCommand(): Command {
     .option('--seed <n>', 'seed of the walltime noise model', positive('--seed'), 1)
     .option('--load <x>', 'offered load as a multiple of the site capacity', positive('--load'), 0.9)
     .option('--max-job-hours <h>', 'cap on a job run time, hours', positive('--max-job-hours'))
+    .option(
+      '--cycle-seconds <s>',
+      'scheduling round: a cycle runs at most this often',
+      positive('--cycle-seconds'),
+      DEFAULT_ROUND_SECONDS,
+    )
     .option('--report <dir>', 'write a self-contained HTML report into this folder')
     .option('--json', 'print the summary as one JSON line, last')
     .action(async (o) => {
@@ -56,6 +62,7 @@ export function simCommand(): Command {
         seed: o.seed,
         load: o.load,
         maxJobSeconds: o.maxJobHours ? o.maxJobHours * 3600 : null,
+        cycleSeconds: o.cycleSeconds,
         onProgress: bars
           ? (policy, done, total) => {
               if (!bar.has(policy)) bar.set(policy, bars.create(total, 0, { policy: policy.padEnd(6) }));
@@ -76,7 +83,9 @@ export function simCommand(): Command {
           );
         }
         console.log(
-          `${results.jobs} jobs from ${results.trace} on ${results.site} at load ${results.load}, ${wall.toFixed(1)} s`,
+          `${results.jobs} jobs from ${results.trace} on ${results.site} at load ${results.load}, ` +
+            `${results.cycleSeconds} s rounds, large-gang wait bound ${(results.largeGangBoundSeconds / 3600).toFixed(1)} h; ` +
+            `${wall.toFixed(1)} s`,
         );
       }
       if (o.json) console.log(summaryLine(results));

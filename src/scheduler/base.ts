@@ -10,10 +10,10 @@ import { isFailed } from '../core/site.js';
 import { estimateStarts } from './estimate.js';
 import { place, type PlacementRequest } from './placement.js';
 import type { RunningEntry } from './preemption.js';
-import { QuotaBook } from './quota.js';
+import { QuotaBook, QuotaFit } from './quota.js';
 import { Snapshot, type Availability } from './snapshot.js';
 import { ReleaseTimeline } from './timeline.js';
-import type { ClusterState, CycleResult, Decision, Explanation, PendingReason } from './types.js';
+import type { ClusterState, CycleOptions, CycleResult, Decision, Explanation, PendingReason } from './types.js';
 
 export interface Shape {
   readonly req: PlacementRequest;
@@ -40,19 +40,25 @@ export class CycleBase {
   private readonly memberIdx = new Map<string, number>();
   private readonly zoneMasks = new Map<string, Uint8Array>();
   private readonly shapes = new Map<number, Shape>();
+  /** "Did not fit" results, valid while the snapshot's version is unchanged. */
+  private readonly noFit = new Map<number, number>();
   /** The empty machine (up nodes only): what "could it ever fit" is judged against. */
   protected readonly capacity: Availability;
 
-  /**
-   * @param explain false when only the decisions matter (the simulator): waiting jobs then get
-   *   no explanation and no estimated start, which saves a pass over the whole queue.
-   */
+  /** False when only the decisions matter (the simulator): waiting jobs get no explanation. */
+  readonly explain: boolean;
+  private readonly queueDepth: number;
+  private readonly lookedAt: Uint32Array;
+
   constructor(
     readonly state: ClusterState,
     readonly now: number,
-    readonly explain = true,
+    options: CycleOptions = {},
   ) {
     const { site, consortium } = state;
+    this.explain = options.explain ?? true;
+    this.queueDepth = options.queueDepth ?? Infinity;
+    this.lookedAt = new Uint32Array(consortium.members.length);
     consortium.members.forEach((m, i) => this.memberIdx.set(m.id, i));
     this.snap = new Snapshot(site, consortium.members.length);
     this.quota = new QuotaBook(consortium, this.snap.now.total, (m, t) => this.timeline.releasedBy(m, t));
@@ -70,7 +76,7 @@ export class CycleBase {
         continue;
       }
       const member = this.member(job.member, job.id);
-      const isolated = this.exclusive(job);
+      const isolated = job.isolation.exclusive || this.state.consortium.members[member].isolation === 'required';
       this.snap.occupy(member, isolated, job.allocation);
       // A job being stopped still holds its GPUs, but no longer counts against its member's share.
       if (!job.preempting) this.quota.add(member, gangGpusOf(job));
@@ -122,6 +128,45 @@ export class CycleBase {
     this.waitingColumns.gpus.push(gpus);
     this.waitingColumns.walltimeSeconds.push(job.walltimeSeconds);
     this.waitingColumns.reservedStart.push(reservedStart ?? NaN);
+  }
+
+  /**
+   * Where the gang fits now without delaying a reservation it would still be running at `end`;
+   * null if nowhere. Jobs of one shape fail alike until the snapshot changes: a queue of
+   * thousands of identical blocked jobs costs one placement attempt, not thousands.
+   */
+  protected placeNow(req: PlacementRequest, shape: number, end: number): Allocation[] | null {
+    const k = this.fitKey(shape, end);
+    if (this.noFit.get(k) === this.snap.version) return null;
+    const allocation = place(this.snap, this.snap.availableUntil(end), req);
+    if (!allocation) this.noFit.set(k, this.snap.version);
+    return allocation;
+  }
+
+  /** Jobs of one shape that would collide with the same reservations share one "did not fit". */
+  protected fitKey(shape: number, end: number): number {
+    return shape * 65536 + this.snap.blockingReservations(end);
+  }
+
+  /**
+   * The consortium's hard limits, for policies without guarantees: the member stays within
+   * what it may hold, and takes no GPU its owner does not lend. Otherwise the job waits
+   * (QuotaExhausted) and blocks no one.
+   */
+  protected withinLimits(job: PendingJob, m: number, gpus: number, end: number): boolean {
+    if (this.quota.fit(m, gpus, end) !== QuotaFit.Exhausted) return true;
+    this.wait(job, 'QuotaExhausted', gpus, null);
+    return false;
+  }
+
+  /**
+   * Whether the cycle looks at this job of member `m`, asked in the member's own order: only
+   * its first `queueDepth` are; the others wait behind them (reason Priority).
+   */
+  protected withinDepth(job: PendingJob, m: number): boolean {
+    if (this.lookedAt[m]++ < this.queueDepth) return true;
+    this.wait(job, 'Priority', gangGpus(job.gang), null);
+    return false;
   }
 
   /**

@@ -19,6 +19,7 @@ export function cycle(state: ClusterState, now: number, config: SchedulerConfig 
   const queue = c.order();
   // 3. For each job: quota → place now → preempt (reclaim or priority) → reserve → explain.
   for (const job of queue) c.consider(job);
+  c.explainBehindDepth();
   // 4. Estimated start for everything still waiting.
   return c.result();
 }
@@ -30,17 +31,17 @@ class CycleContext extends CycleBase {
   private readonly preemptors: Uint32Array;
   private readonly planAttempts: Uint32Array;
   private reservationsMade = 0;
-  /** "Did not fit" results, valid while the snapshot's version is unchanged. */
-  private readonly noFit = new Map<number, number>();
   private readonly noPlan = new Set<string>();
   private readonly diagnosis = new Map<number, { version: number; reason: PendingReason }>();
+  /** Jobs behind their member's queue depth: not looked at this cycle. */
+  private readonly behindDepth: PendingJob[] = [];
 
   constructor(
     state: ClusterState,
     now: number,
     readonly config: SchedulerConfig,
   ) {
-    super(state, now, config.explain ?? true);
+    super(state, now, config);
     const members = state.consortium.members.length;
     this.memberReserved = new Uint8Array(members);
     this.preemptors = new Uint32Array(members);
@@ -57,7 +58,15 @@ class CycleContext extends CycleBase {
       else queues[this.member(job.member, job.id)].push(job);
     }
     holders.sort((a, b) => a.holdSince! - b.holdSince! || byClassThenAge(a, b));
-    for (let i = 0; i < queues.length; i++) queues[i] = sortByClassThenAge(queues[i]);
+    const large = this.snap.maxDomainGpus;
+    for (let i = 0; i < queues.length; i++) queues[i] = sortMemberQueue(queues[i], large);
+    // Jobs behind a member's queue depth are not looked at; they are explained last.
+    const depth = this.config.queueDepth ?? Infinity;
+    for (let i = 0; i < queues.length; i++) {
+      if (queues[i].length <= depth) continue;
+      if (this.explain) for (let j = depth; j < queues[i].length; j++) this.behindDepth.push(queues[i][j]);
+      queues[i].length = depth;
+    }
     // Weighted fair queueing: each member's position advances by the GPUs of the jobs it puts in
     // line, divided by its entitlement, starting from its decayed recent usage. Members with
     // less use than their share come first, and shares interleave in proportion to entitlement.
@@ -80,6 +89,10 @@ class CycleContext extends CycleBase {
     return out;
   }
 
+  explainBehindDepth(): void {
+    for (const job of this.behindDepth) this.wait(job, 'Priority', gangGpus(job.gang), null);
+  }
+
   consider(job: PendingJob): void {
     const admissible = this.admissible(job);
     if (!admissible) return;
@@ -88,10 +101,8 @@ class CycleContext extends CycleBase {
     const fit = this.quota.fit(m, req.gpus, end);
 
     if (fit !== QuotaFit.Exhausted) {
-      const k = this.fitKey(sig, end);
-      const allocation = this.noFit.get(k) === this.snap.version ? null : place(this.snap, this.snap.availableUntil(end), req);
+      const allocation = this.placeNow(req, sig, end);
       if (allocation) return this.start(job, m, req, end, allocation, fit === QuotaFit.Borrowing);
-      this.noFit.set(k, this.snap.version);
     }
 
     // Blocked. The first blocked job of each member, jobs already promised capacity, and the
@@ -127,16 +138,15 @@ class CycleContext extends CycleBase {
         }
       }
     }
-    if (!reservation) return this.wait(job, reason ?? this.diagnose(req, end, this.fitKey(sig, end), false), req.gpus, null);
-    reason ??= this.onStoppingNodes(reservation.allocation)
-      ? 'WaitingForReclaim'
-      : this.diagnose(req, end, this.fitKey(sig, end), true);
-    this.hold(job, m, req, reservation, reason);
-  }
-
-  /** Jobs of one shape that would collide with the same reservations share one "did not fit". */
-  private fitKey(shape: number, end: number): number {
-    return shape * 65536 + this.snap.blockingReservations(end);
+    if (!reservation) {
+      if (this.explain) this.wait(job, reason ?? this.diagnose(req, end, this.fitKey(sig, end), false), req.gpus, null);
+      return;
+    }
+    if (this.explain)
+      reason ??= this.onStoppingNodes(reservation.allocation)
+        ? 'WaitingForReclaim'
+        : this.diagnose(req, end, this.fitKey(sig, end), true);
+    this.hold(job, m, req, reservation, reason ?? 'WaitingForResources');
   }
 
   /** The job holds a reservation of GPUs and of its member's quota from `start`. */
@@ -224,16 +234,25 @@ class CycleContext extends CycleBase {
   }
 }
 
-/** Same order as byClassThenAge, with numeric keys computed once (10^5 jobs sort in a few ms). */
-function sortByClassThenAge(jobs: PendingJob[]): PendingJob[] {
-  const keys = new Float64Array(jobs.length);
+/**
+ * A member's own order: priority class; within a class, gangs of a whole NVLink domain or more
+ * first, oldest first (each gets a reservation in turn, so none starves behind a stream of
+ * small jobs); then the least expected work first (walltime × GPUs, as Slurm's job-size factor
+ * and the shortest-job-first of the literature), then age. Numeric keys, computed once.
+ */
+export function sortMemberQueue(jobs: readonly PendingJob[], largeGpus: number): PendingJob[] {
+  const group = new Uint8Array(jobs.length);
+  const key = new Float64Array(jobs.length);
   const idx = new Uint32Array(jobs.length);
   for (let i = 0; i < jobs.length; i++) {
     idx[i] = i;
-    // Class rank dominates: submission times stay far below 10^13 s.
-    keys[i] = (3 - PRIORITY_RANK[jobs[i].priorityClass]) * 1e13 + jobs[i].submittedAt;
+    const j = jobs[i];
+    const gpus = gangGpus(j.gang);
+    const large = gpus >= largeGpus;
+    group[i] = (3 - PRIORITY_RANK[j.priorityClass]) * 2 + (large ? 0 : 1);
+    key[i] = large ? j.submittedAt : j.walltimeSeconds * gpus;
   }
-  idx.sort((a, b) => keys[a] - keys[b] || byClassThenAge(jobs[a], jobs[b]));
+  idx.sort((a, b) => group[a] - group[b] || key[a] - key[b] || byClassThenAge(jobs[a], jobs[b]));
   return Array.from(idx, (i) => jobs[i]);
 }
 

@@ -195,16 +195,18 @@ export class LeastLostWork implements PreemptionOracle {
     // What the preemptor may use, kept up to date as victims are taken out and put back.
     const reserved = snap.reservedBefore(end);
     const view = { avail: new Int32Array(reserved.length), domainAvail: new Int32Array(snap.site.domains.length), total: 0 };
-    const refresh = (allocation: readonly Allocation[]) => {
-      for (const { node: n } of allocation) {
-        const a = snap.schedulable[n] ? Math.max(0, snap.now.avail[n] - reserved[n]) : 0;
-        const delta = a - view.avail[n];
-        view.avail[n] = a;
-        view.domainAvail[snap.site.nodes[n].domain] += delta;
-        view.total += delta;
-      }
+    const nodes = snap.site.nodes;
+    const refreshNode = (n: number) => {
+      const a = snap.schedulable[n] ? Math.max(0, snap.now.avail[n] - reserved[n]) : 0;
+      const delta = a - view.avail[n];
+      view.avail[n] = a;
+      view.domainAvail[nodes[n].domain] += delta;
+      view.total += delta;
     };
-    refresh(snap.site.nodes.map((_, node) => ({ node, gpus: 0 })));
+    const refresh = (allocation: readonly Allocation[]) => {
+      for (const { node } of allocation) refreshNode(node);
+    };
+    for (let n = 0; n < nodes.length; n++) refreshNode(n);
     const fits = () => {
       if (ownFreed < preemptor.ownToFree) return null;
       return view.total >= request.gpus ? place(snap, view, request, opts) : null;

@@ -77,6 +77,14 @@ export class QuotaBook {
     return this.claimedGpus[member];
   }
 
+  /** GPUs the member has claimed for reserved jobs that start before `t`. */
+  private claimedBefore(member: number, t: number): number {
+    if (this.claimedGpus[member] === 0) return 0;
+    let g = 0;
+    for (const c of this.claims) if (c.member === member && c.start < t) g += c.gpus;
+    return g;
+  }
+
   /** The member's claims, as (end, GPUs) pairs: when each reserved job would give its quota back. */
   claimEnds(member: number): { end: number; gpus: number }[] {
     return this.claims.filter((c) => c.member === member).map((c) => ({ end: c.end, gpus: c.gpus }));
@@ -119,11 +127,12 @@ export class QuotaBook {
     // A member holding a reservation borrows only for work that is gone before it starts: borrowed
     // GPUs may be reclaimed, and its own reserved job must not find its share taken by its own jobs.
     if (this.firstClaim(member) < end) return QuotaFit.Exhausted;
-    // Borrowing is allowed while everything borrowed fits in what owners lend.
+    // Borrowing is allowed while everything borrowed fits in what owners lend: what they do not
+    // use now, nor have claimed for reserved jobs that start before this one would end.
     let lendable = this.unassigned;
     let borrowed = 0;
     for (let k = 0; k < this.used.length; k++) {
-      const u = k === member ? after : this.used[k] + this.claimed(k);
+      const u = k === member ? after : this.used[k] + this.claimedBefore(k, end);
       const idle = this.nominal[k] - u;
       if (idle > 0) lendable += Math.min(idle, this.lendingLimit[k]);
       else borrowed -= idle;

@@ -13,7 +13,20 @@ export interface ClusterState {
   readonly usageGpuHours: Readonly<Record<string, number>>;
 }
 
-export interface SchedulerConfig {
+/** How much of the work a cycle does: what the caller needs back, and how deep it looks. */
+export interface CycleOptions {
+  /** Explain every waiting job (reason, position, estimated start); the simulator turns it off. */
+  readonly explain?: boolean;
+  /**
+   * How many of each member's waiting jobs, in that member's own order, a cycle looks at (Slurm's
+   * bf_max_job_user; Kueue looks only at each queue's head). Jobs behind them wait with reason
+   * Priority until they move up; jobs holding a reservation are always looked at. This bounds a
+   * cycle's work when one member queues tens of thousands of jobs. Default: all.
+   */
+  readonly queueDepth?: number;
+}
+
+export interface SchedulerConfig extends CycleOptions {
   /** How many blocked jobs hold a reservation, beyond the first blocked job of each member. */
   readonly reservationDepth: number;
   /**
@@ -26,8 +39,6 @@ export interface SchedulerConfig {
    * cycle's work (Kueue searches only each queue's head); the next cycle tries the next ones.
    */
   readonly preemptionAttemptsPerMember: number;
-  /** Explain every waiting job (reason, position, estimated start); the simulator turns it off. */
-  readonly explain?: boolean;
 }
 
 export const DEFAULT_CONFIG: SchedulerConfig = { reservationDepth: 16, preemptorsPerMember: 1, preemptionAttemptsPerMember: 4 };

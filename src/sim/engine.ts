@@ -4,7 +4,15 @@
 // is made by a policy's cycle with the virtual time passed in: for `fabrik`, exactly the code
 // the server runs. No randomness here: the same jobs give the same run.
 import type { Consortium } from '../core/consortium.js';
-import { gangGpus, lastCheckpoint, requeued, type PendingJob, type RunningJob } from '../core/job.js';
+import {
+  gangGpus,
+  lastCheckpoint,
+  PRIORITY_CLASSES,
+  PRIORITY_RANK,
+  requeued,
+  type PendingJob,
+  type RunningJob,
+} from '../core/job.js';
 import { isSchedulable, withNodeStates, type NodeState, type Site } from '../core/site.js';
 import { decayUsage } from '../core/usage.js';
 import type { Decision } from '../scheduler/types.js';
@@ -32,6 +40,12 @@ export interface SimOptions {
   readonly cycleSeconds?: number;
   /** While jobs wait, a cycle runs at least this often even if nothing happened (minimum runtimes expire). */
   readonly idleCycleSeconds?: number;
+  /**
+   * Each cycle looks at this many waiting jobs of each member, in the member's order (default
+   * 128; see CycleOptions.queueDepth). The engine hands the policy only those, plus the jobs
+   * that hold a reservation: a member with 20,000 queued jobs costs a cycle no more than one with 128.
+   */
+  readonly queueDepth?: number;
   /** Time series sampling interval (default: a few hundred samples over the run). */
   readonly sampleSeconds?: number;
   readonly nodeEvents?: readonly NodeEvent[];
@@ -105,9 +119,37 @@ interface Live {
   remaining: number;
   run: number;
   queuedSince: number;
+  /** The cycle that last got it (a job is handed over once per cycle). */
+  given: number;
   running: RunningJob | null;
   pending: PendingJob | null;
   outcome: JobOutcome;
+}
+
+export const DEFAULT_QUEUE_DEPTH = 128;
+
+/** Where `l` is, or goes, in a list sorted by `before` (a strict order: no two jobs tie). */
+function position(list: readonly Live[], l: Live, before: (a: Live, b: Live) => boolean): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (before(list[mid], l)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function byAge(a: Live, b: Live): boolean {
+  const x = a.sim.job.submittedAt;
+  const y = b.sim.job.submittedAt;
+  return x < y || (x === y && a.index < b.index);
+}
+
+function byWork(a: Live, b: Live): boolean {
+  const x = a.sim.job.walltimeSeconds * a.gpus;
+  const y = b.sim.job.walltimeSeconds * b.gpus;
+  return x < y || (x === y && byAge(a, b));
 }
 
 export function simulate(o: SimOptions): SimRun {
@@ -120,6 +162,24 @@ class Simulation {
   private readonly events = new FlatQueue<Event>();
   private readonly live: Live[];
   private readonly pending = new Map<number, Live>();
+  /**
+   * The waiting jobs of each member and priority class (index member × classes + rank), each
+   * kept in two orders: by submission, and by expected work (walltime × GPUs). The first
+   * `queueDepth` of both, with every waiting gang of a whole NVLink domain or more, contain the
+   * first `queueDepth` of the member in any order the policies use (age; or large gangs, then
+   * expected work).
+   */
+  private readonly queues: { byAge: Live[]; byWork: Live[] }[];
+  /** Waiting gangs of a whole NVLink domain or more: every cycle sees them. */
+  private readonly large = new Set<Live>();
+  private readonly largeGpus: number;
+  /** Waiting jobs that hold a reservation (holdSince set). */
+  private readonly holders = new Set<Live>();
+  /** GPUs each member has waiting. */
+  private readonly memberWaiting: number[];
+  /** Waiting jobs per gang size, for the smallest waiting gang. */
+  private readonly waitingBySize = new Map<number, number>();
+  private readonly queueDepth: number;
   private readonly running = new Map<number, Live>();
   private readonly memberIdx = new Map<string, number>();
   private readonly byId: Map<string, Live>;
@@ -143,6 +203,10 @@ class Simulation {
     this.usage = new Array(members).fill(0);
     this.delivered = new Array(members).fill(0);
     this.deficitSince = new Array(members).fill(null);
+    this.memberWaiting = new Array(members).fill(0);
+    this.queues = Array.from({ length: members * PRIORITY_CLASSES.length }, () => ({ byAge: [], byWork: [] }));
+    this.queueDepth = o.queueDepth ?? DEFAULT_QUEUE_DEPTH;
+    this.largeGpus = o.site.domains.reduce((max, d) => Math.max(max, d.gpus), 0);
     this.live = o.jobs.map((sim, index) => {
       const member = this.memberIdx.get(sim.job.member);
       if (member === undefined) throw new Error(`job ${sim.job.id}: unknown member ${sim.job.member}`);
@@ -155,6 +219,7 @@ class Simulation {
         remaining: sim.runtimeSeconds,
         run: 0,
         queuedSince: sim.job.submittedAt,
+        given: -1,
         running: null,
         pending: null,
         outcome: {
@@ -247,6 +312,29 @@ class Simulation {
     l.queuedSince = t;
     l.pending = l.pending ?? { ...l.sim.job, holdSince: null };
     this.pending.set(l.index, l);
+    const q = this.queueOf(l);
+    q.byAge.splice(position(q.byAge, l, byAge), 0, l);
+    q.byWork.splice(position(q.byWork, l, byWork), 0, l);
+    if (l.gpus >= this.largeGpus) this.large.add(l);
+    this.memberWaiting[l.member] += l.gpus;
+    this.waitingBySize.set(l.gpus, (this.waitingBySize.get(l.gpus) ?? 0) + 1);
+  }
+
+  private dequeue(l: Live): void {
+    this.pending.delete(l.index);
+    this.holders.delete(l);
+    const q = this.queueOf(l);
+    q.byAge.splice(position(q.byAge, l, byAge), 1);
+    q.byWork.splice(position(q.byWork, l, byWork), 1);
+    this.large.delete(l);
+    this.memberWaiting[l.member] -= l.gpus;
+    const n = this.waitingBySize.get(l.gpus)! - 1;
+    if (n === 0) this.waitingBySize.delete(l.gpus);
+    else this.waitingBySize.set(l.gpus, n);
+  }
+
+  private queueOf(l: Live): { byAge: Live[]; byWork: Live[] } {
+    return this.queues[l.member * PRIORITY_CLASSES.length + PRIORITY_RANK[l.sim.job.priorityClass]];
   }
 
   /** Returns whether the cluster changed in a way a cycle should look at. */
@@ -273,8 +361,26 @@ class Simulation {
 
   private cycle(): void {
     this.cycles++;
+    // Holders, then the heads of every queue: all any policy looks at within its queue depth.
     const pending: PendingJob[] = [];
-    for (const l of this.pending.values()) pending.push(l.pending!);
+    const stamp = this.cycles;
+    const give = (l: Live) => {
+      if (l.given === stamp) return;
+      l.given = stamp;
+      pending.push(l.pending!);
+    };
+    for (const l of this.holders) give(l);
+    for (const l of this.large) give(l);
+    for (const q of this.queues) {
+      for (const list of [q.byAge, q.byWork]) {
+        let taken = 0;
+        for (let i = 0; i < list.length && taken < this.queueDepth; i++) {
+          if (this.holders.has(list[i])) continue;
+          give(list[i]);
+          taken++;
+        }
+      }
+    }
     const running: RunningJob[] = [];
     for (const l of this.running.values()) running.push(l.running!);
     const usageGpuHours: Record<string, number> = {};
@@ -282,7 +388,7 @@ class Simulation {
     const result = this.o.policy.cycle(
       { site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours },
       this.now,
-      { explain: false },
+      { explain: false, queueDepth: this.queueDepth },
     );
     this.apply(result.decisions);
     this.watchReclaim();
@@ -296,7 +402,7 @@ class Simulation {
       switch (d.kind) {
         case 'start': {
           const l = byId.get(d.job)!;
-          this.pending.delete(l.index);
+          this.dequeue(l);
           l.outcome.waitSeconds += this.now - l.queuedSince;
           const { holdSince: _h, ...spec } = l.pending!;
           l.pending = null;
@@ -324,11 +430,16 @@ class Simulation {
       }
     }
     // A job keeps its hold while it keeps a reservation.
-    for (const l of this.pending.values()) {
-      const p = l.pending!;
-      const holds = reserved.has(p.id);
-      if (holds && p.holdSince == null) l.pending = { ...p, holdSince: this.now };
-      else if (!holds && p.holdSince != null) l.pending = { ...p, holdSince: null };
+    for (const l of this.holders) {
+      if (reserved.has(l.sim.job.id)) continue;
+      l.pending = { ...l.pending!, holdSince: null };
+      this.holders.delete(l);
+    }
+    for (const id of reserved) {
+      const l = this.find(id);
+      if (this.holders.has(l) || !l.pending) continue;
+      l.pending = { ...l.pending, holdSince: this.now };
+      this.holders.add(l);
     }
   }
 
@@ -367,8 +478,7 @@ class Simulation {
   private sample(): void {
     let used = 0;
     for (const g of this.memberGpus) used += g;
-    const demand = this.memberGpus.slice();
-    for (const l of this.pending.values()) demand[l.member] += l.gpus;
+    const demand = this.memberGpus.map((g, m) => g + this.memberWaiting[m]);
     this.samples.push({
       t: this.now,
       usedGpus: used,
@@ -384,7 +494,7 @@ class Simulation {
   private stranded(): number {
     if (this.pending.size === 0) return 0;
     let smallest = Infinity;
-    for (const l of this.pending.values()) smallest = Math.min(smallest, l.gpus);
+    for (const g of this.waitingBySize.keys()) smallest = Math.min(smallest, g);
     const used = new Int32Array(this.site.nodes.length);
     for (const l of this.running.values()) for (const a of l.running!.allocation) used[a.node] += a.gpus;
     let stranded = 0;
@@ -407,8 +517,7 @@ class Simulation {
    */
   private watchReclaim(): void {
     const members = this.o.consortium.members;
-    const demand = this.memberGpus.slice();
-    for (const l of this.pending.values()) demand[l.member] += l.gpus;
+    const demand = this.memberGpus.map((g, m) => g + this.memberWaiting[m]);
     const borrowing = members.map((m, i) => this.memberGpus[i] > m.entitlementGpus);
     members.forEach((m, i) => {
       const target = Math.min(m.entitlementGpus, demand[i]);

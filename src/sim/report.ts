@@ -301,6 +301,8 @@ function facts(r: SimResults, policies: readonly string[]): string {
     ['GPUs', formatCount(r.gpus)],
     ['Load', isNum(r.load) ? escapeHtml(String(Math.round(r.load * 1000) / 1000)) : DASH],
     ['Seed', escapeHtml(String(r.seed))],
+    ['Scheduling round', isNum(r.cycleSeconds) ? `${formatCount(r.cycleSeconds)} s` : DASH],
+    ['Large-gang wait bound', isNum(r.largeGangBoundSeconds) ? escapeHtml(formatDuration(r.largeGangBoundSeconds)) : DASH],
     ['Policies', policies.map(escapeHtml).join(', ') || 'none'],
     ['Rejected rows', rejectedText],
   ];
@@ -703,7 +705,9 @@ ${facts(results, policies)}
 <section>
 <h2>Summary</h2>
 <div class="table-wrap">${summaryTable(results, policies)}</div>
-<p class="note">Best value in each row highlighted. JCT: job completion time, from submission to finish.</p>
+<p class="note">Best value in each row highlighted. JCT: job completion time, from submission to finish.
+Large-gang wait bound: what Fabrik promises a gang of a whole NVLink domain or more within its member's
+entitlement, the longest walltime of the jobs in its way plus two scheduling rounds.</p>
 </section>
 <section>
 <h2>Over time</h2>

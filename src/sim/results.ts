@@ -67,6 +67,13 @@ export interface SimResults {
   readonly gpus: number;
   readonly load: number;
   readonly seed: number;
+  /** The scheduling round of the replay, seconds. */
+  readonly cycleSeconds: number;
+  /**
+   * What Fabrik promises a gang of a whole NVLink domain or more, within its member's
+   * entitlement: it starts within the longest walltime of the jobs in its way plus two rounds.
+   */
+  readonly largeGangBoundSeconds: number;
   /** Bad trace rows, by reason. */
   readonly rejected: Readonly<Record<string, number>>;
   /** Member id → entitlement as a fraction of the machine. */

@@ -267,6 +267,8 @@ export function sampleResults(): SimResults {
     gpus: GPUS,
     load: 0.9,
     seed: 42,
+    cycleSeconds: 300,
+    largeGangBoundSeconds: 7 * 86400 + 600,
     rejected: { 'missing gpus': 7, 'unknown member': 3, 'runtime ≤ 0': 2 },
     entitlements: { ...ENTITLEMENTS },
     policies,

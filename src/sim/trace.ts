@@ -396,7 +396,8 @@ export function traceWorkload(trace: ParsedTrace, site: Site, consortium: Consor
   const cap = o.maxJobSeconds ?? Infinity;
   if (!(cap > 0)) throw new RangeError(`traceWorkload: maxJobSeconds must be positive, got ${o.maxJobSeconds}`);
   const owners = new MemberHash(consortium);
-  const groupOwner = assignGroups(trace.records, consortium);
+  // The time scale as if every job that fits the site were kept: the mapping needs it first.
+  const groupOwner = assignGroups(trace.records, consortium, site, timeScaleFor(trace.records, site, load, cap));
   const canHold = new Map(consortium.members.map((m) => [m.id, mostGpus(m, site)]));
 
   // Sorted before any random draw, and every record draws, accepted or not: a job's walltime
@@ -437,17 +438,10 @@ export function traceWorkload(trace: ParsedTrace, site: Site, consortium: Consor
     accepted.push({ record, member, runtime, walltime });
   }
 
-  // Offered load = GPU-seconds asked / GPU-seconds the site offers between first and last submission.
-  let work = 0;
-  let first = Infinity;
-  let last = -Infinity;
-  for (const a of accepted) {
-    work += a.record.gpus * a.runtime;
-    first = Math.min(first, a.record.submitSeconds);
-    last = Math.max(last, a.record.submitSeconds);
-  }
-  const span = accepted.length > 0 ? last - first : 0;
-  const offeredLoad = accepted.length === 0 ? 0 : span > 0 ? work / (span * site.totalGpus) : Infinity;
+  const offeredLoad = offeredLoadOf(
+    accepted.map((a) => ({ submitSeconds: a.record.submitSeconds, gpuSeconds: a.record.gpus * a.runtime })),
+    site,
+  );
   const timeScale = offeredLoad > 0 && Number.isFinite(offeredLoad) ? offeredLoad / load : 1;
 
   const jobs = accepted.map(({ record, member, runtime, walltime }): SimJob => {
@@ -471,6 +465,30 @@ export function traceWorkload(trace: ParsedTrace, site: Site, consortium: Consor
     return { job, runtimeSeconds: runtime };
   });
   return { jobs, timeScale, offeredLoad, rejected: rejected.toRecord(), capped, groups: Object.fromEntries(groups) };
+}
+
+/** GPU-seconds asked over the GPU-seconds the site offers between the first and the last submission. */
+function offeredLoadOf(jobs: readonly { submitSeconds: number; gpuSeconds: number }[], site: Site): number {
+  let work = 0;
+  let first = Infinity;
+  let last = -Infinity;
+  for (const j of jobs) {
+    work += j.gpuSeconds;
+    first = Math.min(first, j.submitSeconds);
+    last = Math.max(last, j.submitSeconds);
+  }
+  if (jobs.length === 0) return 0;
+  return last > first ? work / ((last - first) * site.totalGpus) : Infinity;
+}
+
+/** The time scale for `load`, counting every record that fits the site, with the cap applied. */
+function timeScaleFor(records: readonly TraceRecord[], site: Site, load: number, cap: number): number {
+  const fitting = records.filter((r) => r.gpus <= site.totalGpus);
+  const offered = offeredLoadOf(
+    fitting.map((r) => ({ submitSeconds: r.submitSeconds, gpuSeconds: r.gpus * Math.min(r.durationSeconds, cap) })),
+    site,
+  );
+  return offered > 0 && Number.isFinite(offered) ? offered / load : 1;
 }
 
 /**
@@ -506,31 +524,66 @@ export function mostGpus(m: Member, site: Site): number {
 
 /**
  * Groups go to members so that each member's share of the trace's GPU-hours tracks its
- * entitlement: the largest group first, each to the member furthest below its entitlement share
- * (ties by member order). Deterministic, and weighted by entitlement in what matters, the work:
- * Philly's groups differ by orders of magnitude, so counting groups would hand one member half
- * of the trace. A group is never split: one that alone exceeds a share still lands whole.
+ * entitlement, and no member gets a group it could not hold. The largest group first, each to
+ * the member furthest below its entitlement share (ties by member order), among the members
+ * whose daily demand, with the group added, stays within the most GPUs they may ever hold
+ * (`mostGpus`: a zone, a borrowing limit). Demand is counted as if every job ran from its
+ * submission for its duration, per day of the replay (`timeScale` applied). Without that
+ * second rule a sovereign member bound to 144 GPUs would receive a group that asks for 185
+ * GPUs a day for weeks, and its queue, not the policies, would decide every average. When no
+ * member can hold a group, the one that overflows least takes it. Deterministic; a group is
+ * never split.
  */
-export function assignGroups(records: readonly TraceRecord[], consortium: Consortium): Map<string, Member> {
+export function assignGroups(
+  records: readonly TraceRecord[],
+  consortium: Consortium,
+  site: Site,
+  timeScale: number,
+): Map<string, Member> {
+  const DAY = 86400;
   const work = new Map<string, number>();
-  for (const r of records) if (r.group !== null) work.set(r.group, (work.get(r.group) ?? 0) + r.gpus * r.durationSeconds);
+  const daily = new Map<string, Float64Array>();
+  let days = 1;
+  for (const r of records)
+    if (r.group !== null) days = Math.max(days, Math.ceil(((r.submitSeconds + r.durationSeconds) * timeScale) / DAY) + 1);
+  for (const r of records) {
+    if (r.group === null) continue;
+    work.set(r.group, (work.get(r.group) ?? 0) + r.gpus * r.durationSeconds);
+    let d = daily.get(r.group);
+    if (!d) daily.set(r.group, (d = new Float64Array(days)));
+    // Submission times are scaled; run times are not.
+    const from = r.submitSeconds * timeScale;
+    const to = from + r.durationSeconds;
+    for (let day = Math.floor(from / DAY); day * DAY < to; day++) {
+      d[day] += (r.gpus * (Math.min(to, (day + 1) * DAY) - Math.max(from, day * DAY))) / DAY;
+    }
+  }
   const members = consortium.members.filter((m) => m.entitlementGpus > 0);
   const entitled = members.reduce((s, m) => s + m.entitlementGpus, 0);
   const total = [...work.values()].reduce((s, w) => s + w, 0) || 1;
+  const most = members.map((m) => Math.min(mostGpus(m, site), site.totalGpus));
   const assigned = members.map(() => 0);
+  const demand = members.map(() => new Float64Array(days));
   const out = new Map<string, Member>();
   const order = [...work.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   for (const [group, w] of order) {
-    let best = 0;
-    let room = -Infinity;
+    const d = daily.get(group)!;
+    // How far the member's busiest day would exceed what it can hold (≤ 1: it can hold it).
+    const overflow = members.map((_, i) => {
+      let peak = 0;
+      for (let day = 0; day < days; day++) peak = Math.max(peak, demand[i][day] + d[day]);
+      return peak / most[i];
+    });
+    const fits = overflow.some((o) => o <= 1);
+    let best = -1;
     members.forEach((m, i) => {
-      const r = m.entitlementGpus / entitled - assigned[i] / total;
-      if (r > room) {
-        room = r;
-        best = i;
-      }
+      if (fits ? overflow[i] > 1 : best >= 0 && overflow[i] >= overflow[best]) return;
+      const room = m.entitlementGpus / entitled - assigned[i] / total;
+      const bestRoom = best < 0 ? -Infinity : members[best].entitlementGpus / entitled - assigned[best] / total;
+      if (!fits || room > bestRoom) best = i;
     });
     assigned[best] += w;
+    for (let day = 0; day < days; day++) demand[best][day] += d[day];
     out.set(group, members[best]);
   }
   return out;

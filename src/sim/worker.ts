@@ -13,6 +13,7 @@ const run = simulate({
   jobs: task.jobs,
   policy: POLICIES[task.policy],
   nodeEvents: task.nodeEvents,
+  cycleSeconds: task.cycleSeconds,
   onProgress: (done, total) => parentPort!.postMessage({ kind: 'progress', done, total }),
 });
 parentPort!.postMessage({ kind: 'result', result: summarize(run, task.consortium, task.site) });

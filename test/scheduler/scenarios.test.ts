@@ -268,7 +268,8 @@ describe('backfill with reservations', () => {
     );
     k.submit(
       job('gang-16').member('pharma').gpus(16).topology('required').submitted(0).build(),
-      job('long-small').member('academy').gpus(4).walltime(7200).submitted(1).build(),
+      // Less expected work than 'short' (1 × 5400 < 4 × 1800): looked at first, but it would run past 3600.
+      job('long-small').member('academy').gpus(1).walltime(5400).submitted(1).build(),
       job('short').member('academy').gpus(4).walltime(1800).submitted(2).build(),
     );
     const r = k.step(0);

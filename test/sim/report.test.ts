@@ -69,6 +69,8 @@ function emptyResults(): SimResults {
     gpus: 8,
     load: 0,
     seed: 1,
+    cycleSeconds: 60,
+    largeGangBoundSeconds: 120,
     rejected: {},
     entitlements: { a: 1 },
     policies: { only: policy },

@@ -1,9 +1,11 @@
 // Slurm-like: the multifactor priority plugin (age + Fair Tree-style fair share) with EASY
-// backfill (the top blocked job holds a reservation; others run only if they cannot delay it).
-// No guaranteed share, no lending or reclaim, no preemption.
+// backfill (the top blocked job holds a reservation; others run only if they cannot delay it),
+// configured for the consortium as a Slurm site would: each member's account capped at what it
+// may hold (GrpTRES=gres/gpu), and GPUs a member does not lend out of bounds for others (a
+// partition with AllowAccounts). No guaranteed share: nothing lent is ever reclaimed.
 import { CycleBase } from '../../scheduler/base.js';
 import { place } from '../../scheduler/placement.js';
-import type { ClusterState, CycleResult } from '../../scheduler/types.js';
+import type { ClusterState, CycleOptions, CycleResult } from '../../scheduler/types.js';
 import type { Policy } from '../policy.js';
 
 /** Slurm's usual weights: fair share dominates, age breaks ties over days (PriorityMaxAge 7 days). */
@@ -25,11 +27,13 @@ class SlurmCycle extends CycleBase {
     );
     let reserved = false;
     for (const job of queue) {
+      if (!this.withinDepth(job, this.member(job.member, job.id))) continue;
       const admissible = this.admissible(job);
       if (!admissible) continue;
-      const { m, req } = admissible;
+      const { m, req, shape } = admissible;
       const end = this.now + job.walltimeSeconds;
-      const allocation = place(this.snap, this.snap.availableUntil(end), req);
+      if (!this.withinLimits(job, m, req.gpus, end)) continue;
+      const allocation = this.placeNow(req, shape, end);
       if (allocation) {
         this.start(job, m, req, end, allocation, false);
         continue;
@@ -50,7 +54,7 @@ class SlurmCycle extends CycleBase {
           continue;
         }
       }
-      const behind = reserved && place(this.snap, this.snap.now, req) !== null;
+      const behind = this.explain && reserved && place(this.snap, this.snap.now, req) !== null;
       this.wait(job, behind ? 'BehindReservation' : 'Priority', req.gpus, null);
     }
     return this.result();
@@ -81,6 +85,5 @@ export const slurm = {
   name: 'slurm',
   description:
     'Slurm-like: multifactor priority (age, Fair Tree-style fair share) with EASY backfill; no guaranteed share, no reclaim.',
-  cycle: (state: ClusterState, now: number, options?: { explain?: boolean }) =>
-    new SlurmCycle(state, now, options?.explain).run(),
+  cycle: (state: ClusterState, now: number, options?: CycleOptions) => new SlurmCycle(state, now, options).run(),
 } satisfies Policy;

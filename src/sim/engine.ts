@@ -374,7 +374,8 @@ class Simulation {
     for (const q of this.queues) {
       for (const list of [q.byAge, q.byWork]) {
         let taken = 0;
-        for (let i = 0; i < list.length && taken < this.queueDepth; i++) {
+        // One past the depth: FIFO must see that a member has more, or it would skip ahead of it.
+        for (let i = 0; i < list.length && taken <= this.queueDepth; i++) {
           if (this.holders.has(list[i])) continue;
           give(list[i]);
           taken++;

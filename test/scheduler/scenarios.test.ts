@@ -1,6 +1,6 @@
 // Named scenarios: each is a situation a member or an operator will recognise.
 import { describe, expect, it } from 'vitest';
-import type { Decision } from '../../src/scheduler/types.js';
+import { DEFAULT_CONFIG, type Decision } from '../../src/scheduler/types.js';
 import { cycle } from '../../src/scheduler/cycle.js';
 import { consortium, job, onNodes, site } from '../../src/testing/builders.js';
 import { SteppedCluster } from '../../src/sim/stepped.js';
@@ -444,5 +444,49 @@ describe('fair share and explanations', () => {
     );
     const state = { site: s, consortium: pair(), running: [], pending, usageGpuHours: {} };
     expect(cycle(state, 100)).toEqual(cycle(state, 100));
+  });
+});
+
+describe("a member's own order, and how deep a cycle looks", () => {
+  // Domain 1 is busy for an hour: 16 GPUs (one whole domain) are free.
+  const busy = (config = DEFAULT_CONFIG) =>
+    new SteppedCluster(twoRacks(), consortium().member('pharma', { entitlement: 32 }).build(), config).place(
+      job('busy')
+        .gpus(16)
+        .walltime(3600)
+        .running(0, onNodes([4, 5, 6, 7], 4)),
+    );
+
+  it('puts gangs of a whole NVLink domain first, then the least expected work (walltime × GPUs), then age', () => {
+    const k = busy();
+    k.submit(
+      job('long').gpus(4).walltime(7200).submitted(0).build(),
+      job('wide').gpus(8).walltime(600).submitted(1).build(),
+      job('short').gpus(4).walltime(600).submitted(2).build(),
+      job('twin').gpus(4).walltime(600).submitted(3).build(),
+      job('gang').gpus(16).walltime(3600).submitted(4).build(),
+    );
+    const r = k.step(0);
+    expect(starts(r.decisions).map((d) => d.job)).toEqual(['gang']);
+    expect(r.pending.map((p) => p.job)).toEqual(['short', 'twin', 'wide', 'long']);
+  });
+
+  it('looks at only the first queueDepth jobs of each member; the others wait behind them (Priority)', () => {
+    const k = busy({ ...DEFAULT_CONFIG, queueDepth: 2 });
+    for (let i = 0; i < 4; i++)
+      k.submit(
+        job(`j${i}`)
+          .gpus(2)
+          .walltime(600 * (4 - i))
+          .submitted(i)
+          .build(),
+      );
+    const r = k.step(0);
+    // Room for all four, but only the two with the least work are looked at.
+    expect(starts(r.decisions).map((d) => d.job)).toEqual(['j3', 'j2']);
+    expect(r.pending).toEqual([
+      { job: 'j1', reason: 'Priority', position: 1, estimatedStart: expect.any(Number) },
+      { job: 'j0', reason: 'Priority', position: 2, estimatedStart: expect.any(Number) },
+    ]);
   });
 });

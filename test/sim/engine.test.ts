@@ -10,6 +10,7 @@ import type { Policy } from '../../src/sim/policy.js';
 import { POLICIES } from '../../src/sim/policies/index.js';
 import { runStudy, runStudyInParallel, summaryLine } from '../../src/sim/run.js';
 import { parseTrace, traceWorkload } from '../../src/sim/trace.js';
+import { consortium as builtConsortium, job, site as builtSite } from '../../src/testing/builders.js';
 
 const site = loadSite(new URL('../../sites/se-factory.yaml', import.meta.url).pathname);
 const consortium = loadConsortium(new URL('../../consortia/demo.yaml', import.meta.url).pathname, site);
@@ -98,4 +99,45 @@ describe('a study in worker threads', () => {
     const o = { site, consortium, trace: slice, policies: ['fifo', 'fabrik'], seed: 3 };
     expect(await runStudyInParallel(o)).toEqual(runStudy(o));
   });
+});
+
+describe('the queue depth', () => {
+  it('hands every cycle all the jobs its policy looks at: heads of the queues give the run of whole queues', () => {
+    // At load 1.5 queues grow far beyond a depth of 4 per member.
+    const { jobs } = traceWorkload(slice, site, consortium, { load: 1.5, seed: 1 });
+    const depth = 4;
+    for (const name of ['fifo', 'slurm', 'fabrik']) {
+      const policy = POLICIES[name];
+      const heads = simulate({ site, consortium, jobs, policy, queueDepth: depth });
+      const whole = simulate({
+        site,
+        consortium,
+        jobs,
+        policy: { ...policy, cycle: (state, now, options) => policy.cycle(state, now, { ...options, queueDepth: depth }) },
+        queueDepth: Infinity,
+      });
+      expect(Math.max(...whole.samples.map((s) => s.queueLength)), name).toBeGreaterThan(depth * consortium.members.length);
+      expect(heads.outcomes, name).toEqual(whole.outcomes);
+    }
+  });
+});
+
+describe("the baselines honour the consortium's limits", () => {
+  const twoRacks = builtSite().racksPerSuperpod(2).traysPerRack(4).gpusPerTray(4).build();
+  const limited = builtConsortium()
+    .member('capped', { entitlement: 8, borrowingLimit: 0 })
+    .member('other', { entitlement: 8 })
+    .build();
+  for (const name of ['fifo', 'slurm']) {
+    it(`${name}: a member at its cap waits (QuotaExhausted) and blocks no one`, () => {
+      const pending = [
+        job('c1').member('capped').gpus(8).submitted(0).build(),
+        job('c2').member('capped').gpus(4).submitted(1).build(),
+        job('o1').member('other').gpus(8).submitted(2).build(),
+      ];
+      const r = POLICIES[name].cycle({ site: twoRacks, consortium: limited, running: [], pending, usageGpuHours: {} }, 0);
+      expect(r.decisions.filter((d) => d.kind === 'start').map((d) => d.job)).toEqual(['c1', 'o1']);
+      expect(r.pending.find((p) => p.job === 'c2')?.reason).toBe('QuotaExhausted');
+    });
+  }
 });

@@ -467,6 +467,19 @@ describe('groups map to members by entitlement', () => {
     expect(Math.abs(work.small / total - 1 / 7)).toBeLessThanOrEqual(largest);
   });
 
+  it('never gives a member a group whose daily demand it could not hold, when another member can', () => {
+    // 'sovereign' has the largest entitlement but may never hold more than it (no borrowing).
+    const c = consortium().member('sovereign', { entitlement: 20, borrowingLimit: 0 }).member('open', { entitlement: 8 }).build();
+    const day = 86400;
+    const rows = [
+      ...Array.from({ length: 24 }, () => ({ group: 'burst', submitSeconds: 0, durationSeconds: day })),
+      ...Array.from({ length: 2 }, () => ({ group: 'steady', submitSeconds: 60, durationSeconds: day })),
+    ];
+    // A high load keeps the submissions together: 24 GPUs asked at once for a day.
+    const { groups } = traceWorkload(trace(rows), SMALL, c, { seed: 1, load: 1000 });
+    expect(groups).toEqual({ burst: 'open', steady: 'sovereign' });
+  });
+
   it('without a group, each job by its id, in proportion too', () => {
     const t = trace(Array.from({ length: 2000 }, () => ({})));
     const { jobs, groups: map } = traceWorkload(t, SMALL, WEIGHTED, { seed: 1 });

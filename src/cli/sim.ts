@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { loadConsortium, loadSite } from '../config/index.js';
 import { writeReport } from '../sim/report.js';
 import { DEFAULT_ROUND_SECONDS, runStudyInParallel, summaryLine } from '../sim/run.js';
+import { readNodeEvents } from '../sim/node-events.js';
 import { readTrace } from '../sim/trace.js';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -39,12 +40,14 @@ export function simCommand(): Command {
       positive('--cycle-seconds'),
       DEFAULT_ROUND_SECONDS,
     )
+    .option('--node-events <file>', 'what-if: racks or nodes down, draining or up at given hours (CSV)')
     .option('--report <dir>', 'write a self-contained HTML report into this folder')
     .option('--json', 'print the summary as one JSON line, last')
     .action(async (o) => {
       const site = loadSite(sitePath(o.site));
       const consortium = loadConsortium(o.consortium, site);
       const trace = readTrace(o.trace);
+      const nodeEvents = o.nodeEvents ? readNodeEvents(o.nodeEvents, site) : undefined;
       const policies = String(o.policies)
         .split(',')
         .map((p) => p.trim())
@@ -63,6 +66,7 @@ export function simCommand(): Command {
         load: o.load,
         maxJobSeconds: o.maxJobHours ? o.maxJobHours * 3600 : null,
         cycleSeconds: o.cycleSeconds,
+        nodeEvents,
         onProgress: bars
           ? (policy, done, total) => {
               if (!bar.has(policy)) bar.set(policy, bars.create(total, 0, { policy: policy.padEnd(6) }));

@@ -59,7 +59,7 @@ class CycleContext extends CycleBase {
     }
     holders.sort((a, b) => a.holdSince! - b.holdSince! || byClassThenAge(a, b));
     const large = this.snap.maxDomainGpus;
-    for (let i = 0; i < queues.length; i++) queues[i] = sortMemberQueue(queues[i], large);
+    for (let i = 0; i < queues.length; i++) queues[i] = sortMemberQueue(queues[i], large, this.config.agingGpus);
     // Jobs behind a member's queue depth are not looked at; they are explained last.
     const depth = this.config.queueDepth ?? Infinity;
     for (let i = 0; i < queues.length; i++) {
@@ -238,22 +238,30 @@ class CycleContext extends CycleBase {
  * A member's own order: priority class; within a class, gangs of a whole NVLink domain or more
  * first, oldest first (each gets a reservation in turn, so none starves behind a stream of
  * small jobs); then the least expected work first (walltime × GPUs, as Slurm's job-size factor
- * and the shortest-job-first of the literature), then age. Numeric keys, computed once.
+ * and the shortest-job-first of the literature), aged (see `agingKey`), then age.
  */
-export function sortMemberQueue(jobs: readonly PendingJob[], largeGpus: number): PendingJob[] {
+export function sortMemberQueue(jobs: readonly PendingJob[], largeGpus: number, agingGpus: number): PendingJob[] {
   const group = new Uint8Array(jobs.length);
   const key = new Float64Array(jobs.length);
   const idx = new Uint32Array(jobs.length);
   for (let i = 0; i < jobs.length; i++) {
     idx[i] = i;
     const j = jobs[i];
-    const gpus = gangGpus(j.gang);
-    const large = gpus >= largeGpus;
+    const large = gangGpus(j.gang) >= largeGpus;
     group[i] = (3 - PRIORITY_RANK[j.priorityClass]) * 2 + (large ? 0 : 1);
-    key[i] = large ? j.submittedAt : j.walltimeSeconds * gpus;
+    key[i] = large ? j.submittedAt : agingKey(j, agingGpus);
   }
   idx.sort((a, b) => group[a] - group[b] || key[a] - key[b] || byClassThenAge(jobs[a], jobs[b]));
   return Array.from(idx, (i) => jobs[i]);
+}
+
+/**
+ * Expected work less `agingGpus` GPU-seconds per second waited, up to a term common to all jobs
+ * at a given time (−agingGpus × now): the order it gives never changes while jobs wait, so a
+ * caller can keep its queue sorted by it (the simulator does).
+ */
+export function agingKey(job: PendingJob, agingGpus: number): number {
+  return job.walltimeSeconds * gangGpus(job.gang) + agingGpus * job.submittedAt;
 }
 
 function byClassThenAge(a: PendingJob, b: PendingJob): number {

@@ -39,9 +39,20 @@ export interface SchedulerConfig extends CycleOptions {
    * cycle's work (Kueue searches only each queue's head); the next cycle tries the next ones.
    */
   readonly preemptionAttemptsPerMember: number;
+  /**
+   * Within a member, jobs go by least expected work (walltime × GPUs), less this many GPUs for
+   * every second waited: no job waits forever behind shorter ones. A job of W GPU-seconds is
+   * ahead of every newer job of its class after W / agingGpus seconds.
+   */
+  readonly agingGpus: number;
 }
 
-export const DEFAULT_CONFIG: SchedulerConfig = { reservationDepth: 16, preemptorsPerMember: 1, preemptionAttemptsPerMember: 4 };
+export const DEFAULT_CONFIG: SchedulerConfig = {
+  reservationDepth: 16,
+  preemptorsPerMember: 1,
+  preemptionAttemptsPerMember: 4,
+  agingGpus: 1,
+};
 
 export type PreemptionReason = 'Reclaim' | 'Priority';
 

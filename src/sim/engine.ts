@@ -15,7 +15,8 @@ import {
 } from '../core/job.js';
 import { isSchedulable, withNodeStates, type NodeState, type Site } from '../core/site.js';
 import { decayUsage } from '../core/usage.js';
-import type { Decision } from '../scheduler/types.js';
+import { agingKey } from '../scheduler/cycle.js';
+import { DEFAULT_CONFIG, type Decision } from '../scheduler/types.js';
 import FlatQueue from 'flatqueue';
 import type { Policy } from './policy.js';
 
@@ -146,9 +147,10 @@ function byAge(a: Live, b: Live): boolean {
   return x < y || (x === y && a.index < b.index);
 }
 
+/** Fabrik's order within a member (aged expected work, with its default aging). */
 function byWork(a: Live, b: Live): boolean {
-  const x = a.sim.job.walltimeSeconds * a.gpus;
-  const y = b.sim.job.walltimeSeconds * b.gpus;
+  const x = agingKey(a.sim.job, DEFAULT_CONFIG.agingGpus);
+  const y = agingKey(b.sim.job, DEFAULT_CONFIG.agingGpus);
   return x < y || (x === y && byAge(a, b));
 }
 
@@ -164,7 +166,7 @@ class Simulation {
   private readonly pending = new Map<number, Live>();
   /**
    * The waiting jobs of each member and priority class (index member × classes + rank), each
-   * kept in two orders: by submission, and by expected work (walltime × GPUs). The first
+   * kept in two orders: by submission, and by aged expected work (Fabrik's order). The first
    * `queueDepth` of both, with every waiting gang of a whole NVLink domain or more, contain the
    * first `queueDepth` of the member in any order the policies use (age; or large gangs, then
    * expected work).

@@ -471,6 +471,26 @@ describe("a member's own order, and how deep a cycle looks", () => {
     expect(r.pending.map((p) => p.job)).toEqual(['short', 'twin', 'wide', 'long']);
   });
 
+  it('ages the expected work: a long job goes ahead of newer short ones after W / agingGpus seconds', () => {
+    // One 12-GPU job fits at a time. 'long': 12 × 7200 = 86,400 GPU-s; 'short': 12 × 600 = 7,200.
+    const race = (shortAt: number) => {
+      const k = new SteppedCluster(twoRacks(), consortium().member('pharma', { entitlement: 32 }).build()).place(
+        job('busy')
+          .gpus(16)
+          .walltime(1e6)
+          .running(0, onNodes([4, 5, 6, 7], 4)),
+      );
+      k.submit(
+        job('long').gpus(12).walltime(7200).submitted(0).build(),
+        job('short').gpus(12).walltime(600).submitted(shortAt).build(),
+      );
+      return starts(k.step(shortAt).decisions).map((d) => d.job);
+    };
+    expect(DEFAULT_CONFIG.agingGpus).toBe(1);
+    expect(race(70_000)).toEqual(['short']); // 86,400 > 7,200 + 70,000
+    expect(race(80_000)).toEqual(['long']); // 86,400 < 7,200 + 80,000
+  });
+
   it('looks at only the first queueDepth jobs of each member; the others wait behind them (Priority)', () => {
     const k = busy({ ...DEFAULT_CONFIG, queueDepth: 2 });
     for (let i = 0; i < 4; i++)

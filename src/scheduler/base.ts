@@ -202,7 +202,7 @@ export class CycleBase {
         member: m,
         exclusive: this.exclusive(job),
         topology: job.topology,
-        domains: zone === null ? null : this.zoneMask(zone, job.id),
+        domains: zone === null ? this.unboundDomains() : this.zoneMask(zone, job.id),
       };
       const never = place(this.snap, this.capacity, req, { ignoreIsolation: true }) === null;
       shape = { req, id: this.shapes.size, never };
@@ -214,6 +214,22 @@ export class CycleBase {
   protected exclusive(job: { member: string; isolation: { exclusive: boolean } }): boolean {
     return job.isolation.exclusive || this.memberOf(job.member).isolation === 'required';
   }
+
+  /**
+   * Where work not bound to a zone may run: every domain except those of zones that members are
+   * bound to. A sovereign zone is its members' own, like a Slurm partition with AllowAccounts:
+   * nobody else's work is ever placed there, even within their entitlement. Null: anywhere.
+   */
+  private unboundDomains(): Uint8Array | null {
+    if (this.unbound === undefined) {
+      const bound = new Set(this.state.consortium.members.map((m) => m.zone).filter((z) => z !== null));
+      const { domains } = this.state.site;
+      this.unbound = domains.some((d) => bound.has(d.zone)) ? Uint8Array.from(domains, (d) => (bound.has(d.zone) ? 0 : 1)) : null;
+    }
+    return this.unbound;
+  }
+
+  private unbound: Uint8Array | null | undefined;
 
   protected zoneOf(job: PendingJob, m: number): string | null {
     return job.isolation.zone ?? this.state.consortium.members[m].zone;

@@ -80,13 +80,20 @@ export class ReleaseTimeline {
     let found: { start: number; allocation: Allocation[] } | null = null;
     // Nodes with at least t free GPUs, per t: the gang's largest task must find enough of them
     // before a placement is worth trying.
+    // Only nodes of the domains the request may use count (a zone, the unbound domains).
     const atLeast = new Int32Array(snap.site.maxGpusPerNode + 2);
+    const allowed = (n: number) => snap.schedulable[n] === 1 && (!req.domains || req.domains[nodes[n].domain] === 1);
+    let usable = 0;
     const count = (f: number, delta: number) => {
       for (let t = 1; t <= f && t < atLeast.length; t++) atLeast[t] += delta;
     };
-    for (let n = 0; n < future.avail.length; n++) if (snap.schedulable[n]) count(future.avail[n], 1);
+    for (let n = 0; n < future.avail.length; n++) {
+      if (!allowed(n)) continue;
+      count(future.avail[n], 1);
+      usable += future.avail[n];
+    }
     const biggest = req.tasks[0];
-    const enough = () => future.total >= req.gpus && atLeast[biggest] >= countAtLeast(req.tasks, biggest);
+    const enough = () => usable >= req.gpus && atLeast[biggest] >= countAtLeast(req.tasks, biggest);
     const fitNow = enough() ? place(snap, future, req) : null;
     if (fitNow) found = { start: now, allocation: fitNow };
     // Earlier reservations hold their GPUs from now on (conservative), until their jobs would end.
@@ -94,8 +101,11 @@ export class ReleaseTimeline {
     const free = (allocation: readonly Allocation[]) => {
       for (const { node: n, gpus } of allocation) {
         if (!snap.schedulable[n]) continue;
-        count(future.avail[n], -1);
-        count(future.avail[n] + gpus, 1);
+        if (allowed(n)) {
+          count(future.avail[n], -1);
+          count(future.avail[n] + gpus, 1);
+          usable += gpus;
+        }
         future.avail[n] += gpus;
         future.domainAvail[nodes[n].domain] += gpus;
         (future as { total: number }).total += gpus;

@@ -195,6 +195,9 @@ class Simulation {
   private cycles = 0;
   private readonly samples: Sample[] = [];
   private readonly deficitSince: (number | null)[];
+  private readonly memberZoneGpus: Float64Array;
+  /** Zone index of each node. */
+  private readonly nodeZone: Int32Array;
   private maxReclaimLatency: number | null = null;
 
   constructor(private readonly o: SimOptions) {
@@ -206,6 +209,8 @@ class Simulation {
     this.delivered = new Array(members).fill(0);
     this.deficitSince = new Array(members).fill(null);
     this.memberWaiting = new Array(members).fill(0);
+    this.memberZoneGpus = new Float64Array(members * o.site.zones.length);
+    this.nodeZone = Int32Array.from(o.site.nodes, (n) => o.site.zones.indexOf(o.site.domains[n.domain].zone));
     this.queues = Array.from({ length: members * PRIORITY_CLASSES.length }, () => ({ byAge: [], byWork: [] }));
     this.queueDepth = o.queueDepth ?? DEFAULT_QUEUE_DEPTH;
     this.largeGpus = o.site.domains.reduce((max, d) => Math.max(max, d.gpus), 0);
@@ -413,6 +418,7 @@ class Simulation {
           l.run++;
           this.running.set(l.index, l);
           this.memberGpus[l.member] += l.gpus;
+          this.countZones(l.member, d.allocation, 1);
           this.push(this.now + l.remaining, Kind.Finish, l.index, l.run);
           break;
         }
@@ -460,6 +466,7 @@ class Simulation {
   private stop(l: Live): void {
     this.running.delete(l.index);
     this.memberGpus[l.member] -= l.gpus;
+    this.countZones(l.member, l.running!.allocation, -1);
     l.running = null;
     l.run++;
   }
@@ -516,15 +523,19 @@ class Simulation {
 
   /**
    * Reclaim latency: a member whose demand is below its entitlement, not fully served while
-   * others borrow, is in deficit until it holds min(entitlement, demand) again.
+   * others borrow where it could run (in its zone, for a member bound to one), is in deficit
+   * until it holds min(entitlement, demand) again. Borrowing elsewhere is nothing it could take
+   * back: a sovereign member waiting on its own racks is not waiting for a reclaim.
    */
   private watchReclaim(): void {
     const members = this.o.consortium.members;
+    const zones = this.site.zones.length;
     const demand = this.memberGpus.map((g, m) => g + this.memberWaiting[m]);
     const borrowing = members.map((m, i) => this.memberGpus[i] > m.entitlementGpus);
     members.forEach((m, i) => {
       const target = Math.min(m.entitlementGpus, demand[i]);
-      const othersBorrow = borrowing.some((b, k) => b && k !== i);
+      const z = m.zone === null ? -1 : this.site.zones.indexOf(m.zone);
+      const othersBorrow = borrowing.some((b, k) => b && k !== i && (z < 0 || this.memberZoneGpus[k * zones + z] > 0));
       const short = this.memberGpus[i] < target && othersBorrow;
       const since = this.deficitSince[i];
       if (short && since === null) this.deficitSince[i] = this.now;
@@ -533,6 +544,12 @@ class Simulation {
         this.deficitSince[i] = null;
       }
     });
+  }
+
+  /** GPUs each member holds per zone (index member × zones + zone). */
+  private countZones(member: number, allocation: readonly { node: number; gpus: number }[], sign: 1 | -1): void {
+    const zones = this.site.zones.length;
+    for (const a of allocation) this.memberZoneGpus[member * zones + this.nodeZone[a.node]] += sign * a.gpus;
   }
 
   private find(id: string): Live {

@@ -510,3 +510,22 @@ describe("a member's own order, and how deep a cycle looks", () => {
     ]);
   });
 });
+
+describe('sovereign zones', () => {
+  it("never places another member's work on a zone that members are bound to, even when it is the only free capacity", () => {
+    const s = site().racksPerSuperpod(2).traysPerRack(4).gpusPerTray(4).zone('sovereign', 'sp1-r02').build();
+    const c = consortium()
+      .member('defense', { entitlement: 16, zone: 'sovereign', isolation: 'required' })
+      .member('bank', { entitlement: 16 })
+      .build();
+    const k = new SteppedCluster(s, c);
+    k.submit(job('b1').member('bank').gpus(16).build(), job('b2').member('bank').gpus(4).build());
+    const r = k.step(0);
+    // b1 takes the general rack; b2 would fit only on the idle sovereign rack, and waits.
+    expect(starts(r.decisions).map((d) => d.job)).toEqual(['b1']);
+    expect(r.decisions.flatMap((d) => (d.kind === 'start' ? d.allocation.map((a) => a.node) : [])).every((n) => n < 4)).toBe(
+      true,
+    );
+    expect(k.isRunning('b2')).toBe(false);
+  });
+});

@@ -141,3 +141,25 @@ describe("the baselines honour the consortium's limits", () => {
     });
   }
 });
+
+describe('reclaim latency', () => {
+  it('counts only borrowing a member could take back: a sovereign member waiting on its own racks is not waiting for a reclaim', () => {
+    // Rack sp1-r02 (16 GPUs) is the sovereign zone; 'open' borrows on the general rack meanwhile.
+    const zoned = builtSite().racksPerSuperpod(2).traysPerRack(4).gpusPerTray(4).zone('sovereign', 'sp1-r02').build();
+    const c = builtConsortium()
+      .member('sov', { entitlement: 16, lendingLimit: 0, borrowingLimit: 0, zone: 'sovereign', isolation: 'required' })
+      .member('open', { entitlement: 8 })
+      .build();
+    const sim = (j: ReturnType<typeof job>, runtimeSeconds: number) => ({ job: j.build(), runtimeSeconds });
+    const jobs = [
+      // sov holds 8 of its 16 GPUs for an hour; its 16-GPU gang waits for them: short of its share.
+      sim(job('sov-a').member('sov').gpus(8).walltime(3600).submitted(0), 3600),
+      sim(job('sov-b').member('sov').gpus(16).walltime(3600).submitted(60), 3600),
+      // open runs 16 GPUs on an 8-GPU entitlement: it borrows, but not where sov could run.
+      sim(job('open-a').member('open').gpus(16).walltime(7200).submitted(0), 7200),
+    ];
+    const run = simulate({ site: zoned, consortium: c, jobs, policy: POLICIES.fabrik });
+    expect(run.outcomes.find((o) => o.id === 'sov-b')!.waitSeconds).toBeGreaterThan(3000);
+    expect(run.maxReclaimLatency).toBeNull();
+  });
+});

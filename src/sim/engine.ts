@@ -43,8 +43,9 @@ export interface SimOptions {
   readonly idleCycleSeconds?: number;
   /**
    * Each cycle looks at this many waiting jobs of each member, in the member's order (default
-   * 128; see CycleOptions.queueDepth). The engine hands the policy only those, plus the jobs
-   * that hold a reservation: a member with 20,000 queued jobs costs a cycle no more than one with 128.
+   * 128; see CycleOptions.queueDepth). The engine hands the policy only those (and one more), the
+   * jobs that hold a reservation and the gangs of a whole NVLink domain or more: a member with
+   * 20,000 queued jobs costs a cycle no more than one with 128.
    */
   readonly queueDepth?: number;
   /** Time series sampling interval (default: a few hundred samples over the run). */

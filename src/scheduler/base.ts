@@ -3,7 +3,6 @@
 // placement request of each job shape; and what every cycle ends with: an explanation for each
 // waiting job and an estimated start for it. Fabrik's cycle and the simulator's baseline
 // policies (FIFO, Slurm-like) build on it, so they differ only in how they decide.
-import type { Member } from '../core/consortium.js';
 import { UnknownReferenceError } from '../core/errors.js';
 import { expectedEnd, gangGpus, gangGpusOf, gangTasks, type Allocation, type PendingJob, type RunningJob } from '../core/job.js';
 import { isFailed } from '../core/site.js';
@@ -76,7 +75,7 @@ export class CycleBase {
         continue;
       }
       const member = this.member(job.member, job.id);
-      const isolated = job.isolation.exclusive || this.state.consortium.members[member].isolation === 'required';
+      const isolated = this.exclusive(job, member);
       this.snap.occupy(member, isolated, job.allocation);
       // A job being stopped still holds its GPUs, but no longer counts against its member's share.
       if (!job.preempting) this.quota.add(member, gangGpusOf(job));
@@ -200,7 +199,7 @@ export class CycleBase {
         tasks: gangTasks(job.gang, this.state.site.maxGpusPerNode),
         gpus: gangGpus(job.gang),
         member: m,
-        exclusive: this.exclusive(job),
+        exclusive: this.exclusive(job, m),
         topology: job.topology,
         domains: zone === null ? this.unboundDomains() : this.zoneMask(zone, job.id),
       };
@@ -211,8 +210,9 @@ export class CycleBase {
     return shape;
   }
 
-  protected exclusive(job: { member: string; isolation: { exclusive: boolean } }): boolean {
-    return job.isolation.exclusive || this.memberOf(job.member).isolation === 'required';
+  /** The job keeps its NVLink domains to itself: it asks to, or its member (index `m`) must. */
+  protected exclusive(job: { isolation: { exclusive: boolean } }, m: number): boolean {
+    return job.isolation.exclusive || this.state.consortium.members[m].isolation === 'required';
   }
 
   /**
@@ -255,10 +255,6 @@ export class CycleBase {
     const m = this.memberIdx.get(id);
     if (m === undefined) throw new UnknownReferenceError('member', id, where);
     return m;
-  }
-
-  private memberOf(id: string): Member {
-    return this.state.consortium.members[this.member(id, id)];
   }
 }
 

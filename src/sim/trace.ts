@@ -442,7 +442,7 @@ export function traceWorkload(trace: ParsedTrace, site: Site, consortium: Consor
     accepted.map((a) => ({ submitSeconds: a.record.submitSeconds, gpuSeconds: a.record.gpus * a.runtime })),
     site,
   );
-  const timeScale = offeredLoad > 0 && Number.isFinite(offeredLoad) ? offeredLoad / load : 1;
+  const timeScale = scaleFor(offeredLoad, load);
 
   const jobs = accepted.map(({ record, member, runtime, walltime }): SimJob => {
     const large = record.gpus >= 8;
@@ -488,7 +488,12 @@ function timeScaleFor(records: readonly TraceRecord[], site: Site, load: number,
     fitting.map((r) => ({ submitSeconds: r.submitSeconds, gpuSeconds: r.gpus * Math.min(r.durationSeconds, cap) })),
     site,
   );
-  return offered > 0 && Number.isFinite(offered) ? offered / load : 1;
+  return scaleFor(offered, load);
+}
+
+/** Submission times × this give `load`; a trace that arrives all at once stays as it is. */
+function scaleFor(offeredLoad: number, load: number): number {
+  return offeredLoad > 0 && Number.isFinite(offeredLoad) ? offeredLoad / load : 1;
 }
 
 /**
@@ -510,7 +515,6 @@ function standardNormal(rng: ReturnType<typeof xoroshiro128plus>): number {
   return Math.sqrt(-2 * Math.log(1 - u1)) * Math.cos(2 * Math.PI * u2);
 }
 
-/** The most GPUs one job of the member could ever hold: its quota with borrowing, and its zone. */
 /** The most GPUs a member can ever hold: its entitlement plus borrowing limit, and its zone. */
 export function mostGpus(m: Member, site: Site): number {
   let most = m.borrowingLimitGpus === null ? Infinity : m.entitlementGpus + m.borrowingLimitGpus;
@@ -574,14 +578,13 @@ export function assignGroups(
       for (let day = 0; day < days; day++) peak = Math.max(peak, demand[i][day] + d[day]);
       return peak / most[i];
     });
-    const fits = overflow.some((o) => o <= 1);
-    let best = -1;
-    members.forEach((m, i) => {
-      if (fits ? overflow[i] > 1 : best >= 0 && overflow[i] >= overflow[best]) return;
-      const room = m.entitlementGpus / entitled - assigned[i] / total;
-      const bestRoom = best < 0 ? -Infinity : members[best].entitlementGpus / entitled - assigned[best] / total;
-      if (!fits || room > bestRoom) best = i;
-    });
+    // Among the members that can hold it, the one furthest below its share; else the least overflowed.
+    const room = (i: number) => members[i].entitlementGpus / entitled - assigned[i] / total;
+    const able = members.map((_, i) => i).filter((i) => overflow[i] <= 1);
+    const best =
+      able.length > 0
+        ? able.reduce((b, i) => (room(i) > room(b) ? i : b))
+        : overflow.reduce((b, o, i) => (o < overflow[b] ? i : b), 0);
     assigned[best] += w;
     for (let day = 0; day < days; day++) demand[best][day] += d[day];
     out.set(group, members[best]);

@@ -8,6 +8,6 @@ export const fabrik = {
   type: 'policy/fabrik',
   name: 'fabrik',
   description:
-    'Fabrik: guaranteed entitlements with lending and reclaim, fair share, NVLink-aware gangs, backfill with reservations.',
+    'Fabrik: guaranteed entitlements with lending and reclaim, fair share, least expected work first within a member, NVLink-aware gangs, backfill with reservations.',
   cycle: (state, now, options) => cycle(state, now, { ...DEFAULT_CONFIG, ...options }),
 } satisfies Policy;

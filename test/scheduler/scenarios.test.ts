@@ -168,6 +168,33 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
     expect(k.explanation('more')?.reason).toBe('QuotaExhausted');
   });
 
+  it('lets a member holding a reservation borrow on top of it, only as far as owners lend at its start', () => {
+    // Pharma runs 12 of its 16 until t=500; its 16-GPU gang is reserved for then. A 4-GPU job
+    // that would outlive t=500 borrows: pharma then holds its whole share plus 4 lent GPUs.
+    const pharmaNow = job('p-run')
+      .gpus(12)
+      .walltime(500)
+      .running(0, onNodes([0, 1, 2], 4));
+    const setUp = (telecomGpus: number) => {
+      const telecomNodes = Array.from({ length: telecomGpus / 4 }, (_, i) => 4 + i);
+      const k = new SteppedCluster(twoRacks(), pair()).place(
+        pharmaNow,
+        job('t-run').member('telecom').gpus(telecomGpus).walltime(5000).running(0, onNodes(telecomNodes, 4)),
+      );
+      k.submit(job('gang').gpus(16).topology('required').build());
+      k.submit(job('extra').gpus(4).walltime(2000).build());
+      return { k, r: k.step(0) };
+    };
+    const lent = setUp(8);
+    expect(lent.r.decisions).toContainEqual(expect.objectContaining({ kind: 'reserve', job: 'gang', start: 500 }));
+    expect(starts(lent.r.decisions)).toEqual([expect.objectContaining({ job: 'extra', borrowing: true })]);
+    // Telecom uses all of its share: nothing is lent, and the job waits for its own member's quota.
+    const none = setUp(16);
+    expect(none.r.decisions).toContainEqual(expect.objectContaining({ kind: 'reserve', job: 'gang', start: 500 }));
+    expect(starts(none.r.decisions)).toHaveLength(0);
+    expect(none.k.explanation('extra')?.reason).toBe('QuotaExhausted');
+  });
+
   it('lends no more than the lending limit', () => {
     const c = consortium().member('defense', { entitlement: 16, lendingLimit: 4 }).member('bank', { entitlement: 16 }).build();
     const k = new SteppedCluster(twoRacks(), c);

@@ -10,7 +10,11 @@ const LAYERS = {
   config: ['core'],
   sim: ['core', 'scheduler'],
   testing: ['core', 'scheduler', 'config', 'sim'],
-  cli: ['core', 'scheduler', 'config', 'sim'],
+  api: [],
+  store: ['core', 'api'],
+  executors: ['core', 'api'],
+  server: ['core', 'scheduler', 'config', 'sim', 'api', 'store', 'executors'],
+  cli: ['core', 'scheduler', 'config', 'sim', 'api', 'server', 'store', 'executors'],
 };
 const PURE = ['core', 'scheduler'];
 

@@ -1,0 +1,173 @@
+// The API contract: what clients send and get back, as zod schemas. The server validates with
+// them (and publishes them as OpenAPI); the CLI builds requests from them. Field names are the
+// JSON names; times are ISO 8601 strings on the wire, seconds inside the server.
+import { z } from 'zod';
+
+export const JOB_STATES = ['pending', 'starting', 'running', 'preempting', 'succeeded', 'failed', 'cancelled', 'lost'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+/** A job in one of these states never changes again. */
+export const FINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled', 'lost'];
+
+export const ROLES = ['operator', 'member-admin', 'researcher', 'auditor'] as const;
+export type Role = (typeof ROLES)[number];
+
+const name = z.string().min(1).max(128);
+const id = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, dot, dash and underscore');
+const seconds = (max: number) => z.number().int().min(0).max(max);
+const envName = z
+  .string()
+  .max(256)
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
+
+/** One job, or an array of them (`array`), as `sbatch` would take it. */
+export const SubmitRequest = z
+  .strictObject({
+    name: name.default('job'),
+    /** Operators submit on a member's behalf; everyone else submits for their own member. */
+    member: id.optional(),
+    /** Default: the member's first project. */
+    project: id.optional(),
+    /** argv of the program to run (no shell), or `script`: a batch script run with bash. */
+    command: z.array(z.string().max(65_536)).min(1).max(4096).optional(),
+    script: z.string().min(1).max(1_048_576).optional(),
+    env: z.record(envName, z.string().max(65_536)).default({}),
+    /** Working directory on the execution host (default: the executor's job folder). */
+    workdir: z.string().min(1).max(4096).optional(),
+    /** Either a GPU count that the scheduler shapes into nodes, or nodes × GPUs per node. */
+    gpus: z.number().int().min(1).max(100_000).optional(),
+    nodes: z.number().int().min(1).max(10_000).optional(),
+    gpusPerNode: z.number().int().min(1).max(64).optional(),
+    cpusPerTask: z.number().int().min(1).max(1024).optional(),
+    memoryMb: z.number().int().min(1).max(100_000_000).optional(),
+    topology: z.enum(['required', 'preferred', 'none']).default('preferred'),
+    priorityClass: z.enum(['inference', 'training', 'batch', 'lab']).default('training'),
+    /** The time limit: the job is stopped when it runs longer. */
+    walltimeSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(366 * 86_400)
+      .default(3600),
+    minRuntimeSeconds: seconds(366 * 86_400).default(0),
+    checkpointIntervalSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(366 * 86_400)
+      .nullable()
+      .default(null),
+    /** Between the checkpoint signal (SIGTERM, or `signal`) and SIGKILL on cancel or preemption. */
+    gracePeriodSeconds: seconds(3600).default(30),
+    signal: z.enum(['TERM', 'USR1', 'USR2', 'INT', 'HUP']).default('TERM'),
+    exclusive: z.boolean().default(false),
+    zone: id.nullable().default(null),
+    /** Log files; %j job id, %x job name, %A array job id, %a array index. Default: fabrik-%j.out. */
+    output: z.string().min(1).max(4096).optional(),
+    error: z.string().min(1).max(4096).optional(),
+    /** Start only after these jobs succeeded (Slurm's afterok). */
+    afterOk: z.array(z.string().regex(/^\d+$/, 'a job id')).max(1000).default([]),
+    /** Array tasks: one job per index, at most `throttle` running at once. */
+    array: z
+      .strictObject({
+        indices: z.array(z.number().int().min(0).max(1_000_000)).min(1).max(10_000),
+        throttle: z.number().int().min(1).max(10_000).nullable().default(null),
+      })
+      .optional(),
+    /** Requeue after a node failure (preempted jobs are always requeued). */
+    requeue: z.boolean().default(true),
+  })
+  .superRefine((r, ctx) => {
+    if ((r.command === undefined) === (r.script === undefined))
+      ctx.addIssue({ code: 'custom', path: ['command'], message: 'give exactly one of command and script' });
+    if (r.gpus !== undefined && (r.nodes !== undefined || r.gpusPerNode !== undefined))
+      ctx.addIssue({ code: 'custom', path: ['gpus'], message: 'give either gpus, or nodes and gpusPerNode' });
+    if ((r.nodes === undefined) !== (r.gpusPerNode === undefined) && r.gpus === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: [r.nodes === undefined ? 'nodes' : 'gpusPerNode'],
+        message: 'nodes and gpusPerNode go together',
+      });
+  });
+export type SubmitRequest = z.input<typeof SubmitRequest>;
+export type SubmitSpec = z.output<typeof SubmitRequest>;
+
+/** Where a job runs: per node, the node's name and the GPU indices on it. */
+export const Placement = z.array(z.object({ node: z.string(), gpus: z.array(z.number().int()) }));
+export type Placement = z.infer<typeof Placement>;
+
+export const JobView = z.object({
+  id: z.string(),
+  name: z.string(),
+  member: z.string(),
+  project: z.string(),
+  user: z.string(),
+  state: z.enum(JOB_STATES),
+  /** Why it waits (pending) or why it ended (failed, cancelled, lost). */
+  reason: z.string().nullable(),
+  gpus: z.number().int(),
+  priorityClass: z.string(),
+  walltimeSeconds: z.number().int(),
+  submittedAt: z.string(),
+  startedAt: z.string().nullable(),
+  endedAt: z.string().nullable(),
+  exitCode: z.number().int().nullable(),
+  placement: Placement.nullable(),
+  arrayJobId: z.string().nullable(),
+  arrayTaskId: z.number().int().nullable(),
+  requeues: z.number().int(),
+  spec: z.record(z.string(), z.unknown()),
+});
+export type JobView = z.infer<typeof JobView>;
+
+export const JobEventView = z.object({
+  at: z.string(),
+  kind: z.string(),
+  actor: z.string(),
+  reason: z.string().nullable(),
+  data: z.record(z.string(), z.unknown()).nullable(),
+});
+export type JobEventView = z.infer<typeof JobEventView>;
+
+export const ExplainView = z.object({
+  job: z.string(),
+  state: z.enum(JOB_STATES),
+  /** One of the scheduler's reasons (QuotaExhausted, Priority, …), or Dependency. */
+  reason: z.string().nullable(),
+  position: z.number().int().nullable(),
+  estimatedStart: z.string().nullable(),
+  message: z.string(),
+});
+export type ExplainView = z.infer<typeof ExplainView>;
+
+/**
+ * Every error the API returns: a stable `code`, a sentence for people, and the offending field
+ * (a dotted path into the request) when one is to blame.
+ */
+export const ERROR_CODES = [
+  'VALIDATION_FAILED',
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'IDEMPOTENCY_CONFLICT',
+  'JOB_FINISHED',
+  'CONFLICT',
+  'PAYLOAD_TOO_LARGE',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'METHOD_NOT_ALLOWED',
+  'BAD_REQUEST',
+  'UNAVAILABLE',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export const ErrorBody = z.object({
+  error: z.object({
+    code: z.enum(ERROR_CODES),
+    message: z.string(),
+    field: z.string().optional(),
+  }),
+});
+export type ErrorBody = z.infer<typeof ErrorBody>;

@@ -1,0 +1,89 @@
+// The executor port: what the server needs from whatever runs jobs. The server decides where a
+// job runs (node names and GPU indices); an executor starts it there, stops it with a grace
+// period, reports when it runs and when it ends, and after a restart of the server finds its
+// jobs again or says they are lost. `simulated` and `local` live here; `slurm` is its own issue.
+import type { Placement } from '../api/contract.js';
+
+/** A node the executor offers, with the device indices of its GPUs. */
+export interface ExecNode {
+  readonly name: string;
+  /** Device indices (what CUDA_VISIBLE_DEVICES names), one per GPU. */
+  readonly gpus: readonly number[];
+  /** NVLink domain (rack) name: nodes of one domain share it. */
+  readonly domain: string;
+  readonly zone: string;
+}
+
+export interface ExecJob {
+  readonly id: string;
+  readonly name: string;
+  readonly member: string;
+  readonly project: string;
+  readonly user: string;
+  /** argv, run without a shell; or a batch script run with bash. Exactly one is set. */
+  readonly command: readonly string[] | null;
+  readonly script: string | null;
+  readonly env: Readonly<Record<string, string>>;
+  readonly workdir: string | null;
+  /** One process per entry (a node of the gang), ranks in this order. */
+  readonly placement: Placement;
+  readonly walltimeSeconds: number;
+  readonly gracePeriodSeconds: number;
+  /** Sent first when the job is stopped; SIGKILL follows after the grace period. */
+  readonly signal: 'TERM' | 'USR1' | 'USR2' | 'INT' | 'HUP';
+  /** Absolute paths of its stdout and stderr logs (the same file for both is allowed). */
+  readonly output: string;
+  readonly error: string;
+}
+
+/**
+ * What the executor needs to find a job again after the server restarts (process ids and start
+ * times for `local`, the Slurm job id for `slurm`). Stored with the job; opaque to the server.
+ */
+export type ExecHandle = Readonly<Record<string, unknown>>;
+
+export type ExitReason = 'completed' | 'stopped' | 'timeout';
+
+export type ExecutorEvent =
+  | { readonly kind: 'running'; readonly job: string; readonly at: number }
+  /**
+   * The job's processes are gone. `exitCode`: the gang's exit code (the first non-zero rank's,
+   * else 0), null when killed by a signal. `reason`: it ended by itself, was stopped by `stop`,
+   * or hit its walltime.
+   */
+  | {
+      readonly kind: 'exited';
+      readonly job: string;
+      readonly at: number;
+      readonly exitCode: number | null;
+      readonly signal: string | null;
+      readonly reason: ExitReason;
+    }
+  /** The executor cannot account for the job any more (its processes vanished unobserved). */
+  | { readonly kind: 'lost'; readonly job: string; readonly at: number; readonly reason: string };
+
+export interface RecoveryResult {
+  /** Still running: watched again, their events will follow. */
+  readonly found: readonly string[];
+  /** Ended while nobody watched: with the exit code if the executor recorded one. */
+  readonly exited: readonly { readonly job: string; readonly exitCode: number | null; readonly at: number }[];
+  /** Neither running nor accounted for. */
+  readonly lost: readonly string[];
+}
+
+export interface Executor {
+  /** `executor/local`, `executor/simulated`, … */
+  readonly type: string;
+  /** The nodes jobs may be placed on. */
+  nodes(): readonly ExecNode[];
+  /** Starts the job; resolves once it is launched, with what finds it again after a restart. */
+  start(job: ExecJob): Promise<ExecHandle>;
+  /** Sends the job's signal, then SIGKILL after `graceSeconds`; an `exited` event follows. */
+  stop(job: string, graceSeconds: number): Promise<void>;
+  /** After a restart: which of these jobs still run (and are watched again), which ended, which are lost. */
+  recover(jobs: readonly { readonly job: ExecJob; readonly handle: ExecHandle }[]): Promise<RecoveryResult>;
+  /** Subscribes to events; events are delivered in order per job. */
+  onEvent(listener: (e: ExecutorEvent) => void): void;
+  /** Stops watching; running jobs keep running (the server may be restarting). */
+  close(): Promise<void>;
+}

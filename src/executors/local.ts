@@ -1,0 +1,651 @@
+// The local executor: runs jobs as real processes on this host, which it splits into node slots.
+// Each rank runs under a small wrapper (see rank-wrapper.ts) in its own session and process
+// group, so that a stop reaches everything the rank started and the server may restart without
+// taking its jobs along. The handle names every rank by pid, process group and start time; a new
+// executor instance finds the ranks again from it and watches them by polling /proc.
+import { execFileSync, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import {
+  type ExecutorLogger,
+  ExecutorClosedError,
+  InvalidJobError,
+  JobAlreadyRunningError,
+  Listeners,
+  checkPlacement,
+  defaultNow,
+  realScheduler,
+  silentLogger,
+} from './common.js';
+import type { ExecJob, ExecNode, Executor, ExecutorEvent, ExitReason, RecoveryResult } from './executor.js';
+import { bootId, isSameProcess, processStartTime } from './proc.js';
+import { type ExitRecord, RANK_WRAPPER_SOURCE, type RankSpec } from './rank-wrapper.js';
+
+/** The job's files could not be set up (its folder, its logs, its script): nothing was started. */
+export class JobSetupError extends Error {
+  override readonly name = 'JobSetupError';
+  constructor(
+    readonly job: string,
+    readonly path: string,
+    override readonly cause: unknown,
+  ) {
+    super(`job ${job}: cannot prepare ${path}: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+export interface GpuDetection {
+  readonly gpus: readonly number[];
+  /** `configured`: given in the options; `nvidia-smi`: found on this host; `fallback`: virtual. */
+  readonly source: 'configured' | 'nvidia-smi' | 'fallback';
+  /** A sentence for operators: why these GPUs. */
+  readonly detail: string;
+}
+
+/**
+ * The GPUs of this host from `nvidia-smi`; without it (or when it fails) `fallbackGpus` virtual
+ * ones numbered from 0, so that the control plane can be tried on a laptop.
+ */
+export function detectGpus(fallbackGpus = 4): GpuDetection {
+  const fallback = (why: string): GpuDetection => ({
+    gpus: Array.from({ length: fallbackGpus }, (_, i) => i),
+    source: 'fallback',
+    detail: `${why}: ${fallbackGpus} virtual GPUs`,
+  });
+  let out: string;
+  try {
+    out = execFileSync('nvidia-smi', ['--query-gpu=index', '--format=csv,noheader'], {
+      encoding: 'utf8',
+      timeout: 15_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    if (e.code === 'ENOENT') return fallback('no nvidia-smi on this host');
+    return fallback(`nvidia-smi failed (${(e.stderr ?? e.message).trim().split('\n')[0]})`);
+  }
+  const lines = out
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  const gpus = lines.map(Number);
+  if (gpus.length === 0 || !gpus.every((g) => Number.isInteger(g) && g >= 0)) {
+    return fallback(`nvidia-smi listed no usable GPU indices (${JSON.stringify(lines.slice(0, 3))})`);
+  }
+  return { gpus, source: 'nvidia-smi', detail: `${gpus.length} GPUs found by nvidia-smi` };
+}
+
+export interface LocalExecutorOptions {
+  /** Jobs' folders go under `<dataDir>/jobs/<id>/`. */
+  readonly dataDir: string;
+  /** How many node slots this host is split into (default 1); the GPUs are shared out evenly. */
+  readonly nodes?: number;
+  /** Device indices (default: detected, see detectGpus). */
+  readonly gpus?: readonly number[];
+  /** Virtual GPUs when none are configured or detected (default 4). */
+  readonly fallbackGpus?: number;
+  readonly zone?: string;
+  /** NVLink domain name of all slots (default `local`). */
+  readonly domain?: string;
+  /** Seconds since the epoch (default: the system clock). */
+  readonly now?: () => number;
+  readonly logger?: ExecutorLogger;
+}
+
+export interface LocalExecutor extends Executor {
+  /** Where the GPUs came from, for the server to show. */
+  readonly gpuSource: GpuDetection;
+}
+
+/** How often ranks that are not our children (found again after a restart) are looked at. */
+const POLL_MS = 200;
+
+const HandleSchema = z.object({
+  version: z.literal(1),
+  /** This boot's id when the job started: after a reboot its pids name other processes. */
+  boot: z.string().nullable(),
+  startedAt: z.number(),
+  dir: z.string(),
+  ranks: z
+    .array(
+      z.object({
+        rank: z.number().int().min(0),
+        node: z.string(),
+        /** 0: the wrapper could not even be spawned (its exit record says so). */
+        pid: z.number().int().min(0),
+        pgid: z.number().int().min(0),
+        startTime: z.string().nullable(),
+        exitFile: z.string(),
+      }),
+    )
+    .min(1),
+});
+type LocalHandle = z.infer<typeof HandleSchema>;
+
+const ExitRecordSchema = z.object({ code: z.number().int().nullable(), signal: z.string().nullable(), at: z.number() });
+
+interface Rank {
+  readonly rank: number;
+  readonly node: string;
+  readonly pid: number;
+  readonly pgid: number;
+  readonly startTime: string | null;
+  readonly exitFile: string;
+  /** Our own child: its exit is reported by Node. Otherwise (found after a restart) it is polled. */
+  readonly ours: boolean;
+  gone: boolean;
+  /** How it ended; null while it runs, or when it vanished without a record. */
+  outcome: ExitRecord | null;
+  /** When it was seen gone, to tell the rank that failed first from those stopped after it. */
+  goneOrder: number;
+  /**
+   * The last signal we sent its group. A rank gone without an exit record was killed by it: by
+   * SIGKILL, or by an earlier signal that came before the wrapper could catch it.
+   */
+  signalled: string | null;
+}
+
+interface Tracked {
+  readonly job: ExecJob;
+  readonly startedAt: number;
+  ranks: Rank[];
+  launched: boolean;
+  finished: boolean;
+  stopping: { readonly reason: ExitReason; readonly killAt: number } | null;
+  /** A stop that came while the ranks were still being launched. */
+  pendingStopGrace: number | null;
+  cancelKill: (() => void) | null;
+  cancelWalltime: (() => void) | null;
+}
+
+export function createLocalExecutor(options: LocalExecutorOptions): LocalExecutor {
+  const now = options.now ?? defaultNow;
+  const logger = options.logger ?? silentLogger;
+  const slots = options.nodes ?? 1;
+  if (!Number.isInteger(slots) || slots < 1) throw new RangeError(`nodes must be a positive integer, not ${slots}`);
+  const gpuSource: GpuDetection = options.gpus
+    ? { gpus: [...options.gpus], source: 'configured', detail: `${options.gpus.length} GPUs configured` }
+    : detectGpus(options.fallbackGpus ?? 4);
+  const nodes = splitIntoSlots(os.hostname(), slots, gpuSource.gpus, options.domain ?? 'local', options.zone ?? 'general');
+  const dataDir = path.resolve(options.dataDir);
+  const wrapperPath = path.join(dataDir, 'fabrik-rank.cjs');
+  const boot = bootId();
+  // The server's environment may hold secrets (database URLs, tokens): jobs get only these.
+  const safeEnv: Record<string, string> = {};
+  for (const k of ['PATH', 'HOME', 'LANG']) if (process.env[k] !== undefined) safeEnv[k] = process.env[k]!;
+
+  const listeners = new Listeners(logger);
+  const jobs = new Map<string, Tracked>();
+  let closed = false;
+  let wrapperWritten = false;
+  let goneCounter = 0;
+  let poller: NodeJS.Timeout | null = null;
+
+  const emit = (e: ExecutorEvent) => {
+    if (!closed) listeners.emit(e);
+  };
+
+  async function ensureWrapper(): Promise<void> {
+    if (wrapperWritten) return;
+    await fsp.mkdir(dataDir, { recursive: true });
+    const current = await fsp.readFile(wrapperPath, 'utf8').catch(() => null);
+    if (current !== RANK_WRAPPER_SOURCE) {
+      // Renamed into place: a rank starting at this moment under another executor sees a whole file.
+      const tmp = `${wrapperPath}.${randomUUID()}.tmp`;
+      await fsp.writeFile(tmp, RANK_WRAPPER_SOURCE);
+      await fsp.rename(tmp, wrapperPath);
+    }
+    wrapperWritten = true;
+  }
+
+  /** Signals the rank's process group if the rank is still the process we started. */
+  function signalRank(r: Rank, signal: NodeJS.Signals): void {
+    if (r.gone || r.pgid <= 0 || !isSameProcess(r.pid, r.startTime)) return;
+    try {
+      process.kill(-r.pgid, signal);
+      r.signalled = signal.replace(/^SIG/, '');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') logger.warn({ err, pid: r.pid }, 'cannot signal rank');
+      return;
+    }
+    // Noted beside the exit record, for an executor that finds the rank gone after a restart:
+    // a wrapper killed by the signal (SIGKILL, or one that came before it could catch any) wrote
+    // no record, and then this note says how the rank ended. A separate file, so that it can
+    // never overwrite the wrapper's own record.
+    try {
+      const note: ExitRecord = { code: null, signal: r.signalled, at: now() };
+      fs.writeFileSync(signalNoteOf(r.exitFile), JSON.stringify(note));
+    } catch (err) {
+      logger.warn({ err, file: signalNoteOf(r.exitFile) }, 'cannot note a signal');
+    }
+  }
+
+  function beginStop(t: Tracked, reason: ExitReason, graceSeconds: number): void {
+    const killAt = now() + Math.max(0, graceSeconds);
+    if (t.stopping) {
+      // A later, more urgent stop may shorten the grace period, never lengthen it.
+      if (killAt >= t.stopping.killAt) return;
+      t.stopping = { reason: t.stopping.reason, killAt };
+    } else {
+      t.stopping = { reason, killAt };
+      const signal = `SIG${t.job.signal}` as NodeJS.Signals;
+      logger.info({ job: t.job.id, reason, signal, graceSeconds }, 'stopping job');
+      for (const r of t.ranks) signalRank(r, signal);
+    }
+    t.cancelKill?.();
+    t.cancelKill = realScheduler(
+      () => {
+        t.cancelKill = null;
+        for (const r of t.ranks) signalRank(r, 'SIGKILL');
+      },
+      Math.max(0, graceSeconds) * 1000,
+    );
+  }
+
+  function rankGone(t: Tracked, r: Rank, outcome: ExitRecord | null): void {
+    if (r.gone) return;
+    r.gone = true;
+    r.goneOrder = ++goneCounter;
+    r.outcome = outcome ?? (r.signalled ? { code: null, signal: r.signalled, at: now() } : null);
+    // Whatever the rank left running in its group (daemons, stray children) dies with it, as
+    // Slurm ends a step: leftovers would hold GPUs that the next job is given. (pgid 0 would be
+    // our own group.)
+    if (r.pgid > 0) {
+      try {
+        process.kill(-r.pgid, 'SIGKILL');
+      } catch {
+        // ESRCH: the group is empty, as it should be.
+      }
+    }
+    if (t.launched) settle(t);
+  }
+
+  /** After any change: ends the gang when all ranks are gone, stops it when one rank failed. */
+  function settle(t: Tracked): void {
+    if (t.finished) return;
+    if (t.ranks.every((r) => r.gone)) return finish(t);
+    const failed = t.ranks.some((r) => r.gone && (r.outcome === null || r.outcome.code !== 0));
+    if (failed && !t.stopping) beginStop(t, 'completed', t.job.gracePeriodSeconds);
+  }
+
+  function finish(t: Tracked): void {
+    t.finished = true;
+    t.cancelKill?.();
+    t.cancelWalltime?.();
+    jobs.delete(t.job.id);
+    stopPollingIfIdle();
+    const verdict = gangVerdict(t.ranks);
+    const at = now();
+    if (verdict.kind === 'lost') {
+      logger.warn({ job: t.job.id, reason: verdict.reason }, 'job lost');
+      emit({ kind: 'lost', job: t.job.id, at, reason: verdict.reason });
+    } else {
+      const reason = t.stopping?.reason ?? 'completed';
+      logger.info({ job: t.job.id, exitCode: verdict.exitCode, signal: verdict.signal, reason }, 'job exited');
+      emit({ kind: 'exited', job: t.job.id, at, exitCode: verdict.exitCode, signal: verdict.signal, reason });
+    }
+  }
+
+  function armWalltime(t: Tracked): void {
+    const left = t.startedAt + t.job.walltimeSeconds - now();
+    t.cancelWalltime = realScheduler(
+      () => {
+        t.cancelWalltime = null;
+        if (!t.finished) beginStop(t, 'timeout', t.job.gracePeriodSeconds);
+      },
+      Math.max(0, left) * 1000,
+    );
+  }
+
+  function poll(): void {
+    for (const t of [...jobs.values()]) {
+      if (!t.launched) continue;
+      for (const r of t.ranks) {
+        if (!r.ours && !r.gone && !isSameProcess(r.pid, r.startTime)) rankGone(t, r, readOutcome(r.exitFile));
+      }
+    }
+  }
+
+  function startPolling(): void {
+    if (poller || closed) return;
+    poller = setInterval(poll, POLL_MS);
+    poller.unref();
+  }
+
+  function stopPollingIfIdle(): void {
+    if (poller && ![...jobs.values()].some((t) => t.ranks.some((r) => !r.ours && !r.gone))) {
+      clearInterval(poller);
+      poller = null;
+    }
+  }
+
+  /** Creates the job's folder, logs and script; returns the open log descriptors. */
+  async function prepare(job: ExecJob, dir: string): Promise<{ out: number; err: number; argv: string[] }> {
+    const step = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+      try {
+        return await fn();
+      } catch (err) {
+        throw new JobSetupError(job.id, what, err);
+      }
+    };
+    await step(dataDir, ensureWrapper);
+    await step(dir, () => fsp.mkdir(dir, { recursive: true }));
+    // A requeued job starts again in the same folder: its old exit records must not answer for it.
+    for (const f of await step(dir, () => fsp.readdir(dir))) {
+      if (/^rank-\d+\.(json|exit(\.tmp|\.signalled)?)$/.test(f)) await step(f, () => fsp.rm(path.join(dir, f), { force: true }));
+    }
+    let argv: string[];
+    if (job.command !== null) {
+      if (job.command.length === 0) throw new InvalidJobError(job.id, 'empty command');
+      argv = [...job.command];
+    } else if (job.script !== null) {
+      const script = path.join(dir, 'script.sh');
+      await step(script, () => fsp.writeFile(script, job.script!, { mode: 0o700 }));
+      argv = ['bash', script];
+    } else {
+      throw new InvalidJobError(job.id, 'neither command nor script');
+    }
+    const output = path.resolve(dir, job.output);
+    const error = path.resolve(dir, job.error);
+    const openLog = (file: string) =>
+      step(file, async () => {
+        await fsp.mkdir(path.dirname(file), { recursive: true });
+        return fs.openSync(file, 'a');
+      });
+    const out = await openLog(output);
+    if (output === error) return { out, err: out, argv };
+    try {
+      return { out, err: await openLog(error), argv };
+    } catch (e) {
+      fs.closeSync(out);
+      throw e;
+    }
+  }
+
+  async function launch(t: Tracked): Promise<LocalHandle> {
+    const { job } = t;
+    const dir = path.join(dataDir, 'jobs', job.id);
+    const port = await freePort().catch((err) => {
+      throw new JobSetupError(job.id, 'a free TCP port for MASTER_PORT', err);
+    });
+    const { out, err, argv } = await prepare(job, dir);
+    const cwd = job.workdir ? path.resolve(dir, job.workdir) : dir;
+    const handleRanks: LocalHandle['ranks'] = [];
+    try {
+      // Every rank's files first: a failure to write one must come before any process runs.
+      const specFiles = job.placement.map((entry, rank) => {
+        const spec: RankSpec = {
+          title: `fabrik-rank job=${job.id} rank=${rank}`,
+          argv,
+          cwd,
+          exitFile: path.join(dir, `rank-${rank}.exit`),
+          env: {
+            ...safeEnv,
+            ...job.env,
+            // Exactly the GPUs placed here; an empty value hides all of them, which unset would not.
+            CUDA_VISIBLE_DEVICES: entry.gpus.join(','),
+            FABRIK_JOB_ID: job.id,
+            FABRIK_JOB_NAME: job.name,
+            RANK: String(rank),
+            WORLD_SIZE: String(job.placement.length),
+            LOCAL_RANK: String(job.placement.slice(0, rank).filter((e) => e.node === entry.node).length),
+            NODE_RANK: String(rank),
+            MASTER_ADDR: '127.0.0.1',
+            MASTER_PORT: String(port),
+          },
+        };
+        const specFile = path.join(dir, `rank-${rank}.json`);
+        try {
+          // Readable by the job's user only: the job's environment may hold its secrets.
+          fs.writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600 });
+        } catch (e) {
+          throw new JobSetupError(job.id, specFile, e);
+        }
+        return { specFile, exitFile: spec.exitFile };
+      });
+      // From here on nothing awaits: the ranks' exits cannot be seen before all are launched.
+      job.placement.forEach((entry, rank) => {
+        const { specFile, exitFile } = specFiles[rank];
+        const child = spawn(process.execPath, [wrapperPath, specFile], {
+          detached: true,
+          stdio: ['ignore', out, err],
+          cwd: dir,
+          env: {},
+        });
+        const r: Rank = {
+          rank,
+          node: entry.node,
+          pid: child.pid ?? 0,
+          pgid: child.pid ?? 0,
+          startTime: child.pid ? processStartTime(child.pid) : null,
+          exitFile,
+          ours: true,
+          gone: false,
+          outcome: null,
+          goneOrder: 0,
+          signalled: null,
+        };
+        t.ranks.push(r);
+        child.unref();
+        child.on('error', (e) => {
+          // Only a failed spawn of the wrapper itself (fork refused, node binary gone) ends up here.
+          // The record is written for the wrapper, so that a recovery reads the same outcome.
+          const record: ExitRecord = { code: 127, signal: null, at: now() };
+          try {
+            fs.appendFileSync(path.resolve(dir, job.error), `fabrik: cannot start rank ${rank}: ${e.message}\n`);
+            fs.writeFileSync(exitFile, JSON.stringify(record));
+          } catch (writeErr) {
+            logger.error({ err: writeErr, job: job.id }, 'cannot record a failed rank');
+          }
+          if (!closed) rankGone(t, r, record);
+        });
+        child.on('exit', (code, signal) => {
+          if (closed) return;
+          const record = readExitRecord(exitFile);
+          rankGone(t, r, record ?? { code, signal: signal === null ? null : signal.replace(/^SIG/, ''), at: now() });
+        });
+        handleRanks.push({ rank, node: entry.node, pid: r.pid, pgid: r.pgid, startTime: r.startTime, exitFile });
+      });
+    } finally {
+      fs.closeSync(out);
+      if (err !== out) fs.closeSync(err);
+    }
+    return { version: 1, boot, startedAt: t.startedAt, dir, ranks: handleRanks };
+  }
+
+  return {
+    type: 'executor/local',
+    gpuSource,
+
+    nodes: () => nodes,
+
+    async start(job) {
+      if (closed) throw new ExecutorClosedError(job.id);
+      if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(job.id)) throw new InvalidJobError(job.id, 'the id is not a safe folder name');
+      checkPlacement(job, nodes);
+      if (jobs.has(job.id)) throw new JobAlreadyRunningError(job.id);
+      const t: Tracked = {
+        job,
+        startedAt: now(),
+        ranks: [],
+        launched: false,
+        finished: false,
+        stopping: null,
+        pendingStopGrace: null,
+        cancelKill: null,
+        cancelWalltime: null,
+      };
+      jobs.set(job.id, t);
+      let handle: LocalHandle;
+      try {
+        handle = await launch(t);
+      } catch (err) {
+        jobs.delete(job.id);
+        throw err;
+      }
+      t.launched = true;
+      logger.info({ job: job.id, ranks: handle.ranks.map((r) => r.pid) }, 'job started');
+      emit({ kind: 'running', job: job.id, at: t.startedAt });
+      armWalltime(t);
+      if (t.pendingStopGrace !== null) beginStop(t, 'stopped', t.pendingStopGrace);
+      settle(t);
+      return handle;
+    },
+
+    async stop(jobId, graceSeconds) {
+      const t = jobs.get(jobId);
+      if (!t || t.finished) return;
+      if (!t.launched) t.pendingStopGrace = Math.min(t.pendingStopGrace ?? Infinity, graceSeconds);
+      else beginStop(t, 'stopped', graceSeconds);
+    },
+
+    async recover(list) {
+      const found: string[] = [];
+      const exited: { job: string; exitCode: number | null; at: number }[] = [];
+      const lost: string[] = [];
+      const currentBoot = bootId();
+      for (const { job, handle } of list) {
+        if (jobs.has(job.id)) {
+          found.push(job.id);
+          continue;
+        }
+        const parsed = HandleSchema.safeParse(handle);
+        if (!parsed.success) {
+          logger.warn({ job: job.id, problem: parsed.error.message }, 'unreadable handle: job lost');
+          lost.push(job.id);
+          continue;
+        }
+        const h = parsed.data;
+        const sameBoot = h.boot === currentBoot;
+        const ranks: Rank[] = h.ranks.map((hr) => {
+          const alive = sameBoot && isSameProcess(hr.pid, hr.startTime);
+          return {
+            ...hr,
+            ours: false,
+            gone: !alive,
+            outcome: alive ? null : readOutcome(hr.exitFile),
+            goneOrder: 0,
+            signalled: null,
+          };
+        });
+        if (ranks.every((r) => r.gone)) {
+          // They ended unobserved: the exit records' own times say which rank failed first.
+          ranks.sort((a, b) => (a.outcome?.at ?? Infinity) - (b.outcome?.at ?? Infinity) || a.rank - b.rank);
+          ranks.forEach((r, i) => (r.goneOrder = i + 1));
+          const verdict = gangVerdict(ranks);
+          if (verdict.kind === 'lost') {
+            logger.warn({ job: job.id, reason: verdict.reason }, 'job lost');
+            lost.push(job.id);
+          } else {
+            const at = Math.max(...ranks.map((r) => r.outcome?.at ?? -Infinity));
+            exited.push({ job: job.id, exitCode: verdict.exitCode, at: Number.isFinite(at) ? at : now() });
+          }
+          continue;
+        }
+        for (const r of ranks) if (r.gone) r.goneOrder = ++goneCounter;
+        const t: Tracked = {
+          job,
+          startedAt: h.startedAt,
+          ranks,
+          launched: true,
+          finished: false,
+          stopping: null,
+          pendingStopGrace: null,
+          cancelKill: null,
+          cancelWalltime: null,
+        };
+        jobs.set(job.id, t);
+        found.push(job.id);
+        armWalltime(t);
+        startPolling();
+        // A rank that failed while nobody watched still brings the gang down.
+        settle(t);
+      }
+      logger.info({ found: found.length, exited: exited.length, lost: lost.length }, 'recovered jobs');
+      return { found, exited, lost } satisfies RecoveryResult;
+    },
+
+    onEvent(listener) {
+      listeners.add(listener);
+    },
+
+    async close() {
+      closed = true;
+      if (poller) clearInterval(poller);
+      poller = null;
+      for (const t of jobs.values()) {
+        t.cancelKill?.();
+        t.cancelWalltime?.();
+      }
+      jobs.clear();
+    },
+  };
+}
+
+type Verdict = { kind: 'exited'; exitCode: number | null; signal: string | null } | { kind: 'lost'; reason: string };
+
+/**
+ * The gang's outcome from its ranks, all gone: the first rank (in the order they were seen to end)
+ * that failed names it, since the others were stopped because of it; a rank that vanished without
+ * a record before any failure leaves the job unaccounted for.
+ */
+function gangVerdict(ranks: readonly Rank[]): Verdict {
+  const ordered = [...ranks].sort((a, b) => a.goneOrder - b.goneOrder);
+  for (const r of ordered) {
+    if (r.outcome === null) {
+      return { kind: 'lost', reason: `rank ${r.rank} (pid ${r.pid}) ended without recording its exit status` };
+    }
+    if (r.outcome.code !== 0) return { kind: 'exited', exitCode: r.outcome.code, signal: r.outcome.signal };
+  }
+  return { kind: 'exited', exitCode: 0, signal: null };
+}
+
+/** Where the executor notes the last signal it sent a rank (see signalRank). */
+function signalNoteOf(exitFile: string): string {
+  return `${exitFile}.signalled`;
+}
+
+/** How a rank that is gone ended: its wrapper's record, else the signal that killed the wrapper too. */
+function readOutcome(exitFile: string): ExitRecord | null {
+  return readExitRecord(exitFile) ?? readExitRecord(signalNoteOf(exitFile));
+}
+
+function readExitRecord(file: string): ExitRecord | null {
+  try {
+    const parsed = ExitRecordSchema.safeParse(JSON.parse(fs.readFileSync(file, 'utf8')));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** `<host>-0 … <host>-(k-1)`, each with a contiguous share of the GPUs (the first slots take the remainder). */
+function splitIntoSlots(host: string, k: number, gpus: readonly number[], domain: string, zone: string): ExecNode[] {
+  const base = Math.floor(gpus.length / k);
+  const extra = gpus.length % k;
+  const slots: ExecNode[] = [];
+  let next = 0;
+  for (let i = 0; i < k; i++) {
+    const count = base + (i < extra ? 1 : 0);
+    slots.push({ name: `${host}-${i}`, gpus: gpus.slice(next, next + count), domain, zone });
+    next += count;
+  }
+  return slots;
+}
+
+/** A TCP port free right now on the loopback, for the gang's rendezvous (MASTER_PORT). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}

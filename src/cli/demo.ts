@@ -5,6 +5,7 @@ import { gangGpusOf } from '../core/job.js';
 import type { Site } from '../core/site.js';
 import { SteppedCluster } from '../sim/stepped.js';
 import { Workload } from '../sim/workload.js';
+import { table } from './table.js';
 
 export interface DemoOptions {
   hours: number;
@@ -85,16 +86,6 @@ function queueTable(c: SteppedCluster, show: number): string[] {
     `Queue (first ${rows.length} of ${c.last.pending.length} waiting), as \`squeue --start\` would show it:`,
     ...table(['POS', 'JOB', 'MEMBER', 'CLASS', 'GPUS', 'TOPOLOGY', 'REASON', 'START'], rows),
   ];
-}
-
-function table(head: string[], rows: string[][]): string[] {
-  const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) =>
-    r
-      .map((x, i) => x.padEnd(width[i]))
-      .join('  ')
-      .trimEnd();
-  return [line(head), ...rows.map(line)];
 }
 
 function pct(x: number): string {

@@ -4,8 +4,12 @@ import { Command, InvalidArgumentError } from 'commander';
 import { loadConsortium, loadSite } from '../config/index.js';
 import { InvalidDescriptionError } from '../core/errors.js';
 import { UnknownPolicyError } from '../sim/run.js';
+import { ApiRequestError, DEFAULT_DATA_DIR, UnreachableError } from './client.js';
+import { controlCommands } from './control.js';
 import { runDemo } from './demo.js';
 import { simCommand } from './sim.js';
+import { submitCommand, SubmitUsageError } from './submit.js';
+import { upCommand } from './up.js';
 
 const DEFAULT_SITE = new URL('../../sites/se-factory.yaml', import.meta.url).pathname;
 const DEFAULT_CONSORTIUM = new URL('../../consortia/demo.yaml', import.meta.url).pathname;
@@ -58,13 +62,24 @@ program
   });
 
 program.addCommand(simCommand());
+program.addCommand(upCommand({ site: DEFAULT_SITE, consortium: DEFAULT_CONSORTIUM, dataDir: DEFAULT_DATA_DIR }));
+program.addCommand(submitCommand());
+for (const c of controlCommands()) program.addCommand(c);
 
 try {
   await program.parseAsync();
 } catch (e) {
-  if (e instanceof InvalidDescriptionError || e instanceof UnknownPolicyError) {
+  if (e instanceof InvalidDescriptionError || e instanceof UnknownPolicyError || e instanceof SubmitUsageError) {
     console.error(`fabrik: ${e.message}`);
     process.exit(2);
+  }
+  if (e instanceof ApiRequestError) {
+    console.error(`fabrik: ${e.message}${e.field ? ` (${e.field})` : ''} [${e.code}]`);
+    process.exit(1);
+  }
+  if (e instanceof UnreachableError) {
+    console.error(`fabrik: ${e.message}`);
+    process.exit(1);
   }
   throw e;
 }

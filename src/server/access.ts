@@ -1,0 +1,49 @@
+// Who may do what, in one place. A member's objects are invisible to everyone outside it (the
+// API answers 404, never 403, so not even their existence leaks); within a member, roles decide.
+//
+//   action          operator   member-admin    researcher        auditor
+//   job.submit      any member own member      own member        —
+//   job.read        all        own member      own member        own member (all if consortium-wide)
+//   job.logs        all        own member      own member        —   (logs hold the member's data)
+//   job.cancel      all        own member      own jobs          —
+//   token.manage    all        own member¹     —                 —
+//   node.manage     yes        —               —                 —
+//   member.read     all        own             own               own (all if consortium-wide)
+//
+// ¹ a member admin hands out member-admin, researcher and auditor tokens of its own member only.
+import type { Role } from '../api/contract.js';
+import type { Principal } from './auth.js';
+import { forbidden, notFound } from './errors.js';
+
+export type Action = 'job.submit' | 'job.read' | 'job.logs' | 'job.cancel' | 'token.manage' | 'node.manage' | 'member.read';
+
+const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
+  'job.submit': ['operator', 'member-admin', 'researcher'],
+  'job.read': ['operator', 'member-admin', 'researcher', 'auditor'],
+  'job.logs': ['operator', 'member-admin', 'researcher'],
+  'job.cancel': ['operator', 'member-admin', 'researcher'],
+  'token.manage': ['operator', 'member-admin'],
+  'node.manage': ['operator'],
+  'member.read': ['operator', 'member-admin', 'researcher', 'auditor'],
+};
+
+/** Whether the principal sees the member's objects at all. */
+export function seesMember(p: Principal, member: string): boolean {
+  return p.member === null || p.member === member;
+}
+
+/** Throws 403 if the role may never do this. */
+export function requireRole(p: Principal, action: Action): void {
+  if (!ALLOWED[action].includes(p.role)) throw forbidden(`a ${p.role} may not ${action.replace('.', ' ')}`);
+}
+
+/**
+ * Checks an action on an object of `member` (owned by `user`, for jobs): 404 when the object is
+ * another member's, 403 when it is visible but the role may not act on it.
+ */
+export function authorize(p: Principal, action: Action, object: { member: string; user?: string; what: string }): void {
+  if (!seesMember(p, object.member)) throw notFound(object.what);
+  requireRole(p, action);
+  if (action === 'job.cancel' && p.role === 'researcher' && object.user !== p.user)
+    throw forbidden('a researcher may cancel only their own jobs');
+}

@@ -1,0 +1,73 @@
+// The HTTP API: fastify with zod schemas (validated in, serialized out, published as OpenAPI at
+// /openapi.json). Every route but the probes and the API description needs a bearer token.
+import swagger from '@fastify/swagger';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { ApiError, installErrorHandling } from './errors.js';
+import type { ServerContext } from './context.js';
+import { adminRoutes } from './routes/admin.js';
+import { jobRoutes } from './routes/jobs.js';
+
+const PUBLIC = new Set(['/healthz', '/readyz', '/openapi.json']);
+
+export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.log as FastifyBaseLogger,
+    // One log line per request is too many at thousands of submissions a second; errors are logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Huge or odd inputs are refused early, never parsed into a crash.
+    bodyLimit: 2 * 1024 * 1024,
+    routerOptions: { maxParamLength: 200 },
+    return503OnClosing: true,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandling(app);
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Fabrik', description: 'Control plane of a sovereign AI factory', version: '0.1.0' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  app.decorateRequest('principal', null as never);
+  app.addHook('onRequest', async (req) => {
+    (req as { startedAt?: bigint }).startedAt = process.hrtime.bigint();
+    const path = req.url.split('?')[0];
+    if (PUBLIC.has(path)) return;
+    req.principal = await ctx.auth.authenticate(req.headers.authorization);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const started = (req as { startedAt?: bigint }).startedAt;
+    if (started === undefined) return;
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    ctx.metrics.httpDuration.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unknown', status: String(reply.statusCode) },
+      seconds,
+    );
+  });
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    try {
+      await ctx.store.countTokens();
+      return { status: 'ready' };
+    } catch {
+      return reply.code(503).send(new ApiError(503, 'UNAVAILABLE', 'the store does not answer').body());
+    }
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+    if (req.principal.role !== 'operator' && req.principal.role !== 'auditor')
+      throw new ApiError(403, 'FORBIDDEN', 'metrics are for operators and auditors');
+    reply.type(ctx.metrics.registry.contentType);
+    return ctx.metrics.registry.metrics();
+  });
+
+  jobRoutes(app, ctx);
+  adminRoutes(app, ctx);
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,25 @@
+// What every route handler works with.
+import type { Logger } from 'pino';
+import type { Consortium } from '../core/consortium.js';
+import type { Store } from '../store/store.js';
+import type { Authenticator, Principal } from './auth.js';
+import type { Controller } from './controller.js';
+import type { ServerMetrics } from './metrics.js';
+
+export interface ServerContext {
+  readonly store: Store;
+  readonly controller: Controller;
+  readonly consortium: Consortium;
+  readonly auth: Authenticator;
+  readonly metrics: ServerMetrics;
+  readonly log: Logger;
+  /** Seconds since the epoch. */
+  readonly now: () => number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the authentication hook on every route but the probes and the API description. */
+    principal: Principal;
+  }
+}

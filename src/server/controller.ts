@@ -1,0 +1,591 @@
+// The scheduling loop: the server's side of "two loops, one scheduler". It keeps the active jobs
+// in memory (the store is the truth; this is its mirror), runs the scheduler's cycle on every
+// submission, every job end and on a timer, writes each decision to the store before telling the
+// executor, and turns the executor's reports into job states. Every change goes through one
+// queue, so cycles, cancels and executor events never interleave.
+import { join, isAbsolute } from 'node:path';
+import type { Logger } from 'pino';
+import type { JobState, Placement } from '../api/contract.js';
+import { FINAL_STATES } from '../api/contract.js';
+import type { Consortium } from '../core/consortium.js';
+import type { Allocation, GangRequest, PendingJob, RunningJob } from '../core/job.js';
+import { withNodeStates, type NodeState, type Site } from '../core/site.js';
+import { decayUsage } from '../core/usage.js';
+import { cycle } from '../scheduler/cycle.js';
+import { DEFAULT_CONFIG, type Decision, type Explanation, type SchedulerConfig } from '../scheduler/types.js';
+import type { ExecJob, Executor, ExecutorEvent, ExecNode } from '../executors/executor.js';
+import type { JobUpdate, NodeStateRecord, StoredJob, Store } from '../store/store.js';
+
+const ACTIVE: readonly JobState[] = ['pending', 'starting', 'running', 'preempting'];
+const ON_GPUS: readonly JobState[] = ['starting', 'running', 'preempting'];
+/** Reasons the server (not the scheduler) gives a waiting job. */
+export type ServerReason = 'Dependency' | 'JobArrayTaskLimit';
+
+export interface ControllerOptions {
+  readonly store: Store;
+  readonly executor: Executor;
+  readonly site: Site;
+  readonly consortium: Consortium;
+  readonly dataDir: string;
+  readonly now: () => number;
+  readonly log: Logger;
+  /** Seconds between cycles when nothing happens (reservations and grace periods move on time). */
+  readonly cycleSeconds: number;
+  readonly config?: SchedulerConfig;
+  /** Least time between two cycles (default 200 ms). */
+  readonly minCycleGapMs?: number;
+}
+
+export interface CycleStats {
+  cycles: number;
+  lastCycleSeconds: number;
+  lastDecisions: number;
+}
+
+export class Controller {
+  private readonly active = new Map<string, StoredJob>();
+  private explanations = new Map<
+    string,
+    Explanation | { job: string; reason: ServerReason; position: null; estimatedStart: null }
+  >();
+  /** Jobs told to stop for another: who took their GPUs, and when their grace ends. */
+  private readonly preempting = new Map<string, { since: number; graceEndsAt: number; by: string }>();
+  private readonly cancelRequested = new Set<string>();
+  /** Executor reports not yet written (see `report`). */
+  private readonly inbox: ExecutorEvent[] = [];
+  private usage: Record<string, number> = {};
+  private usageAt: number;
+  private nodeStates: Record<string, NodeState> = {};
+  private site: Site;
+  private readonly nodeIndex: Map<string, number>;
+  private readonly execNodes: Map<string, ExecNode>;
+  private queue: Promise<unknown> = Promise.resolve();
+  private kicked = false;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private lastCycleEndMs = -Infinity;
+  readonly stats: CycleStats = { cycles: 0, lastCycleSeconds: 0, lastDecisions: 0 };
+
+  constructor(private readonly o: ControllerOptions) {
+    this.site = o.site;
+    this.nodeIndex = new Map(o.site.nodes.map((n, i) => [n.name, i]));
+    this.execNodes = new Map(o.executor.nodes().map((n) => [n.name, n]));
+    this.usageAt = o.now();
+    o.executor.onEvent((e) => this.report(e));
+  }
+
+  /** Loads the active jobs and usage, finds the executor's jobs again, and starts the loop. */
+  async start(): Promise<void> {
+    const saved = await this.o.store.usage();
+    if (saved) {
+      this.usage = { ...saved.gpuHours };
+      this.usageAt = saved.at;
+    }
+    this.applyNodeStates(await this.o.store.nodeStates());
+    for (const j of await this.o.store.activeJobs()) this.active.set(j.id, j);
+    await this.serial(() => this.recover());
+    this.timer = setInterval(() => this.kick(), this.o.cycleSeconds * 1000);
+    this.timer.unref();
+    this.kick();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.queue;
+    await this.o.store.saveUsage(this.o.now(), this.decayedUsage(this.o.now()));
+    await this.o.executor.close();
+  }
+
+  /** Newly stored jobs: they join the queue, and a cycle follows soon. */
+  submitted(jobs: readonly StoredJob[]): void {
+    for (const j of jobs) this.active.set(j.id, j);
+    this.kick();
+  }
+
+  activeJob(id: string): StoredJob | undefined {
+    return this.active.get(id);
+  }
+
+  explanation(id: string) {
+    return this.explanations.get(id);
+  }
+
+  /** GPUs held per member right now. */
+  runningGpus(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const j of this.active.values()) if (ON_GPUS.includes(j.state)) out[j.member] = (out[j.member] ?? 0) + j.gpus;
+    return out;
+  }
+
+  /** Jobs holding GPUs (starting, running, or stopping). */
+  onGpus(): StoredJob[] {
+    return [...this.active.values()].filter((j) => ON_GPUS.includes(j.state));
+  }
+
+  pendingCount(): number {
+    let n = 0;
+    for (const j of this.active.values()) if (j.state === 'pending') n++;
+    return n;
+  }
+
+  currentSite(): Site {
+    return this.site;
+  }
+
+  /** Cancels a job: at once if it waits; a running one is signalled and ends as cancelled. */
+  cancel(id: string, actor: string): Promise<StoredJob | undefined> {
+    return this.serial(async () => {
+      const job = this.active.get(id);
+      if (!job) return undefined;
+      const now = this.o.now();
+      if (job.state === 'pending') {
+        await this.update([
+          {
+            id,
+            from: ['pending'],
+            set: { state: 'cancelled', endedAt: now, reason: 'Cancelled' },
+            event: this.ev('cancelled', actor, now, 'Cancelled'),
+          },
+        ]);
+        this.kick();
+        return this.active.get(id) ?? (await this.o.store.job(id));
+      }
+      this.cancelRequested.add(id);
+      await this.update([
+        { id, from: ON_GPUS, set: { reason: 'CancelRequested' }, event: this.ev('cancel-requested', actor, now, null) },
+      ]);
+      await this.o.executor.stop(id, job.request.gracePeriodSeconds);
+      return this.active.get(id);
+    });
+  }
+
+  /** Drain, resume, down or maintenance for a node: the next cycle plans with it. */
+  setNodeState(record: NodeStateRecord): Promise<void> {
+    return this.serial(async () => {
+      await this.o.store.setNodeState(record);
+      this.applyNodeStates([record]);
+      this.kick();
+    });
+  }
+
+  /**
+   * Asks for a cycle soon; many asks in one moment make one cycle, and cycles are at least
+   * `minCycleGapMs` apart (Slurm's sched_min_interval): a burst of submissions is scheduled
+   * in batches instead of starving the API of CPU.
+   */
+  kick(): void {
+    if (this.kicked || this.closed) return;
+    this.kicked = true;
+    const wait = Math.max(0, this.lastCycleEndMs + (this.o.minCycleGapMs ?? 200) - performance.now());
+    setTimeout(() => {
+      this.kicked = false;
+      void this.serial(() => this.runCycle());
+    }, wait).unref();
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch((err) => this.o.log.error({ err }, 'scheduling loop step failed'));
+    return next;
+  }
+
+  private applyNodeStates(records: readonly NodeStateRecord[]): void {
+    for (const r of records) if (this.nodeIndex.has(r.node)) this.nodeStates[r.node] = r.state;
+    this.site = withNodeStates(this.o.site, this.nodeStates);
+  }
+
+  private decayedUsage(now: number): Record<string, number> {
+    const half = this.o.consortium.fairShare.halfLifeHours;
+    const held = this.runningGpus();
+    const out: Record<string, number> = {};
+    for (const m of this.o.consortium.members)
+      out[m.id] = decayUsage(this.usage[m.id] ?? 0, Math.max(0, now - this.usageAt), half, held[m.id] ?? 0);
+    return out;
+  }
+
+  // ---- the cycle -------------------------------------------------------------------------
+
+  private async runCycle(): Promise<void> {
+    if (this.closed) return;
+    const started = performance.now();
+    const now = this.o.now();
+    this.usage = this.decayedUsage(now);
+    this.usageAt = now;
+    // 1. Jobs the scheduler must not see yet: unmet dependencies, array tasks over their throttle.
+    const held = await this.holdBack(now);
+    // 2. The cycle, on the mirror of the store.
+    const pending: PendingJob[] = [];
+    const running: RunningJob[] = [];
+    for (const j of this.active.values()) {
+      if (j.state === 'pending' && !held.has(j.id)) pending.push(toPending(j));
+      else if (ON_GPUS.includes(j.state) && j.placement) running.push(this.toRunning(j, now));
+    }
+    const result = cycle({ site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours: this.usage }, now, {
+      ...(this.o.config ?? DEFAULT_CONFIG),
+      explain: true,
+    });
+    // 3. Decisions: stored first, then carried out.
+    await this.apply(result.decisions, now);
+    const explanations: typeof this.explanations = new Map();
+    for (const e of result.pending) explanations.set(e.job, e);
+    for (const [id, reason] of held) explanations.set(id, { job: id, reason, position: null, estimatedStart: null });
+    this.explanations = explanations;
+    this.stats.cycles++;
+    this.stats.lastDecisions = result.decisions.length;
+    this.lastCycleEndMs = performance.now();
+    this.stats.lastCycleSeconds = (this.lastCycleEndMs - started) / 1000;
+  }
+
+  /** Dependencies (afterok) and array throttles; a dependency that failed cancels the job, as Slurm's kill_invalid_depend. */
+  private async holdBack(now: number): Promise<Map<string, ServerReason>> {
+    const held = new Map<string, ServerReason>();
+    const arrayRunning = new Map<string, number>();
+    for (const j of this.active.values())
+      if (j.arrayJobId && ON_GPUS.includes(j.state)) arrayRunning.set(j.arrayJobId, (arrayRunning.get(j.arrayJobId) ?? 0) + 1);
+    const doomed: JobUpdate[] = [];
+    for (const j of [...this.active.values()].sort((a, b) => Number(a.id) - Number(b.id))) {
+      if (j.state !== 'pending') continue;
+      const deps = j.request.afterOk;
+      if (deps.length > 0) {
+        let waiting = false;
+        let failed: string | null = null;
+        for (const d of deps) {
+          const a = this.active.get(d);
+          if (a) waiting = true;
+          else {
+            const stored = await this.o.store.job(d);
+            if (!stored || stored.state !== 'succeeded') failed = d;
+          }
+        }
+        if (failed) {
+          doomed.push({
+            id: j.id,
+            from: ['pending'],
+            set: { state: 'cancelled', endedAt: now, reason: 'DependencyNeverSatisfied' },
+            event: this.ev('cancelled', 'scheduler', now, 'DependencyNeverSatisfied', { dependency: failed }),
+          });
+          continue;
+        }
+        if (waiting) {
+          held.set(j.id, 'Dependency');
+          continue;
+        }
+      }
+      if (j.arrayJobId && j.arrayThrottle !== null) {
+        const n = arrayRunning.get(j.arrayJobId) ?? 0;
+        if (n >= j.arrayThrottle) held.set(j.id, 'JobArrayTaskLimit');
+        else arrayRunning.set(j.arrayJobId, n + 1); // counts toward the throttle if it starts now
+      }
+    }
+    if (doomed.length > 0) await this.update(doomed);
+    return held;
+  }
+
+  private async apply(decisions: readonly Decision[], now: number): Promise<void> {
+    const updates: JobUpdate[] = [];
+    const toStart: StoredJob[] = [];
+    const toStop: { id: string; grace: number }[] = [];
+    const devices = this.devicesInUse();
+    for (const d of decisions) {
+      const job = this.active.get(d.job);
+      if (!job) continue;
+      switch (d.kind) {
+        case 'start': {
+          const placement = this.placementFor(d.allocation, devices);
+          updates.push({
+            id: job.id,
+            from: ['pending'],
+            set: { state: 'starting', placement, startedAt: now, holdSince: null, reason: null },
+            event: this.ev('started', 'scheduler', now, null, { placement, borrowing: d.borrowing }),
+          });
+          toStart.push(job);
+          break;
+        }
+        case 'preempt': {
+          this.preempting.set(job.id, { since: now, graceEndsAt: now + d.graceSeconds, by: d.for });
+          updates.push({
+            id: job.id,
+            from: ['starting', 'running'],
+            set: { state: 'preempting', reason: `Preempted (${d.reason}) for job ${d.for}` },
+            event: this.ev('preempting', 'scheduler', now, d.reason, {
+              for: d.for,
+              graceSeconds: d.graceSeconds,
+              lostGpuHours: d.lostGpuHours,
+            }),
+          });
+          toStop.push({ id: job.id, grace: d.graceSeconds });
+          break;
+        }
+        case 'requeue': {
+          this.preempting.set(job.id, { since: now, graceEndsAt: now, by: 'NodeFailure' });
+          updates.push({
+            id: job.id,
+            from: ['starting', 'running'],
+            set: { state: 'preempting', reason: 'NodeFailure' },
+            event: this.ev('node-failure', 'scheduler', now, 'NodeFailure', {
+              nodes: d.nodes.map((n) => this.o.site.nodes[n].name),
+            }),
+          });
+          toStop.push({ id: job.id, grace: 0 });
+          break;
+        }
+        case 'reserve':
+          if (job.holdSince === null)
+            updates.push({
+              id: job.id,
+              from: ['pending'],
+              set: { holdSince: now },
+              event: this.ev('reserved', 'scheduler', now, null, { start: d.start }),
+            });
+          break;
+      }
+    }
+    const skipped = new Set(await this.update(updates));
+    const handles: JobUpdate[] = [];
+    for (const job of toStart) {
+      if (skipped.has(job.id)) continue;
+      const current = this.active.get(job.id)!;
+      try {
+        const handle = await this.o.executor.start(this.execJob(current));
+        handles.push({ id: job.id, from: ON_GPUS, set: { handle }, event: null });
+      } catch (err) {
+        this.o.log.error({ err, job: job.id }, 'executor could not start the job');
+        handles.push({
+          id: job.id,
+          from: ON_GPUS,
+          set: { state: 'failed', endedAt: now, reason: `ExecutorError: ${(err as Error).message}` },
+          event: this.ev('failed', 'executor', now, 'ExecutorError'),
+        });
+      }
+    }
+    await this.update(handles);
+    for (const s of toStop) if (!skipped.has(s.id)) await this.o.executor.stop(s.id, s.grace);
+  }
+
+  // ---- executor reports --------------------------------------------------------------------
+
+  /**
+   * Reports are written in batches: every report that arrived while the loop was busy goes
+   * into one transaction (one fsync), not one each.
+   */
+  private report(e: ExecutorEvent): void {
+    this.inbox.push(e);
+    if (this.inbox.length > 1) return;
+    void this.serial(async () => {
+      const reports = this.inbox.splice(0);
+      const updates: JobUpdate[] = [];
+      for (const r of reports) {
+        const job = this.active.get(r.job);
+        if (!job) continue;
+        if (r.kind === 'running')
+          updates.push({
+            id: job.id,
+            from: ['starting'],
+            set: { state: 'running' },
+            event: this.ev('running', 'executor', r.at, null),
+          });
+        else if (r.kind === 'lost') updates.push(this.ended(job, r.at, null, null, 'lost', r.reason));
+        else updates.push(this.ended(job, r.at, r.exitCode, r.signal, r.reason, null));
+      }
+      await this.update(updates);
+      if (reports.some((r) => r.kind !== 'running')) this.kick();
+    });
+  }
+
+  /** A job's processes are gone: requeue it (preempted, failed node, lost), or record how it ended. */
+  private ended(
+    job: StoredJob,
+    at: number,
+    exitCode: number | null,
+    signal: string | null,
+    how: 'completed' | 'stopped' | 'timeout' | 'lost',
+    lostReason: string | null,
+  ): JobUpdate {
+    const cancelled = this.cancelRequested.delete(job.id) || job.reason === 'CancelRequested';
+    const preempt = this.preempting.get(job.id);
+    this.preempting.delete(job.id);
+    const requeue = !cancelled && (job.state === 'preempting' || (how === 'lost' && job.request.requeue));
+    if (requeue) {
+      const by = preempt?.by ?? null;
+      return {
+        id: job.id,
+        from: ON_GPUS,
+        set: {
+          state: 'pending',
+          placement: null,
+          handle: null,
+          startedAt: null,
+          holdSince: null,
+          reason: null,
+          requeues: job.requeues + 1,
+          preemptedBy: by && by !== 'NodeFailure' ? [...job.preemptedBy, by] : job.preemptedBy,
+        },
+        event: this.ev('requeued', 'executor', at, how === 'lost' ? `Lost: ${lostReason}` : (job.reason ?? null)),
+      };
+    }
+    let state: JobState;
+    let reason: string | null;
+    if (cancelled) [state, reason] = ['cancelled', 'Cancelled'];
+    else if (how === 'lost') [state, reason] = ['lost', lostReason];
+    else if (how === 'timeout') [state, reason] = ['failed', 'TimeLimit'];
+    else if (exitCode === 0) [state, reason] = ['succeeded', null];
+    else [state, reason] = ['failed', exitCode === null ? `Signal ${signal ?? 'unknown'}` : `NonZeroExitCode ${exitCode}`];
+    return {
+      id: job.id,
+      from: ON_GPUS,
+      set: { state, reason, endedAt: at, exitCode },
+      event: this.ev(state, 'executor', at, reason, { exitCode, signal }),
+    };
+  }
+
+  /** After a restart: the executor finds its jobs again; what it cannot find is lost (and requeued if allowed). */
+  private async recover(): Promise<void> {
+    const onGpus = [...this.active.values()].filter((j) => ON_GPUS.includes(j.state));
+    const withHandle = onGpus.filter((j) => j.handle !== null && j.placement !== null);
+    const result = await this.o.executor.recover(withHandle.map((j) => ({ job: this.execJob(j), handle: j.handle! })));
+    const now = this.o.now();
+    const updates: JobUpdate[] = [];
+    for (const j of onGpus)
+      if (j.handle === null)
+        updates.push(this.ended(j, now, null, null, 'lost', 'the server stopped before the executor confirmed the start'));
+    for (const e of result.exited) {
+      const j = this.active.get(e.job);
+      if (j) updates.push(this.ended(j, e.at, e.exitCode, null, 'completed', null));
+    }
+    for (const id of result.lost) {
+      const j = this.active.get(id);
+      if (j) updates.push(this.ended(j, now, null, null, 'lost', 'its processes vanished while the server was down'));
+    }
+    await this.update(updates);
+    // Jobs told to stop before the restart are told again: their grace period runs anew.
+    for (const id of result.found) {
+      const j = this.active.get(id);
+      if (j && (j.state === 'preempting' || j.reason === 'CancelRequested'))
+        await this.o.executor.stop(id, j.request.gracePeriodSeconds);
+    }
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------
+
+  /** Writes updates, then mirrors what took: a job in a final state leaves the mirror. */
+  private async update(updates: readonly JobUpdate[]): Promise<string[]> {
+    if (updates.length === 0) return [];
+    const skipped = await this.o.store.updateJobs(updates);
+    const skip = new Set(skipped);
+    const now = this.o.now();
+    for (const u of updates) {
+      if (skip.has(u.id)) continue;
+      const j = this.active.get(u.id);
+      if (!j) continue;
+      const next: StoredJob = { ...j, ...u.set, updatedAt: u.event?.at ?? now };
+      if (FINAL_STATES.includes(next.state) || !ACTIVE.includes(next.state)) this.active.delete(u.id);
+      else this.active.set(u.id, next);
+    }
+    return skipped;
+  }
+
+  private ev(kind: string, actor: string, at: number, reason: string | null, data: Record<string, unknown> | null = null) {
+    return { kind, actor, at, reason, data };
+  }
+
+  private devicesInUse(): Map<string, Set<number>> {
+    const used = new Map<string, Set<number>>();
+    for (const j of this.active.values()) {
+      if (!ON_GPUS.includes(j.state) || !j.placement) continue;
+      for (const p of j.placement) {
+        const s = used.get(p.node) ?? new Set<number>();
+        for (const g of p.gpus) s.add(g);
+        used.set(p.node, s);
+      }
+    }
+    return used;
+  }
+
+  /** The scheduler says how many GPUs on which node; the lowest free device indices there are taken. */
+  private placementFor(allocation: readonly Allocation[], used: Map<string, Set<number>>): Placement {
+    return allocation.map((a) => {
+      const name = this.o.site.nodes[a.node].name;
+      const devices = this.execNodes.get(name)?.gpus ?? [];
+      const taken = used.get(name) ?? new Set<number>();
+      const gpus: number[] = [];
+      for (const d of devices) {
+        if (gpus.length === a.gpus) break;
+        if (!taken.has(d)) gpus.push(d);
+      }
+      if (gpus.length < a.gpus)
+        throw new Error(`node ${name}: the scheduler placed ${a.gpus} GPUs where ${gpus.length} are free`);
+      for (const g of gpus) taken.add(g);
+      used.set(name, taken);
+      return { node: name, gpus };
+    });
+  }
+
+  private toRunning(j: StoredJob, now: number): RunningJob {
+    const allocation = (j.placement ?? []).map((p) => ({ node: this.nodeIndex.get(p.node) ?? 0, gpus: p.gpus.length }));
+    const pre = this.preempting.get(j.id);
+    const preempting =
+      j.state === 'preempting'
+        ? (pre ?? { since: now, graceEndsAt: now + j.request.gracePeriodSeconds, by: j.reason ?? 'unknown' })
+        : null;
+    return { ...toPending(j), startedAt: j.startedAt ?? now, allocation, lastCheckpointAt: null, preempting };
+  }
+
+  execJob(j: StoredJob): ExecJob {
+    const dir = join(this.o.dataDir, 'jobs', j.id);
+    const base = j.request.workdir ?? dir;
+    const expand = (pattern: string) => {
+      const p = pattern
+        .replace(/%%/g, '\u0000')
+        .replace(/%j/g, j.id)
+        .replace(/%x/g, j.name)
+        .replace(/%A/g, j.arrayJobId ?? j.id)
+        .replace(/%a/g, String(j.arrayTaskId ?? 0))
+        .replace(/\u0000/g, '%');
+      return isAbsolute(p) ? p : join(base, p);
+    };
+    const output = expand(j.request.output ?? join(dir, 'fabrik-%j.out'));
+    return {
+      id: j.id,
+      name: j.name,
+      member: j.member,
+      project: j.project,
+      user: j.user,
+      command: j.request.command ?? null,
+      script: j.request.script ?? null,
+      env: j.request.env,
+      workdir: j.request.workdir ?? null,
+      placement: j.placement ?? [],
+      walltimeSeconds: j.request.walltimeSeconds,
+      gracePeriodSeconds: j.request.gracePeriodSeconds,
+      signal: j.request.signal,
+      output,
+      error: j.request.error ? expand(j.request.error) : output,
+    };
+  }
+}
+
+export function gangOf(j: StoredJob): GangRequest {
+  const r = j.request;
+  return r.nodes !== undefined && r.gpusPerNode !== undefined ? { nodes: r.nodes, gpusPerNode: r.gpusPerNode } : { gpus: j.gpus };
+}
+
+function toPending(j: StoredJob): PendingJob {
+  const r = j.request;
+  return {
+    id: j.id,
+    member: j.member,
+    project: j.project,
+    priorityClass: r.priorityClass,
+    gang: gangOf(j),
+    topology: r.topology,
+    isolation: { exclusive: r.exclusive, zone: r.zone },
+    walltimeSeconds: r.walltimeSeconds,
+    minRuntimeSeconds: r.minRuntimeSeconds,
+    checkpointIntervalSeconds: r.checkpointIntervalSeconds,
+    gracePeriodSeconds: r.gracePeriodSeconds,
+    submittedAt: j.submittedAt,
+    holdSince: j.holdSince,
+    preemptedBy: j.preemptedBy,
+  };
+}

@@ -1,0 +1,108 @@
+// `fabrik up`: the store, the executor, the scheduling loop and the HTTP API, wired together.
+// The embedded default needs nothing installed: SQLite in the data folder, the demo consortium,
+// and the `local` executor on this host's GPUs.
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pino, type Logger } from 'pino';
+import type { Consortium } from '../core/consortium.js';
+import type { Site } from '../core/site.js';
+import type { Executor } from '../executors/executor.js';
+import { createLocalExecutor } from '../executors/local.js';
+import { createSimulatedExecutor, simulatedNodesFor } from '../executors/simulated.js';
+import { openStore } from '../store/open.js';
+import type { Store } from '../store/store.js';
+import { buildApp } from './app.js';
+import { Authenticator, issueToken, type OidcConfig } from './auth.js';
+import { Controller } from './controller.js';
+import { createMetrics } from './metrics.js';
+import { scaleConsortium, siteFromNodes } from './site.js';
+import type { FastifyInstance } from 'fastify';
+
+export interface ServerOptions {
+  readonly dataDir: string;
+  /** `sqlite:<file>` or `postgres://…`; default: SQLite in the data folder. */
+  readonly store?: string;
+  readonly executor: 'local' | 'simulated';
+  /** The site the consortium was written for (and what `simulated` runs). */
+  readonly site: Site;
+  readonly consortium: Consortium;
+  readonly host?: string;
+  readonly port?: number;
+  readonly oidc?: OidcConfig | null;
+  readonly cycleSeconds?: number;
+  /** `local`: GPUs when nvidia-smi is absent, and how many node slots the host is split into. */
+  readonly localGpus?: number;
+  readonly localNodes?: number;
+  readonly logger?: Logger;
+  readonly now?: () => number;
+}
+
+export interface RunningServer {
+  readonly app: FastifyInstance;
+  readonly controller: Controller;
+  readonly store: Store;
+  readonly url: string;
+  /** The operator token made on first start (null on later starts): printed once. */
+  readonly bootstrapToken: string | null;
+  readonly site: Site;
+  close(): Promise<void>;
+}
+
+export async function startServer(o: ServerOptions): Promise<RunningServer> {
+  const now = o.now ?? (() => Date.now() / 1000);
+  const log = o.logger ?? pino({ level: process.env.FABRIK_LOG_LEVEL ?? 'info' });
+  const dataDir = resolve(o.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const store = await openStore(o.store ?? `sqlite:${join(dataDir, 'fabrik.db')}`);
+
+  let executor: Executor;
+  let site: Site;
+  let consortium = o.consortium;
+  if (o.executor === 'simulated') {
+    site = o.site;
+    executor = createSimulatedExecutor({ nodes: simulatedNodesFor(o.site) });
+  } else {
+    executor = createLocalExecutor({ dataDir, nodes: o.localNodes ?? 1, fallbackGpus: o.localGpus ?? 4, logger: log });
+    site = siteFromNodes('local', executor.nodes(), o.site);
+    // The consortium was written for the big site: the same shares of this host.
+    consortium = scaleConsortium(o.consortium, site.totalGpus / o.site.totalGpus);
+  }
+
+  const controller = new Controller({ store, executor, site, consortium, dataDir, now, log, cycleSeconds: o.cycleSeconds ?? 5 });
+  await store.syncMembers(consortium.members.map((m) => ({ id: m.id, name: m.name, projects: m.projects })));
+  const auth = new Authenticator(store, new Set(consortium.members.map((m) => m.id)), o.oidc ?? null, now);
+  const metrics = createMetrics(controller, consortium);
+  const app = await buildApp({ store, controller, consortium, auth, metrics, log, now });
+
+  let bootstrapToken: string | null = null;
+  if ((await store.countTokens()) === 0) {
+    const { secret } = await issueToken(
+      store,
+      { name: 'bootstrap', member: null, role: 'operator', user: 'operator', ttlSeconds: null },
+      now(),
+    );
+    bootstrapToken = secret;
+    // Like k3s's node token: readable by this user only, so the CLI on this host finds it.
+    const file = join(dataDir, 'operator-token');
+    writeFileSync(file, secret + '\n', { mode: 0o600 });
+    chmodSync(file, 0o600);
+  }
+
+  await controller.start();
+  const address = await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 8080 });
+  let closing: Promise<void> | null = null;
+  return {
+    app,
+    controller,
+    store,
+    url: address,
+    bootstrapToken,
+    site,
+    close: () =>
+      (closing ??= (async () => {
+        await app.close();
+        await controller.close();
+        await store.close();
+      })()),
+  };
+}

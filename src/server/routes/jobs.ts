@@ -1,0 +1,346 @@
+// /v1/jobs: submit (idempotent), list, get, cancel, logs (follow), explain, events.
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import {
+  ExplainView,
+  FINAL_STATES,
+  JOB_STATES,
+  JobEventView,
+  JobView,
+  SubmitRequest,
+  type SubmitSpec,
+} from '../../api/contract.js';
+import type { Member } from '../../core/consortium.js';
+import { gangGpus } from '../../core/job.js';
+import type { NewJob, StoredJob } from '../../store/store.js';
+import { authorize, requireRole, seesMember } from '../access.js';
+import type { Principal } from '../auth.js';
+import { ApiError, notFound } from '../errors.js';
+import type { ServerContext } from '../context.js';
+
+const iso = (s: number | null) => (s === null ? null : new Date(s * 1000).toISOString());
+const JobId = z.object({ id: z.string().regex(/^\d{1,18}$/, 'a job id') });
+const Jobs = z.object({ jobs: z.array(JobView) });
+
+/** Env values are the owner's business: others in the member see the names only. */
+export function jobView(j: StoredJob, p: Principal): JobView {
+  const owner = p.role === 'operator' || p.user === j.user;
+  const env = owner ? j.request.env : Object.fromEntries(Object.keys(j.request.env).map((k) => [k, '(hidden)']));
+  return {
+    id: j.id,
+    name: j.name,
+    member: j.member,
+    project: j.project,
+    user: j.user,
+    state: j.state,
+    reason: j.reason,
+    gpus: j.gpus,
+    priorityClass: j.request.priorityClass,
+    walltimeSeconds: j.request.walltimeSeconds,
+    submittedAt: iso(j.submittedAt)!,
+    startedAt: iso(j.startedAt),
+    endedAt: iso(j.endedAt),
+    exitCode: j.exitCode,
+    placement: j.placement,
+    arrayJobId: j.arrayJobId,
+    arrayTaskId: j.arrayTaskId,
+    requeues: j.requeues,
+    spec: { ...j.request, env },
+  };
+}
+
+/** Same request, same hash: key order does not matter. */
+function requestHash(body: unknown): string {
+  const canon = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canon)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, canon((v as Record<string, unknown>)[k])]),
+          )
+        : v;
+  return createHash('sha256')
+    .update(JSON.stringify(canon(body)))
+    .digest('hex');
+}
+
+export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const { store, controller, consortium } = ctx;
+
+  /** The job if the principal may see it; 404 otherwise (another member's job does not exist for you). */
+  async function visibleJob(p: Principal, id: string): Promise<StoredJob> {
+    const j = controller.activeJob(id) ?? (await store.job(id));
+    if (!j || !seesMember(p, j.member)) throw notFound(`job ${id}`);
+    return j;
+  }
+
+  r.post(
+    '/v1/jobs',
+    {
+      schema: {
+        summary: 'Submit a job (or a job array). Retrying with the same Idempotency-Key never makes two.',
+        headers: z.object({ 'idempotency-key': z.string().min(1).max(256).optional() }),
+        body: SubmitRequest,
+        response: { 200: Jobs, 201: Jobs },
+      },
+    },
+    async (req, reply) => {
+      const p = req.principal;
+      requireRole(p, 'job.submit');
+      const spec = req.body;
+      const member = memberFor(p, spec, consortium.members);
+      const jobs = buildJobs(spec, member, p.user, ctx.now(), ctx);
+      for (const d of spec.afterOk) await visibleJob(p, d).catch(() => bad('body.afterOk', `job ${d} does not exist`));
+      const key = req.headers['idempotency-key'];
+      const outcome = await store.submit({
+        jobs,
+        idempotency: key ? { member: member.id, user: p.user, key, requestHash: requestHash(spec) } : null,
+      });
+      if (outcome.kind === 'conflict')
+        throw new ApiError(
+          409,
+          'IDEMPOTENCY_CONFLICT',
+          'this Idempotency-Key was used for a different request',
+          'headers.idempotency-key',
+        );
+      if (outcome.kind === 'created') {
+        controller.submitted(outcome.jobs);
+        ctx.metrics.submissions.inc(outcome.jobs.length);
+      }
+      return reply.code(outcome.kind === 'created' ? 201 : 200).send({ jobs: outcome.jobs.map((j) => jobView(j, p)) });
+    },
+  );
+
+  r.get(
+    '/v1/jobs',
+    {
+      schema: {
+        summary: "List jobs: your member's (everyone's for operators), newest ids last; page with `after`.",
+        querystring: z.strictObject({
+          state: z
+            .string()
+            .max(200)
+            .transform((s) => s.split(','))
+            .pipe(z.array(z.enum(JOB_STATES)))
+            .optional(),
+          member: z.string().max(64).optional(),
+          user: z.string().max(128).optional(),
+          project: z.string().max(64).optional(),
+          name: z.string().max(128).optional(),
+          array: z
+            .string()
+            .regex(/^\d{1,18}$/)
+            .optional(),
+          after: z
+            .string()
+            .regex(/^\d{1,18}$/, 'a job id')
+            .optional(),
+          limit: z.coerce.number().int().min(1).max(1000).default(100),
+        }),
+        response: { 200: z.object({ jobs: z.array(JobView), next: z.string().nullable() }) },
+      },
+    },
+    async (req) => {
+      const p = req.principal;
+      requireRole(p, 'job.read');
+      const q = req.query;
+      if (p.member !== null && q.member !== undefined && q.member !== p.member) return { jobs: [], next: null };
+      const jobs = await store.jobs({
+        member: p.member ?? q.member,
+        user: q.user,
+        project: q.project,
+        states: q.state,
+        name: q.name,
+        arrayJobId: q.array,
+        after: q.after,
+        limit: q.limit,
+      });
+      return { jobs: jobs.map((j) => jobView(j, p)), next: jobs.length === q.limit ? jobs[jobs.length - 1].id : null };
+    },
+  );
+
+  r.get('/v1/jobs/:id', { schema: { params: JobId, response: { 200: JobView } } }, async (req) => {
+    const j = await visibleJob(req.principal, req.params.id);
+    authorize(req.principal, 'job.read', { member: j.member, what: `job ${j.id}` });
+    return jobView(j, req.principal);
+  });
+
+  r.post(
+    '/v1/jobs/:id/cancel',
+    {
+      schema: {
+        summary: 'Cancel a job (scancel): a running one gets its signal, then SIGKILL after its grace period.',
+        params: JobId,
+        response: { 200: JobView },
+      },
+    },
+    async (req) => {
+      const p = req.principal;
+      const j = await visibleJob(p, req.params.id);
+      authorize(p, 'job.cancel', { member: j.member, user: j.user, what: `job ${j.id}` });
+      if (FINAL_STATES.includes(j.state)) throw new ApiError(409, 'JOB_FINISHED', `job ${j.id} already ended (${j.state})`);
+      const after = (await controller.cancel(j.id, p.user)) ?? (await store.job(j.id))!;
+      return jobView(after, p);
+    },
+  );
+
+  r.get(
+    '/v1/jobs/:id/events',
+    { schema: { params: JobId, response: { 200: z.object({ events: z.array(JobEventView) }) } } },
+    async (req) => {
+      const j = await visibleJob(req.principal, req.params.id);
+      authorize(req.principal, 'job.read', { member: j.member, what: `job ${j.id}` });
+      const events = await store.events(j.id);
+      return {
+        events: events.map((e) => ({
+          at: iso(e.at)!,
+          kind: e.kind,
+          actor: e.actor,
+          reason: e.reason,
+          data: e.data ? { ...e.data } : null,
+        })),
+      };
+    },
+  );
+
+  r.get('/v1/jobs/:id/explain', { schema: { params: JobId, response: { 200: ExplainView } } }, async (req) => {
+    const j = await visibleJob(req.principal, req.params.id);
+    authorize(req.principal, 'job.read', { member: j.member, what: `job ${j.id}` });
+    const e = j.state === 'pending' ? controller.explanation(j.id) : undefined;
+    return {
+      job: j.id,
+      state: j.state,
+      reason: e?.reason ?? (j.state === 'pending' ? 'NotYetScheduled' : j.reason),
+      position: e?.position ?? null,
+      estimatedStart: iso(e?.estimatedStart ?? null),
+      message: explainMessage(j, e?.reason ?? null, e?.estimatedStart ?? null),
+    };
+  });
+
+  r.get(
+    '/v1/jobs/:id/logs',
+    {
+      schema: {
+        summary: "The job's output log (or its error log); with follow=true the response streams until the job ends.",
+        params: JobId,
+        querystring: z.strictObject({
+          stream: z.enum(['output', 'error']).default('output'),
+          offset: z.coerce.number().int().min(0).default(0),
+          follow: z
+            .enum(['true', 'false', '1', '0'])
+            .transform((v) => v === 'true' || v === '1')
+            .default(false),
+        }),
+      },
+    },
+    async (req, reply) => {
+      const p = req.principal;
+      const j = await visibleJob(p, req.params.id);
+      authorize(p, 'job.logs', { member: j.member, user: j.user, what: `job ${j.id}` });
+      const exec = controller.execJob(j);
+      const path = req.query.stream === 'error' ? exec.error : exec.output;
+      reply.type('text/plain; charset=utf-8');
+      if (!req.query.follow) {
+        if (!existsSync(path)) return '';
+        return createReadStream(path, { start: req.query.offset });
+      }
+      return Readable.from(
+        follow(
+          path,
+          req.query.offset,
+          async () => {
+            const now = controller.activeJob(j.id);
+            return !now;
+          },
+          () => req.raw.destroyed,
+        ),
+      );
+    },
+  );
+}
+
+/** Yields what is appended to a file until `ended()` and everything written has been read. */
+async function* follow(path: string, offset: number, ended: () => Promise<boolean>, gone: () => boolean): AsyncGenerator<Buffer> {
+  let at = offset;
+  for (;;) {
+    const done = await ended();
+    if (existsSync(path)) {
+      const size = statSync(path).size;
+      if (size > at) {
+        for await (const chunk of createReadStream(path, { start: at, end: size - 1 })) yield chunk as Buffer;
+        at = size;
+      }
+    }
+    if (done || gone()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+function bad(field: string, message: string): never {
+  throw new ApiError(400, 'VALIDATION_FAILED', message, field);
+}
+
+function memberFor(p: Principal, spec: SubmitSpec, members: readonly Member[]): Member {
+  const id = p.member ?? spec.member;
+  if (!id) bad('body.member', 'an operator submits on behalf of a member: give member');
+  if (p.member !== null && spec.member !== undefined && spec.member !== p.member)
+    throw new ApiError(403, 'FORBIDDEN', `you submit for member ${p.member} only`, 'body.member');
+  const m = members.find((x) => x.id === id);
+  if (!m) bad('body.member', `no member ${id}`);
+  return m;
+}
+
+function buildJobs(spec: SubmitSpec, member: Member, user: string, now: number, ctx: ServerContext): NewJob[] {
+  const project = spec.project ?? member.projects[0] ?? 'default';
+  if (member.projects.length > 0 && !member.projects.includes(project))
+    bad('body.project', `member ${member.id} has no project ${project} (it has ${member.projects.join(', ')})`);
+  const site = ctx.controller.currentSite();
+  if (spec.zone !== null && !site.zones.includes(spec.zone))
+    bad('body.zone', `no zone ${spec.zone} (zones: ${site.zones.join(', ')})`);
+  if (spec.gpusPerNode !== undefined && spec.gpusPerNode > site.maxGpusPerNode)
+    bad('body.gpusPerNode', `nodes here have at most ${site.maxGpusPerNode} GPUs`);
+  const { member: _m, project: _p, name, array, ...rest } = spec;
+  const request = spec.gpus === undefined && spec.nodes === undefined ? { ...rest, gpus: 1 } : rest;
+  const gpus = gangGpus(
+    request.gpus !== undefined ? { gpus: request.gpus } : { nodes: request.nodes!, gpusPerNode: request.gpusPerNode! },
+  );
+  if (gpus > site.totalGpus)
+    bad(spec.gpus !== undefined ? 'body.gpus' : 'body.nodes', `the site has ${site.totalGpus} GPUs; the job asks for ${gpus}`);
+  const one = (task: number | null): NewJob => ({
+    name,
+    member: member.id,
+    project,
+    user,
+    request,
+    gpus,
+    submittedAt: now,
+    arrayTaskId: task,
+    arrayThrottle: array?.throttle ?? null,
+  });
+  return array ? [...new Set(array.indices)].sort((a, b) => a - b).map(one) : [one(null)];
+}
+
+function explainMessage(j: StoredJob, reason: string | null, start: number | null): string {
+  if (j.state !== 'pending') return `job ${j.id} is ${j.state}${j.reason ? ` (${j.reason})` : ''}`;
+  const when = start === null ? 'no start time can be estimated with the machine as it is' : `estimated start ${iso(start)}`;
+  const why: Record<string, string> = {
+    QuotaExhausted: 'its member is at its entitlement and nothing idle can be borrowed',
+    WaitingForReclaim: 'GPUs lent to another member are being taken back for it',
+    WaitingForResources: 'it holds a reservation and starts when running jobs release its GPUs',
+    BehindReservation: 'it would fit now but would delay a job that holds a reservation',
+    NoTopologyFit: 'enough GPUs are free, but not in the NVLink-domain shape it needs',
+    IsolationRequired: 'enough GPUs are free, but only on domains shared with another member',
+    NodesUnavailable: 'it cannot fit even on an empty machine with the nodes up today',
+    Priority: 'jobs ahead of it in the queue come first',
+    Dependency: 'it waits for the jobs it depends on (afterok) to succeed',
+    JobArrayTaskLimit: 'its array already runs as many tasks as its throttle allows',
+  };
+  return `${reason ? (why[reason] ?? reason) : 'the scheduler has not looked at it yet'}; ${when}`;
+}

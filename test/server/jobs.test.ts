@@ -1,0 +1,118 @@
+// A researcher's day, end to end over HTTP, on the local executor: submit a real job that prints
+// its CUDA_VISIBLE_DEVICES, watch it, read its log, cancel another, ask why a third waits.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ExplainView, JobView } from '../../src/api/contract.js';
+import { testServer, type TestServer } from './helpers.js';
+
+let t: TestServer;
+let alice: string;
+let carol: string;
+
+const jobOf = (r: { body: unknown }) => (r.body as { jobs: JobView[] }).jobs[0];
+
+beforeAll(async () => {
+  t = await testServer();
+  alice = await t.token('pharma', 'researcher', 'alice');
+  carol = await t.token('telecom', 'researcher', 'carol');
+});
+afterAll(async () => {
+  await t.close();
+});
+
+async function finished(token: string, id: string): Promise<JobView> {
+  return t.waitFor(`job ${id} to end`, async () => {
+    const r = await t.call<JobView>(token, 'GET', `/v1/jobs/${id}`);
+    return ['succeeded', 'failed', 'cancelled', 'lost'].includes(r.body.state) ? r.body : undefined;
+  });
+}
+
+describe('jobs over the API', () => {
+  it('runs a real job on exactly its GPUs and keeps its log', async () => {
+    const r = await t.call(alice, 'POST', '/v1/jobs', {
+      name: 'hello',
+      command: ['sh', '-c', 'echo "gpus=$CUDA_VISIBLE_DEVICES"'],
+      gpus: 2,
+    });
+    expect(r.status).toBe(201);
+    const job = jobOf(r);
+    expect(job).toMatchObject({ member: 'pharma', user: 'alice', state: 'pending', gpus: 2 });
+    const done = await finished(alice, job.id);
+    expect(done).toMatchObject({ state: 'succeeded', exitCode: 0 });
+    expect(done.placement?.[0].gpus).toHaveLength(2);
+    const log = await t.call<string>(alice, 'GET', `/v1/jobs/${job.id}/logs`);
+    expect(log.body).toContain(`gpus=${done.placement![0].gpus.join(',')}`);
+    const events = await t.call<{ events: { kind: string }[] }>(alice, 'GET', `/v1/jobs/${job.id}/events`);
+    expect(events.body.events.map((e) => e.kind)).toEqual(['submitted', 'started', 'running', 'succeeded']);
+  });
+
+  it('records a failing exit code', async () => {
+    const job = jobOf(await t.call(alice, 'POST', '/v1/jobs', { command: ['sh', '-c', 'exit 3'] }));
+    expect(await finished(alice, job.id)).toMatchObject({ state: 'failed', exitCode: 3, reason: 'NonZeroExitCode 3' });
+  });
+
+  it('never makes two jobs for one Idempotency-Key, and refuses the key for another request', async () => {
+    const body = { name: 'once', command: ['true'] };
+    const a = await t.call(alice, 'POST', '/v1/jobs', body, { 'idempotency-key': 'k-1' });
+    const b = await t.call(alice, 'POST', '/v1/jobs', body, { 'idempotency-key': 'k-1' });
+    expect([a.status, b.status]).toEqual([201, 200]);
+    expect(jobOf(b).id).toBe(jobOf(a).id);
+    const c = await t.call<{ error: { code: string; field: string } }>(
+      alice,
+      'POST',
+      '/v1/jobs',
+      { ...body, name: 'other' },
+      { 'idempotency-key': 'k-1' },
+    );
+    expect(c.status).toBe(409);
+    expect(c.body.error).toMatchObject({ code: 'IDEMPOTENCY_CONFLICT', field: 'headers.idempotency-key' });
+  });
+
+  it('cancels a running job: it gets SIGTERM and ends as cancelled', async () => {
+    const job = jobOf(await t.call(alice, 'POST', '/v1/jobs', { command: ['sleep', '60'], gracePeriodSeconds: 2 }));
+    await t.waitFor('running', async () => (await t.call<JobView>(alice, 'GET', `/v1/jobs/${job.id}`)).body.state === 'running');
+    const c = await t.call(alice, 'POST', `/v1/jobs/${job.id}/cancel`);
+    expect(c.status).toBe(200);
+    expect(await finished(alice, job.id)).toMatchObject({ state: 'cancelled' });
+    const again = await t.call<{ error: { code: string } }>(alice, 'POST', `/v1/jobs/${job.id}/cancel`);
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('JOB_FINISHED');
+  });
+
+  it('says why a job waits', async () => {
+    // Pharma's share of this 4-GPU host is 1.2 GPUs, plus at most 1 borrowed: 4 GPUs never fit its quota.
+    const job = jobOf(await t.call(alice, 'POST', '/v1/jobs', { command: ['true'], gpus: 4 }));
+    const e = await t.waitFor('an explanation', async () => {
+      const r = await t.call<ExplainView>(alice, 'GET', `/v1/jobs/${job.id}/explain`);
+      return r.body.reason !== 'NotYetScheduled' ? r.body : undefined;
+    });
+    expect(e).toMatchObject({ state: 'pending', reason: 'QuotaExhausted' });
+    expect(e.message).toContain('entitlement');
+    await t.call(alice, 'POST', `/v1/jobs/${job.id}/cancel`);
+  });
+
+  it("hides one member's jobs from another: 404, never 403, and not in lists", async () => {
+    const job = jobOf(await t.call(alice, 'POST', '/v1/jobs', { command: ['true'] }));
+    for (const path of [
+      `/v1/jobs/${job.id}`,
+      `/v1/jobs/${job.id}/logs`,
+      `/v1/jobs/${job.id}/events`,
+      `/v1/jobs/${job.id}/explain`,
+    ]) {
+      expect((await t.call(carol, 'GET', path)).status).toBe(404);
+    }
+    expect((await t.call(carol, 'POST', `/v1/jobs/${job.id}/cancel`)).status).toBe(404);
+    const list = await t.call<{ jobs: JobView[] }>(carol, 'GET', '/v1/jobs?limit=1000');
+    expect(list.body.jobs.every((j) => j.member === 'telecom')).toBe(true);
+  });
+
+  it('refuses bad input with a 400 that names the field', async () => {
+    const r = await t.call<{ error: { code: string; field: string } }>(alice, 'POST', '/v1/jobs', {
+      command: ['true'],
+      gpus: -1,
+    });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'body.gpus' });
+    const none = await t.call(null, 'GET', '/v1/jobs');
+    expect(none.status).toBe(401);
+  });
+});

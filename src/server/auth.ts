@@ -29,6 +29,7 @@ export interface OidcConfig {
 }
 
 const TOKEN_PREFIX = 'fbk_';
+const CACHE_SECONDS = 10;
 
 export const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
@@ -36,6 +37,7 @@ const unauthenticated = (message: string) => new ApiError(401, 'UNAUTHENTICATED'
 
 export class Authenticator {
   private readonly jwks: JWTVerifyGetKey | null;
+  private readonly cache = new Map<string, { principal: Principal; token: TokenRecord; until: number }>();
 
   constructor(
     private readonly store: Store,
@@ -60,11 +62,28 @@ export class Authenticator {
     throw unauthenticated('unknown token');
   }
 
+  /**
+   * A token seen in the last few seconds is not looked up again: at thousands of requests a second
+   * the lookup would be the API's biggest cost. Revocation clears this replica's entry at once;
+   * other replicas stop accepting the token within CACHE_SECONDS.
+   */
   private async apiToken(secret: string): Promise<Principal> {
-    const t = await this.store.tokenByHash(hashSecret(secret));
+    const hash = hashSecret(secret);
+    const now = this.now();
+    const cached = this.cache.get(hash);
+    if (cached && cached.until > now && (cached.token.expiresAt === null || cached.token.expiresAt > now)) return cached.principal;
+    const t = await this.store.tokenByHash(hash);
     if (!t || t.revokedAt !== null) throw unauthenticated('unknown or revoked token');
-    if (t.expiresAt !== null && t.expiresAt <= this.now()) throw unauthenticated('the token has expired');
-    return { user: t.user, member: t.member, role: t.role, via: 'token' };
+    if (t.expiresAt !== null && t.expiresAt <= now) throw unauthenticated('the token has expired');
+    const principal: Principal = { user: t.user, member: t.member, role: t.role, via: 'token' };
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(hash, { principal, token: t, until: now + CACHE_SECONDS });
+    return principal;
+  }
+
+  /** Forget a token at once (it was revoked here). */
+  forget(tokenHash: string): void {
+    this.cache.delete(tokenHash);
   }
 
   private async oidcToken(token: string): Promise<Principal> {

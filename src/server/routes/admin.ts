@@ -100,6 +100,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (!t || (p.member !== null && t.member !== p.member)) throw notFound(`token ${req.params.id}`);
       requireRole(p, 'token.manage');
       await store.revokeToken(t.id, ctx.now());
+      ctx.auth.forget(t.hash);
       return tokenView((await store.tokenById(t.id))!);
     },
   );

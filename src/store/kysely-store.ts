@@ -1,0 +1,337 @@
+// The store over Kysely: one query layer, the same SQL on SQLite and PostgreSQL except how a
+// transaction begins. Submissions are group-committed (see group-commit.ts); everything else
+// is a plain query or one transaction per call.
+import { sql } from 'kysely';
+import type { Kysely } from 'kysely';
+import type { JobState } from '../api/contract.js';
+import { StoreClosedError } from './errors.js';
+import { GroupCommit, type GroupCommitStats } from './group-commit.js';
+import { eventRow, jobRow, parseJobId, toEvent, toJob, toNodeState, toToken, tokenRow, updateColumns } from './rows.js';
+import { migrateToLatest, type Database, type Engine } from './schema.js';
+import type {
+  JobEvent,
+  JobFilter,
+  JobUpdate,
+  NewJob,
+  NodeStateRecord,
+  StoredJob,
+  Store,
+  Submission,
+  SubmitOutcome,
+  TokenRecord,
+} from './store.js';
+
+const ACTIVE_STATES: readonly JobState[] = ['pending', 'starting', 'running', 'preempting'];
+const MAX_PAGE = 1000;
+/** Rows per INSERT: 500 × 20 columns stays far below SQLite's 32,766 bound parameters. */
+const ROWS_PER_INSERT = 500;
+
+export interface KyselyStoreOptions {
+  /** Submissions written in one transaction at most (default 256). */
+  readonly maxBatch?: number;
+}
+
+type Db = Kysely<Database>;
+
+export class KyselyStore implements Store {
+  /** submit()'s bookkeeping: submissions acknowledged, transactions committed, retried alone. */
+  readonly stats: Readonly<GroupCommitStats>;
+  private readonly submissions: GroupCommit<Submission, SubmitOutcome>;
+  private closed = false;
+
+  constructor(
+    readonly db: Db,
+    readonly engine: Engine,
+    options: KyselyStoreOptions = {},
+  ) {
+    this.submissions = new GroupCommit(
+      (batch) => this.transaction((trx) => writeSubmissions(trx, batch)),
+      options.maxBatch ?? 256,
+    );
+    this.stats = this.submissions.stats;
+  }
+
+  async migrate(): Promise<void> {
+    await migrateToLatest(this.db, this.engine);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.submissions.drain();
+    await this.db.destroy();
+  }
+
+  async syncMembers(members: readonly { readonly id: string; readonly name: string; readonly projects: readonly string[] }[]) {
+    if (members.length === 0) return;
+    await this.db
+      .insertInto('members')
+      .values(members.map((m) => ({ id: m.id, name: m.name, projects: JSON.stringify(m.projects) })))
+      .onConflict((oc) =>
+        oc.column('id').doUpdateSet((eb) => ({ name: eb.ref('excluded.name'), projects: eb.ref('excluded.projects') })),
+      )
+      .execute();
+  }
+
+  async createToken(token: TokenRecord): Promise<void> {
+    await this.db.insertInto('tokens').values(tokenRow(token)).execute();
+  }
+
+  async tokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    const row = await this.db.selectFrom('tokens').selectAll().where('hash', '=', hash).executeTakeFirst();
+    return row && toToken(row);
+  }
+
+  async tokenById(id: string): Promise<TokenRecord | undefined> {
+    const row = await this.db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toToken(row);
+  }
+
+  async listTokens(member?: string | null): Promise<TokenRecord[]> {
+    let query = this.db.selectFrom('tokens').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc');
+    if (member === null) query = query.where('member', 'is', null);
+    else if (member !== undefined) query = query.where('member', '=', member);
+    return (await query.execute()).map(toToken);
+  }
+
+  /** True when the token exists; a second revocation keeps the first time. */
+  async revokeToken(id: string, at: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('tokens')
+      .set((eb) => ({ revoked_at: eb.fn.coalesce('revoked_at', eb.val(at)) }))
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
+  async countTokens(): Promise<number> {
+    const row = await this.db
+      .selectFrom('tokens')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  submit(submission: Submission): Promise<SubmitOutcome> {
+    if (this.closed) return Promise.reject(new StoreClosedError('submit'));
+    if (submission.jobs.length === 0) return Promise.reject(new RangeError('submit: a submission holds at least one job'));
+    return this.submissions.add(submission);
+  }
+
+  async job(id: string): Promise<StoredJob | undefined> {
+    const jobId = parseJobId(id);
+    if (jobId === undefined) return undefined;
+    const row = await this.db.selectFrom('jobs').selectAll().where('id', '=', jobId).executeTakeFirst();
+    return row && toJob(row);
+  }
+
+  async jobs(filter: JobFilter): Promise<StoredJob[]> {
+    const limit = Math.min(Math.max(Math.floor(filter.limit), 0), MAX_PAGE);
+    if (limit === 0 || filter.states?.length === 0) return [];
+    let query = this.db.selectFrom('jobs').selectAll().orderBy('id').limit(limit);
+    if (filter.member !== undefined) query = query.where('member', '=', filter.member);
+    if (filter.user !== undefined) query = query.where('username', '=', filter.user);
+    if (filter.project !== undefined) query = query.where('project', '=', filter.project);
+    if (filter.name !== undefined) query = query.where('name', '=', filter.name);
+    if (filter.states !== undefined) query = query.where('state', 'in', filter.states);
+    if (filter.arrayJobId !== undefined) {
+      const arrayJobId = parseJobId(filter.arrayJobId);
+      if (arrayJobId === undefined) return [];
+      query = query.where('array_job_id', '=', arrayJobId);
+    }
+    // A number, not the text: '10' < '9' as strings.
+    if (filter.after !== undefined) query = query.where('id', '>', cursor(filter.after));
+    return (await query.execute()).map(toJob);
+  }
+
+  async activeJobs(): Promise<StoredJob[]> {
+    const rows = await this.db.selectFrom('jobs').selectAll().where('state', 'in', ACTIVE_STATES).orderBy('id').execute();
+    return rows.map(toJob);
+  }
+
+  async updateJobs(updates: readonly JobUpdate[]): Promise<string[]> {
+    if (this.closed) throw new StoreClosedError('updateJobs');
+    if (updates.length === 0) return [];
+    const now = Date.now() / 1000;
+    return this.transaction(async (trx) => {
+      const skipped: string[] = [];
+      for (const update of updates) if (!(await applyUpdate(trx, update, now))) skipped.push(update.id);
+      return skipped;
+    });
+  }
+
+  async events(job: string): Promise<JobEvent[]> {
+    const jobId = parseJobId(job);
+    if (jobId === undefined) return [];
+    const rows = await this.db.selectFrom('job_events').selectAll().where('job_id', '=', jobId).orderBy('id').execute();
+    return rows.map(toEvent);
+  }
+
+  async nodeStates(): Promise<NodeStateRecord[]> {
+    return (await this.db.selectFrom('node_states').selectAll().orderBy('node').execute()).map(toNodeState);
+  }
+
+  async setNodeState(record: NodeStateRecord): Promise<void> {
+    const row = { node: record.node, state: record.state, reason: record.reason, changed_by: record.by, at: record.at };
+    await this.db
+      .insertInto('node_states')
+      .values(row)
+      .onConflict((oc) =>
+        oc.column('node').doUpdateSet({ state: row.state, reason: row.reason, changed_by: row.changed_by, at: row.at }),
+      )
+      .execute();
+  }
+
+  async usage(): Promise<{ readonly at: number; readonly gpuHours: Readonly<Record<string, number>> } | null> {
+    const row = await this.db.selectFrom('usage').selectAll().where('id', '=', 1).executeTakeFirst();
+    return row ? { at: Number(row.at), gpuHours: JSON.parse(row.gpu_hours) as Record<string, number> } : null;
+  }
+
+  async saveUsage(at: number, gpuHours: Readonly<Record<string, number>>): Promise<void> {
+    const row = { id: 1, at, gpu_hours: JSON.stringify(gpuHours) };
+    await this.db
+      .insertInto('usage')
+      .values(row)
+      .onConflict((oc) => oc.column('id').doUpdateSet({ at: row.at, gpu_hours: row.gpu_hours }))
+      .execute();
+  }
+
+  /**
+   * One transaction. On SQLite it begins IMMEDIATE: a deferred transaction that reads and then
+   * writes fails at once with SQLITE_BUSY when another process wrote meanwhile, where taking
+   * the write lock up front waits for it (busy_timeout) instead.
+   */
+  private async transaction<T>(work: (trx: Db) => Promise<T>): Promise<T> {
+    if (this.engine === 'postgres') return this.db.transaction().execute(work);
+    return this.db.connection().execute(async (conn) => {
+      await sql`begin immediate`.execute(conn);
+      try {
+        const result = await work(conn);
+        await sql`commit`.execute(conn);
+        return result;
+      } catch (error) {
+        await sql`rollback`.execute(conn).catch(() => undefined);
+        throw error;
+      }
+    });
+  }
+}
+
+/** A batch, in arrival order: a key written by one submission is seen by the next. */
+async function writeSubmissions(trx: Db, batch: readonly Submission[]): Promise<SubmitOutcome[]> {
+  const outcomes: SubmitOutcome[] = [];
+  for (const submission of batch) outcomes.push(await writeSubmission(trx, submission));
+  return outcomes;
+}
+
+async function writeSubmission(trx: Db, submission: Submission): Promise<SubmitOutcome> {
+  const key = submission.idempotency;
+  if (key !== null) {
+    const first = await trx
+      .selectFrom('idempotency_keys')
+      .select(['request_hash', 'job_ids'])
+      .where('member', '=', key.member)
+      .where('username', '=', key.user)
+      .where('key', '=', key.key)
+      .executeTakeFirst();
+    if (first && first.request_hash !== key.requestHash) return { kind: 'conflict' };
+    if (first) return { kind: 'replayed', jobs: await jobsByIds(trx, JSON.parse(first.job_ids) as string[]) };
+  }
+  const jobs = await insertJobs(trx, submission.jobs);
+  for (const rows of chunks(jobs, ROWS_PER_INSERT)) {
+    await trx
+      .insertInto('job_events')
+      .values(rows.map((job) => eventRow(Number(job.id), submittedEvent(job))))
+      .execute();
+  }
+  if (key !== null) {
+    await trx
+      .insertInto('idempotency_keys')
+      .values({
+        member: key.member,
+        username: key.user,
+        key: key.key,
+        request_hash: key.requestHash,
+        job_ids: JSON.stringify(jobs.map((j) => j.id)),
+        created_at: jobs[0].submittedAt,
+      })
+      .execute();
+  }
+  return { kind: 'created', jobs };
+}
+
+function submittedEvent(job: StoredJob): Omit<JobEvent, 'job'> {
+  return { at: job.submittedAt, kind: 'submitted', actor: job.user, member: job.member, reason: null, data: null };
+}
+
+/**
+ * The first task goes in alone: its id, known only once inserted, is the array job id that
+ * every task of the array carries (itself included), as in Slurm.
+ */
+async function insertJobs(trx: Db, jobs: readonly NewJob[]): Promise<StoredJob[]> {
+  const [first, ...rest] = jobs;
+  const head = await trx.insertInto('jobs').values(jobRow(first, null)).returningAll().executeTakeFirstOrThrow();
+  const isArray = jobs.length > 1 || first.arrayTaskId !== null;
+  if (!isArray) return [toJob(head)];
+  const arrayJobId = Number(head.id);
+  const rows = [
+    await trx
+      .updateTable('jobs')
+      .set({ array_job_id: arrayJobId })
+      .where('id', '=', arrayJobId)
+      .returningAll()
+      .executeTakeFirstOrThrow(),
+  ];
+  for (const tasks of chunks(rest, ROWS_PER_INSERT)) {
+    rows.push(
+      ...(await trx
+        .insertInto('jobs')
+        .values(tasks.map((task) => jobRow(task, arrayJobId)))
+        .returningAll()
+        .execute()),
+    );
+  }
+  // RETURNING promises no order; ids ascend in the order the tasks were given.
+  return rows.map(toJob).sort((a, b) => Number(a.id) - Number(b.id));
+}
+
+async function jobsByIds(trx: Db, ids: readonly string[]): Promise<StoredJob[]> {
+  const jobs: StoredJob[] = [];
+  for (const some of chunks(ids.map(Number), ROWS_PER_INSERT)) {
+    jobs.push(...(await trx.selectFrom('jobs').selectAll().where('id', 'in', some).orderBy('id').execute()).map(toJob));
+  }
+  return jobs;
+}
+
+/** Applies the update if the job is still in one of its `from` states; false when skipped. */
+async function applyUpdate(trx: Db, update: JobUpdate, now: number): Promise<boolean> {
+  const id = parseJobId(update.id);
+  if (id === undefined || update.from.length === 0) return false;
+  const row = await trx
+    .updateTable('jobs')
+    .set(updateColumns(update.set, update.event?.at ?? now))
+    .where('id', '=', id)
+    .where('state', 'in', update.from)
+    .returning('member')
+    .executeTakeFirst();
+  if (!row) return false;
+  if (update.event !== null)
+    await trx
+      .insertInto('job_events')
+      .values(eventRow(id, { ...update.event, member: row.member }))
+      .execute();
+  return true;
+}
+
+function cursor(after: string): number {
+  if (after === '0') return 0;
+  const id = parseJobId(after);
+  if (id === undefined) throw new RangeError(`jobs: the cursor '${after}' is not a job id`);
+  return id;
+}
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}

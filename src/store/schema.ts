@@ -1,0 +1,252 @@
+// The tables and their migrations. Both engines get the same tables; JSON is stored as TEXT on
+// both so that one query layer reads and writes it the same way, and times are double precision
+// seconds (PostgreSQL's `real` would round them to about a minute). Migrations are code, not
+// files, so that a bundled or installed Fabrik carries its own schema.
+import { Migrator, sql } from 'kysely';
+import type { ColumnType, CreateTableBuilder, Generated, Kysely, Migration, MigrationProvider } from 'kysely';
+import { StoreMigrationError, describeCause } from './errors.js';
+
+export type Engine = 'sqlite' | 'postgres';
+
+/** An integer id: pg returns int8 as a decimal string, better-sqlite3 as a number. */
+type IdValue = string | number;
+
+export interface MembersTable {
+  id: string;
+  name: string;
+  /** JSON array of project ids. */
+  projects: string;
+}
+
+export interface TokensTable {
+  id: string;
+  hash: string;
+  prefix: string;
+  name: string;
+  member: string | null;
+  role: string;
+  username: string;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface JobsTable {
+  id: Generated<IdValue>;
+  name: string;
+  member: string;
+  project: string;
+  username: string;
+  state: string;
+  reason: string | null;
+  /** JSON of the JobRequest. */
+  request: string;
+  gpus: number;
+  submitted_at: number;
+  started_at: number | null;
+  ended_at: number | null;
+  exit_code: number | null;
+  placement: string | null;
+  handle: string | null;
+  hold_since: number | null;
+  /** JSON array of job ids. */
+  preempted_by: string;
+  requeues: number;
+  array_job_id: ColumnType<IdValue | null, number | null, number | null>;
+  array_task_id: number | null;
+  array_throttle: number | null;
+  updated_at: number;
+}
+
+export interface JobEventsTable {
+  id: Generated<IdValue>;
+  job_id: ColumnType<IdValue, number, never>;
+  at: number;
+  kind: string;
+  actor: string;
+  member: string;
+  reason: string | null;
+  data: string | null;
+}
+
+export interface IdempotencyKeysTable {
+  member: string;
+  username: string;
+  key: string;
+  request_hash: string;
+  /** JSON array of the job ids the first call created. */
+  job_ids: string;
+  created_at: number;
+}
+
+export interface NodeStatesTable {
+  node: string;
+  state: string;
+  reason: string | null;
+  changed_by: string;
+  at: number;
+}
+
+/** One row (id 1): the decayed usage is saved and read whole. */
+export interface UsageTable {
+  id: number;
+  at: number;
+  /** JSON object: member → GPU-hours. */
+  gpu_hours: string;
+}
+
+export interface Database {
+  members: MembersTable;
+  tokens: TokensTable;
+  jobs: JobsTable;
+  job_events: JobEventsTable;
+  idempotency_keys: IdempotencyKeysTable;
+  node_states: NodeStatesTable;
+  usage: UsageTable;
+}
+
+type AnyDb = Kysely<unknown>;
+type TableBuilder = CreateTableBuilder<string, never>;
+
+/** An ever-increasing id: AUTOINCREMENT so SQLite never reuses the id of a deleted row. */
+function serialId(engine: Engine) {
+  return (table: TableBuilder): TableBuilder =>
+    engine === 'postgres'
+      ? table.addColumn('id', 'bigint', (c) => c.generatedByDefaultAsIdentity().primaryKey())
+      : table.addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement());
+}
+
+async function createIdentityTables(db: AnyDb): Promise<void> {
+  await db.schema
+    .createTable('members')
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('projects', 'text', (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createTable('tokens')
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('hash', 'text', (c) => c.notNull().unique())
+    .addColumn('prefix', 'text', (c) => c.notNull())
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('member', 'text')
+    .addColumn('role', 'text', (c) => c.notNull())
+    .addColumn('username', 'text', (c) => c.notNull())
+    .addColumn('created_at', 'double precision', (c) => c.notNull())
+    .addColumn('expires_at', 'double precision')
+    .addColumn('revoked_at', 'double precision')
+    .execute();
+  await db.schema.createIndex('tokens_member').on('tokens').columns(['member', 'created_at']).execute();
+}
+
+async function createJobTables(db: AnyDb, engine: Engine): Promise<void> {
+  await db.schema
+    .createTable('jobs')
+    .$call(serialId(engine))
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('member', 'text', (c) => c.notNull())
+    .addColumn('project', 'text', (c) => c.notNull())
+    .addColumn('username', 'text', (c) => c.notNull())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('reason', 'text')
+    .addColumn('request', 'text', (c) => c.notNull())
+    .addColumn('gpus', 'integer', (c) => c.notNull())
+    .addColumn('submitted_at', 'double precision', (c) => c.notNull())
+    .addColumn('started_at', 'double precision')
+    .addColumn('ended_at', 'double precision')
+    .addColumn('exit_code', 'integer')
+    .addColumn('placement', 'text')
+    .addColumn('handle', 'text')
+    .addColumn('hold_since', 'double precision')
+    .addColumn('preempted_by', 'text', (c) => c.notNull())
+    .addColumn('requeues', 'integer', (c) => c.notNull())
+    .addColumn('array_job_id', 'bigint')
+    .addColumn('array_task_id', 'integer')
+    .addColumn('array_throttle', 'integer')
+    .addColumn('updated_at', 'double precision', (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('jobs_member_id').on('jobs').columns(['member', 'id']).execute();
+  await db.schema.createIndex('jobs_state').on('jobs').column('state').execute();
+  await db.schema.createIndex('jobs_array_job_id').on('jobs').column('array_job_id').execute();
+  await db.schema
+    .createTable('job_events')
+    .$call(serialId(engine))
+    .addColumn('job_id', 'bigint', (c) => c.notNull().references('jobs.id').onDelete('cascade'))
+    .addColumn('at', 'double precision', (c) => c.notNull())
+    .addColumn('kind', 'text', (c) => c.notNull())
+    .addColumn('actor', 'text', (c) => c.notNull())
+    .addColumn('member', 'text', (c) => c.notNull())
+    .addColumn('reason', 'text')
+    .addColumn('data', 'text')
+    .execute();
+  await db.schema.createIndex('job_events_job_id').on('job_events').columns(['job_id', 'id']).execute();
+  await db.schema
+    .createTable('idempotency_keys')
+    .addColumn('member', 'text', (c) => c.notNull())
+    .addColumn('username', 'text', (c) => c.notNull())
+    .addColumn('key', 'text', (c) => c.notNull())
+    .addColumn('request_hash', 'text', (c) => c.notNull())
+    .addColumn('job_ids', 'text', (c) => c.notNull())
+    .addColumn('created_at', 'double precision', (c) => c.notNull())
+    .addPrimaryKeyConstraint('idempotency_keys_pk', ['member', 'username', 'key'])
+    .execute();
+}
+
+async function createMachineTables(db: AnyDb): Promise<void> {
+  await db.schema
+    .createTable('node_states')
+    .addColumn('node', 'text', (c) => c.primaryKey())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('reason', 'text')
+    .addColumn('changed_by', 'text', (c) => c.notNull())
+    .addColumn('at', 'double precision', (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createTable('usage')
+    .addColumn('id', 'integer', (c) => c.primaryKey())
+    .addColumn('at', 'double precision', (c) => c.notNull())
+    .addColumn('gpu_hours', 'text', (c) => c.notNull())
+    .execute();
+}
+
+/** Every migration, by name; names sort in the order they run. Never edit one that shipped: add the next. */
+export function migrations(engine: Engine): Record<string, Migration> {
+  return {
+    '001_initial': {
+      async up(db: AnyDb) {
+        await createIdentityTables(db);
+        await createJobTables(db, engine);
+        await createMachineTables(db);
+      },
+    },
+  };
+}
+
+class InCodeMigrationProvider implements MigrationProvider {
+  constructor(private readonly engine: Engine) {}
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return migrations(this.engine);
+  }
+}
+
+/**
+ * Brings the schema to the latest migration. On PostgreSQL the migrator holds an advisory lock,
+ * so replicas starting together migrate one after the other. Its bookkeeping tables go in the
+ * current schema, named explicitly: Kysely looks for them across every schema of the database,
+ * and would otherwise take another schema's for ours.
+ */
+export async function migrateToLatest(db: Kysely<Database>, engine: Engine): Promise<void> {
+  const migrationTableSchema = engine === 'postgres' ? await currentSchema(db) : undefined;
+  const migrator = new Migrator({ db, provider: new InCodeMigrationProvider(engine), migrationTableSchema });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error === undefined) return;
+  const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? null;
+  throw new StoreMigrationError(failed, describeCause(error), { cause: error });
+}
+
+async function currentSchema(db: Kysely<Database>): Promise<string> {
+  const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db);
+  const schema = rows[0]?.schema;
+  if (!schema) throw new StoreMigrationError(null, 'no schema on the search_path exists to create the tables in');
+  return schema;
+}

@@ -18,6 +18,11 @@ import type { JobUpdate, NodeStateRecord, StoredJob, Store } from '../store/stor
 
 const ACTIVE: readonly JobState[] = ['pending', 'starting', 'running', 'preempting'];
 const ON_GPUS: readonly JobState[] = ['starting', 'running', 'preempting'];
+/**
+ * Each member's first jobs a cycle looks at (Slurm's bf_max_job_user): a member that queues
+ * twenty thousand jobs costs a cycle no more than one that queues a thousand.
+ */
+const SERVER_QUEUE_DEPTH = 1000;
 /** Reasons the server (not the scheduler) gives a waiting job. */
 export type ServerReason = 'Dependency' | 'JobArrayTaskLimit';
 
@@ -222,6 +227,7 @@ export class Controller {
       else if (ON_GPUS.includes(j.state) && j.placement) running.push(this.toRunning(j, now));
     }
     const result = cycle({ site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours: this.usage }, now, {
+      queueDepth: SERVER_QUEUE_DEPTH,
       ...(this.o.config ?? DEFAULT_CONFIG),
       explain: true,
     });

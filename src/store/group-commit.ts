@@ -67,6 +67,8 @@ export class GroupCommit<T, R> {
       if (batch.length === 1) return batch[0].reject(error);
       // One bad item aborts the whole transaction; alone, each item meets only its own fate.
       // In order, so that two items with one idempotency key still replay rather than race.
+      // A commit whose outcome is unknown (the connection died during COMMIT) is retried too:
+      // an item with an idempotency key is then replayed, one without may be stored twice.
       this.stats.retries += batch.length;
       for (const waiting of batch) await this.commit([waiting]);
       return;

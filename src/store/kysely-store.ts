@@ -1,18 +1,18 @@
 // The store over Kysely: one query layer, the same SQL on SQLite and PostgreSQL except how a
-// transaction begins. Submissions are group-committed (see group-commit.ts); everything else
-// is a plain query or one transaction per call.
+// transaction begins. Submissions are group-committed (group-commit.ts, submissions.ts);
+// everything else is a plain query or one transaction per call.
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import type { JobState } from '../api/contract.js';
 import { StoreClosedError } from './errors.js';
 import { GroupCommit, type GroupCommitStats } from './group-commit.js';
-import { eventRow, jobRow, parseJobId, toEvent, toJob, toNodeState, toToken, tokenRow, updateColumns } from './rows.js';
+import { eventRow, parseJobId, toEvent, toJob, toNodeState, toToken, tokenRow, updateColumns } from './rows.js';
 import { migrateToLatest, type Database, type Engine } from './schema.js';
+import { writeSubmissions } from './submissions.js';
 import type {
   JobEvent,
   JobFilter,
   JobUpdate,
-  NewJob,
   NodeStateRecord,
   StoredJob,
   Store,
@@ -23,8 +23,6 @@ import type {
 
 const ACTIVE_STATES: readonly JobState[] = ['pending', 'starting', 'running', 'preempting'];
 const MAX_PAGE = 1000;
-/** Rows per INSERT: 500 × 20 columns stays far below SQLite's 32,766 bound parameters. */
-const ROWS_PER_INSERT = 500;
 
 export interface KyselyStoreOptions {
   /** Submissions written in one transaction at most (default 256). */
@@ -217,92 +215,6 @@ export class KyselyStore implements Store {
   }
 }
 
-/** A batch, in arrival order: a key written by one submission is seen by the next. */
-async function writeSubmissions(trx: Db, batch: readonly Submission[]): Promise<SubmitOutcome[]> {
-  const outcomes: SubmitOutcome[] = [];
-  for (const submission of batch) outcomes.push(await writeSubmission(trx, submission));
-  return outcomes;
-}
-
-async function writeSubmission(trx: Db, submission: Submission): Promise<SubmitOutcome> {
-  const key = submission.idempotency;
-  if (key !== null) {
-    const first = await trx
-      .selectFrom('idempotency_keys')
-      .select(['request_hash', 'job_ids'])
-      .where('member', '=', key.member)
-      .where('username', '=', key.user)
-      .where('key', '=', key.key)
-      .executeTakeFirst();
-    if (first && first.request_hash !== key.requestHash) return { kind: 'conflict' };
-    if (first) return { kind: 'replayed', jobs: await jobsByIds(trx, JSON.parse(first.job_ids) as string[]) };
-  }
-  const jobs = await insertJobs(trx, submission.jobs);
-  for (const rows of chunks(jobs, ROWS_PER_INSERT)) {
-    await trx
-      .insertInto('job_events')
-      .values(rows.map((job) => eventRow(Number(job.id), submittedEvent(job))))
-      .execute();
-  }
-  if (key !== null) {
-    await trx
-      .insertInto('idempotency_keys')
-      .values({
-        member: key.member,
-        username: key.user,
-        key: key.key,
-        request_hash: key.requestHash,
-        job_ids: JSON.stringify(jobs.map((j) => j.id)),
-        created_at: jobs[0].submittedAt,
-      })
-      .execute();
-  }
-  return { kind: 'created', jobs };
-}
-
-function submittedEvent(job: StoredJob): Omit<JobEvent, 'job'> {
-  return { at: job.submittedAt, kind: 'submitted', actor: job.user, member: job.member, reason: null, data: null };
-}
-
-/**
- * The first task goes in alone: its id, known only once inserted, is the array job id that
- * every task of the array carries (itself included), as in Slurm.
- */
-async function insertJobs(trx: Db, jobs: readonly NewJob[]): Promise<StoredJob[]> {
-  const [first, ...rest] = jobs;
-  const head = await trx.insertInto('jobs').values(jobRow(first, null)).returningAll().executeTakeFirstOrThrow();
-  const isArray = jobs.length > 1 || first.arrayTaskId !== null;
-  if (!isArray) return [toJob(head)];
-  const arrayJobId = Number(head.id);
-  const rows = [
-    await trx
-      .updateTable('jobs')
-      .set({ array_job_id: arrayJobId })
-      .where('id', '=', arrayJobId)
-      .returningAll()
-      .executeTakeFirstOrThrow(),
-  ];
-  for (const tasks of chunks(rest, ROWS_PER_INSERT)) {
-    rows.push(
-      ...(await trx
-        .insertInto('jobs')
-        .values(tasks.map((task) => jobRow(task, arrayJobId)))
-        .returningAll()
-        .execute()),
-    );
-  }
-  // RETURNING promises no order; ids ascend in the order the tasks were given.
-  return rows.map(toJob).sort((a, b) => Number(a.id) - Number(b.id));
-}
-
-async function jobsByIds(trx: Db, ids: readonly string[]): Promise<StoredJob[]> {
-  const jobs: StoredJob[] = [];
-  for (const some of chunks(ids.map(Number), ROWS_PER_INSERT)) {
-    jobs.push(...(await trx.selectFrom('jobs').selectAll().where('id', 'in', some).orderBy('id').execute()).map(toJob));
-  }
-  return jobs;
-}
-
 /** Applies the update if the job is still in one of its `from` states; false when skipped. */
 async function applyUpdate(trx: Db, update: JobUpdate, now: number): Promise<boolean> {
   const id = parseJobId(update.id);
@@ -315,11 +227,11 @@ async function applyUpdate(trx: Db, update: JobUpdate, now: number): Promise<boo
     .returning('member')
     .executeTakeFirst();
   if (!row) return false;
-  if (update.event !== null)
-    await trx
-      .insertInto('job_events')
-      .values(eventRow(id, { ...update.event, member: row.member }))
-      .execute();
+  if (update.event === null) return true;
+  await trx
+    .insertInto('job_events')
+    .values(eventRow(id, { ...update.event, member: row.member }))
+    .execute();
   return true;
 }
 
@@ -328,10 +240,4 @@ function cursor(after: string): number {
   const id = parseJobId(after);
   if (id === undefined) throw new RangeError(`jobs: the cursor '${after}' is not a job id`);
   return id;
-}
-
-function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
 }

@@ -16,7 +16,8 @@ export type StoreLocation =
   | { readonly engine: 'sqlite'; readonly path: string; readonly shown: string }
   | { readonly engine: 'postgres'; readonly connectionString: string; readonly schema: string | null; readonly shown: string };
 
-const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+/** Lower case only: search_path folds an unquoted name to lower case, CREATE SCHEMA quotes it. */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** The URL as it may be printed or logged: the password masked. */
 export function maskPassword(url: string): string {
@@ -49,7 +50,7 @@ function postgresAt(text: string, shown: string): StoreLocation {
   }
   const schema = url.searchParams.get('schema');
   if (schema !== null && !SCHEMA_NAME.test(schema)) {
-    throw new StoreUrlError(shown, `schema '${schema}' is not a plain identifier (letters, digits, underscore)`);
+    throw new StoreUrlError(shown, `schema '${schema}' is not a plain identifier (lower-case letters, digits, underscore)`);
   }
   // pg would pass an unknown query parameter on as a connection setting; the schema is ours.
   url.searchParams.delete('schema');

@@ -301,6 +301,42 @@ export function storeConformance(engine: 'sqlite' | 'postgres', newHarness: () =
         expect(ids(await reader.jobs({ limit: 1000 }))).toEqual(ids(jobs).sort((a, b) => Number(a) - Number(b)));
       });
 
+      it('answers a mixed batch (plain jobs, arrays, keys, the same object twice) as if one call came after the other', async () => {
+        const stored = created(await store.submit(single({ name: 'stored' }, 'old', 'h')));
+        const twice = single({ name: 'twice' });
+        const batch = [
+          twice,
+          arrayOf([0, 1]),
+          single({ name: 'keyed' }, 'new', 'h'),
+          twice,
+          single({}, 'old', 'h'),
+          single({}, 'old', 'other'),
+          single({}, 'new', 'h'),
+          arrayOf([4]),
+        ];
+        const outcomes = await Promise.all(batch.map((s) => store.submit(s)));
+        expect(outcomes.map((o) => o.kind)).toEqual([
+          'created',
+          'created',
+          'created',
+          'created',
+          'replayed',
+          'conflict',
+          'replayed',
+          'created',
+        ]);
+        const [a, sweep, keyed, b, , , again, lone] = outcomes.map((o) => (o.kind === 'conflict' ? [] : o.jobs));
+        expect(a[0].id).not.toBe(b[0].id);
+        expect(sweep.map((t) => t.arrayJobId)).toEqual([sweep[0].id, sweep[0].id]);
+        expect(lone[0].arrayJobId).toBe(lone[0].id);
+        expect(outcomes[4]).toEqual({ kind: 'replayed', jobs: stored });
+        expect(again).toEqual(keyed);
+        const all = await store.jobs({ limit: 100 });
+        expect(all).toHaveLength(1 + 6);
+        for (const job of all) expect((await store.events(job.id)).map((e) => e.kind)).toEqual(['submitted']);
+        expect(await store.submit(single({}, 'new', 'h'))).toEqual({ kind: 'replayed', jobs: keyed });
+      });
+
       it('fails only the submission whose write fails; the others of its batch are committed', async () => {
         const broken = single({ name: null as unknown as string });
         const results = await Promise.allSettled([

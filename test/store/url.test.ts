@@ -36,6 +36,7 @@ describe('parseStoreUrl', () => {
     ['postgress://db/fabrik', /unknown scheme 'postgress:'/],
     ['postgres://user:pw@host:port/db', /not a valid URL/],
     ['postgres://db/fabrik?schema=drop;table', /not a plain identifier/],
+    ['postgres://db/fabrik?schema=Prod', /lower-case/],
   ])('refuses %j', (url, problem) => {
     expect(() => parseStoreUrl(url)).toThrow(StoreUrlError);
     expect(() => parseStoreUrl(url)).toThrow(problem);

@@ -23,6 +23,8 @@ const ON_GPUS: readonly JobState[] = ['starting', 'running', 'preempting'];
  * twenty thousand jobs costs a cycle no more than one that queues a thousand.
  */
 const SERVER_QUEUE_DEPTH = 1000;
+const EXPLAIN_SECONDS = 2;
+const EXPLAIN_ALWAYS_BELOW = 500;
 /** Reasons the server (not the scheduler) gives a waiting job. */
 export type ServerReason = 'Dependency' | 'JobArrayTaskLimit';
 
@@ -69,6 +71,7 @@ export class Controller {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private lastCycleEndMs = -Infinity;
+  private explainedAt = -Infinity;
   readonly stats: CycleStats = { cycles: 0, lastCycleSeconds: 0, lastDecisions: 0 };
 
   constructor(private readonly o: ControllerOptions) {
@@ -226,17 +229,24 @@ export class Controller {
       if (j.state === 'pending' && !held.has(j.id)) pending.push(toPending(j));
       else if (ON_GPUS.includes(j.state) && j.placement) running.push(this.toRunning(j, now));
     }
+    // Explaining every waiting job (reason, position, estimated start) costs more than deciding;
+    // under a burst it is done every EXPLAIN_SECONDS, as Slurm refreshes reasons on its backfill
+    // cycle, and `fabrik explain` shows the latest.
+    const explain = pending.length <= EXPLAIN_ALWAYS_BELOW || now - this.explainedAt >= EXPLAIN_SECONDS;
     const result = cycle({ site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours: this.usage }, now, {
       queueDepth: SERVER_QUEUE_DEPTH,
       ...(this.o.config ?? DEFAULT_CONFIG),
-      explain: true,
+      explain,
     });
     // 3. Decisions: stored first, then carried out.
     await this.apply(result.decisions, now);
-    const explanations: typeof this.explanations = new Map();
-    for (const e of result.pending) explanations.set(e.job, e);
-    for (const [id, reason] of held) explanations.set(id, { job: id, reason, position: null, estimatedStart: null });
-    this.explanations = explanations;
+    if (explain) {
+      this.explainedAt = now;
+      const explanations: typeof this.explanations = new Map();
+      for (const e of result.pending) explanations.set(e.job, e);
+      for (const [id, reason] of held) explanations.set(id, { job: id, reason, position: null, estimatedStart: null });
+      this.explanations = explanations;
+    }
     this.stats.cycles++;
     this.stats.lastDecisions = result.decisions.length;
     this.lastCycleEndMs = performance.now();

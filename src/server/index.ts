@@ -50,7 +50,8 @@ export interface RunningServer {
 
 export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const now = o.now ?? (() => Date.now() / 1000);
-  const log = o.logger ?? pino({ level: process.env.FABRIK_LOG_LEVEL ?? 'info' });
+  // Logs go to stderr: stdout carries only what a script may capture (the first start's token).
+  const log = o.logger ?? pino({ level: process.env.FABRIK_LOG_LEVEL ?? 'info' }, pino.destination(2));
   const dataDir = resolve(o.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const store = await openStore(o.store ?? `sqlite:${join(dataDir, 'fabrik.db')}`);

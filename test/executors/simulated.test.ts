@@ -123,7 +123,12 @@ describe('the simulated executor', () => {
     const output = path.join(logDir, 'nested', 'deeper', 'i.out');
     await ex.start(job('i', { output, env: { FABRIK_SIMULATED_SECONDS: '5' } }));
     await clock.advance(5);
-    const lines = fs.readFileSync(output, 'utf8').trim().split('\n');
+    // Written off the event loop: wait for both lines.
+    let lines: string[] = [];
+    for (let i = 0; i < 200 && lines.length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      lines = fs.existsSync(output) ? fs.readFileSync(output, 'utf8').trim().split('\n') : [];
+    }
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatch(/running on sp1-r01-t01\[0\]/);
     expect(lines[1]).toMatch(/exited: exit code 0/);

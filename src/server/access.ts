@@ -32,9 +32,19 @@ export function seesMember(p: Principal, member: string): boolean {
   return p.member === null || p.member === member;
 }
 
+const DOING: Readonly<Record<Action, string>> = {
+  'job.submit': 'submit jobs',
+  'job.read': 'read jobs',
+  'job.logs': 'read job logs',
+  'job.cancel': 'cancel jobs',
+  'token.manage': 'manage tokens',
+  'node.manage': 'manage nodes',
+  'member.read': 'read members',
+};
+
 /** Throws 403 if the role may never do this. */
 export function requireRole(p: Principal, action: Action): void {
-  if (!ALLOWED[action].includes(p.role)) throw forbidden(`a ${p.role} may not ${action.replace('.', ' ')}`);
+  if (!ALLOWED[action].includes(p.role)) throw forbidden(`a ${p.role} may not ${DOING[action]}`);
 }
 
 /**

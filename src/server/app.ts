@@ -3,7 +3,7 @@
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import { ApiError, installErrorHandling } from './errors.js';
+import { ApiError, clientError, frameworkError, installErrorHandling } from './errors.js';
 import type { ServerContext } from './context.js';
 import { adminRoutes } from './routes/admin.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -19,7 +19,12 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
     bodyLimit: 2 * 1024 * 1024,
     routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
+    // Bad percent-encoding, over-long parameters, unknown methods, huge headers: our error body too.
+    frameworkErrors: frameworkError,
+    clientErrorHandler: clientError,
   });
+  // The API speaks JSON only: a text body is refused as 415, not parsed into a confusing 400.
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandling(app);
@@ -60,8 +65,10 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
-    if (req.principal.role !== 'operator' && req.principal.role !== 'auditor')
-      throw new ApiError(403, 'FORBIDDEN', 'metrics are for operators and auditors');
+    // The metrics hold every member's GPUs in use: an auditor of one member must not see the others'.
+    const { role, member } = req.principal;
+    if (role !== 'operator' && !(role === 'auditor' && member === null))
+      throw new ApiError(403, 'FORBIDDEN', 'metrics are for operators and consortium-wide auditors');
     reply.type(ctx.metrics.registry.contentType);
     return ctx.metrics.registry.metrics();
   });

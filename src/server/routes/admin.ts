@@ -66,13 +66,10 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
         throw forbidden(`you manage tokens of member ${p.member} only`);
       if (member !== null && !consortium.members.some((m) => m.id === member))
         throw new ApiError(400, 'VALIDATION_FAILED', `no member ${member}`, 'body.member');
-      if (b.role === 'operator' && (p.role !== 'operator' || member !== null))
-        throw new ApiError(
-          400,
-          'VALIDATION_FAILED',
-          'operator tokens belong to no member and only operators create them',
-          'body.role',
-        );
+      if (b.role === 'operator' && p.role !== 'operator')
+        throw new ApiError(403, 'FORBIDDEN', 'only operators create operator tokens', 'body.role');
+      if (b.role === 'operator' && member !== null)
+        throw new ApiError(400, 'VALIDATION_FAILED', 'operator tokens belong to no member', 'body.role');
       if (member === null && b.role !== 'operator' && b.role !== 'auditor')
         throw new ApiError(400, 'VALIDATION_FAILED', `a ${b.role} token belongs to a member: give member`, 'body.member');
       const { record, secret } = await issueToken(

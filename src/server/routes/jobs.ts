@@ -1,6 +1,7 @@
 // /v1/jobs: submit (idempotent), list, get, cancel, logs (follow), explain, events.
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, realpathSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -79,6 +80,24 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const j = controller.activeJob(id) ?? (await store.job(id));
     if (!j || !seesMember(p, j.member)) throw notFound(`job ${id}`);
     return j;
+  }
+
+  /**
+   * A preempted job's reason and events name the job it made room for ("… for job 9"), often
+   * another member's: that job's id is cut out for whoever may not see it.
+   */
+  async function sees(p: Principal, id: string): Promise<boolean> {
+    if (p.member === null) return true;
+    const other = controller.activeJob(id) ?? (await store.job(id));
+    return !!other && seesMember(p, other.member);
+  }
+  async function hideOthers(p: Principal, text: string | null): Promise<string | null> {
+    const m = text === null ? null : / for job (\d+)/.exec(text);
+    return m && !(await sees(p, m[1])) ? text!.replace(m[0], '') : text;
+  }
+  async function view(j: StoredJob, p: Principal): Promise<JobView> {
+    const v = jobView(j, p);
+    return { ...v, reason: await hideOthers(p, v.reason) };
   }
 
   r.post(
@@ -162,14 +181,17 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
         after: q.after,
         limit: q.limit,
       });
-      return { jobs: jobs.map((j) => jobView(j, p)), next: jobs.length === q.limit ? jobs[jobs.length - 1].id : null };
+      return {
+        jobs: await Promise.all(jobs.map((j) => view(j, p))),
+        next: jobs.length === q.limit ? jobs[jobs.length - 1].id : null,
+      };
     },
   );
 
   r.get('/v1/jobs/:id', { schema: { params: JobId, response: { 200: JobView } } }, async (req) => {
     const j = await visibleJob(req.principal, req.params.id);
     authorize(req.principal, 'job.read', { member: j.member, what: `job ${j.id}` });
-    return jobView(j, req.principal);
+    return view(j, req.principal);
   });
 
   r.post(
@@ -187,7 +209,7 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
       authorize(p, 'job.cancel', { member: j.member, user: j.user, what: `job ${j.id}` });
       if (FINAL_STATES.includes(j.state)) throw new ApiError(409, 'JOB_FINISHED', `job ${j.id} already ended (${j.state})`);
       const after = (await controller.cancel(j.id, p.user)) ?? (await store.job(j.id))!;
-      return jobView(after, p);
+      return view(after, p);
     },
   );
 
@@ -198,21 +220,23 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const j = await visibleJob(req.principal, req.params.id);
       authorize(req.principal, 'job.read', { member: j.member, what: `job ${j.id}` });
       const events = await store.events(j.id);
+      const p = req.principal;
       return {
-        events: events.map((e) => ({
-          at: iso(e.at)!,
-          kind: e.kind,
-          actor: e.actor,
-          reason: e.reason,
-          data: e.data ? { ...e.data } : null,
-        })),
+        events: await Promise.all(
+          events.map(async (e) => {
+            const data = e.data ? { ...e.data } : null;
+            if (data && typeof data.for === 'string' && !(await sees(p, data.for))) delete data.for;
+            return { at: iso(e.at)!, kind: e.kind, actor: e.actor, reason: await hideOthers(p, e.reason), data };
+          }),
+        ),
       };
     },
   );
 
   r.get('/v1/jobs/:id/explain', { schema: { params: JobId, response: { 200: ExplainView } } }, async (req) => {
-    const j = await visibleJob(req.principal, req.params.id);
-    authorize(req.principal, 'job.read', { member: j.member, what: `job ${j.id}` });
+    const found = await visibleJob(req.principal, req.params.id);
+    authorize(req.principal, 'job.read', { member: found.member, what: `job ${found.id}` });
+    const j = { ...found, reason: await hideOthers(req.principal, found.reason) };
     const e = j.state === 'pending' ? controller.explanation(j.id) : undefined;
     return {
       job: j.id,
@@ -246,9 +270,17 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
       authorize(p, 'job.logs', { member: j.member, user: j.user, what: `job ${j.id}` });
       const exec = controller.execJob(j);
       const path = req.query.stream === 'error' ? exec.error : exec.output;
+      if (
+        !servableLog(controller.execJob({ ...j, request: { ...j.request, workdir: undefined, output: undefined } }).output, path)
+      )
+        throw new ApiError(
+          403,
+          'FORBIDDEN',
+          `job ${j.id} names a log file in the control plane's data folder outside its own job folder; it is not served`,
+        );
       reply.type('text/plain; charset=utf-8');
       if (!req.query.follow) {
-        if (!existsSync(path)) return '';
+        if (!isFile(path)) return '';
         return createReadStream(path, { start: req.query.offset });
       }
       return Readable.from(
@@ -266,12 +298,33 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
   );
 }
 
+const isFile = (path: string) => existsSync(path) && statSync(path).isFile();
+
+const inside = (dir: string, path: string) => {
+  const rel = relative(dir, path);
+  return rel.split(sep)[0] !== '..' && !isAbsolute(rel);
+};
+
+/**
+ * Output paths are the submitter's choice (absolute, or relative with `..`), but the server reads
+ * them with its own rights: it must not serve the data folder's other files (the database, the
+ * operator token, other members' job logs). `defaultLog` is the job's default log, in its own folder
+ * under <data>/jobs/<id>/; the real path is checked too, so a symlink does not lead out of it.
+ */
+function servableLog(defaultLog: string, path: string): boolean {
+  const own = dirname(defaultLog);
+  const data = dirname(dirname(own));
+  const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
+  const ok = (ownDir: string, dataDir: string, p: string) => inside(ownDir, p) || !inside(dataDir, p);
+  return ok(own, data, resolve(path)) && ok(real(own), real(data), real(path));
+}
+
 /** Yields what is appended to a file until `ended()` and everything written has been read. */
 async function* follow(path: string, offset: number, ended: () => Promise<boolean>, gone: () => boolean): AsyncGenerator<Buffer> {
   let at = offset;
   for (;;) {
     const done = await ended();
-    if (existsSync(path)) {
+    if (isFile(path)) {
       const size = statSync(path).size;
       if (size > at) {
         for await (const chunk of createReadStream(path, { start: at, end: size - 1 })) yield chunk as Buffer;
@@ -304,6 +357,19 @@ function buildJobs(spec: SubmitSpec, member: Member, user: string, now: number, 
   const site = ctx.controller.currentSite();
   if (spec.zone !== null && !site.zones.includes(spec.zone))
     bad('body.zone', `no zone ${spec.zone} (zones: ${site.zones.join(', ')})`);
+  // The scheduler places a job by its own zone before its member's: a member bound to a zone must
+  // not name another, and a zone that members are bound to is theirs alone.
+  if (spec.zone !== null && member.zone !== null && spec.zone !== member.zone)
+    throw new ApiError(403, 'FORBIDDEN', `member ${member.id}'s work runs in zone ${member.zone} only`, 'body.zone');
+  if (spec.zone !== null && member.zone === null && ctx.consortium.members.some((m) => m.zone === spec.zone))
+    throw new ApiError(403, 'FORBIDDEN', `zone ${spec.zone} is reserved for the members bound to it`, 'body.zone');
+  // A zone this site lacks is no place to wait in: the scheduling loop cannot plan such a job at all.
+  if (member.zone !== null && !site.zones.includes(member.zone))
+    throw new ApiError(
+      409,
+      'CONFLICT',
+      `member ${member.id}'s work must run in zone ${member.zone}, which this site does not have (zones: ${site.zones.join(', ')})`,
+    );
   if (spec.gpusPerNode !== undefined && spec.gpusPerNode > site.maxGpusPerNode)
     bad('body.gpusPerNode', `nodes here have at most ${site.maxGpusPerNode} GPUs`);
   const { member: _m, project: _p, name, array, ...rest } = spec;

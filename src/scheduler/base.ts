@@ -190,7 +190,7 @@ export class CycleBase {
     // A numeric key: building a string per job is what a 100,000-job queue would pay for.
     const g = job.gang;
     const gang = 'gpus' in g ? g.gpus : -(g.nodes * 4096 + g.gpusPerNode);
-    const zone = job.isolation.zone === null ? 0 : 1 + this.zoneIndex(job.isolation.zone, job.id);
+    const zone = job.isolation.zone === null ? 0 : 1 + this.zoneIndex(job.isolation.zone);
     const sig = ((gang * 3 + TOPOLOGY_CODE[job.topology]) * 2 + (job.isolation.exclusive ? 1 : 0)) * 64 * 1024 + zone * 1024 + m;
     let shape = this.shapes.get(sig);
     if (!shape) {
@@ -201,7 +201,7 @@ export class CycleBase {
         member: m,
         exclusive: this.exclusive(job, m),
         topology: job.topology,
-        domains: zone === null ? this.unboundDomains() : this.zoneMask(zone, job.id),
+        domains: zone === null ? this.unboundDomains() : this.zoneMask(zone),
       };
       const never = place(this.snap, this.capacity, req, { ignoreIsolation: true }) === null;
       shape = { req, id: this.shapes.size, never };
@@ -235,16 +235,18 @@ export class CycleBase {
     return job.isolation.zone ?? this.state.consortium.members[m].zone;
   }
 
-  private zoneIndex(zone: string, where: string): number {
+  /**
+   * A zone this site lacks (a consortium written for a bigger site, on a workstation) has no
+   * domains: its jobs wait with NodesUnavailable instead of stopping every member's cycle.
+   */
+  private zoneIndex(zone: string): number {
     const i = this.state.site.zones.indexOf(zone);
-    if (i < 0) throw new UnknownReferenceError('zone', zone, where);
-    return i;
+    return i < 0 ? this.state.site.zones.length : i;
   }
 
-  private zoneMask(zone: string, where: string): Uint8Array {
+  private zoneMask(zone: string): Uint8Array {
     let mask = this.zoneMasks.get(zone);
     if (!mask) {
-      if (!this.state.site.zones.includes(zone)) throw new UnknownReferenceError('zone', zone, where);
       mask = Uint8Array.from(this.state.site.domains, (d) => (d.zone === zone ? 1 : 0));
       this.zoneMasks.set(zone, mask);
     }

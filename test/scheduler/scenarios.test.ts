@@ -351,6 +351,15 @@ describe('isolation and zones', () => {
     expect(domainsOf(s, p1).has(2)).toBe(false);
   });
 
+  it('keeps a member bound to a zone the site lacks waiting (NodesUnavailable), and schedules the others', () => {
+    // The demo consortium on a workstation: defense's sovereign zone does not exist there.
+    const k = new SteppedCluster(twoRacks(), withDefense());
+    k.submit(job('d1').member('defense').gpus(4).build(), job('p1').member('pharma').gpus(4).build());
+    k.step(0);
+    expect(k.isRunning('p1')).toBe(true);
+    expect(k.explanation('d1')?.reason).toBe('NodesUnavailable');
+  });
+
   it('keeps other members out of a domain that hosts isolated work, and says so', () => {
     const s = sovereign();
     const c = consortium()

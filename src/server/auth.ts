@@ -71,7 +71,8 @@ export class Authenticator {
     const hash = hashSecret(secret);
     const now = this.now();
     const cached = this.cache.get(hash);
-    if (cached && cached.until > now && (cached.token.expiresAt === null || cached.token.expiresAt > now)) return cached.principal;
+    if (cached && cached.until > now && (cached.token.expiresAt === null || cached.token.expiresAt > now))
+      return cached.principal;
     const t = await this.store.tokenByHash(hash);
     if (!t || t.revokedAt !== null) throw unauthenticated('unknown or revoked token');
     if (t.expiresAt !== null && t.expiresAt <= now) throw unauthenticated('the token has expired');

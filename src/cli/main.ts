@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // fabrik: the command line. Errors in what a person typed or wrote are messages, not stack traces.
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConsortium, loadSite } from '../config/index.js';
+import { InvalidEnvironmentError, loadConsortium, loadSite } from '../config/index.js';
 import { InvalidDescriptionError } from '../core/errors.js';
 import { UnknownPolicyError } from '../sim/run.js';
 import { ApiRequestError, DEFAULT_DATA_DIR, UnreachableError } from './client.js';
 import { controlCommands } from './control.js';
 import { runDemo } from './demo.js';
 import { simCommand } from './sim.js';
+import { StoreMigrationError, StoreUnavailableError, StoreUrlError } from '../store/index.js';
 import { submitCommand, SubmitUsageError } from './submit.js';
 import { upCommand } from './up.js';
 
@@ -69,7 +70,12 @@ for (const c of controlCommands()) program.addCommand(c);
 try {
   await program.parseAsync();
 } catch (e) {
-  if (e instanceof InvalidDescriptionError || e instanceof UnknownPolicyError || e instanceof SubmitUsageError) {
+  if (
+    e instanceof InvalidDescriptionError ||
+    e instanceof UnknownPolicyError ||
+    e instanceof SubmitUsageError ||
+    e instanceof InvalidEnvironmentError
+  ) {
     console.error(`fabrik: ${e.message}`);
     process.exit(2);
   }
@@ -77,8 +83,18 @@ try {
     console.error(`fabrik: ${e.message}${e.field ? ` (${e.field})` : ''} [${e.code}]`);
     process.exit(1);
   }
-  if (e instanceof UnreachableError) {
+  if (
+    e instanceof UnreachableError ||
+    e instanceof StoreUrlError ||
+    e instanceof StoreUnavailableError ||
+    e instanceof StoreMigrationError
+  ) {
     console.error(`fabrik: ${e.message}`);
+    process.exit(1);
+  }
+  // `fabrik up` on a port another program holds.
+  if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+    console.error(`fabrik: ${(e as Error).message}: another program listens there; choose another with --port`);
     process.exit(1);
   }
   throw e;

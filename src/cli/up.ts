@@ -1,8 +1,16 @@
 // `fabrik up`: starts the server in the foreground; Ctrl-C (or SIGTERM) stops it gracefully:
 // no new requests, the scheduling loop finishes its step, usage is saved, and running jobs keep
-// running (the next start finds them again).
+// running (the next start finds them again). Settings: flags over FABRIK_* variables over the
+// --config file over the defaults.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { loadConsortium, loadSite } from '../config/index.js';
+import {
+  loadConsortium,
+  loadServerConfig,
+  loadSite,
+  mergeServerConfig,
+  serverConfigFromEnv,
+  type ServerFileConfig,
+} from '../config/index.js';
 import { startServer } from '../server/index.js';
 
 function whole(name: string, min: number) {
@@ -16,54 +24,87 @@ function whole(name: string, min: number) {
 export function upCommand(defaults: { site: string; consortium: string; dataDir: string }): Command {
   return new Command('up')
     .description('start Fabrik: the API, the scheduling loop and the executor')
-    .option('--data <dir>', 'data folder (SQLite store, job logs, the operator token)', defaults.dataDir)
+    .option('--config <file>', 'server configuration (YAML); FABRIK_* variables and these flags override it')
+    .option('--data <dir>', `data folder: SQLite store, job logs, the operator token (default ${defaults.dataDir})`)
     .option('--store <url>', 'sqlite:<file> or postgres://… (default: SQLite in the data folder)')
     .addOption(
-      new Option('--executor <type>', 'local: real processes on this host; simulated: the 1,152-GPU twin')
-        .choices(['local', 'simulated'])
-        .default('local'),
+      new Option('--executor <type>', 'local: real processes on this host (default); simulated: the 1,152-GPU twin').choices([
+        'local',
+        'simulated',
+      ]),
     )
-    .option('--site <file>', 'site description (YAML)', defaults.site)
-    .option('--consortium <file>', 'consortium description (YAML)', defaults.consortium)
-    .option('--host <host>', 'address to listen on', process.env.FABRIK_HOST ?? '127.0.0.1')
-    .option('--port <n>', 'port to listen on', whole('--port', 0), Number(process.env.FABRIK_PORT ?? 8080))
-    .option('--gpus <n>', 'local executor: GPUs to offer when nvidia-smi finds none', whole('--gpus', 1), 4)
+    .option('--site <file>', 'site description (YAML; default se-factory)')
+    .option('--consortium <file>', 'consortium description (YAML; default the demo consortium)')
+    .option('--host <host>', 'address to listen on (default 127.0.0.1)')
+    .option('--port <n>', 'port to listen on (default 8080; 0: any free port)', whole('--port', 0))
+    .option('--gpus <n>', 'local executor: GPUs to offer when nvidia-smi finds none (default 4)', whole('--gpus', 1))
     .option(
       '--nodes <n>',
-      'local executor: node slots to split this host into (multi-node gangs on one host)',
+      'local executor: node slots to split this host into, for multi-node gangs (default 1)',
       whole('--nodes', 1),
-      1,
     )
-    .option('--cycle-seconds <n>', 'seconds between scheduling cycles when nothing happens', whole('--cycle-seconds', 1), 5)
+    .option(
+      '--cycle-seconds <n>',
+      'seconds between scheduling cycles when nothing happens (default 5)',
+      whole('--cycle-seconds', 1),
+    )
     .option('--oidc-issuer <url>', 'accept OIDC tokens from this issuer')
     .option('--oidc-jwks <url|file>', "the issuer's JWKS (URL or local file)")
     .option('--oidc-audience <aud>', 'required audience of OIDC tokens')
     .action(async (o) => {
-      const site = loadSite(o.site);
-      const consortium = loadConsortium(o.consortium, site);
-      const jwks: string | undefined = o.oidcJwks;
-      const server = await startServer({
-        dataDir: o.data,
-        store: o.store ?? process.env.FABRIK_STORE,
+      const flags: ServerFileConfig = {
+        data: o.data,
+        store: o.store,
         executor: o.executor,
-        site,
-        consortium,
+        site: o.site,
+        consortium: o.consortium,
         host: o.host,
         port: o.port,
-        localGpus: o.gpus,
-        localNodes: o.nodes,
+        gpus: o.gpus,
+        nodes: o.nodes,
         cycleSeconds: o.cycleSeconds,
-        oidc: o.oidcIssuer
+        oidc: o.oidcIssuer ? { issuer: o.oidcIssuer, jwks: o.oidcJwks, audience: o.oidcAudience } : undefined,
+      };
+      const c = mergeServerConfig(
+        {
+          data: defaults.dataDir,
+          site: defaults.site,
+          consortium: defaults.consortium,
+          executor: 'local',
+          host: '127.0.0.1',
+          port: 8080,
+        },
+        o.config ? loadServerConfig(o.config) : {},
+        serverConfigFromEnv(process.env),
+        flags,
+      );
+      const site = loadSite(c.site!);
+      const consortium = loadConsortium(c.consortium!, site);
+      const jwks = c.oidc?.jwks;
+      const server = await startServer({
+        dataDir: c.data!,
+        store: c.store,
+        executor: c.executor!,
+        site,
+        consortium,
+        host: c.host,
+        port: c.port,
+        localGpus: c.gpus,
+        localNodes: c.nodes,
+        cycleSeconds: c.cycleSeconds,
+        oidc: c.oidc
           ? {
-              issuer: o.oidcIssuer,
-              audience: o.oidcAudience,
+              issuer: c.oidc.issuer,
+              audience: c.oidc.audience,
+              memberClaim: c.oidc.memberClaim,
+              roleClaim: c.oidc.roleClaim,
               ...(jwks && /^https?:/.test(jwks) ? { jwksUrl: jwks } : jwks ? { jwksFile: jwks } : {}),
             }
           : null,
       });
       const s = server.site;
       console.error(
-        `fabrik: listening on ${server.url}; ${o.executor} executor on ${s.totalGpus} GPUs in ${s.nodes.length} node(s); store ${server.store.engine}`,
+        `fabrik: listening on ${server.url}; ${c.executor} executor on ${s.totalGpus} GPUs in ${s.nodes.length} node(s); store ${server.store.engine}`,
       );
       if (server.bootstrapToken) {
         console.error('fabrik: first start: the operator token (shown once; also in the data folder, readable by you only):');

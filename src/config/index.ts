@@ -1,3 +1,10 @@
 // Site and consortium descriptions: YAML files an operator writes, loaded into the core types.
 export { loadSite, parseSite } from './site.js';
 export { loadConsortium, parseConsortium } from './consortium.js';
+export {
+  InvalidEnvironmentError,
+  loadServerConfig,
+  mergeServerConfig,
+  serverConfigFromEnv,
+  type ServerFileConfig,
+} from './server.js';

@@ -1,0 +1,104 @@
+// The server's own configuration file (`fabrik up --config fabrik.yaml`), checked like the site
+// and consortium files: errors name the file, the key and the line. Environment variables
+// (FABRIK_*) override the file, and command-line flags override both.
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+import { Description, readDescriptionFile, strictObject } from './document.js';
+
+const port = z.number().int().min(0).max(65535);
+const whole = z.number().int().min(1);
+
+const serverSchema = strictObject({
+  /** Data folder: the SQLite store, job logs, the operator token. */
+  data: z.string().min(1).optional(),
+  /** `sqlite:<file>` or `postgres://…`. */
+  store: z.string().min(1).optional(),
+  executor: z.enum(['local', 'simulated']).optional(),
+  site: z.string().min(1).optional(),
+  consortium: z.string().min(1).optional(),
+  host: z.string().min(1).optional(),
+  port: port.optional(),
+  /** Local executor: GPUs when nvidia-smi finds none, and node slots on this host. */
+  gpus: whole.optional(),
+  nodes: whole.optional(),
+  cycleSeconds: whole.optional(),
+  oidc: strictObject({
+    issuer: z.url(),
+    /** URL of the issuer's JWKS, or a local file. */
+    jwks: z.string().min(1).optional(),
+    audience: z.string().min(1).optional(),
+    memberClaim: z.string().min(1).optional(),
+    roleClaim: z.string().min(1).optional(),
+  }).optional(),
+});
+
+export type ServerFileConfig = z.output<typeof serverSchema>;
+
+/** Reads a server configuration file; paths in it are relative to the file's folder. */
+export function loadServerConfig(path: string): ServerFileConfig {
+  const description = Description.parse(readDescriptionFile(path), path);
+  const c = description.validate(serverSchema);
+  const base = dirname(resolve(path));
+  const rel = (p: string | undefined) => (p === undefined || isAbsolute(p) ? p : resolve(base, p));
+  const jwks = c.oidc?.jwks;
+  return {
+    ...c,
+    data: rel(c.data),
+    site: rel(c.site),
+    consortium: rel(c.consortium),
+    store:
+      c.store?.startsWith('sqlite:') && !c.store.startsWith('sqlite:/') && c.store !== 'sqlite::memory:'
+        ? `sqlite:${rel(c.store.slice(7))}`
+        : c.store,
+    oidc: c.oidc && { ...c.oidc, jwks: jwks && !/^https?:/.test(jwks) ? rel(jwks) : jwks },
+  };
+}
+
+/** The same settings from FABRIK_* environment variables; a malformed number is an error naming the variable. */
+export function serverConfigFromEnv(env: NodeJS.ProcessEnv): ServerFileConfig {
+  const num = (name: string, min: number): number | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidEnvironmentError(name, v, `a whole number ≥ ${min}`);
+    return n;
+  };
+  const executor = env.FABRIK_EXECUTOR;
+  if (executor !== undefined && executor !== 'local' && executor !== 'simulated')
+    throw new InvalidEnvironmentError('FABRIK_EXECUTOR', executor, 'local or simulated');
+  const issuer = env.FABRIK_OIDC_ISSUER;
+  return {
+    data: env.FABRIK_DATA || undefined,
+    store: env.FABRIK_STORE || undefined,
+    executor,
+    site: env.FABRIK_SITE || undefined,
+    consortium: env.FABRIK_CONSORTIUM || undefined,
+    host: env.FABRIK_HOST || undefined,
+    port: num('FABRIK_PORT', 0),
+    gpus: num('FABRIK_GPUS', 1),
+    nodes: num('FABRIK_NODES', 1),
+    cycleSeconds: num('FABRIK_CYCLE_SECONDS', 1),
+    oidc: issuer
+      ? { issuer, jwks: env.FABRIK_OIDC_JWKS || undefined, audience: env.FABRIK_OIDC_AUDIENCE || undefined }
+      : undefined,
+  };
+}
+
+/** A FABRIK_* variable holds a value the server cannot use. */
+export class InvalidEnvironmentError extends Error {
+  override readonly name = 'InvalidEnvironmentError';
+  constructor(
+    readonly variable: string,
+    readonly value: string,
+    expected: string,
+  ) {
+    super(`${variable}='${value}': expected ${expected}`);
+  }
+}
+
+/** Later sources win, key by key (undefined leaves the earlier value). */
+export function mergeServerConfig(...sources: ServerFileConfig[]): ServerFileConfig {
+  const out: Record<string, unknown> = {};
+  for (const s of sources) for (const [k, v] of Object.entries(s)) if (v !== undefined) out[k] = v;
+  return out as ServerFileConfig;
+}

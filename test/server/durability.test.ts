@@ -1,6 +1,6 @@
 // kill -9 of the server during a burst of submissions: after a restart every acknowledged job is
 // there, no GPU is held twice, and the processes the local executor started are found again.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,7 +39,7 @@ afterAll(async () => {
 });
 
 describe('kill -9 during a burst of submissions', () => {
-  it('keeps every acknowledged job, holds no GPU twice, and finds running processes again', async () => {
+  it('keeps every acknowledged job, holds no GPU twice, finds running processes again, and requeues a lost one', async () => {
     let server = await up();
     const token = readFileSync(join(dir, 'operator-token'), 'utf8').trim();
     const call = async (method: string, path: string, body?: unknown, key?: string) => {
@@ -60,6 +60,11 @@ describe('kill -9 during a burst of submissions', () => {
       const r = await call('POST', '/v1/jobs', { member: m, command: ['sleep', '120'], gpus: 1, gracePeriodSeconds: 1 });
       longIds.push((r.body as { jobs: JobView[] }).jobs[0].id);
     }
+    const doomed = (
+      (await call('POST', '/v1/jobs', { member: 'pharma', command: ['sleep', '121.25'], gpus: 1, gracePeriodSeconds: 1 }))
+        .body as { jobs: JobView[] }
+    ).jobs[0].id;
+    longIds.push(doomed);
     const running = async () => {
       const states = await Promise.all(longIds.map((id) => call('GET', `/v1/jobs/${id}`)));
       return states.every((s) => (s.body as JobView).state === 'running');
@@ -92,12 +97,24 @@ describe('kill -9 during a burst of submissions', () => {
     const killed = server.child;
     if (killed.exitCode === null && killed.signalCode === null) await new Promise((r) => killed.once('exit', r));
 
+    // While the server is down, one job's processes (its rank wrapper included, so nothing records
+    // how they ended) vanish: it must come back as lost and requeued.
+    spawnSync('pkill', ['-KILL', '-f', `fabrik-rank job=${doomed} `]);
+    spawnSync('pkill', ['-KILL', '-f', 'sleep 121.25']);
+
     server = await up();
     // Every acknowledged submission survived.
     for (const id of acknowledged) expect((await call('GET', `/v1/jobs/${id}`)).status).toBe(200);
     // The long jobs' processes were found again, on the same GPUs.
-    const after = await Promise.all(longIds.map(async (id) => (await call('GET', `/v1/jobs/${id}`)).body as JobView));
+    const after = await Promise.all(longIds.slice(0, 2).map(async (id) => (await call('GET', `/v1/jobs/${id}`)).body as JobView));
     expect(after.map((j) => j.state)).toEqual(['running', 'running']);
+    // The job whose processes vanished was marked lost and requeued whole.
+    const lost = (await call('GET', `/v1/jobs/${doomed}`)).body as JobView;
+    expect(lost.requeues).toBe(1);
+    const events = (
+      (await call('GET', `/v1/jobs/${doomed}/events`)).body as { events: { kind: string; reason: string | null }[] }
+    ).events;
+    expect(events.find((e) => e.kind === 'requeued')?.reason).toMatch(/^Lost/);
     // No GPU is held by two jobs.
     const list = (await call('GET', '/v1/jobs?state=starting,running,preempting&limit=1000')).body as { jobs: JobView[] };
     const held = list.jobs.flatMap((j) => (j.placement ?? []).flatMap((p) => p.gpus.map((g) => `${p.node}/${g}`)));
@@ -109,6 +126,7 @@ describe('kill -9 during a burst of submissions', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(await Promise.all(longIds.map(async (id) => ((await call('GET', `/v1/jobs/${id}`)).body as JobView).state))).toEqual([
+      'cancelled',
       'cancelled',
       'cancelled',
     ]);

@@ -95,8 +95,10 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const m = text === null ? null : / for job (\d+)/.exec(text);
     return m && !(await sees(p, m[1])) ? text!.replace(m[0], '') : text;
   }
+  /** A waiting job's reason is the scheduler's latest (what squeue shows in NODELIST(REASON)). */
   async function view(j: StoredJob, p: Principal): Promise<JobView> {
     const v = jobView(j, p);
+    if (j.state === 'pending') return { ...v, reason: controller.explanation(j.id)?.reason ?? v.reason };
     return { ...v, reason: await hideOthers(p, v.reason) };
   }
 

@@ -132,4 +132,25 @@ describe('kill -9 during a burst of submissions', () => {
     ]);
     server.child.kill('SIGTERM');
   }, 240_000); // two server starts from the TypeScript sources, on a busy 2-core machine
+
+  it('stops gracefully on SIGTERM: exit code 0, and its jobs keep running for the next start', async () => {
+    const server = await up();
+    const token = readFileSync(join(dir, 'operator-token'), 'utf8').trim();
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const r = await fetch(`${server.url}/v1/jobs`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ member: 'telecom', command: ['sleep', '60'], gracePeriodSeconds: 1 }),
+    });
+    const id = ((await r.json()) as { jobs: JobView[] }).jobs[0].id;
+    const state = async (url: string) => ((await (await fetch(`${url}/v1/jobs/${id}`, { headers })).json()) as JobView).state;
+    for (let i = 0; i < 300 && (await state(server.url)) !== 'running'; i++) await new Promise((r) => setTimeout(r, 100));
+    const exited = new Promise<number | null>((resolve) => server.child.once('exit', (code) => resolve(code)));
+    server.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const again = await up();
+    expect(await state(again.url)).toBe('running');
+    await fetch(`${again.url}/v1/jobs/${id}/cancel`, { method: 'POST', headers });
+    again.child.kill('SIGTERM');
+  }, 240_000);
 });

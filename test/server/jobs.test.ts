@@ -105,6 +105,23 @@ describe('jobs over the API', () => {
     expect(list.body.jobs.every((j) => j.member === 'telecom')).toBe(true);
   });
 
+  it('publishes Prometheus metrics, health and readiness, and its OpenAPI description', async () => {
+    const m = await t.call<string>(t.operator, 'GET', '/metrics');
+    expect(m.status).toBe(200);
+    for (const name of [
+      'fabrik_jobs_pending',
+      'fabrik_gpus_running{member="pharma"}',
+      'fabrik_scheduler_cycle_seconds',
+      'fabrik_http_request_duration_seconds_bucket',
+    ])
+      expect(m.body).toContain(name);
+    expect((await t.call(null, 'GET', '/healthz')).status).toBe(200);
+    expect((await t.call(null, 'GET', '/readyz')).status).toBe(200);
+    const api = await t.call<{ openapi: string; paths: Record<string, unknown> }>(null, 'GET', '/openapi.json');
+    expect(api.body.openapi).toMatch(/^3\./);
+    expect(Object.keys(api.body.paths)).toEqual(expect.arrayContaining(['/v1/jobs', '/v1/jobs/{id}/explain', '/v1/tokens']));
+  });
+
   it('refuses bad input with a 400 that names the field', async () => {
     const r = await t.call<{ error: { code: string; field: string } }>(alice, 'POST', '/v1/jobs', {
       command: ['true'],

@@ -58,6 +58,8 @@ export class Controller {
   /** Jobs told to stop for another: who took their GPUs, and when their grace ends. */
   private readonly preempting = new Map<string, { since: number; graceEndsAt: number; by: string }>();
   private readonly cancelRequested = new Set<string>();
+  /** Final states of jobs others depend on (afterok), read from the store once. */
+  private readonly endedStates = new Map<string, JobState | null>();
   /** Executor reports not yet written (see `report`). */
   private readonly inbox: ExecutorEvent[] = [];
   private usage: Record<string, number> = {};
@@ -270,8 +272,13 @@ export class Controller {
           const a = this.active.get(d);
           if (a) waiting = true;
           else {
-            const stored = await this.o.store.job(d);
-            if (!stored || stored.state !== 'succeeded') failed = d;
+            // A job out of the mirror has ended for good: its state is read once.
+            let ended = this.endedStates.get(d);
+            if (ended === undefined) {
+              ended = (await this.o.store.job(d))?.state ?? null;
+              this.endedStates.set(d, ended);
+            }
+            if (ended !== 'succeeded') failed = d;
           }
         }
         if (failed) {

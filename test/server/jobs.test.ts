@@ -105,6 +105,36 @@ describe('jobs over the API', () => {
     expect(list.body.jobs.every((j) => j.member === 'telecom')).toBe(true);
   });
 
+  it('starts a job after the jobs it depends on succeed, and cancels it when one fails (afterok)', async () => {
+    const ok = jobOf(await t.call(alice, 'POST', '/v1/jobs', { command: ['sleep', '1'] }));
+    const bad = jobOf(await t.call(alice, 'POST', '/v1/jobs', { command: ['sh', '-c', 'exit 1'] }));
+    const after = jobOf(await t.call(alice, 'POST', '/v1/jobs', { command: ['true'], afterOk: [ok.id] }));
+    const never = jobOf(await t.call(alice, 'POST', '/v1/jobs', { command: ['true'], afterOk: [bad.id] }));
+    const waiting = await t.call<ExplainView>(alice, 'GET', `/v1/jobs/${after.id}/explain`);
+    expect(['Dependency', 'NotYetScheduled']).toContain(waiting.body.reason);
+    const a = await finished(alice, after.id);
+    expect(a.state).toBe('succeeded');
+    expect(Date.parse(a.startedAt!)).toBeGreaterThanOrEqual(Date.parse((await finished(alice, ok.id)).endedAt!));
+    expect(await finished(alice, never.id)).toMatchObject({ state: 'cancelled', reason: 'DependencyNeverSatisfied' });
+  });
+
+  it('runs an array as one job per index, at most its throttle at a time', async () => {
+    const r = await t.call<{ jobs: JobView[] }>(alice, 'POST', '/v1/jobs', {
+      name: 'sweep',
+      command: ['sh', '-c', 'sleep 0.3'],
+      array: { indices: [0, 1, 2, 3], throttle: 1 },
+    });
+    expect(r.status).toBe(201);
+    const tasks = r.body.jobs;
+    expect(tasks.map((j) => j.arrayTaskId)).toEqual([0, 1, 2, 3]);
+    expect(new Set(tasks.map((j) => j.arrayJobId))).toEqual(new Set([tasks[0].id]));
+    const done = await Promise.all(tasks.map((j) => finished(alice, j.id)));
+    expect(done.every((j) => j.state === 'succeeded')).toBe(true);
+    // Throttle 1: no two tasks ran at the same time.
+    const spans = done.map((j) => [Date.parse(j.startedAt!), Date.parse(j.endedAt!)]).sort((x, y) => x[0] - y[0]);
+    for (let i = 1; i < spans.length; i++) expect(spans[i][0]).toBeGreaterThanOrEqual(spans[i - 1][1]);
+  });
+
   it('publishes Prometheus metrics, health and readiness, and its OpenAPI description', async () => {
     const m = await t.call<string>(t.operator, 'GET', '/metrics');
     expect(m.status).toBe(200);

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # A real Slurm 22.05 cluster on this one Debian machine, for tests and benchmarks: munge,
-# slurmctld and NODES virtual slurmd nodes of 8 fake GPUs each (symlinks to /dev/null, the
-# only fake device Slurm accepts), cons_tres, no cgroups (sandboxes have none). Idempotent:
-# installs what is missing, starts what is not running, waits until the nodes are idle.
-# Facts behind each line: ../shared/docs/slurm-on-debian.md.
+# slurmdbd on the machine's MariaDB (accounting: sacct, accounts, GPU limits), slurmctld, NODES
+# virtual slurmd nodes of 8 fake GPUs each (symlinks to /dev/null, the only fake device Slurm
+# accepts), and slurmrestd with JWT on 127.0.0.1:6820. cons_tres, no cgroups (sandboxes have
+# none). Idempotent: installs what is missing, starts what is not running, waits until the nodes
+# are idle. Facts behind each line: ../shared/docs/slurm-on-debian.md.
+#
+# The JWT key (what Fabrik signs slurmrestd tokens with) is $SPOOL/ctld/jwt_hs256.key.
 #
 #   scripts/slurm/up.sh        # then: sinfo, sbatch --wrap true, …
 #   scripts/slurm/down.sh
@@ -13,11 +16,16 @@ GPUS=${GPUS:-8}
 CONF=/etc/slurm
 SPOOL=/var/spool/slurm
 
+DB_PASS=${SLURM_DB_PASS:-fabrik-slurmdbd}
+REST=127.0.0.1:6820
+JWT_KEY=$SPOOL/ctld/jwt_hs256.key
+
 need=()
-for b in slurmctld slurmd sbatch munged; do command -v "$b" >/dev/null || need+=("$b"); done
+for b in slurmctld slurmd sbatch munged slurmdbd slurmrestd sacctmgr; do command -v "$b" >/dev/null || need+=("$b"); done
 if ((${#need[@]})); then
-  echo "slurm: installing slurm-wlm and munge (missing: ${need[*]})"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm slurm-client slurm-wlm-jwt-plugin munge >/dev/null
+  echo "slurm: installing Slurm and munge (missing: ${need[*]})"
+  # slurm-wlm-jwt-plugin is only recommended, and slurmdbd dies without it.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm slurm-client slurm-wlm-jwt-plugin slurmrestd slurmdbd munge >/dev/null
 fi
 
 alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null && ! grep -q ' Z ' "/proc/$(cat "$1")/stat" 2>/dev/null; }
@@ -35,6 +43,34 @@ for ((g = 0; g < GPUS; g++)); do ln -sfn /dev/null "/run/fakegpu/nvidia$g"; done
 
 host=$(hostname -s)
 mkdir -p "$CONF" "$SPOOL/ctld" /var/log/slurm
+chmod 755 /var/log/slurm
+[[ -s $JWT_KEY ]] || dd if=/dev/urandom bs=32 count=1 of="$JWT_KEY" 2>/dev/null
+chmod 600 "$JWT_KEY"
+
+# Accounting: slurmdbd on MariaDB (already running on these machines).
+mysql -u root <<SQL
+CREATE DATABASE IF NOT EXISTS slurm_acct_db;
+CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
+GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
+SQL
+cat >"$CONF/slurmdbd.conf" <<EOF
+AuthType=auth/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$JWT_KEY
+DbdHost=localhost
+SlurmUser=root
+PidFile=/run/slurmdbd.pid
+LogFile=/var/log/slurm/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StoragePass=$DB_PASS
+StorageLoc=slurm_acct_db
+EOF
+chmod 600 "$CONF/slurmdbd.conf"
+alive /run/slurmdbd.pid || slurmdbd
+for i in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/6819) 2>/dev/null && break; sleep 0.5; done
+sacctmgr -i -Q add cluster fabrik >/dev/null 2>&1 || true
 nodes=""
 for ((n = 1; n <= NODES; n++)); do
   nodes+="NodeName=node$n NodeHostname=$host NodeAddr=127.0.0.1 Port=$((17000 + n)) CPUs=16 RealMemory=64000 Gres=gpu:$GPUS State=UNKNOWN"$'\n'
@@ -58,6 +94,12 @@ DefMemPerCPU=1000
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 GresTypes=gpu
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageTRES=gres/gpu
+AccountingStorageEnforce=associations,limits,qos
+JobAcctGatherType=jobacct_gather/none
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$JWT_KEY
 ReturnToService=2
 SlurmdParameters=config_overrides
 MpiDefault=none
@@ -73,9 +115,15 @@ EOF
 alive /run/slurmctld.pid || slurmctld
 for i in $(seq 1 60); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.5; done
 for ((n = 1; n <= NODES; n++)); do alive "/run/slurmd-node$n.pid" || slurmd -N "node$n"; done
+# slurmrestd refuses to run as root: a user of its own, and SLURM_JWT=daemon or every token is refused.
+id slurmrest >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin slurmrest
+touch /var/log/slurm/slurmrestd.log && chown slurmrest /var/log/slurm/slurmrestd.log
+if ! pgrep -x slurmrestd >/dev/null; then
+  su -s /bin/sh slurmrest -c "SLURM_JWT=daemon nohup slurmrestd -a rest_auth/jwt -s openapi/v0.0.38,openapi/dbv0.0.38 $REST >/var/log/slurm/slurmrestd.log 2>&1 &"
+fi
 for i in $(seq 1 120); do
-  if [[ $(sinfo -h -o '%t' | sort -u | tr -d '\n') == idle ]]; then
-    echo "slurm: $NODES nodes × $GPUS GPUs idle"
+  if [[ $(sinfo -h -o '%t' | sort -u | tr -d '\n') == idle ]] && (exec 3<>/dev/tcp/${REST%:*}/${REST#*:}) 2>/dev/null; then
+    echo "slurm: $NODES nodes × $GPUS GPUs idle; slurmrestd on http://$REST; JWT key $JWT_KEY"
     exit 0
   fi
   # A node drained by an earlier run stays drained in StateSave: give it back.

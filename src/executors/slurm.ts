@@ -29,7 +29,7 @@ import {
   realScheduler,
   silentLogger,
 } from './common.js';
-import type { ExecHandle, ExecJob, ExecNode, Executor, ExecutorEvent, ExitReason, RecoveryResult } from './executor.js';
+import type { ExecHandle, ExecJob, ExecNode, Executor, ExecutorEvent, ExitReason } from './executor.js';
 import { API, ESLURM_INVALID_JOB_ID, ESLURM_TRANSITION_STATE_NO_UPDATE, SlurmRestClient, SlurmRestError } from './slurm-rest.js';
 
 export { SlurmRestError } from './slurm-rest.js';

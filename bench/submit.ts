@@ -140,18 +140,16 @@ async function sbatchRun(): Promise<Run | null> {
   if (spawnSync('sinfo', ['-h'], { timeout: 5000 }).status !== 0) return null;
   const latencies: number[] = [];
   const end = performance.now() + SECONDS * 1000;
-  const ids: string[] = [];
+  // One name for this run's jobs: they are held (never run) and removed together at the end.
+  const benchName = `fabrik-bench-${process.pid}`;
   const one = () =>
     new Promise<void>((resolve, reject) => {
       const t0 = performance.now();
-      const p = spawn('sbatch', ['--parsable', '--hold', '-t', '10', '-J', 'bench', '--wrap', 'true'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
+      const p = spawn('sbatch', ['--parsable', '--hold', '-t', '10', '-J', benchName, '--wrap', 'true'], {
+        stdio: ['ignore', 'ignore', 'ignore'],
       });
-      let out = '';
-      p.stdout.on('data', (d) => (out += d));
       p.on('exit', (code) => {
         if (code !== 0) return reject(new Error(`sbatch exited with ${code}`));
-        ids.push(out.trim().split(';')[0]);
         latencies.push(performance.now() - t0);
         resolve();
       });
@@ -161,8 +159,8 @@ async function sbatchRun(): Promise<Run | null> {
       while (performance.now() < end) await one();
     }),
   );
-  // Held jobs never run; remove them so the bench leaves Slurm as it found it.
-  for (let i = 0; i < ids.length; i += 500) spawnSync('scancel', ids.slice(i, i + 500));
+  // Remove them so the bench leaves Slurm as it found it.
+  spawnSync('scancel', ['--name', benchName]);
   latencies.sort((a, b) => a - b);
   return {
     perSecond: latencies.length / SECONDS,

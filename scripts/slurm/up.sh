@@ -71,9 +71,11 @@ chmod 600 "$CONF/slurmdbd.conf"
 alive /run/slurmdbd.pid || slurmdbd
 for i in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/6819) 2>/dev/null && break; sleep 0.5; done
 sacctmgr -i -Q add cluster fabrik >/dev/null 2>&1 || true
+# Each node carries its own name as a feature: slurmrestd v0.0.38 disables `required_nodes`, so the
+# slurm executor pins a job to the nodes Fabrik chose with `constraints: node2|node4`.
 nodes=""
 for ((n = 1; n <= NODES; n++)); do
-  nodes+="NodeName=node$n NodeHostname=$host NodeAddr=127.0.0.1 Port=$((17000 + n)) CPUs=16 RealMemory=64000 Gres=gpu:$GPUS State=UNKNOWN"$'\n'
+  nodes+="NodeName=node$n NodeHostname=$host NodeAddr=127.0.0.1 Port=$((17000 + n)) CPUs=16 RealMemory=64000 Gres=gpu:$GPUS Features=node$n State=UNKNOWN"$'\n'
   mkdir -p "$SPOOL/d-node$n"
 done
 cat >"$CONF/slurm.conf" <<EOF

@@ -48,6 +48,9 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
       'seconds between scheduling cycles when nothing happens (default 5)',
       whole('--cycle-seconds', 1),
     )
+    .option('--slurm-url <url>', 'slurm executor: slurmrestd (default http://127.0.0.1:6820)')
+    .option('--slurm-jwt-key <file>', "slurm executor: the cluster's JWT key (default /var/spool/slurm/ctld/jwt_hs256.key)")
+    .option('--slurm-partition <name>', 'slurm executor: the partition to submit to (default: the cluster default)')
     .option('--oidc-issuer <url>', 'accept OIDC tokens from this issuer')
     .option('--oidc-jwks <url|file>', "the issuer's JWKS (URL or local file)")
     .option('--oidc-audience <aud>', 'required audience of OIDC tokens')
@@ -64,6 +67,10 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
         nodes: o.nodes,
         cycleSeconds: o.cycleSeconds,
         oidc: o.oidcIssuer ? { issuer: o.oidcIssuer, jwks: o.oidcJwks, audience: o.oidcAudience } : undefined,
+        slurm:
+          o.slurmUrl || o.slurmJwtKey || o.slurmPartition
+            ? { url: o.slurmUrl, jwtKey: o.slurmJwtKey, partition: o.slurmPartition }
+            : undefined,
       };
       const c = mergeServerConfig(
         {
@@ -92,6 +99,7 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
         localGpus: c.gpus,
         localNodes: c.nodes,
         cycleSeconds: c.cycleSeconds,
+        slurm: c.slurm && { url: c.slurm.url, jwtKeyFile: c.slurm.jwtKey, partition: c.slurm.partition ?? null },
         oidc: c.oidc
           ? {
               issuer: c.oidc.issuer,

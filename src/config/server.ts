@@ -13,7 +13,7 @@ const serverSchema = strictObject({
   data: z.string().min(1).optional(),
   /** `sqlite:<file>` or `postgres://…`. */
   store: z.string().min(1).optional(),
-  executor: z.enum(['local', 'simulated']).optional(),
+  executor: z.enum(['local', 'slurm', 'simulated']).optional(),
   site: z.string().min(1).optional(),
   consortium: z.string().min(1).optional(),
   host: z.string().min(1).optional(),
@@ -22,6 +22,13 @@ const serverSchema = strictObject({
   gpus: whole.optional(),
   nodes: whole.optional(),
   cycleSeconds: whole.optional(),
+  slurm: strictObject({
+    /** slurmrestd, e.g. http://127.0.0.1:6820. */
+    url: z.url().optional(),
+    /** The cluster's JWT key file (AuthAltParameters=jwt_key=…). */
+    jwtKey: z.string().min(1).optional(),
+    partition: z.string().min(1).optional(),
+  }).optional(),
   oidc: strictObject({
     issuer: z.url(),
     /** URL of the issuer's JWKS, or a local file. */
@@ -51,6 +58,7 @@ export function loadServerConfig(path: string): ServerFileConfig {
         ? `sqlite:${rel(c.store.slice(7))}`
         : c.store,
     oidc: c.oidc && { ...c.oidc, jwks: jwks && !/^https?:/.test(jwks) ? rel(jwks) : jwks },
+    slurm: c.slurm && { ...c.slurm, jwtKey: rel(c.slurm.jwtKey) },
   };
 }
 
@@ -64,8 +72,8 @@ export function serverConfigFromEnv(env: NodeJS.ProcessEnv): ServerFileConfig {
     return n;
   };
   const executor = env.FABRIK_EXECUTOR;
-  if (executor !== undefined && executor !== 'local' && executor !== 'simulated')
-    throw new InvalidEnvironmentError('FABRIK_EXECUTOR', executor, 'local or simulated');
+  if (executor !== undefined && executor !== 'local' && executor !== 'slurm' && executor !== 'simulated')
+    throw new InvalidEnvironmentError('FABRIK_EXECUTOR', executor, 'local, slurm or simulated');
   const issuer = env.FABRIK_OIDC_ISSUER;
   return {
     data: env.FABRIK_DATA || undefined,

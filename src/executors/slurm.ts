@@ -16,6 +16,7 @@
 //   handler: the job is cancelled instead). They reach every process of the job. A multi-node job
 //   runs its ranks under srun, and srun ends the step at once on TERM, INT or HUP: only USR1/USR2
 //   give multi-node ranks a grace period; single-node jobs run without srun and get it for all.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -432,6 +433,11 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
         track(job, existing.job_id, user);
         return { slurmJobId: existing.job_id };
       }
+      // Slurm fails a batch job whose log folder is missing (FAILED, 0:53). Fabrik's host and the
+      // nodes share the file system (a DGX SuperPOD's Lustre or NFS home; here one machine), so the
+      // folders are made here; a path the server cannot create is left for Slurm to report.
+      for (const file of new Set([job.output, job.error]))
+        await fs.promises.mkdir(path.dirname(file), { recursive: true }).catch(() => undefined);
       const { body } = submission(job);
       const res = await client.request<{ job_id: number }>('POST', `${API}/job/submit`, user, body);
       logger.info({ job: job.id, slurmJobId: res.job_id }, 'slurm: submitted');

@@ -9,6 +9,7 @@ import type { Site } from '../core/site.js';
 import type { Executor } from '../executors/executor.js';
 import { createLocalExecutor } from '../executors/local.js';
 import { createSimulatedExecutor, simulatedNodesFor } from '../executors/simulated.js';
+import { createSlurmExecutor } from '../executors/slurm.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { buildApp } from './app.js';
@@ -22,7 +23,9 @@ export interface ServerOptions {
   readonly dataDir: string;
   /** `sqlite:<file>` or `postgres://…`; default: SQLite in the data folder. */
   readonly store?: string;
-  readonly executor: 'local' | 'simulated';
+  readonly executor: 'local' | 'simulated' | 'slurm';
+  /** `slurm`: slurmrestd's URL and the cluster's JWT key (what Fabrik signs its tokens with). */
+  readonly slurm?: { readonly url?: string; readonly jwtKeyFile?: string; readonly partition?: string | null };
   /** The site the consortium was written for (and what `simulated` runs). */
   readonly site: Site;
   readonly consortium: Consortium;
@@ -63,9 +66,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     site = o.site;
     executor = createSimulatedExecutor({ nodes: simulatedNodesFor(o.site) });
   } else {
-    executor = createLocalExecutor({ dataDir, nodes: o.localNodes ?? 1, fallbackGpus: o.localGpus ?? 4, logger: log });
-    site = siteFromNodes('local', executor.nodes(), o.site);
-    // The consortium was written for the big site: the same shares of this host.
+    executor =
+      o.executor === 'slurm'
+        ? await createSlurmExecutor({ ...o.slurm, logger: log })
+        : createLocalExecutor({ dataDir, nodes: o.localNodes ?? 1, fallbackGpus: o.localGpus ?? 4, logger: log });
+    site = siteFromNodes(o.executor, executor.nodes(), o.site);
+    // The consortium was written for the big site: the same shares of the machine at hand.
     consortium = scaleConsortium(o.consortium, site.totalGpus / o.site.totalGpus);
   }
 

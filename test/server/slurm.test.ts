@@ -1,0 +1,50 @@
+// Fabrik in front, a real Slurm behind (scripts/slurm/up.sh): a job submitted over the API runs
+// on the Slurm node Fabrik chose, with its GPUs, and its log comes back through `fabrik logs`.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobView } from '../../src/api/contract.js';
+import { fetchSlurmNodes } from '../../src/executors/slurm.js';
+import { testServer, type TestServer } from './helpers.js';
+
+const reachable = await fetchSlurmNodes().then(
+  () => true,
+  (e: Error) => {
+    if (process.env.CI) throw new Error(`Slurm is not reachable in CI (start it with scripts/slurm/up.sh): ${e.message}`);
+    console.warn(`slurm server tests skipped: ${e.message} (start it with scripts/slurm/up.sh)`);
+    return false;
+  },
+);
+
+let t: TestServer;
+let alice: string;
+
+describe.runIf(reachable)('fabrik up --executor slurm', () => {
+  beforeAll(async () => {
+    t = await testServer({ executor: 'slurm' });
+    alice = await t.token('pharma', 'researcher', 'alice');
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('runs a submitted job on Slurm, on the node Fabrik chose with the GPUs it asked for, and keeps its log', async () => {
+    const r = await t.call<{ jobs: JobView[] }>(alice, 'POST', '/v1/jobs', {
+      name: 'on-slurm',
+      script: '#!/bin/bash\necho "node=$SLURMD_NODENAME gpus=$CUDA_VISIBLE_DEVICES"\n',
+      gpus: 2,
+    });
+    expect(r.status).toBe(201);
+    const id = r.body.jobs[0].id;
+    const done = await t.waitFor(
+      'the job to end on Slurm',
+      async () => {
+        const j = (await t.call<JobView>(alice, 'GET', `/v1/jobs/${id}`)).body;
+        return ['succeeded', 'failed', 'cancelled', 'lost'].includes(j.state) ? j : undefined;
+      },
+      60_000,
+    );
+    expect(done, JSON.stringify({ reason: done.reason, exit: done.exitCode })).toMatchObject({ state: 'succeeded', exitCode: 0 });
+    const node = done.placement![0].node;
+    const log = await t.call<string>(alice, 'GET', `/v1/jobs/${id}/logs`);
+    expect(log.body).toMatch(new RegExp(`node=${node} gpus=\\d,\\d\\n`));
+  }, 90_000);
+});

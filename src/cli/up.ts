@@ -28,10 +28,10 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
     .option('--data <dir>', `data folder: SQLite store, job logs, the operator token (default ${defaults.dataDir})`)
     .option('--store <url>', 'sqlite:<file> or postgres://… (default: SQLite in the data folder)')
     .addOption(
-      new Option('--executor <type>', 'local: real processes on this host (default); simulated: the 1,152-GPU twin').choices([
-        'local',
-        'simulated',
-      ]),
+      new Option(
+        '--executor <type>',
+        'local: real processes on this host (default); slurm: a Slurm cluster through slurmrestd; simulated: the 1,152-GPU twin',
+      ).choices(['local', 'slurm', 'simulated']),
     )
     .option('--site <file>', 'site description (YAML; default se-factory)')
     .option('--consortium <file>', 'consortium description (YAML; default the demo consortium)')

@@ -14,6 +14,12 @@ export interface ExecNode {
   readonly zone: string;
 }
 
+export interface NodeHealth {
+  readonly node: string;
+  readonly state: 'up' | 'draining' | 'down' | 'maintenance';
+  readonly reason: string | null;
+}
+
 export interface ExecJob {
   readonly id: string;
   readonly name: string;
@@ -82,6 +88,11 @@ export interface Executor {
   stop(job: string, graceSeconds: number): Promise<void>;
   /** After a restart: which of these jobs still run (and are watched again), which ended, which are lost. */
   recover(jobs: readonly { readonly job: ExecJob; readonly handle: ExecHandle }[]): Promise<RecoveryResult>;
+  /**
+   * What the execution engine says about its nodes (Slurm: drained, down, not responding), for the
+   * engines that have their own view; the scheduler keeps work off nodes that are not up.
+   */
+  nodeHealth?(): Promise<readonly NodeHealth[]>;
   /** Subscribes to events; events are delivered in order per job. */
   onEvent(listener: (e: ExecutorEvent) => void): void;
   /** Stops watching; running jobs keep running (the server may be restarting). */

@@ -30,7 +30,7 @@ import {
   realScheduler,
   silentLogger,
 } from './common.js';
-import type { ExecHandle, ExecJob, ExecNode, Executor, ExecutorEvent, ExitReason } from './executor.js';
+import type { ExecHandle, ExecJob, ExecNode, Executor, ExecutorEvent, ExitReason, NodeHealth } from './executor.js';
 import { API, ESLURM_INVALID_JOB_ID, ESLURM_TRANSITION_STATE_NO_UPDATE, SlurmRestClient, SlurmRestError } from './slurm-rest.js';
 
 export { SlurmRestError } from './slurm-rest.js';
@@ -66,6 +66,31 @@ export interface SlurmNodeInfo {
   readonly name: string;
   readonly gres?: string;
   readonly features?: string | readonly string[];
+  /** v0.0.38: `idle`, `mixed`, `allocated`, `down`, … with flags such as DRAIN or NOT_RESPONDING apart. */
+  readonly state?: string;
+  readonly state_flags?: readonly string[];
+  readonly reason?: string;
+}
+
+/**
+ * Slurm's view of a node in Fabrik's words. Drained, draining or not responding: no new work
+ * (Fabrik's `draining`, which lets running jobs finish); down: failed (Slurm ends its jobs with
+ * NODE_FAIL, Fabrik requeues them); maintenance reservations: `maintenance`.
+ */
+export function slurmNodeHealth(n: SlurmNodeInfo): NodeHealth['state'] {
+  const state = (n.state ?? '').toLowerCase();
+  const flags = new Set((n.state_flags ?? []).map((f) => f.toUpperCase()));
+  if (state === 'down') return 'down';
+  if (flags.has('MAINTENANCE')) return 'maintenance';
+  if (
+    state.startsWith('drain') ||
+    flags.has('DRAIN') ||
+    flags.has('DRAINING') ||
+    flags.has('DRAINED') ||
+    flags.has('NOT_RESPONDING')
+  )
+    return 'draining';
+  return 'up';
 }
 
 const DEFAULT_URL = 'http://127.0.0.1:6820';
@@ -409,6 +434,12 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
   return {
     type: 'executor/slurm',
     nodes: () => nodes,
+
+    async nodeHealth() {
+      const fromSlurm = new Map(Object.entries(nodeMap).map(([fabrik, slurm]) => [slurm, fabrik]));
+      const list = (await client.request<{ nodes: SlurmNodeInfo[] }>('GET', `${API}/nodes`, 'root')).nodes;
+      return list.map((n) => ({ node: fromSlurm.get(n.name) ?? n.name, state: slurmNodeHealth(n), reason: n.reason || null }));
+    },
 
     async slurmJobsFor(jobId) {
       return (await listJobs()).filter((j) => j.comment === `${TAG}${jobId}`);

@@ -24,6 +24,8 @@ const ON_GPUS: readonly JobState[] = ['starting', 'running', 'preempting'];
  */
 const SERVER_QUEUE_DEPTH = 1000;
 const EXPLAIN_SECONDS = 2;
+const HEALTH_SECONDS = 2;
+const SEVERITY: Readonly<Record<NodeState, number>> = { up: 0, draining: 1, maintenance: 2, down: 3 };
 const EXPLAIN_ALWAYS_BELOW = 500;
 /** Reasons the server (not the scheduler) gives a waiting job. */
 export type ServerReason = 'Dependency' | 'JobArrayTaskLimit';
@@ -65,6 +67,9 @@ export class Controller {
   private usage: Record<string, number> = {};
   private usageAt: number;
   private nodeStates: Record<string, NodeState> = {};
+  /** What the execution engine reports (see refreshNodeHealth). */
+  private engineStates: Record<string, NodeState> = {};
+  private healthAt = -Infinity;
   private site: Site;
   private readonly nodeIndex: Map<string, number>;
   private readonly execNodes: Map<string, ExecNode>;
@@ -202,7 +207,31 @@ export class Controller {
 
   private applyNodeStates(records: readonly NodeStateRecord[]): void {
     for (const r of records) if (this.nodeIndex.has(r.node)) this.nodeStates[r.node] = r.state;
-    this.site = withNodeStates(this.o.site, this.nodeStates);
+    this.mergeNodeStates();
+  }
+
+  /** A node is as unavailable as the worse of what the operator set and what the execution engine reports. */
+  private mergeNodeStates(): void {
+    const merged: Record<string, NodeState> = { ...this.nodeStates };
+    for (const [node, state] of Object.entries(this.engineStates))
+      if (SEVERITY[state] > SEVERITY[merged[node] ?? 'up']) merged[node] = state;
+    this.site = withNodeStates(this.o.site, merged);
+  }
+
+  /** Slurm's drained, down and not-responding nodes, fetched at most every HEALTH_SECONDS. */
+  private async refreshNodeHealth(now: number): Promise<void> {
+    if (!this.o.executor.nodeHealth || now - this.healthAt < HEALTH_SECONDS) return;
+    this.healthAt = now;
+    try {
+      const states: Record<string, NodeState> = {};
+      for (const h of await this.o.executor.nodeHealth())
+        if (this.nodeIndex.has(h.node) && h.state !== 'up') states[h.node] = h.state;
+      this.engineStates = states;
+      this.mergeNodeStates();
+    } catch (err) {
+      // The engine did not answer: keep planning with what it said last.
+      this.o.log.warn({ err }, 'node health from the executor failed');
+    }
   }
 
   private decayedUsage(now: number): Record<string, number> {
@@ -220,6 +249,7 @@ export class Controller {
     if (this.closed) return;
     const started = performance.now();
     const now = this.o.now();
+    await this.refreshNodeHealth(now);
     this.usage = this.decayedUsage(now);
     this.usageAt = now;
     // 1. Jobs the scheduler must not see yet: unmet dependencies, array tasks over their throttle.

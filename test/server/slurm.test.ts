@@ -1,5 +1,6 @@
 // Fabrik in front, a real Slurm behind (scripts/slurm/up.sh): a job submitted over the API runs
 // on the Slurm node Fabrik chose, with its GPUs, and its log comes back through `fabrik logs`.
+import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
 import { fetchSlurmNodes } from '../../src/executors/slurm.js';
@@ -47,4 +48,44 @@ describe.runIf(reachable)('fabrik up --executor slurm', () => {
     const log = await t.call<string>(alice, 'GET', `/v1/jobs/${id}/logs`);
     expect(log.body).toMatch(new RegExp(`node=${node} gpus=\\d,\\d\\n`));
   }, 90_000);
+
+  it('keeps work off a node drained in Slurm until it is resumed', async () => {
+    const nodeState = async (name: string) =>
+      (await t.call<{ nodes: { name: string; state: string }[] }>(alice, 'GET', '/v1/nodes')).body.nodes.find(
+        (n) => n.name === name,
+      )?.state;
+    execFileSync('scontrol', ['update', 'nodename=node3', 'state=drain', 'reason=fabrik-test']);
+    try {
+      await t.waitFor('node3 draining in Fabrik', async () => (await nodeState('node3')) === 'draining', 30_000);
+      // Each within its member's share; packed best-fit, bank's 4 GPUs would land on node3 but for the drain.
+      const ids: string[] = [];
+      for (const [member, gpus] of [
+        ['pharma', 8],
+        ['telecom', 6],
+        ['bank', 4],
+      ] as const) {
+        const r = await t.call<{ jobs: JobView[] }>(t.operator, 'POST', '/v1/jobs', {
+          member,
+          script: '#!/bin/bash\nsleep 5\n',
+          gpus,
+        });
+        ids.push(r.body.jobs[0].id);
+      }
+      const placed = await Promise.all(
+        ids.map((id) =>
+          t.waitFor(
+            `job ${id} placed`,
+            async () => (await t.call<JobView>(t.operator, 'GET', `/v1/jobs/${id}`)).body.placement ?? undefined,
+            60_000,
+          ),
+        ),
+      );
+      expect(placed.flat().map((p) => p.node)).not.toContain('node3');
+      expect(placed[2].map((p) => p.node)).toEqual(['node4']);
+      for (const id of ids) await t.call(t.operator, 'POST', `/v1/jobs/${id}/cancel`);
+    } finally {
+      execFileSync('scontrol', ['update', 'nodename=node3', 'state=resume']);
+    }
+    await t.waitFor('node3 up again in Fabrik', async () => (await nodeState('node3')) === 'up', 30_000);
+  }, 120_000);
 });

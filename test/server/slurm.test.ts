@@ -57,7 +57,7 @@ describe.runIf(reachable)('fabrik up --executor slurm', () => {
     execFileSync('scontrol', ['update', 'nodename=node3', 'state=drain', 'reason=fabrik-test']);
     try {
       await t.waitFor('node3 draining in Fabrik', async () => (await nodeState('node3')) === 'draining', 30_000);
-      // Each within its member's share; packed best-fit, bank's 4 GPUs would land on node3 but for the drain.
+      // Each within its member's share.
       const ids: string[] = [];
       for (const [member, gpus] of [
         ['pharma', 8],
@@ -80,8 +80,8 @@ describe.runIf(reachable)('fabrik up --executor slurm', () => {
           ),
         ),
       );
-      expect(placed.flat().map((p) => p.node)).not.toContain('node3');
-      expect(placed[2].map((p) => p.node)).toEqual(['node4']);
+      // 8 + 6 + 4 GPUs need three nodes of 8; best-fit fills node1, node2, node3 in any order, but for the drain.
+      expect(new Set(placed.flat().map((p) => p.node))).toEqual(new Set(['node1', 'node2', 'node4']));
       for (const id of ids) await t.call(t.operator, 'POST', `/v1/jobs/${id}/cancel`);
     } finally {
       execFileSync('scontrol', ['update', 'nodename=node3', 'state=resume']);

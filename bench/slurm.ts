@@ -3,13 +3,10 @@
 // the local cluster (scripts/slurm/up.sh). Both are observed the same way: polling squeue until
 // the Slurm job is R. Last line:
 // {"fabrik_submit_to_running_ms_p50":…,"sbatch_submit_to_running_ms_p50":…,"fabrik_submit_to_running_ms_p99":…,"sbatch_submit_to_running_ms_p99":…,"overhead_ms_p50":…}
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { startFabrik } from './fabrik-up.js';
 
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 20);
-const root = new URL('../', import.meta.url).pathname;
 
 if (spawnSync('sinfo', ['-h'], { timeout: 5000 }).status !== 0) {
   console.error('bench:slurm: no Slurm answers here; start it with scripts/slurm/up.sh');
@@ -27,26 +24,9 @@ async function untilRunning(match: (line: string) => boolean, timeoutMs = 30_000
   throw new Error('the job did not start within 30 s');
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'fabrik-bench-slurm-'));
-const child = spawn(
-  process.execPath,
-  ['--import', 'tsx', `${root}src/cli/main.ts`, 'up', '--data', dir, '--port', '0', '--executor', 'slurm'],
-  {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, FABRIK_LOG_LEVEL: 'warn' },
-  },
-);
-let out = '';
-let err = '';
-child.stdout!.on('data', (d) => (out += d));
-child.stderr!.on('data', (d) => (err += d));
-let url = '';
-for (let i = 0; i < 600 && !(url && out.trim()); i++) {
-  url = /listening on (\S+);/.exec(err)?.[1] ?? '';
-  await new Promise((r) => setTimeout(r, 100));
-}
-if (!url) throw new Error(`fabrik up did not start:\n${err}`);
-const headers = { authorization: `Bearer ${out.trim().split('\n')[0]}`, 'content-type': 'application/json' };
+const f = await startFabrik(['--executor', 'slurm']);
+const url = f.url;
+const headers = { authorization: `Bearer ${f.token}`, 'content-type': 'application/json' };
 
 const fabrik: number[] = [];
 const sbatch: number[] = [];
@@ -84,9 +64,8 @@ try {
     spawnSync('scancel', [jobId]);
   }
 } finally {
-  child.kill('SIGTERM');
+  await f.stop();
   spawnSync('scancel', ['--name', 'bench-sbatch']);
-  rmSync(dir, { recursive: true, force: true });
 }
 
 const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];

@@ -3,45 +3,20 @@
 // se-factory, scheduling loop running) on SQLite and on PostgreSQL; and, in the same run,
 // `sbatch` submissions per second against the local Slurm when one answers. Last line:
 // {"sqlite_submits_per_s":…,"postgres_submits_per_s":…,"sbatch_submits_per_s":…|null,"p99_ms":…}
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
+import { startFabrik } from './fabrik-up.js';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const PG_URL = process.env.BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
-const root = new URL('../', import.meta.url).pathname;
 
 interface Run {
   perSecond: number;
   p50: number;
   p99: number;
   submitted: number;
-}
-
-async function startFabrik(store: string | null): Promise<{ child: ChildProcess; url: string; token: string; dir: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'fabrik-bench-'));
-  const args = ['--import', 'tsx', `${root}src/cli/main.ts`, 'up', '--data', dir, '--port', '0', '--executor', 'simulated'];
-  if (store) args.push('--store', store);
-  const child = spawn(process.execPath, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, FABRIK_LOG_LEVEL: 'warn' },
-  });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (err += d));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const url = /listening on (\S+);/.exec(err)?.[1];
-    const token = out.trim().split('\n')[0];
-    if (url && token) return { child, url, token, dir };
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`fabrik up did not start:\n${err}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function load(url: string, token: string): Promise<Run> {
@@ -100,13 +75,11 @@ async function load(url: string, token: string): Promise<Run> {
 }
 
 async function fabrikRun(store: string | null): Promise<Run> {
-  const f = await startFabrik(store);
+  const f = await startFabrik(['--executor', 'simulated', ...(store ? ['--store', store] : [])]);
   try {
     return await load(f.url, f.token);
   } finally {
-    f.child.kill('SIGTERM');
-    await new Promise((r) => f.child.once('exit', r));
-    rmSync(f.dir, { recursive: true, force: true });
+    await f.stop();
   }
 }
 

@@ -1,0 +1,51 @@
+// A real `fabrik up` in its own process for a benchmark: a fresh data folder, any free port, and
+// the operator token it prints on its first start. Benchmarks measure the server as it runs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = new URL('../', import.meta.url).pathname;
+
+export interface FabrikProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly token: string;
+  /** SIGTERM, wait for the exit, remove the data folder. */
+  stop(): Promise<void>;
+}
+
+export async function startFabrik(flags: readonly string[]): Promise<FabrikProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'fabrik-bench-'));
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', `${root}src/cli/main.ts`, 'up', '--data', dir, '--port', '0', ...flags],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, FABRIK_LOG_LEVEL: 'warn' },
+    },
+  );
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const url = /listening on (\S+);/.exec(err)?.[1];
+    const token = out.trim().split('\n')[0];
+    if (url && token) return { child, url, token, stop };
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`fabrik up did not start:\n${err}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -38,7 +38,7 @@ try {
       headers,
       body: JSON.stringify({
         member: 'pharma',
-        name: 'bench',
+        name: `bench-fabrik-${process.pid}`,
         script: '#!/bin/bash\nsleep 30\n',
         gpus: 1,
         gracePeriodSeconds: 1,
@@ -65,7 +65,9 @@ try {
   }
 } finally {
   await f.stop();
+  // Jobs cancelled through Fabrik may still be in their grace period when it stops.
   spawnSync('scancel', ['--name', 'bench-sbatch']);
+  spawnSync('scancel', ['--name', `bench-fabrik-${process.pid}`]);
 }
 
 const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];

@@ -67,29 +67,23 @@ program.addCommand(upCommand({ site: DEFAULT_SITE, consortium: DEFAULT_CONSORTIU
 program.addCommand(submitCommand());
 for (const c of controlCommands()) program.addCommand(c);
 
+/** Errors in what a person typed or wrote (exit 2), or in reaching Fabrik or its store (exit 1): a line, not a trace. */
+const USAGE_ERRORS = [InvalidDescriptionError, UnknownPolicyError, SubmitUsageError, InvalidEnvironmentError];
+const REACH_ERRORS = [UnreachableError, StoreUrlError, StoreUnavailableError, StoreMigrationError];
+
 try {
   await program.parseAsync();
 } catch (e) {
-  if (
-    e instanceof InvalidDescriptionError ||
-    e instanceof UnknownPolicyError ||
-    e instanceof SubmitUsageError ||
-    e instanceof InvalidEnvironmentError
-  ) {
-    console.error(`fabrik: ${e.message}`);
+  if (USAGE_ERRORS.some((kind) => e instanceof kind)) {
+    console.error(`fabrik: ${(e as Error).message}`);
     process.exit(2);
   }
   if (e instanceof ApiRequestError) {
     console.error(`fabrik: ${e.message}${e.field ? ` (${e.field})` : ''} [${e.code}]`);
     process.exit(1);
   }
-  if (
-    e instanceof UnreachableError ||
-    e instanceof StoreUrlError ||
-    e instanceof StoreUnavailableError ||
-    e instanceof StoreMigrationError
-  ) {
-    console.error(`fabrik: ${e.message}`);
+  if (REACH_ERRORS.some((kind) => e instanceof kind)) {
+    console.error(`fabrik: ${(e as Error).message}`);
     process.exit(1);
   }
   // `fabrik up` on a port another program holds.

@@ -162,6 +162,21 @@ interface Tracked {
   cancelWalltime: (() => void) | null;
 }
 
+/** A job as the executor starts watching it: launched here, or found again after a restart. */
+function tracked(job: ExecJob, startedAt: number, ranks: Rank[], launched: boolean): Tracked {
+  return {
+    job,
+    startedAt,
+    ranks,
+    launched,
+    finished: false,
+    stopping: null,
+    pendingStopGrace: null,
+    cancelKill: null,
+    cancelWalltime: null,
+  };
+}
+
 export function createLocalExecutor(options: LocalExecutorOptions): LocalExecutor {
   const now = options.now ?? defaultNow;
   const logger = options.logger ?? silentLogger;
@@ -468,17 +483,7 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
       if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(job.id)) throw new InvalidJobError(job.id, 'the id is not a safe folder name');
       checkPlacement(job, nodes);
       if (jobs.has(job.id)) throw new JobAlreadyRunningError(job.id);
-      const t: Tracked = {
-        job,
-        startedAt: now(),
-        ranks: [],
-        launched: false,
-        finished: false,
-        stopping: null,
-        pendingStopGrace: null,
-        cancelKill: null,
-        cancelWalltime: null,
-      };
+      const t = tracked(job, now(), [], false);
       jobs.set(job.id, t);
       let handle: LocalHandle;
       try {
@@ -547,17 +552,7 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
           continue;
         }
         for (const r of ranks) if (r.gone) r.goneOrder = ++goneCounter;
-        const t: Tracked = {
-          job,
-          startedAt: h.startedAt,
-          ranks,
-          launched: true,
-          finished: false,
-          stopping: null,
-          pendingStopGrace: null,
-          cancelKill: null,
-          cancelWalltime: null,
-        };
+        const t = tracked(job, h.startedAt, ranks, true);
         jobs.set(job.id, t);
         found.push(job.id);
         armWalltime(t);

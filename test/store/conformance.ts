@@ -425,24 +425,7 @@ export function storeConformance(engine: 'sqlite' | 'postgres', newHarness: () =
           preemptedBy: ['7', '9'],
           requeues: 2,
         });
-        await store.updateJobs([
-          {
-            id: job.id,
-            from: ['running'],
-            set: {
-              state: 'failed',
-              placement: null,
-              handle: null,
-              holdSince: null,
-              exitCode: 137,
-              endedAt: T0 + 9,
-              reason: 'OOM',
-            },
-            event: null,
-          },
-        ]);
-        const ended = (await store.job(job.id))!;
-        expect(ended).toMatchObject({
+        const set = {
           state: 'failed',
           placement: null,
           handle: null,
@@ -450,7 +433,10 @@ export function storeConformance(engine: 'sqlite' | 'postgres', newHarness: () =
           exitCode: 137,
           endedAt: T0 + 9,
           reason: 'OOM',
-        });
+        } as const;
+        await store.updateJobs([{ id: job.id, from: ['running'], set, event: null }]);
+        const ended = (await store.job(job.id))!;
+        expect(ended).toMatchObject(set);
         expect(ended).toMatchObject({ preemptedBy: ['7', '9'], requeues: 2, name: job.name, submittedAt: job.submittedAt });
       });
 

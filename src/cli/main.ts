@@ -3,11 +3,14 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { InvalidEnvironmentError, loadConsortium, loadSite } from '../config/index.js';
 import { InvalidDescriptionError } from '../core/errors.js';
+import { SlurmRestError } from '../executors/slurm-rest.js';
+import { SiteMismatchError } from '../server/site.js';
 import { UnknownPolicyError } from '../sim/run.js';
 import { ApiRequestError, DEFAULT_DATA_DIR, UnreachableError } from './client.js';
 import { controlCommands } from './control.js';
 import { runDemo } from './demo.js';
 import { simCommand } from './sim.js';
+import { siteCommand, SiteImportError } from './site.js';
 import { StoreMigrationError, StoreUnavailableError, StoreUrlError } from '../store/index.js';
 import { submitCommand, SubmitUsageError } from './submit.js';
 import { upCommand } from './up.js';
@@ -63,13 +66,21 @@ program
   });
 
 program.addCommand(simCommand());
+program.addCommand(siteCommand());
 program.addCommand(upCommand({ site: DEFAULT_SITE, consortium: DEFAULT_CONSORTIUM, dataDir: DEFAULT_DATA_DIR }));
 program.addCommand(submitCommand());
 for (const c of controlCommands()) program.addCommand(c);
 
-/** Errors in what a person typed or wrote (exit 2), or in reaching Fabrik or its store (exit 1): a line, not a trace. */
-const USAGE_ERRORS = [InvalidDescriptionError, UnknownPolicyError, SubmitUsageError, InvalidEnvironmentError];
-const REACH_ERRORS = [UnreachableError, StoreUrlError, StoreUnavailableError, StoreMigrationError];
+/** Errors in what a person typed or wrote (exit 2), or in reaching Fabrik, its store or Slurm (exit 1): a line, not a trace. */
+const USAGE_ERRORS = [
+  InvalidDescriptionError,
+  UnknownPolicyError,
+  SubmitUsageError,
+  InvalidEnvironmentError,
+  SiteImportError,
+  SiteMismatchError,
+];
+const REACH_ERRORS = [UnreachableError, StoreUrlError, StoreUnavailableError, StoreMigrationError, SlurmRestError];
 
 try {
   await program.parseAsync();

@@ -4,7 +4,9 @@
 //   rack  = `name`, or `namePattern` with {superpod} → the SuperPOD's name and {i} → the rack's
 //           1-based position within its SuperPOD (counted across all its `racks` entries),
 //           zero-padded to two digits (more if the SuperPOD has 100 racks or more);
-//   node  = `<rack>-t<tray>`, the tray 1-based and zero-padded the same way: sp1-r01-t01.
+//   node  = `<rack>-t<tray>`, the tray 1-based and zero-padded the same way: sp1-r01-t01;
+//           or, for a rack that lists its `nodes`, the names listed there: a cluster that already
+//           exists (Slurm) has its own names, and the executor runs jobs on nodes by name.
 // Domains are numbered in document order (SuperPODs, then their racks), nodes likewise, so a
 // site file always yields the same indices.
 import { z } from 'zod';
@@ -33,15 +35,26 @@ const rackOverrideSchema = strictObject({
   gpusPerTray: count.optional(),
 });
 
-/** One rack (`name`) or a group of identical racks (`count`, `namePattern`). */
+/** A node of a rack that lists its nodes: its name, alone (GPUs from `gpusPerNode`) or with its GPUs. */
+const listedNodeSchema = z.union([nameSchema, strictObject({ name: nameSchema, gpus: count.optional() })], {
+  error: 'must be a node name or a mapping { name: …, gpus: … }',
+});
+
+/**
+ * One rack (`name`) or a group of identical racks (`count`, `namePattern`), of `trays` named by
+ * the rule; or one rack whose `nodes` are listed by name. `trays` and `gpusPerTray` are optional
+ * here only so that a rack with `nodes` can go without them: expandRacks requires one or the other.
+ */
 const rackEntrySchema = strictObject({
   name: nameSchema.optional(),
   count: count.optional(),
   namePattern: z.string().optional(),
   zone: nameSchema,
-  trays: count,
-  gpusPerTray: count.default(DEFAULT_GPUS_PER_TRAY),
+  trays: count.optional(),
+  gpusPerTray: count.optional(),
   overrides: optionalMapping(rackOverrideSchema),
+  nodes: z.array(listedNodeSchema).min(1).optional(),
+  gpusPerNode: count.optional(),
 });
 
 const siteSchema = strictObject({
@@ -69,8 +82,14 @@ interface RackSpec {
   readonly namePath: DocPath;
   readonly zone: string;
   readonly zonePath: DocPath;
-  readonly trays: number;
-  readonly gpusPerTray: number;
+  readonly nodes: readonly NodeSpec[];
+}
+
+/** A node of a rack: named by the tray rule (path: the rack's name) or listed (path: its entry). */
+interface NodeSpec {
+  readonly name: string;
+  readonly path: DocPath;
+  readonly gpus: number;
 }
 
 /** Parses a site description; `file` names it in errors. Throws InvalidDescriptionError. */
@@ -106,22 +125,20 @@ function buildSite(d: Description, doc: SiteDocument): Site {
       zonesUsed.add(rack.zone);
       const domain = domains.length;
       const nodeIndices: number[] = [];
-      const width = padWidth(rack.trays);
-      for (let tray = 1; tray <= rack.trays; tray++) {
-        const name = `${rack.name}-t${pad(tray, width)}`;
-        claim(d, nodeAt, name, rack.namePath, 'node name');
-        const state: NodeState = doc.nodeStates[name] ?? 'up';
+      for (const node of rack.nodes) {
+        claim(d, nodeAt, node.name, node.path, 'node name');
+        const state: NodeState = doc.nodeStates[node.name] ?? 'up';
         // A node that is not up and has no reported verdict is not known to be healthy.
-        const health: HealthVerdict = doc.health[name] ?? (state === 'up' ? 'PASS' : 'UNKNOWN');
+        const health: HealthVerdict = doc.health[node.name] ?? (state === 'up' ? 'PASS' : 'UNKNOWN');
         nodeIndices.push(nodes.length);
-        nodes.push({ name, gpus: rack.gpusPerTray, state, health, domain });
+        nodes.push({ name: node.name, gpus: node.gpus, state, health, domain });
       }
       domains.push({
         name: rack.name,
         superpod: superpod.name,
         zone: rack.zone,
         nodes: nodeIndices,
-        gpus: rack.trays * rack.gpusPerTray,
+        gpus: rack.nodes.reduce((sum, n) => sum + n.gpus, 0),
       });
       domainIndices.push(domain);
     }
@@ -131,10 +148,12 @@ function buildSite(d: Description, doc: SiteDocument): Site {
   zones.forEach((zone, z) => {
     if (!zonesUsed.has(zone)) d.fail(['zones', z], `zone '${zone}' has no racks`);
   });
+  // Listed names follow no rule, so the hint can only show one.
+  const rule = doc.superpods.some((s) => s.racks.some((r) => r.nodes !== undefined)) ? '' : 'node names are <rack>-t<tray>, ';
   for (const key of ['nodeStates', 'health'] as const) {
     for (const name of Object.keys(doc[key])) {
       if (!nodeAt.has(name)) {
-        d.fail([key, name], `no node is named '${name}' (node names are <rack>-t<tray>, e.g. '${nodes[0].name}')`);
+        d.fail([key, name], `no node is named '${name}' (${rule}e.g. '${nodes[0].name}')`);
       }
     }
   }
@@ -185,19 +204,58 @@ function expandRacks(d: Description, superpod: string, entries: readonly RackEnt
         d.fail([...path, 'overrides', key], `'${key}' is not a rack of this entry (it makes ${made})`);
       }
     }
+    if (entry.nodes !== undefined) {
+      racks.push({ name: names[0], namePath, zone: entry.zone, zonePath: [...path, 'zone'], nodes: listedNodes(d, entry, path) });
+      return;
+    }
+    if (entry.gpusPerNode !== undefined) {
+      d.fail([...path, 'gpusPerNode'], 'is for a rack that lists its nodes; a rack of trays takes gpusPerTray');
+    }
+    if (entry.trays === undefined) {
+      d.fail([...path, 'trays'], "is required but missing (or list the rack's nodes by name under nodes)");
+    }
     for (const name of names) {
       const override = entry.overrides[name] ?? {};
+      const trays = override.trays ?? entry.trays;
+      const gpus = override.gpusPerTray ?? entry.gpusPerTray ?? DEFAULT_GPUS_PER_TRAY;
+      const width = padWidth(trays);
       racks.push({
         name,
         namePath,
         zone: override.zone ?? entry.zone,
         zonePath: override.zone !== undefined ? [...path, 'overrides', name, 'zone'] : [...path, 'zone'],
-        trays: override.trays ?? entry.trays,
-        gpusPerTray: override.gpusPerTray ?? entry.gpusPerTray,
+        nodes: Array.from({ length: trays }, (_, t) => ({ name: `${name}-t${pad(t + 1, width)}`, path: namePath, gpus })),
       });
     }
   });
   return racks;
+}
+
+/** The nodes of a rack entry that lists them; the keys that shape racks of trays do not apply to it. */
+function listedNodes(d: Description, entry: RackEntry, path: DocPath): NodeSpec[] {
+  const trayKeys = {
+    count: 'a rack that lists its nodes is one rack: give it a name instead',
+    trays: 'a rack that lists its nodes has as many as it lists: leave out trays',
+    gpusPerTray: 'a rack that lists its nodes takes gpusPerNode, or gpus on each node',
+    overrides: 'a rack that lists its nodes says what differs on the nodes themselves',
+  } as const;
+  for (const [key, problem] of Object.entries(trayKeys)) {
+    const value = entry[key as keyof typeof trayKeys];
+    const given = key === 'overrides' ? Object.keys(entry.overrides).length > 0 : value !== undefined;
+    if (given) d.fail([...path, key], problem);
+  }
+  return (entry.nodes ?? []).map((node, i) => {
+    const listed = typeof node === 'string' ? { name: node, gpus: undefined } : node;
+    const nodePath = typeof node === 'string' ? [...path, 'nodes', i] : [...path, 'nodes', i, 'name'];
+    const gpus = listed.gpus ?? entry.gpusPerNode;
+    if (gpus === undefined) {
+      d.fail(
+        [...path, 'nodes', i],
+        `node '${listed.name}' has no GPU count: give gpusPerNode on the rack, or { name: ${listed.name}, gpus: N }`,
+      );
+    }
+    return { name: listed.name, path: nodePath, gpus };
+  });
 }
 
 function uniqueNames(d: Description, names: readonly string[], path: DocPath, what: string): string[] {

@@ -1,9 +1,44 @@
 // The site the scheduler plans against is whatever the executor runs on: the 1,152-GPU twin for
 // `simulated`, this host's GPUs for `local`. A consortium written for the big site is scaled to a
-// small one so that the demo consortium also runs on a workstation.
+// small one so that the demo consortium also runs on a workstation. A site file that names the
+// executor's own nodes (`fabrik site import`) is that machine's description and is used as written.
 import type { Consortium, Member } from '../core/consortium.js';
 import type { Node, NvlinkDomain, Site } from '../core/site.js';
 import type { ExecNode } from '../executors/executor.js';
+
+/** The site file describes a machine the executor does not offer as the file says. */
+export class SiteMismatchError extends Error {
+  override readonly name = 'SiteMismatchError';
+}
+
+/**
+ * The site the scheduler plans against on a real executor. A file that names any of the executor's
+ * nodes was written for this machine (by `fabrik site import` or by hand): its domains, zones and
+ * states are kept, and every node it names must be offered with at least the GPUs it says, since
+ * a job placed on a GPU the executor lacks would never start. A file that names none of them
+ * (se-factory on Slurm or the local host) describes another machine: the executor's nodes are the
+ * site, as `siteFromNodes` makes it. Executor nodes the file leaves out are not scheduled on.
+ */
+export function siteForExecutor(name: string, fileSite: Site, nodes: readonly ExecNode[]): Site {
+  const offered = new Map(nodes.map((n) => [n.name, n.gpus.length]));
+  if (!fileSite.nodes.some((n) => offered.has(n.name))) return siteFromNodes(name, nodes, fileSite);
+  for (const node of fileSite.nodes) {
+    const gpus = offered.get(node.name);
+    if (gpus === undefined) {
+      const names = [...offered.keys()];
+      const shown = names.length > 8 ? `${names.slice(0, 8).join(', ')}, … (${names.length})` : names.join(', ');
+      throw new SiteMismatchError(
+        `site ${fileSite.name}: node ${node.name} is not a node of the ${name} executor (it has ${shown})`,
+      );
+    }
+    if (node.gpus > gpus) {
+      throw new SiteMismatchError(
+        `site ${fileSite.name}: node ${node.name} has ${node.gpus} GPUs in the site file but ${gpus} in the ${name} executor`,
+      );
+    }
+  }
+  return fileSite;
+}
 
 /** A site from the executor's nodes: one NVLink domain per distinct domain name. */
 export function siteFromNodes(name: string, nodes: readonly ExecNode[], like: Site): Site {

@@ -28,6 +28,16 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm slurm-client slurm-wlm-jwt-plugin slurmrestd slurmdbd munge >/dev/null
 fi
 
+# Writes stdin to $1 when it differs, and remembers that it changed: a running daemon must reread it.
+changed=" "
+put() {
+  local tmp
+  tmp=$(mktemp)
+  cat >"$tmp"
+  cmp -s "$tmp" "$1" || { cat "$tmp" >"$1" && changed+="$(basename "$1") "; }
+  rm -f "$tmp"
+}
+
 alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null && ! grep -q ' Z ' "/proc/$(cat "$1")/stat" 2>/dev/null; }
 
 # munge: its key, its run folder, running as its own user.
@@ -53,7 +63,7 @@ CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
 SQL
-cat >"$CONF/slurmdbd.conf" <<EOF
+put "$CONF/slurmdbd.conf" <<EOF
 AuthType=auth/munge
 AuthAltTypes=auth/jwt
 AuthAltParameters=jwt_key=$JWT_KEY
@@ -66,8 +76,13 @@ StorageHost=localhost
 StorageUser=slurm
 StoragePass=$DB_PASS
 StorageLoc=slurm_acct_db
+TrackWCKey=yes
 EOF
 chmod 600 "$CONF/slurmdbd.conf"
+if alive /run/slurmdbd.pid && [[ $changed == *" slurmdbd.conf "* ]]; then
+  kill "$(cat /run/slurmdbd.pid)"
+  for i in $(seq 1 40); do alive /run/slurmdbd.pid || break; sleep 0.25; done
+fi
 alive /run/slurmdbd.pid || slurmdbd
 for i in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/6819) 2>/dev/null && break; sleep 0.5; done
 sacctmgr -i -Q add cluster fabrik >/dev/null 2>&1 || true
@@ -78,7 +93,7 @@ for ((n = 1; n <= NODES; n++)); do
   nodes+="NodeName=node$n NodeHostname=$host NodeAddr=127.0.0.1 Port=$((17000 + n)) CPUs=16 RealMemory=64000 Gres=gpu:$GPUS Features=node$n State=UNKNOWN"$'\n'
   mkdir -p "$SPOOL/d-node$n"
 done
-cat >"$CONF/slurm.conf" <<EOF
+put "$CONF/slurm.conf" <<EOF
 ClusterName=fabrik
 SlurmctldHost=localhost
 SlurmUser=root
@@ -106,14 +121,19 @@ ReturnToService=2
 SlurmdParameters=config_overrides
 MpiDefault=none
 JobCompType=jobcomp/none
+# Fabrik charges a job to its member's account and names its project as the wckey.
+TrackWCKey=yes
 MaxJobCount=1000000
 ${nodes}PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
-cat >"$CONF/gres.conf" <<EOF
+put "$CONF/gres.conf" <<EOF
 AutoDetect=off
 NodeName=node[1-$NODES] Name=gpu File=/run/fakegpu/nvidia[0-$((GPUS - 1))]
 EOF
 
+if alive /run/slurmctld.pid && [[ $changed == *" slurm.conf "* || $changed == *" gres.conf "* ]]; then
+  scontrol reconfigure
+fi
 alive /run/slurmctld.pid || slurmctld
 for i in $(seq 1 60); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.5; done
 for ((n = 1; n <= NODES; n++)); do alive "/run/slurmd-node$n.pid" || slurmd -N "node$n"; done

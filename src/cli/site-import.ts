@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import { parseSite } from '../config/index.js';
 import { InvalidDescriptionError } from '../core/errors.js';
 import type { Site } from '../core/site.js';
-import { parseGpuCount, slurmNodeHealth, type SlurmNodeInfo } from '../executors/slurm.js';
+import { featureList, parseGpuCount, slurmNodeHealth, type SlurmNodeInfo } from '../executors/slurm.js';
 
 /** What a person asked for cannot be imported as asked: one line, exit 2. */
 export class SiteImportError extends Error {
@@ -309,12 +309,6 @@ function expandOne(item: string): string[] {
     }
   }
   return out;
-}
-
-/** Slurm's features, a comma-separated string in v0.0.38 (a list in later versions). */
-function featureList(f: string | readonly string[] | undefined): string[] {
-  const list = typeof f === 'string' ? f.split(',') : [...(f ?? [])];
-  return list.map((s) => s.trim()).filter((s) => s !== '' && s !== '(null)');
 }
 
 /** The GPU types a gres names: `gpu:a100:8` → a100; `gpu:8` → none. */

@@ -51,6 +51,11 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
     .option('--slurm-url <url>', 'slurm executor: slurmrestd (default http://127.0.0.1:6820)')
     .option('--slurm-jwt-key <file>', "slurm executor: the cluster's JWT key (default /var/spool/slurm/ctld/jwt_hs256.key)")
     .option('--slurm-partition <name>', 'slurm executor: the partition to submit to (default: the cluster default)')
+    .option(
+      '--slurm-user-name <template>',
+      "slurm executor: a Fabrik user's Unix user, {member} and {user} replaced (default {member}-{user})",
+    )
+    .option('--slurm-create-users', 'slurm executor: create missing Unix users on this host (default: they must exist)')
     .option('--oidc-issuer <url>', 'accept OIDC tokens from this issuer')
     .option('--oidc-jwks <url|file>', "the issuer's JWKS (URL or local file)")
     .option('--oidc-audience <aud>', 'required audience of OIDC tokens')
@@ -68,8 +73,14 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
         cycleSeconds: o.cycleSeconds,
         oidc: o.oidcIssuer ? { issuer: o.oidcIssuer, jwks: o.oidcJwks, audience: o.oidcAudience } : undefined,
         slurm:
-          o.slurmUrl || o.slurmJwtKey || o.slurmPartition
-            ? { url: o.slurmUrl, jwtKey: o.slurmJwtKey, partition: o.slurmPartition }
+          o.slurmUrl || o.slurmJwtKey || o.slurmPartition || o.slurmUserName || o.slurmCreateUsers
+            ? {
+                url: o.slurmUrl,
+                jwtKey: o.slurmJwtKey,
+                partition: o.slurmPartition,
+                userName: o.slurmUserName,
+                createUnixUsers: o.slurmCreateUsers,
+              }
             : undefined,
       };
       const c = mergeServerConfig(
@@ -99,7 +110,14 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
         localGpus: c.gpus,
         localNodes: c.nodes,
         cycleSeconds: c.cycleSeconds,
-        slurm: c.slurm && { url: c.slurm.url, jwtKeyFile: c.slurm.jwtKey, partition: c.slurm.partition ?? null },
+        slurm: c.slurm && {
+          url: c.slurm.url,
+          jwtKeyFile: c.slurm.jwtKey,
+          partition: c.slurm.partition ?? null,
+          userName: c.slurm.userName,
+          createUnixUsers: c.slurm.createUnixUsers,
+          manageAccounts: c.slurm.manageAccounts,
+        },
         oidc: c.oidc
           ? {
               issuer: c.oidc.issuer,

@@ -28,6 +28,12 @@ const serverSchema = strictObject({
     /** The cluster's JWT key file (AuthAltParameters=jwt_key=…). */
     jwtKey: z.string().min(1).optional(),
     partition: z.string().min(1).optional(),
+    /** The Unix user of a Fabrik user: `{member}` and `{user}` replaced (default `{member}-{user}`). */
+    userName: z.string().min(1).optional(),
+    /** Create missing Unix users on this host (default false: users come from the directory). */
+    createUnixUsers: z.boolean().optional(),
+    /** Create missing Slurm accounts, users and wckeys with sacctmgr (default true). */
+    manageAccounts: z.boolean().optional(),
   }).optional(),
   oidc: strictObject({
     issuer: z.url(),
@@ -104,9 +110,21 @@ export class InvalidEnvironmentError extends Error {
   }
 }
 
-/** Later sources win, key by key (undefined leaves the earlier value). */
+const isSection = (v: unknown): v is object => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * Later sources win, key by key, inside sections too (`--slurm-create-users` keeps the file's
+ * `slurm.url`); undefined leaves the earlier value.
+ */
 export function mergeServerConfig(...sources: ServerFileConfig[]): ServerFileConfig {
-  const out: Record<string, unknown> = {};
-  for (const s of sources) for (const [k, v] of Object.entries(s)) if (v !== undefined) out[k] = v;
-  return out as ServerFileConfig;
+  const merge = (into: Record<string, unknown>, from: object) => {
+    for (const [k, v] of Object.entries(from)) {
+      if (v === undefined) continue;
+      const was = into[k];
+      if (isSection(v) && isSection(was)) merge((into[k] = { ...was }), v);
+      else into[k] = v;
+    }
+    return into;
+  };
+  return sources.reduce((out: Record<string, unknown>, s) => merge(out, s), {}) as ServerFileConfig;
 }

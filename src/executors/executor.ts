@@ -82,11 +82,19 @@ export interface Executor {
   readonly type: string;
   /** The nodes jobs may be placed on. */
   nodes(): readonly ExecNode[];
-  /** Starts the job; resolves once it is launched, with what finds it again after a restart. */
+  /**
+   * Starts the job; resolves once it is launched, with what finds it again after a restart.
+   * Rejects with an error whose `transient` is true when the engine cannot take it now (down,
+   * restarting): the server queues the job again instead of failing it.
+   */
   start(job: ExecJob): Promise<ExecHandle>;
   /** Sends the job's signal, then SIGKILL after `graceSeconds`; an `exited` event follows. */
   stop(job: string, graceSeconds: number): Promise<void>;
-  /** After a restart: which of these jobs still run (and are watched again), which ended, which are lost. */
+  /**
+   * After a restart: which of these jobs still run (and are watched again), which ended, which are
+   * lost. A job whose start the server never saw answered comes with an empty handle: an engine
+   * that tags its jobs looks it up; others report it lost.
+   */
   recover(jobs: readonly { readonly job: ExecJob; readonly handle: ExecHandle }[]): Promise<RecoveryResult>;
   /**
    * What the execution engine says about its nodes (Slurm: drained, down, not responding), for the

@@ -520,7 +520,9 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
         }
         const parsed = HandleSchema.safeParse(handle);
         if (!parsed.success) {
-          logger.warn({ job: job.id, problem: parsed.error.message }, 'unreadable handle: job lost');
+          // An empty handle: the server stopped before this executor answered; nothing to look for.
+          if (Object.keys(handle).length > 0)
+            logger.warn({ job: job.id, problem: parsed.error.message }, 'unreadable handle: job lost');
           lost.push(job.id);
           continue;
         }

@@ -25,7 +25,21 @@ export class SlurmRestError extends Error {
         (status === 401 ? ' (token rejected: is slurmrestd running with SLURM_JWT=daemon, and the key the right one?)' : ''),
     );
   }
+
+  /** slurmrestd or slurmctld could not be reached: worth trying again later, nothing was refused. */
+  get transient(): boolean {
+    return (
+      this.status === 0 ||
+      this.status === 502 ||
+      this.status === 503 ||
+      this.status === 504 ||
+      this.slurmErrorNumbers.includes(SLURM_COMMUNICATIONS_CONNECTION_ERROR)
+    );
+  }
 }
+
+/** "Unable to contact slurm controller": slurmctld is down or restarting. */
+export const SLURM_COMMUNICATIONS_CONNECTION_ERROR = 1800;
 
 /** Slurm's "Invalid job id specified": the job was never there or has been purged. */
 export const ESLURM_INVALID_JOB_ID = 2017;

@@ -1,6 +1,6 @@
 // The Slurm executor: Fabrik decides where a job runs, a real Slurm cluster runs it, through
 // slurmrestd's v0.0.38 API. A job becomes one batch job on exactly the nodes Fabrik chose, tagged
-// `fabrik:<id>` in its comment so that a restart between Slurm's acceptance and Fabrik's record of
+// `fabrik:<installation>:<id>` in its comment so that a restart between Slurm's acceptance and Fabrik's record of
 // the handle adopts the job instead of submitting a second one. One poll of `GET /jobs` (only
 // while something is tracked) turns Slurm's states into events.
 //
@@ -31,6 +31,7 @@ import {
   silentLogger,
 } from './common.js';
 import type { ExecHandle, ExecJob, ExecNode, Executor, ExecutorEvent, ExitReason, NodeHealth } from './executor.js';
+import { type SlurmIdentities, type SlurmIdentity } from './slurm-identity.js';
 import { API, ESLURM_INVALID_JOB_ID, ESLURM_TRANSITION_STATE_NO_UPDATE, SlurmRestClient, SlurmRestError } from './slurm-rest.js';
 
 export { SlurmRestError } from './slurm-rest.js';
@@ -38,13 +39,21 @@ export { SlurmRestError } from './slurm-rest.js';
 export interface SlurmExecutorOptions {
   readonly url?: string;
   readonly jwtKeyFile?: string;
-  /** The Unix user a job runs as (and the REST calls act as). */
-  readonly user?: (job: ExecJob) => string;
-  readonly account?: ((job: ExecJob) => string | null) | null;
+  /**
+   * Who a job runs as: the member's Unix user, its Slurm account and the project's wckey (made
+   * when missing). Absent: every job runs as root under the cluster's default association.
+   */
+  readonly identity?: SlurmIdentities | null;
   readonly partition?: string | null;
   readonly pollMs?: number;
   readonly now?: () => number;
   readonly logger?: ExecutorLogger;
+  /**
+   * This Fabrik installation (the store's id): Slurm jobs are tagged `fabrik:<installation>:<job>`,
+   * so that two Fabriks in front of one cluster, or a new data folder, never take each other's jobs
+   * for their own. Absent: `fabrik:<job>`.
+   */
+  readonly installation?: string;
   /** Fabrik node name → Slurm node name; identity when absent. */
   readonly nodeMap?: Readonly<Record<string, string>>;
 }
@@ -95,7 +104,6 @@ export function slurmNodeHealth(n: SlurmNodeInfo): NodeHealth['state'] {
 
 const DEFAULT_URL = 'http://127.0.0.1:6820';
 const DEFAULT_KEY = '/var/spool/slurm/ctld/jwt_hs256.key';
-const TAG = 'fabrik:';
 
 /** States after which Slurm will not run the job again. */
 const FINISHED = new Set([
@@ -200,7 +208,7 @@ interface Tracked {
 }
 
 export interface SlurmExecutor extends Executor {
-  /** The Slurm job ids of jobs whose comment is `fabrik:<id>`, any state (for checks and tests). */
+  /** The Slurm jobs tagged with this Fabrik job, any state Slurm still lists (for checks and tests). */
   slurmJobsFor(jobId: string): Promise<SlurmJobInfo[]>;
 }
 
@@ -210,7 +218,8 @@ export async function fetchSlurmNodes(options: SlurmExecutorOptions = {}): Promi
   return (await client.request<{ nodes: SlurmNodeInfo[] }>('GET', `${API}/nodes`, 'root')).nodes;
 }
 
-function featureList(f: string | readonly string[] | undefined): string[] {
+/** Slurm's features, a comma-separated string in v0.0.38 (a list in later versions). */
+export function featureList(f: string | readonly string[] | undefined): string[] {
   const list = typeof f === 'string' ? f.split(',') : [...(f ?? [])];
   return list.map((s) => s.trim()).filter((s) => s !== '' && s !== '(null)');
 }
@@ -226,8 +235,10 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
   const logger = options.logger ?? silentLogger;
   const now = options.now ?? defaultNow;
   const pollMs = options.pollMs ?? 500;
-  const userOf = options.user ?? (() => 'root');
-  const accountOf = options.account ?? null;
+  const identity = options.identity ?? null;
+  const tag = options.installation ? `fabrik:${options.installation}:` : 'fabrik:';
+  const tagOf = (jobId: string) => `${tag}${jobId}`;
+  const userOf = (job: ExecJob) => identity?.userOf(job) ?? 'root';
   const nodeMap = options.nodeMap ?? {};
   const toSlurm = (fabrik: string) => nodeMap[fabrik] ?? fabrik;
   const toFabrik = new Map(Object.entries(nodeMap).map(([f, s]) => [s, f]));
@@ -398,7 +409,7 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
     return t;
   }
 
-  function submission(job: ExecJob): { body: unknown; slurmNames: string[] } {
+  function submission(job: ExecJob, who: SlurmIdentity | null): { body: unknown; slurmNames: string[] } {
     const slurmNames = job.placement.map((p) => toSlurm(p.node));
     const gpus = Math.max(...job.placement.map((p) => p.gpus.length));
     if (new Set(job.placement.map((p) => p.gpus.length)).size > 1) {
@@ -407,11 +418,10 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
     const pinned = slurmNames.every((n) => selfFeatured.has(n));
     if (!pinned)
       logger.warn({ job: job.id, nodes: slurmNames }, 'slurm: nodes lack their own name as a feature; Slurm picks the nodes');
-    const account = accountOf?.(job) ?? null;
     const body = {
       job: {
         name: job.name,
-        comment: `${TAG}${job.id}`,
+        comment: tagOf(job.id),
         nodes: slurmNames.length,
         tasks: slurmNames.length,
         tasks_per_node: 1,
@@ -424,7 +434,7 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
         standard_output: job.output,
         standard_error: job.error,
         ...(options.partition ? { partition: options.partition } : {}),
-        ...(account ? { account } : {}),
+        ...(who ? { account: who.account, wckey: who.wckey } : {}),
       },
       script: batchScript(job, slurmNames),
     };
@@ -442,7 +452,7 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
     },
 
     async slurmJobsFor(jobId) {
-      return (await listJobs()).filter((j) => j.comment === `${TAG}${jobId}`);
+      return (await listJobs()).filter((j) => j.comment === tagOf(jobId));
     },
 
     async start(job) {
@@ -454,11 +464,12 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
       if (job.placement.length > 1 && new Set(job.placement.map((p) => p.node)).size !== job.placement.length) {
         throw new InvalidPlacementError(job.id, 'a node given twice (Slurm runs one task per node)');
       }
-      const user = userOf(job);
       const mine = tracked.get(job.id);
       if (mine) return { slurmJobId: mine.slurmJobId };
+      const who = identity ? await identity.forJob(job) : null;
+      const user = who?.user ?? 'root';
       // The duplicate guard: a restart may have lost the handle of a job Slurm accepted.
-      const existing = (await listJobs(user)).find((j) => j.comment === `${TAG}${job.id}` && !FINISHED.has(j.job_state));
+      const existing = (await listJobs(user)).find((j) => j.comment === tagOf(job.id) && !FINISHED.has(j.job_state));
       if (existing) {
         logger.info({ job: job.id, slurmJobId: existing.job_id }, 'slurm: adopting the job submitted before');
         track(job, existing.job_id, user);
@@ -467,9 +478,13 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
       // Slurm fails a batch job whose log folder is missing (FAILED, 0:53). Fabrik's host and the
       // nodes share the file system (a DGX SuperPOD's Lustre or NFS home; here one machine), so the
       // folders are made here; a path the server cannot create is left for Slurm to report.
-      for (const file of new Set([job.output, job.error]))
-        await fs.promises.mkdir(path.dirname(file), { recursive: true }).catch(() => undefined);
-      const { body } = submission(job);
+      // The job's user writes its logs: folders made here for it are its own.
+      for (const file of new Set([job.output, job.error])) {
+        const dir = path.dirname(file);
+        const first = await fs.promises.mkdir(dir, { recursive: true }).catch(() => undefined);
+        if (first && who && process.getuid?.() === 0) await chownDown(first, dir, who.uid, who.gid);
+      }
+      const { body } = submission(job, who);
       const res = await client.request<{ job_id: number }>('POST', `${API}/job/submit`, user, body);
       logger.info({ job: job.id, slurmJobId: res.job_id }, 'slurm: submitted');
       track(job, res.job_id, user);
@@ -488,15 +503,22 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
         exited: [],
         lost: [],
       };
+      // Jobs without a handle: the server stopped between the placement and the executor's answer.
+      // Slurm may have accepted them: the tag finds them, so they are not submitted a second time.
+      let tagged: Map<string, SlurmJobInfo> | null = null;
       for (const { job, handle } of list) {
-        const id = slurmJobIdOf(handle);
+        let id = slurmJobIdOf(handle);
+        if (id === null) {
+          tagged ??= latestByTag(await listJobs(), tag);
+          id = tagged.get(job.id)?.job_id ?? null;
+        }
         if (id === null) {
           result.lost.push(job.id);
           continue;
         }
         const user = userOf(job);
         const info = await getJob(id, user);
-        if (info === null || (info.comment !== undefined && info.comment !== `${TAG}${job.id}`)) {
+        if (info === null || (info.comment !== undefined && info.comment !== tagOf(job.id))) {
           result.lost.push(job.id);
         } else if (FINISHED.has(info.job_state)) {
           if (['NODE_FAIL', 'BOOT_FAIL', 'PREEMPTED', 'SPECIAL_EXIT'].includes(info.job_state)) {
@@ -528,6 +550,26 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
       tracked.clear();
     },
   };
+}
+
+/** Gives `uid:gid` every folder from `first` (the first one mkdir made) down to `leaf`. */
+async function chownDown(first: string, leaf: string, uid: number, gid: number): Promise<void> {
+  for (let dir = leaf; ; dir = path.dirname(dir)) {
+    await fs.promises.chown(dir, uid, gid);
+    if (dir === first || path.dirname(dir) === dir) return;
+  }
+}
+
+/** Fabrik job id → its newest Slurm job, from the comments that start with `tag`. */
+function latestByTag(jobs: readonly SlurmJobInfo[], tag: string): Map<string, SlurmJobInfo> {
+  const out = new Map<string, SlurmJobInfo>();
+  for (const j of jobs) {
+    if (!j.comment?.startsWith(tag)) continue;
+    const id = j.comment.slice(tag.length);
+    const seen = out.get(id);
+    if (!seen || seen.job_id < j.job_id) out.set(id, j);
+  }
+  return out;
 }
 
 function slurmJobIdOf(handle: ExecHandle): number | null {

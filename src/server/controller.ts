@@ -403,6 +403,12 @@ export class Controller {
         const handle = await this.o.executor.start(this.execJob(current));
         handles.push({ id: job.id, from: ON_GPUS, set: { handle }, event: null });
       } catch (err) {
+        if ((err as { transient?: unknown }).transient === true) {
+          // The engine is down or restarting (slurmctld): the job waits for it, it did not fail.
+          this.o.log.warn({ err, job: job.id }, 'executor unavailable; the job goes back to the queue');
+          handles.push(this.ended(current, now, null, null, 'unstarted', `ExecutorUnavailable: ${(err as Error).message}`));
+          continue;
+        }
         this.o.log.error({ err, job: job.id }, 'executor could not start the job');
         handles.push({
           id: job.id,
@@ -452,13 +458,14 @@ export class Controller {
     at: number,
     exitCode: number | null,
     signal: string | null,
-    how: 'completed' | 'stopped' | 'timeout' | 'lost',
+    /** `unstarted`: it never ran (the engine refused it for now, or never got it): queued again. */
+    how: 'completed' | 'stopped' | 'timeout' | 'lost' | 'unstarted',
     lostReason: string | null,
   ): JobUpdate {
     const cancelled = this.cancelRequested.delete(job.id) || job.reason === 'CancelRequested';
     const preempt = this.preempting.get(job.id);
     this.preempting.delete(job.id);
-    const requeue = !cancelled && (job.state === 'preempting' || (how === 'lost' && job.request.requeue));
+    const requeue = !cancelled && (job.state === 'preempting' || how === 'unstarted' || (how === 'lost' && job.request.requeue));
     if (requeue) {
       const by = preempt?.by ?? null;
       return {
@@ -471,10 +478,15 @@ export class Controller {
           startedAt: null,
           holdSince: null,
           reason: null,
-          requeues: job.requeues + 1,
+          requeues: how === 'unstarted' ? job.requeues : job.requeues + 1,
           preemptedBy: by && by !== 'NodeFailure' ? [...job.preemptedBy, by] : job.preemptedBy,
         },
-        event: this.ev('requeued', 'executor', at, how === 'lost' ? `Lost: ${lostReason}` : (job.reason ?? null)),
+        event: this.ev(
+          'requeued',
+          'executor',
+          at,
+          how === 'lost' ? `Lost: ${lostReason}` : how === 'unstarted' ? lostReason : (job.reason ?? null),
+        ),
       };
     }
     let state: JobState;
@@ -495,20 +507,26 @@ export class Controller {
   /** After a restart: the executor finds its jobs again; what it cannot find is lost (and requeued if allowed). */
   private async recover(): Promise<void> {
     const onGpus = [...this.active.values()].filter((j) => ON_GPUS.includes(j.state));
-    const withHandle = onGpus.filter((j) => j.handle !== null && j.placement !== null);
-    const result = await this.o.executor.recover(withHandle.map((j) => ({ job: this.execJob(j), handle: j.handle! })));
+    // Jobs without a handle too: the server stopped between the placement and the executor's
+    // answer, and an engine that tags its jobs (Slurm) may find one that was accepted.
+    const placed = onGpus.filter((j) => j.placement !== null);
+    const result = await this.o.executor.recover(placed.map((j) => ({ job: this.execJob(j), handle: j.handle ?? {} })));
     const now = this.o.now();
     const updates: JobUpdate[] = [];
     for (const j of onGpus)
-      if (j.handle === null)
-        updates.push(this.ended(j, now, null, null, 'lost', 'the server stopped before the executor confirmed the start'));
+      if (j.placement === null) updates.push(this.ended(j, now, null, null, 'lost', 'it was on GPUs without a placement'));
     for (const e of result.exited) {
       const j = this.active.get(e.job);
       if (j) updates.push(this.ended(j, e.at, e.exitCode, null, 'completed', null));
     }
     for (const id of result.lost) {
       const j = this.active.get(id);
-      if (j) updates.push(this.ended(j, now, null, null, 'lost', 'its processes vanished while the server was down'));
+      // Without a handle and without a trace in the engine, the job never started: it is queued again.
+      if (j && j.handle === null)
+        updates.push(
+          this.ended(j, now, null, null, 'unstarted', 'NeverStarted: the server stopped before the executor answered'),
+        );
+      else if (j) updates.push(this.ended(j, now, null, null, 'lost', 'its processes vanished while the server was down'));
     }
     await this.update(updates);
     // Jobs told to stop before the restart are told again: their grace period runs anew.

@@ -10,13 +10,14 @@ import type { Executor } from '../executors/executor.js';
 import { createLocalExecutor } from '../executors/local.js';
 import { createSimulatedExecutor, simulatedNodesFor } from '../executors/simulated.js';
 import { createSlurmExecutor } from '../executors/slurm.js';
+import { SlurmIdentities, type SlurmIdentityOptions } from '../executors/slurm-identity.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { buildApp } from './app.js';
 import { Authenticator, issueToken, type OidcConfig } from './auth.js';
 import { Controller } from './controller.js';
 import { createMetrics } from './metrics.js';
-import { scaleConsortium, siteFromNodes } from './site.js';
+import { scaleConsortium, siteForExecutor } from './site.js';
 import type { FastifyInstance } from 'fastify';
 
 export interface ServerOptions {
@@ -24,8 +25,15 @@ export interface ServerOptions {
   /** `sqlite:<file>` or `postgres://…`; default: SQLite in the data folder. */
   readonly store?: string;
   readonly executor: 'local' | 'simulated' | 'slurm';
-  /** `slurm`: slurmrestd's URL and the cluster's JWT key (what Fabrik signs its tokens with). */
-  readonly slurm?: { readonly url?: string; readonly jwtKeyFile?: string; readonly partition?: string | null };
+  /**
+   * `slurm`: slurmrestd's URL and the cluster's JWT key (what Fabrik signs its tokens with), and
+   * how members' users become Unix users and Slurm accounts.
+   */
+  readonly slurm?: {
+    readonly url?: string;
+    readonly jwtKeyFile?: string;
+    readonly partition?: string | null;
+  } & SlurmIdentityOptions;
   /** The site the consortium was written for (and what `simulated` runs). */
   readonly site: Site;
   readonly consortium: Consortium;
@@ -68,9 +76,14 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   } else {
     executor =
       o.executor === 'slurm'
-        ? await createSlurmExecutor({ ...o.slurm, logger: log })
+        ? await createSlurmExecutor({
+            ...o.slurm,
+            identity: new SlurmIdentities(o.slurm),
+            installation: (await store.installationId()).replace(/-/g, '').slice(0, 12),
+            logger: log,
+          })
         : createLocalExecutor({ dataDir, nodes: o.localNodes ?? 1, fallbackGpus: o.localGpus ?? 4, logger: log });
-    site = siteFromNodes(o.executor, executor.nodes(), o.site);
+    site = siteForExecutor(o.executor, o.site, executor.nodes());
     // The consortium was written for the big site: the same shares of the machine at hand.
     consortium = scaleConsortium(o.consortium, site.totalGpus / o.site.totalGpus);
   }

@@ -194,6 +194,10 @@ export class KyselyStore implements Store {
       .execute();
   }
 
+  async installationId(): Promise<string> {
+    return (await this.db.selectFrom('installation').select('uid').where('id', '=', 1).executeTakeFirstOrThrow()).uid;
+  }
+
   /**
    * One transaction. On SQLite it begins IMMEDIATE: a deferred transaction that reads and then
    * writes fails at once with SQLITE_BUSY when another process wrote meanwhile, where taking

@@ -4,6 +4,7 @@
 // files, so that a bundled or installed Fabrik carries its own schema.
 import { Migrator, sql } from 'kysely';
 import type { ColumnType, CreateTableBuilder, Generated, Kysely, Migration, MigrationProvider } from 'kysely';
+import { randomUUID } from 'node:crypto';
 import { StoreMigrationError, describeCause } from './errors.js';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -95,6 +96,14 @@ export interface UsageTable {
   gpu_hours: string;
 }
 
+/** One row (id 1), made by the migration: what tells this installation apart from another. */
+export interface InstallationTable {
+  id: number;
+  /** Random, e.g. to tag the jobs this Fabrik hands to a Slurm cluster that others may share. */
+  uid: string;
+  created_at: number;
+}
+
 export interface Database {
   members: MembersTable;
   tokens: TokensTable;
@@ -103,6 +112,7 @@ export interface Database {
   idempotency_keys: IdempotencyKeysTable;
   node_states: NodeStatesTable;
   usage: UsageTable;
+  installation: InstallationTable;
 }
 
 type AnyDb = Kysely<unknown>;
@@ -217,6 +227,21 @@ export function migrations(engine: Engine): Record<string, Migration> {
         await createIdentityTables(db);
         await createJobTables(db, engine);
         await createMachineTables(db);
+      },
+    },
+    '002_installation': {
+      async up(db: AnyDb) {
+        await db.schema
+          .createTable('installation')
+          .addColumn('id', 'integer', (c) => c.primaryKey())
+          .addColumn('uid', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'double precision', (c) => c.notNull())
+          .execute();
+        // Made here, once: replicas migrate one after the other, so they all read the same row.
+        await (db as Kysely<Database>)
+          .insertInto('installation')
+          .values({ id: 1, uid: randomUUID(), created_at: Date.now() / 1000 })
+          .execute();
       },
     },
   };

@@ -179,4 +179,7 @@ export interface Store {
   /** Decayed GPU-hours per member at `at` (fair share survives restarts). */
   usage(): Promise<{ readonly at: number; readonly gpuHours: Readonly<Record<string, number>> } | null>;
   saveUsage(at: number, gpuHours: Readonly<Record<string, number>>): Promise<void>;
+
+  /** This installation's random id, the same from every replica and across restarts. */
+  installationId(): Promise<string>;
 }

@@ -46,6 +46,12 @@ describe('server configuration', () => {
     expect(mergeServerConfig(fromFile, fromEnv).port).toBe(2000);
   });
 
+  it('merges sections key by key: a flag for one Slurm setting keeps the others from the file', () => {
+    const fromFile = loadServerConfig(file('s.yaml', 'slurm:\n  url: http://slurm:6820\n  userName: "{user}"\n'));
+    const c = mergeServerConfig(fromFile, { slurm: { url: undefined, createUnixUsers: true } });
+    expect(c.slurm).toEqual({ url: 'http://slurm:6820', userName: '{user}', createUnixUsers: true });
+  });
+
   it('names a variable with a value it cannot use', () => {
     expect(() => serverConfigFromEnv({ FABRIK_PORT: 'http' })).toThrow(InvalidEnvironmentError);
     expect(() => serverConfigFromEnv({ FABRIK_EXECUTOR: 'k8s' })).toThrow(/FABRIK_EXECUTOR='k8s'/);

@@ -15,6 +15,7 @@ import {
   parseExitCode,
   parseGpuCount,
 } from '../../src/executors/slurm.js';
+import { SlurmIdentities } from '../../src/executors/slurm-identity.js';
 import { execJob, executorConformance, type ConformanceJobKind } from './conformance.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fabrik-slurm-'));
@@ -162,6 +163,30 @@ describe.skipIf(!slurmNodes)('slurm', () => {
     await second.close();
   });
 
+  it('finds by its tag a job whose handle was never recorded (the server died while Slurm accepted it)', async () => {
+    const first = open();
+    const j = job(first, { command: ['sleep', '30'] });
+    const { slurmJobId } = await first.start(j);
+    await first.close();
+    const second = open();
+    const list = events(second);
+    const never = job(second, { command: ['true'] });
+    expect(
+      await second.recover([
+        { job: j, handle: {} },
+        { job: never, handle: {} },
+      ]),
+    ).toEqual({
+      found: [j.id],
+      exited: [],
+      lost: [never.id],
+    });
+    expect((await second.slurmJobsFor(j.id)).map((s) => s.job_id)).toEqual([slurmJobId]);
+    await second.stop(j.id, 0);
+    expect(await exitedOf(list, j.id)).toMatchObject({ reason: 'stopped' });
+    await second.close();
+  });
+
   it('stops with a grace period: the job traps its signal, writes a checkpoint, and is reported stopped', async () => {
     const ex = open();
     const list = events(ex);
@@ -177,6 +202,43 @@ describe.skipIf(!slurmNodes)('slurm', () => {
     expect(exited).toMatchObject({ reason: 'stopped', exitCode: 0 });
     expect(fs.readFileSync(ckpt, 'utf8').trim()).toBe('step=42');
     await ex.close();
+  });
+
+  it("runs a job as the member's Unix user, charged to the member's account with the project as wckey", async () => {
+    const identity = new SlurmIdentities({ createUnixUsers: true });
+    const ex = openSlurmExecutor({ pollMs: 200, identity }, slurmNodes!);
+    const list = events(ex);
+    const id = `slurm-${process.pid}-${++seq}`;
+    // A log folder that does not exist yet: made for the job's user, who writes into it.
+    const out = path.join(root, `as-user-${seq}`, 'out.log');
+    const j = execJob(id, ex.nodes(), root, {
+      member: 'pharma',
+      user: 'alice',
+      project: 'protein-folding',
+      command: ['sh', '-c', 'echo "user=$(id -un) account=$SLURM_JOB_ACCOUNT"'],
+      output: out,
+      error: out,
+    });
+    const { slurmJobId } = await ex.start(j);
+    expect(await exitedOf(list, id)).toMatchObject({ exitCode: 0, reason: 'completed' });
+    expect(readLog(out)).toBe('user=pharma-alice account=pharma\n');
+    expect(fs.statSync(path.dirname(out)).uid).toBe(Number(execFileSync('id', ['-u', 'pharma-alice']).toString()));
+    // slurmdbd learns of the job's end, and resolves its wckey, a moment later.
+    const sacct = () =>
+      execFileSync('sacct', ['-j', String(slurmJobId), '-X', '-n', '-P', '-o', 'User,Account,WCKey,State'])
+        .toString()
+        .trim();
+    const expected = 'pharma-alice|pharma|protein-folding|COMPLETED';
+    await until('the job charged in sacct', () => sacct() === expected, 30).catch(() => undefined);
+    expect(sacct()).toBe(expected);
+    await ex.close();
+  });
+
+  it('refuses, with the reason, a job whose Unix user is missing when users are not to be created', async () => {
+    const ex = openSlurmExecutor({ pollMs: 200, identity: new SlurmIdentities() }, slurmNodes!);
+    const j = job(ex, { member: 'nobody-here', user: 'ghost', command: ['true'] });
+    await expect(ex.start(j)).rejects.toThrow(/Unix user 'nobody-here-ghost' does not exist.*createUnixUsers/);
+    expect(await ex.slurmJobsFor(j.id)).toEqual([]);
   });
 
   it('names slurmrestd failures', async () => {

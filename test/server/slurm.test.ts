@@ -1,6 +1,9 @@
 // Fabrik in front, a real Slurm behind (scripts/slurm/up.sh): a job submitted over the API runs
 // on the Slurm node Fabrik chose, with its GPUs, and its log comes back through `fabrik logs`.
 import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
 import { fetchSlurmNodes } from '../../src/executors/slurm.js';
@@ -20,17 +23,20 @@ let alice: string;
 
 describe.runIf(reachable)('fabrik up --executor slurm', () => {
   beforeAll(async () => {
-    t = await testServer({ executor: 'slurm' });
+    // The members' Unix users write their jobs' logs: the data folder must be reachable by them.
+    const dir = mkdtempSync(join(tmpdir(), 'fabrik-server-slurm-'));
+    chmodSync(dir, 0o755);
+    t = await testServer({ executor: 'slurm', slurm: { createUnixUsers: true } }, dir);
     alice = await t.token('pharma', 'researcher', 'alice');
   });
   afterAll(async () => {
     await t?.close();
   });
 
-  it('runs a submitted job on Slurm, on the node Fabrik chose with the GPUs it asked for, and keeps its log', async () => {
+  it("runs a submitted job on Slurm as the member's user, on the node Fabrik chose with the GPUs it asked for, and keeps its log", async () => {
     const r = await t.call<{ jobs: JobView[] }>(alice, 'POST', '/v1/jobs', {
       name: 'on-slurm',
-      script: '#!/bin/bash\necho "node=$SLURMD_NODENAME gpus=$CUDA_VISIBLE_DEVICES"\n',
+      script: '#!/bin/bash\necho "user=$(id -un) account=$SLURM_JOB_ACCOUNT node=$SLURMD_NODENAME gpus=$CUDA_VISIBLE_DEVICES"\n',
       gpus: 2,
     });
     expect(r.status).toBe(201);
@@ -46,7 +52,7 @@ describe.runIf(reachable)('fabrik up --executor slurm', () => {
     expect(done, JSON.stringify({ reason: done.reason, exit: done.exitCode })).toMatchObject({ state: 'succeeded', exitCode: 0 });
     const node = done.placement![0].node;
     const log = await t.call<string>(alice, 'GET', `/v1/jobs/${id}/logs`);
-    expect(log.body).toMatch(new RegExp(`node=${node} gpus=\\d,\\d\\n`));
+    expect(log.body).toMatch(new RegExp(`^user=pharma-alice account=pharma node=${node} gpus=\\d,\\d\\n`));
   }, 90_000);
 
   it('keeps work off a node drained in Slurm until it is resumed', async () => {

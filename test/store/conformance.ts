@@ -548,6 +548,17 @@ export function storeConformance(engine: 'sqlite' | 'postgres', newHarness: () =
         await store.saveUsage(T0 + 300, { pharma: 13.75 });
         expect(await store.usage()).toEqual({ at: T0 + 300, gpuHours: { pharma: 13.75 } });
       });
+
+      it('has one installation id, the same from a second connection', async () => {
+        const id = await store.installationId();
+        expect(id).toMatch(/^[0-9a-f-]{36}$/);
+        const again = await open();
+        try {
+          expect(await again.installationId()).toBe(id);
+        } finally {
+          await again.close();
+        }
+      });
     });
   });
 }

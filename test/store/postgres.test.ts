@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
+import { migrations } from '../../src/store/schema.js';
 import { created, single, storeConformance } from './conformance.js';
 
 const URL_BASE = process.env.FABRIK_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -71,9 +72,11 @@ if (problem !== null && process.env.CI) {
         const stores = await Promise.all([1, 2, 3].map(() => openStore(url, { poolSize: 2 })));
         const [job] = created(await stores[0].submit(single()));
         for (const store of stores) expect(await store.job(job.id)).toEqual(job);
+        const ids = await Promise.all(stores.map((s) => s.installationId()));
+        expect(new Set(ids).size).toBe(1);
         await Promise.all(stores.map((s) => s.close()));
-        const rows = await admin((c) => c.query(`select name from ${schema}.kysely_migration`));
-        expect(rows.rows).toEqual([{ name: '001_initial' }]);
+        const rows = await admin((c) => c.query(`select name from ${schema}.kysely_migration order by name`));
+        expect(rows.rows).toEqual(Object.keys(migrations('postgres')).map((name) => ({ name })));
       } finally {
         await dispose();
       }

@@ -3,6 +3,7 @@
 // period, reports when it runs and when it ends, and after a restart of the server finds its
 // jobs again or says they are lost. `simulated` and `local` live here; `slurm` is its own issue.
 import type { Placement } from '../api/contract.js';
+import type { PriorityClass } from '../core/job.js';
 
 /** A node the executor offers, with the device indices of its GPUs. */
 export interface ExecNode {
@@ -26,6 +27,8 @@ export interface ExecJob {
   readonly member: string;
   readonly project: string;
   readonly user: string;
+  /** What the engine may account it under (Slurm: the QOS `fabrik-<class>`). */
+  readonly priorityClass: PriorityClass;
   /** argv, run without a shell; or a batch script run with bash. Exactly one is set. */
   readonly command: readonly string[] | null;
   readonly script: string | null;

@@ -1,12 +1,13 @@
 // Who a Fabrik job is in Slurm: the member's Unix user runs it, charged to the member's Slurm
 // account, with the project as its wckey (so `sacct` and `sreport` split a member's use by
-// project without a sub-account per project). Missing accounts, users and wckeys are created
+// project without a sub-account per project) and its priority class as its QOS `fabrik-<class>`. Missing accounts, users and wckeys are created
 // with `sacctmgr -i` the first time a member, user or project is seen (a shell per new identity,
 // never per request); missing Unix users only when the operator says so (`createUnixUsers`),
 // because on a real cluster users come from the directory (LDAP, SSSD) that every node shares.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
+import { PRIORITY_RANK, type PriorityClass } from '../core/job.js';
 import type { ExecJob } from './executor.js';
 
 const run = promisify(execFile);
@@ -33,6 +34,8 @@ export interface SlurmIdentity {
   readonly account: string;
   /** The project, as the job's wckey. */
   readonly wckey: string;
+  /** The priority class, as the job's QOS. */
+  readonly qos: string;
 }
 
 /** A Slurm account, user or wckey could not be made, or the Unix user does not exist. */
@@ -60,9 +63,9 @@ export function unixUserOf(template: string, job: Pick<ExecJob, 'member' | 'user
 
 export class SlurmIdentities {
   private readonly template: string;
-  /** One promise per identity: concurrent first jobs of a member make its account once. */
+  /** One promise per identity, and per account and QOS: concurrent first jobs make them once. */
   private readonly ready = new Map<string, Promise<SlurmIdentity>>();
-  private readonly accounts = new Map<string, Promise<void>>();
+  private readonly made = new Map<string, Promise<void>>();
 
   constructor(private readonly o: SlurmIdentityOptions = {}) {
     this.template = o.userName ?? '{member}-{user}';
@@ -74,34 +77,27 @@ export class SlurmIdentities {
   }
 
   /** The job's identity, made in Unix and Slurm first if missing. */
-  forJob(job: Pick<ExecJob, 'member' | 'user' | 'project'>): Promise<SlurmIdentity> {
-    const user = this.userOf(job);
-    const account = slurmName(job.member);
-    const wckey = slurmName(job.project);
-    const key = `${user}\u0000${account}\u0000${wckey}`;
-    let p = this.ready.get(key);
-    if (!p) {
-      p = this.make(user, account, wckey, job.member);
-      // A failure is not remembered: the next job tries again (sacctmgr or the directory may be back).
-      p.catch(() => this.ready.delete(key));
-      this.ready.set(key, p);
-    }
-    return p;
+  forJob(job: Pick<ExecJob, 'member' | 'user' | 'project' | 'priorityClass'>): Promise<SlurmIdentity> {
+    const who = {
+      user: this.userOf(job),
+      account: slurmName(job.member),
+      wckey: slurmName(job.project),
+      qos: `fabrik-${job.priorityClass}`,
+    };
+    return memo(this.ready, `${who.user}\u0000${who.account}\u0000${who.wckey}\u0000${who.qos}`, () => this.make(who, job));
   }
 
-  private async make(user: string, account: string, wckey: string, member: string): Promise<SlurmIdentity> {
-    const { uid, gid } = await this.unixUser(user);
+  private async make(
+    who: Omit<SlurmIdentity, 'uid' | 'gid'>,
+    job: Pick<ExecJob, 'member' | 'priorityClass'>,
+  ): Promise<SlurmIdentity> {
+    const { uid, gid } = await this.unixUser(who.user);
     if (this.o.manageAccounts ?? true) {
-      let acc = this.accounts.get(account);
-      if (!acc) {
-        acc = this.ensureAccount(account, member);
-        acc.catch(() => this.accounts.delete(account));
-        this.accounts.set(account, acc);
-      }
-      await acc;
-      await this.ensureAssociation(user, account, wckey);
+      await memo(this.made, `account:${who.account}`, () => this.ensureAccount(who.account, job.member));
+      await memo(this.made, `qos:${who.qos}`, () => this.ensureQos(who.qos, job.priorityClass));
+      await this.ensureAssociation(who);
     }
-    return { user, uid, gid, account, wckey };
+    return { ...who, uid, gid };
   }
 
   private async unixUser(user: string): Promise<{ uid: number; gid: number }> {
@@ -134,12 +130,46 @@ export class SlurmIdentities {
     await sacctmgr(['-i', 'add', 'account', account, `Description=Fabrik member ${member}`, `Organization=${account}`]);
   }
 
-  private async ensureAssociation(user: string, account: string, wckey: string): Promise<void> {
-    const assoc = await sacctmgr(['-n', '-P', 'show', 'assoc', `account=${account}`, `user=${user}`, 'format=user']);
-    if (assoc.trim() === '') await sacctmgr(['-i', 'add', 'user', user, `account=${account}`, `DefaultAccount=${account}`]);
+  /** Slurm schedules nothing by it (Fabrik decides): it names the class in sacct and sreport, and ranks it in sprio. */
+  private async ensureQos(qos: string, priorityClass: PriorityClass): Promise<void> {
+    if ((await sacctmgr(['-n', '-P', 'show', 'qos', qos, 'format=name'])).trim() !== '') return;
+    await sacctmgr([
+      '-i',
+      'add',
+      'qos',
+      qos,
+      `Description=Fabrik priority class ${priorityClass}`,
+      `Priority=${1000 * (PRIORITY_RANK[priorityClass] + 1)}`,
+    ]);
+  }
+
+  private async ensureAssociation({ user, account, wckey, qos }: Omit<SlurmIdentity, 'uid' | 'gid'>): Promise<void> {
+    const show = () => sacctmgr(['-n', '-P', 'show', 'assoc', `account=${account}`, `user=${user}`, 'format=qos']);
+    let assoc = await show();
+    if (assoc.trim() === '') {
+      await sacctmgr(['-i', 'add', 'user', user, `account=${account}`, `DefaultAccount=${account}`]);
+      assoc = await show();
+    }
+    // AccountingStorageEnforce=qos refuses a job whose QOS its association does not list.
+    if (!assoc.trim().split(',').includes(qos))
+      await sacctmgr(['-i', 'modify', 'user', 'where', `name=${user}`, `account=${account}`, 'set', `qos+=${qos}`]);
     const keys = await sacctmgr(['-n', '-P', 'show', 'wckey', `user=${user}`, `name=${wckey}`, 'format=wckey']);
     if (keys.trim() === '') await sacctmgr(['-i', 'add', 'user', user, `wckey=${wckey}`]);
   }
+}
+
+/**
+ * `make()` once per key, shared by concurrent callers. A failure is forgotten: the next job tries
+ * again (sacctmgr or the directory may be back).
+ */
+function memo<T>(cache: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
+  let p = cache.get(key);
+  if (!p) {
+    p = make();
+    p.catch(() => cache.delete(key));
+    cache.set(key, p);
+  }
+  return p;
 }
 
 /** sacctmgr's stdout; "Nothing new added" (someone else made it first) is not a failure. */

@@ -26,20 +26,29 @@ export class SlurmRestError extends Error {
     );
   }
 
-  /** slurmrestd or slurmctld could not be reached: worth trying again later, nothing was refused. */
+  /**
+   * slurmrestd or slurmctld could not be reached, or the chosen nodes are not available for now:
+   * worth trying again later (placed anew), nothing about the job itself was refused.
+   */
   get transient(): boolean {
     return (
       this.status === 0 ||
       this.status === 502 ||
       this.status === 503 ||
       this.status === 504 ||
-      this.slurmErrorNumbers.includes(SLURM_COMMUNICATIONS_CONNECTION_ERROR)
+      this.slurmErrorNumbers.some((n) => n === SLURM_COMMUNICATIONS_CONNECTION_ERROR || n === ESLURM_NODE_NOT_AVAIL)
     );
   }
 }
 
 /** "Unable to contact slurm controller": slurmctld is down or restarting. */
 export const SLURM_COMMUNICATIONS_CONNECTION_ERROR = 1800;
+
+/**
+ * "Required node not available (down, drained or reserved)": the nodes Fabrik chose went down, or
+ * have not registered again after a slurmctld restart. Node health catches up within seconds.
+ */
+export const ESLURM_NODE_NOT_AVAIL = 2068;
 
 /** Slurm's "Invalid job id specified": the job was never there or has been purged. */
 export const ESLURM_INVALID_JOB_ID = 2017;

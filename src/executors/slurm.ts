@@ -1,8 +1,8 @@
 // The Slurm executor: Fabrik decides where a job runs, a real Slurm cluster runs it, through
 // slurmrestd's v0.0.38 API. A job becomes one batch job on exactly the nodes Fabrik chose, tagged
-// `fabrik:<installation>:<id>` in its comment so that a restart between Slurm's acceptance and Fabrik's record of
-// the handle adopts the job instead of submitting a second one. One poll of `GET /jobs` (only
-// while something is tracked) turns Slurm's states into events.
+// `fabrik:<installation>:<id>` in its comment so that a restart between Slurm's acceptance and
+// Fabrik's record of the handle adopts the job instead of submitting a second one. One poll of
+// `GET /jobs` (only while something is tracked) turns Slurm's states into events.
 //
 // What v0.0.38 cannot express, and how this file copes:
 // - `required_nodes` is a disabled key there. Nodes are pinned with `constraints` instead, which
@@ -13,12 +13,14 @@
 // - time limits are whole minutes: the walltime (in seconds) is enforced by this executor's own
 //   timer from Slurm's start time; Slurm's limit, rounded up with the grace, is the backstop.
 // - Signals go through `DELETE /job/{id}?signal=<number>` (names are not parsed by 22.05's
-//   handler: the job is cancelled instead). They reach every process of the job. A multi-node job
-//   runs its ranks under srun, and srun ends the step at once on TERM, INT or HUP: only USR1/USR2
-//   give multi-node ranks a grace period; single-node jobs run without srun and get it for all.
+//   handler: the job is cancelled instead), which signals the whole job. A multi-node job runs
+//   its ranks under srun, which kills its step at once on TERM, INT or HUP; those jobs are
+//   signalled with `scancel` (steps only, not srun), so every rank gets its grace period.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import {
   type ExecutorLogger,
   ExecutorClosedError,
@@ -102,6 +104,8 @@ export function slurmNodeHealth(n: SlurmNodeInfo): NodeHealth['state'] {
   return 'up';
 }
 
+const run = promisify(execFile);
+
 const DEFAULT_URL = 'http://127.0.0.1:6820';
 const DEFAULT_KEY = '/var/spool/slurm/ctld/jwt_hs256.key';
 
@@ -122,6 +126,11 @@ const FINISHED = new Set([
 const WAITING = new Set(['PENDING', 'CONFIGURING', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED', 'RESV_DEL_HOLD']);
 
 const SIGNAL_NAMES = new Map(Object.entries(os.constants.signals).map(([name, num]) => [num, name.replace(/^SIG/, '')]));
+
+/** What the comment of each Slurm job of this installation starts with (12 hex digits of its id suffice). */
+export function jobTagPrefix(installation: string | undefined): string {
+  return installation ? `fabrik:${installation.replace(/-/g, '').slice(0, 12)}:` : 'fabrik:';
+}
 
 /** The GPU count of a `gres` string: `gpu:8`, `gpu:a100:8`, `gpu:8(S:0-1)`, among other gres. */
 export function parseGpuCount(gres: string | undefined): number {
@@ -236,7 +245,7 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
   const now = options.now ?? defaultNow;
   const pollMs = options.pollMs ?? 500;
   const identity = options.identity ?? null;
-  const tag = options.installation ? `fabrik:${options.installation}:` : 'fabrik:';
+  const tag = jobTagPrefix(options.installation);
   const tagOf = (jobId: string) => `${tag}${jobId}`;
   const userOf = (job: ExecJob) => identity?.userOf(job) ?? 'root';
   const nodeMap = options.nodeMap ?? {};
@@ -278,6 +287,7 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
 
   /** Signals (or with KILL, cancels) the job; false when Slurm no longer knows it or it already ended. */
   async function signalJob(t: Tracked, signal: keyof typeof SIGNAL_NUMBERS): Promise<void> {
+    if (signal !== 'KILL' && t.job.placement.length > 1) return signalRanks(t, signal);
     const query = signal === 'KILL' ? '' : `?signal=${SIGNAL_NUMBERS[signal]}`;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -294,6 +304,23 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
         if (err.slurmErrorNumbers.some((n) => n === ESLURM_INVALID_JOB_ID || n === 2021 /* already done */)) return;
         throw err;
       }
+    }
+  }
+
+  /**
+   * A gang's ranks run in an srun step, and srun answers TERM, INT or HUP by killing that step at
+   * once: no grace. slurmrestd v0.0.38 signals the whole job, srun included (it runs in the batch
+   * step); `scancel` without `--full` signals the job's steps but not the batch step, so the ranks
+   * get the signal and srun does not. (Needs Slurm's client on this host, as sacctmgr does.)
+   */
+  async function signalRanks(t: Tracked, signal: ExecJob['signal']): Promise<void> {
+    try {
+      await run('scancel', ['--signal', signal, String(t.slurmJobId)], { timeout: 30_000 });
+    } catch (err) {
+      const e = err as Error & { stderr?: string };
+      // Already over: the poll reports how it ended.
+      if (/already completing or completed|Invalid job id/i.test(e.stderr ?? '')) return;
+      throw new Error(`scancel --signal ${signal} ${t.slurmJobId}: ${(e.stderr ?? '').trim() || e.message}`);
     }
   }
 
@@ -434,7 +461,7 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
         standard_output: job.output,
         standard_error: job.error,
         ...(options.partition ? { partition: options.partition } : {}),
-        ...(who ? { account: who.account, wckey: who.wckey } : {}),
+        ...(who ? { account: who.account, wckey: who.wckey, qos: who.qos } : {}),
       },
       script: batchScript(job, slurmNames),
     };

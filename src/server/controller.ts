@@ -622,6 +622,7 @@ export class Controller {
       member: j.member,
       project: j.project,
       user: j.user,
+      priorityClass: j.request.priorityClass,
       command: j.request.command ?? null,
       script: j.request.script ?? null,
       env: j.request.env,

@@ -79,7 +79,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         ? await createSlurmExecutor({
             ...o.slurm,
             identity: new SlurmIdentities(o.slurm),
-            installation: (await store.installationId()).replace(/-/g, '').slice(0, 12),
+            installation: await store.installationId(),
             logger: log,
           })
         : createLocalExecutor({ dataDir, nodes: o.localNodes ?? 1, fallbackGpus: o.localGpus ?? 4, logger: log });

@@ -204,7 +204,7 @@ describe.skipIf(!slurmNodes)('slurm', () => {
     await ex.close();
   });
 
-  it("runs a job as the member's Unix user, charged to the member's account with the project as wckey", async () => {
+  it("runs a job as the member's Unix user, charged to the member's account, the project as wckey and the priority class as QOS", async () => {
     const identity = new SlurmIdentities({ createUnixUsers: true });
     const ex = openSlurmExecutor({ pollMs: 200, identity }, slurmNodes!);
     const list = events(ex);
@@ -225,10 +225,10 @@ describe.skipIf(!slurmNodes)('slurm', () => {
     expect(fs.statSync(path.dirname(out)).uid).toBe(Number(execFileSync('id', ['-u', 'pharma-alice']).toString()));
     // slurmdbd learns of the job's end, and resolves its wckey, a moment later.
     const sacct = () =>
-      execFileSync('sacct', ['-j', String(slurmJobId), '-X', '-n', '-P', '-o', 'User,Account,WCKey,State'])
+      execFileSync('sacct', ['-j', String(slurmJobId), '-X', '-n', '-P', '-o', 'User,Account,WCKey,QOS,State'])
         .toString()
         .trim();
-    const expected = 'pharma-alice|pharma|protein-folding|COMPLETED';
+    const expected = 'pharma-alice|pharma|protein-folding|fabrik-training|COMPLETED';
     await until('the job charged in sacct', () => sacct() === expected, 30).catch(() => undefined);
     expect(sacct()).toBe(expected);
     await ex.close();

@@ -10,20 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
-import { fetchSlurmNodes } from '../../src/executors/slurm.js';
 import { openStore } from '../../src/store/open.js';
-import type { Store } from '../../src/store/store.js';
 import { testServer } from './helpers.js';
+import { closeAndCancel, slurmJobsTagged, slurmReachable } from './slurm-cluster.js';
 
 const root = new URL('../../', import.meta.url).pathname;
-const reachable = await fetchSlurmNodes().then(
-  () => true,
-  (e: Error) => {
-    if (process.env.CI) throw new Error(`Slurm is not reachable in CI (start it with scripts/slurm/up.sh): ${e.message}`);
-    console.warn(`slurm restart tests skipped: ${e.message} (start it with scripts/slurm/up.sh)`);
-    return false;
-  },
-);
+const reachable = await slurmReachable('slurm restart tests');
 
 const FINAL = ['succeeded', 'failed', 'cancelled', 'lost'];
 const children: ChildProcess[] = [];
@@ -41,16 +33,6 @@ afterAll(() => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-/** Slurm jobs tagged `fabrik:<installation>:<id>`, in any state Slurm still lists. */
-async function slurmJobsTagged(store: Store, id: string): Promise<string[]> {
-  const tag = `fabrik:${(await store.installationId()).replace(/-/g, '').slice(0, 12)}:${id}`;
-  return execFileSync('squeue', ['-h', '-t', 'all', '-o', '%i|%k'])
-    .toString()
-    .split('\n')
-    .filter((l) => l.endsWith(`|${tag}`))
-    .map((l) => l.split('|')[0]);
-}
 
 async function until<T>(what: string, probe: () => Promise<T | undefined | null | false>, ms: number): Promise<T> {
   const deadline = Date.now() + ms;
@@ -179,7 +161,7 @@ describe.runIf(reachable)('restarts between Fabrik and Slurm', () => {
     } finally {
       // Whatever happened, slurmctld runs again for the next tests.
       execFileSync('bash', ['-c', 'pgrep -x slurmctld >/dev/null || slurmctld']);
-      await t.close();
+      await closeAndCancel(t);
     }
   }, 240_000);
 });

@@ -6,17 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
-import { fetchSlurmNodes } from '../../src/executors/slurm.js';
 import { testServer, type TestServer } from './helpers.js';
+import { closeAndCancel, slurmReachable } from './slurm-cluster.js';
 
-const reachable = await fetchSlurmNodes().then(
-  () => true,
-  (e: Error) => {
-    if (process.env.CI) throw new Error(`Slurm is not reachable in CI (start it with scripts/slurm/up.sh): ${e.message}`);
-    console.warn(`slurm server tests skipped: ${e.message} (start it with scripts/slurm/up.sh)`);
-    return false;
-  },
-);
+const reachable = await slurmReachable('slurm server tests');
 
 let t: TestServer;
 let alice: string;
@@ -30,7 +23,7 @@ describe.runIf(reachable)('fabrik up --executor slurm', () => {
     alice = await t.token('pharma', 'researcher', 'alice');
   });
   afterAll(async () => {
-    await t?.close();
+    if (t) await closeAndCancel(t);
   });
 
   it("runs a submitted job on Slurm as the member's user, on the node Fabrik chose with the GPUs it asked for, and keeps its log", async () => {

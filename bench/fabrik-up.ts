@@ -1,7 +1,7 @@
 // A real `fabrik up` in its own process for a benchmark: a fresh data folder, any free port, and
 // the operator token it prints on its first start. Benchmarks measure the server as it runs.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -17,6 +17,8 @@ export interface FabrikProcess {
 
 export async function startFabrik(flags: readonly string[]): Promise<FabrikProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'fabrik-bench-'));
+  // The slurm executor's jobs run as members' Unix users, who write their logs in it.
+  chmodSync(dir, 0o755);
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', `${root}src/cli/main.ts`, 'up', '--data', dir, '--port', '0', ...flags],

@@ -17,21 +17,23 @@ if (spawnSync('sinfo', ['-h'], { timeout: 5000 }).status !== 0) {
 async function untilRunning(match: (line: string) => boolean, timeoutMs = 30_000): Promise<void> {
   const end = performance.now() + timeoutMs;
   while (performance.now() < end) {
-    const out = execFileSync('squeue', ['-h', '-t', 'R', '-o', '%i %k'], { encoding: 'utf8' });
+    const out = execFileSync('squeue', ['-h', '-t', 'R', '-o', '%i %j %k'], { encoding: 'utf8' });
     if (out.split('\n').some(match)) return;
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error('the job did not start within 30 s');
 }
 
-const f = await startFabrik(['--executor', 'slurm']);
+// Jobs run as the member's Unix user (pharma-operator here), made on the first job.
+const f = await startFabrik(['--executor', 'slurm', '--slurm-create-users']);
 const url = f.url;
 const headers = { authorization: `Bearer ${f.token}`, 'content-type': 'application/json' };
 
 const fabrik: number[] = [];
 const sbatch: number[] = [];
 try {
-  for (let i = 0; i < TRIALS; i++) {
+  // One unmeasured trial first: the first Fabrik job makes its Unix user, Slurm account, wckey and QOS.
+  for (let i = -1; i < TRIALS; i++) {
     let t0 = performance.now();
     const r = await fetch(`${url}/v1/jobs`, {
       method: 'POST',
@@ -45,8 +47,8 @@ try {
       }),
     });
     const id = ((await r.json()) as { jobs: { id: string }[] }).jobs[0].id;
-    await untilRunning((line) => line.endsWith(` fabrik:${id}`));
-    fabrik.push(performance.now() - t0);
+    await untilRunning((line) => line.includes(` bench-fabrik-${process.pid} fabrik:`) && line.endsWith(`:${id}`));
+    if (i >= 0) fabrik.push(performance.now() - t0);
     await fetch(`${url}/v1/jobs/${id}/cancel`, { method: 'POST', headers });
 
     t0 = performance.now();
@@ -60,7 +62,7 @@ try {
       .trim()
       .split(';')[0];
     await untilRunning((line) => line.startsWith(`${jobId} `));
-    sbatch.push(performance.now() - t0);
+    if (i >= 0) sbatch.push(performance.now() - t0);
     spawnSync('scancel', [jobId]);
   }
 } finally {

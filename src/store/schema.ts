@@ -5,6 +5,7 @@
 import { Migrator, sql } from 'kysely';
 import type { ColumnType, CreateTableBuilder, Generated, Kysely, Migration, MigrationProvider } from 'kysely';
 import { randomUUID } from 'node:crypto';
+import { auditMigrations, type AuditTables } from '../audit/schema.js';
 import { StoreMigrationError, describeCause } from './errors.js';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -104,7 +105,7 @@ export interface InstallationTable {
   created_at: number;
 }
 
-export interface Database {
+export interface Database extends AuditTables {
   members: MembersTable;
   tokens: TokensTable;
   jobs: JobsTable;
@@ -244,6 +245,7 @@ export function migrations(engine: Engine): Record<string, Migration> {
           .execute();
       },
     },
+    ...auditMigrations(engine),
   };
 }
 

@@ -79,8 +79,14 @@ export const SubmitRequest = z
       .optional(),
     /** Requeue after a node failure (preempted jobs are always requeued). */
     requeue: z.boolean().default(true),
+    /** Input datasets: admission checks each against its data-use agreements (Cedar policies). */
+    datasets: z.array(id).max(64).default([]),
+    /** What the job is for; with datasets, an agreement must permit it. */
+    purpose: id.nullable().default(null),
   })
   .superRefine((r, ctx) => {
+    if (r.datasets.length > 0 && r.purpose === null)
+      ctx.addIssue({ code: 'custom', path: ['purpose'], message: 'a job that uses datasets names its purpose' });
     if ((r.command === undefined) === (r.script === undefined))
       ctx.addIssue({ code: 'custom', path: ['command'], message: 'give exactly one of command and script' });
     if (r.gpus !== undefined && (r.nodes !== undefined || r.gpusPerNode !== undefined))
@@ -153,6 +159,12 @@ export const ERROR_CODES = [
   'FORBIDDEN',
   'NOT_FOUND',
   'IDEMPOTENCY_CONFLICT',
+  /** The admission policies refused the job's use of its datasets; the message names the rule. */
+  'ADMISSION_DENIED',
+  /** Two-person rule: the action needs an approval with two distinct approvers first (POST /v1/approvals). */
+  'APPROVAL_REQUIRED',
+  /** The model may never leave the factory: one of its data-use agreements says noExport. */
+  'EXPORT_FORBIDDEN',
   'JOB_FINISHED',
   'CONFLICT',
   'PAYLOAD_TOO_LARGE',

@@ -9,13 +9,32 @@
 //   token.manage    all        own member¹     —                 —
 //   node.manage     yes        —               —                 —
 //   member.read     all        own             own               own (all if consortium-wide)
+//   data.register   any member own member      own member        —
+//   data.read       all        own + granted   own + granted     own + granted (all if consortium-wide)
+//   agreement.propose any member own member    own member        —
+//   agreement.approve —        own (grantor)   —                 —
+//   agreement.revoke  all      own (grantor)   —                 —
+//   policy.manage   yes        —               —                 —
 //
 // ¹ a member admin hands out member-admin, researcher and auditor tokens of its own member only.
 import type { Role } from '../api/contract.js';
 import type { Principal } from './auth.js';
 import { forbidden, notFound } from './errors.js';
 
-export type Action = 'job.submit' | 'job.read' | 'job.logs' | 'job.cancel' | 'token.manage' | 'node.manage' | 'member.read';
+export type Action =
+  | 'job.submit'
+  | 'job.read'
+  | 'job.logs'
+  | 'job.cancel'
+  | 'token.manage'
+  | 'node.manage'
+  | 'member.read'
+  | 'data.register'
+  | 'data.read'
+  | 'agreement.propose'
+  | 'agreement.approve'
+  | 'agreement.revoke'
+  | 'policy.manage';
 
 const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'job.submit': ['operator', 'member-admin', 'researcher'],
@@ -25,6 +44,12 @@ const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'token.manage': ['operator', 'member-admin'],
   'node.manage': ['operator'],
   'member.read': ['operator', 'member-admin', 'researcher', 'auditor'],
+  'data.register': ['operator', 'member-admin', 'researcher'],
+  'data.read': ['operator', 'member-admin', 'researcher', 'auditor'],
+  'agreement.propose': ['operator', 'member-admin', 'researcher'],
+  'agreement.approve': ['member-admin'],
+  'agreement.revoke': ['operator', 'member-admin'],
+  'policy.manage': ['operator'],
 };
 
 /** Whether the principal sees the member's objects at all. */
@@ -40,6 +65,12 @@ const DOING: Readonly<Record<Action, string>> = {
   'token.manage': 'manage tokens',
   'node.manage': 'manage nodes',
   'member.read': 'read members',
+  'data.register': 'register datasets',
+  'data.read': 'read datasets and agreements',
+  'agreement.propose': 'propose data-use agreements',
+  'agreement.approve': 'approve data-use agreements',
+  'agreement.revoke': 'revoke data-use agreements',
+  'policy.manage': 'manage site policies',
 };
 
 /** Throws 403 if the role may never do this. */

@@ -6,6 +6,8 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fast
 import { ApiError, clientError, frameworkError, installErrorHandling } from './errors.js';
 import type { ServerContext } from './context.js';
 import { adminRoutes } from './routes/admin.js';
+import { auditRoutes } from './routes/audit.js';
+import { governanceRoutes } from './routes/governance.js';
 import { jobRoutes } from './routes/jobs.js';
 
 const PUBLIC = new Set(['/healthz', '/readyz', '/openapi.json']);
@@ -75,6 +77,8 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
 
   jobRoutes(app, ctx);
   adminRoutes(app, ctx);
+  auditRoutes(app, ctx);
+  governanceRoutes(app, ctx);
   await app.ready();
   return app;
 }

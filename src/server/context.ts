@@ -1,6 +1,8 @@
 // What every route handler works with.
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/log.js';
 import type { Consortium } from '../core/consortium.js';
+import type { Governance } from '../governance/governance.js';
 import type { Store } from '../store/store.js';
 import type { Authenticator, Principal } from './auth.js';
 import type { Controller } from './controller.js';
@@ -12,6 +14,10 @@ export interface ServerContext {
   readonly consortium: Consortium;
   readonly auth: Authenticator;
   readonly metrics: ServerMetrics;
+  /** The tamper-evident log every control-plane event goes to. */
+  readonly audit: AuditLog;
+  /** Datasets, agreements and the admission policies. */
+  readonly governance: Governance;
   readonly log: Logger;
   /** Seconds since the epoch. */
   readonly now: () => number;

@@ -7,6 +7,7 @@ import { join, isAbsolute } from 'node:path';
 import type { Logger } from 'pino';
 import type { JobState, Placement } from '../api/contract.js';
 import { FINAL_STATES } from '../api/contract.js';
+import type { AuditSink } from '../core/audit.js';
 import type { Consortium } from '../core/consortium.js';
 import type { Allocation, GangRequest, PendingJob, RunningJob } from '../core/job.js';
 import { withNodeStates, type NodeState, type Site } from '../core/site.js';
@@ -43,6 +44,14 @@ export interface ControllerOptions {
   readonly config?: SchedulerConfig;
   /** Least time between two cycles (default 200 ms). */
   readonly minCycleGapMs?: number;
+  /** Where placements, preemptions, requeues, ends and node changes are recorded, after the store has them. */
+  readonly audit?: AuditSink;
+  /**
+   * Asked before a job that declares datasets starts on the nodes chosen: their zone and the other
+   * members on their NVLink domains. A refusal (its reason) fails the job instead of starting it:
+   * an agreement revoked since the submission stops the job here.
+   */
+  readonly admitPlacement?: (job: StoredJob, zone: string, cotenants: string[]) => Promise<string | null>;
 }
 
 export interface CycleStats {
@@ -180,6 +189,13 @@ export class Controller {
     return this.serial(async () => {
       await this.o.store.setNodeState(record);
       this.applyNodeStates([record]);
+      await this.o.audit?.append({
+        kind: 'node.state',
+        actor: record.by,
+        member: null,
+        subject: record.node,
+        data: { state: record.state, reason: record.reason },
+      });
       this.kick();
     });
   }
@@ -399,6 +415,16 @@ export class Controller {
     for (const job of toStart) {
       if (skipped.has(job.id)) continue;
       const current = this.active.get(job.id)!;
+      const refused = await this.placementRefusal(current);
+      if (refused !== null) {
+        handles.push({
+          id: job.id,
+          from: ON_GPUS,
+          set: { state: 'failed', endedAt: now, reason: `AdmissionDenied: ${refused}` },
+          event: this.ev('failed', 'admission', now, 'AdmissionDenied', { refusal: refused }),
+        });
+        continue;
+      }
       try {
         const handle = await this.o.executor.start(this.execJob(current));
         handles.push({ id: job.id, from: ON_GPUS, set: { handle }, event: null });
@@ -539,21 +565,69 @@ export class Controller {
 
   // ---- helpers -----------------------------------------------------------------------------
 
+  /** The admission policies' refusal for the job where it was placed, or null (also for jobs without datasets). */
+  private async placementRefusal(job: StoredJob): Promise<string | null> {
+    if (!this.o.admitPlacement || (job.request.datasets ?? []).length === 0 || !job.placement) return null;
+    const domainOf = (node: string) => this.site.nodes[this.nodeIndex.get(node)!]?.domain;
+    const domains = new Set(job.placement.map((p) => domainOf(p.node)));
+    const zone = this.site.domains[[...domains][0]!]?.zone ?? '';
+    const cotenants = new Set<string>();
+    for (const other of this.active.values())
+      if (
+        other.member !== job.member &&
+        ON_GPUS.includes(other.state) &&
+        other.placement?.some((p) => domains.has(domainOf(p.node)))
+      )
+        cotenants.add(other.member);
+    return this.o.admitPlacement(job, zone, [...cotenants]);
+  }
+
   /** Writes updates, then mirrors what took: a job in a final state leaves the mirror. */
   private async update(updates: readonly JobUpdate[]): Promise<string[]> {
     if (updates.length === 0) return [];
     const skipped = await this.o.store.updateJobs(updates);
     const skip = new Set(skipped);
     const now = this.o.now();
+    const audited: { job: StoredJob; event: NonNullable<JobUpdate['event']> }[] = [];
     for (const u of updates) {
       if (skip.has(u.id)) continue;
       const j = this.active.get(u.id);
       if (!j) continue;
+      if (u.event) audited.push({ job: j, event: u.event });
       const next: StoredJob = { ...j, ...u.set, updatedAt: u.event?.at ?? now };
       if (FINAL_STATES.includes(next.state) || !ACTIVE.includes(next.state)) this.active.delete(u.id);
       else this.active.set(u.id, next);
     }
+    await this.audit(audited);
     return skipped;
+  }
+
+  /**
+   * Job events into the audit log, after the store committed them (a kill -9 between the two
+   * commits loses their audit entries, not the jobs'). A failure is logged, not thrown: the
+   * mirror already follows the store, and the scheduling loop must go on.
+   */
+  private async audit(events: readonly { job: StoredJob; event: NonNullable<JobUpdate['event']> }[]): Promise<void> {
+    const audit = this.o.audit;
+    if (!audit || events.length === 0) return;
+    try {
+      await Promise.all(
+        events.map(({ job, event }) => {
+          // The job a preemption made room for is often another member's: a leaf is hashed and
+          // cannot be redacted later, so its id never goes in (the member's own view hides it too).
+          const { for: _for, ...data } = event.data ?? {};
+          return audit.append({
+            kind: `job.${event.kind}`,
+            actor: event.actor,
+            member: job.member,
+            subject: job.id,
+            data: { ...data, reason: event.reason?.replace(/ for job \d+/, '') ?? null },
+          });
+        }),
+      );
+    } catch (err) {
+      this.o.log.error({ err }, 'job events could not be written to the audit log');
+    }
   }
 
   private ev(kind: string, actor: string, at: number, reason: string | null, data: Record<string, unknown> | null = null) {

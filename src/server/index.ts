@@ -11,6 +11,10 @@ import { createLocalExecutor } from '../executors/local.js';
 import { createSimulatedExecutor, simulatedNodesFor } from '../executors/simulated.js';
 import { createSlurmExecutor } from '../executors/slurm.js';
 import { SlurmIdentities, type SlurmIdentityOptions } from '../executors/slurm-identity.js';
+import { AuditLog } from '../audit/log.js';
+import { loadOrCreateSigningKey } from '../audit/checkpoint.js';
+import { describeRefusal, Governance } from '../governance/governance.js';
+import { GovernanceStore } from '../governance/store.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { buildApp } from './app.js';
@@ -56,6 +60,7 @@ export interface RunningServer {
   /** The operator token made on first start (null on later starts): printed once. */
   readonly bootstrapToken: string | null;
   readonly site: Site;
+  readonly audit: AuditLog;
   close(): Promise<void>;
 }
 
@@ -88,19 +93,52 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     consortium = scaleConsortium(o.consortium, site.totalGpus / o.site.totalGpus);
   }
 
-  const controller = new Controller({ store, executor, site, consortium, dataDir, now, log, cycleSeconds: o.cycleSeconds ?? 5 });
+  // Before the controller and the authenticator, which record placements and logins in it.
+  const audit = await AuditLog.open(store.db, {
+    origin: `fabrik/${await store.installationId()}`,
+    signingKey: loadOrCreateSigningKey(dataDir),
+    now,
+  });
+  const governance = new Governance(new GovernanceStore(store.db), site.zones, now);
+  const controller = new Controller({
+    store,
+    executor,
+    site,
+    consortium,
+    dataDir,
+    now,
+    log,
+    cycleSeconds: o.cycleSeconds ?? 5,
+    audit,
+    admitPlacement: async (j, zone, cotenants) => {
+      const { member, project } = j;
+      const refusals = await governance.checkPlacement(
+        { member, project, purpose: j.request.purpose ?? '', datasets: j.request.datasets ?? [] },
+        zone,
+        cotenants,
+      );
+      return refusals.length === 0 ? null : refusals.map(describeRefusal).join('; ');
+    },
+  });
   await store.syncMembers(consortium.members.map((m) => ({ id: m.id, name: m.name, projects: m.projects })));
-  const auth = new Authenticator(store, new Set(consortium.members.map((m) => m.id)), o.oidc ?? null, now);
+  const auth = new Authenticator(store, new Set(consortium.members.map((m) => m.id)), o.oidc ?? null, now, audit);
   const metrics = createMetrics(controller, consortium);
-  const app = await buildApp({ store, controller, consortium, auth, metrics, log, now });
+  const app = await buildApp({ store, controller, consortium, auth, metrics, log, now, audit, governance });
 
   let bootstrapToken: string | null = null;
   if ((await store.countTokens()) === 0) {
-    const { secret } = await issueToken(
+    const { record, secret } = await issueToken(
       store,
       { name: 'bootstrap', member: null, role: 'operator', user: 'operator', ttlSeconds: null },
       now(),
     );
+    await audit.append({
+      kind: 'token.issued',
+      actor: 'fabrik',
+      member: null,
+      subject: record.id,
+      data: { name: record.name, role: record.role, user: record.user, expiresAt: null, bootstrap: true },
+    });
     bootstrapToken = secret;
     // Like k3s's node token: readable by this user only, so the CLI on this host finds it.
     const file = join(dataDir, 'operator-token');
@@ -118,10 +156,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     url: address,
     bootstrapToken,
     site,
+    audit,
     close: () =>
       (closing ??= (async () => {
         await app.close();
         await controller.close();
+        await audit.close();
         await store.close();
       })()),
   };

@@ -5,6 +5,8 @@
 import { Migrator, sql } from 'kysely';
 import type { ColumnType, CreateTableBuilder, Generated, Kysely, Migration, MigrationProvider } from 'kysely';
 import { randomUUID } from 'node:crypto';
+import { governanceMigrations, type GovernanceTables } from '../governance/schema.js';
+import { modelMigrations, type ModelTables } from '../governance/models-schema.js';
 import { auditMigrations, type AuditTables } from '../audit/schema.js';
 import { StoreMigrationError, describeCause } from './errors.js';
 
@@ -105,7 +107,7 @@ export interface InstallationTable {
   created_at: number;
 }
 
-export interface Database extends AuditTables {
+export interface Database extends GovernanceTables, ModelTables, AuditTables {
   members: MembersTable;
   tokens: TokensTable;
   jobs: JobsTable;
@@ -246,6 +248,8 @@ export function migrations(engine: Engine): Record<string, Migration> {
       },
     },
     ...auditMigrations(engine),
+    ...governanceMigrations,
+    ...modelMigrations,
   };
 }
 

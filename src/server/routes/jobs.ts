@@ -22,6 +22,7 @@ import { authorize, requireRole, seesMember } from '../access.js';
 import type { Principal } from '../auth.js';
 import { ApiError, notFound } from '../errors.js';
 import type { ServerContext } from '../context.js';
+import { UnknownDatasetError, type Admission } from '../../governance/governance.js';
 
 const iso = (s: number | null) => (s === null ? null : new Date(s * 1000).toISOString());
 const JobId = z.object({ id: z.string().regex(/^\d{1,18}$/, 'a job id') });
@@ -117,7 +118,7 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
       requireRole(p, 'job.submit');
       const spec = req.body;
       const member = memberFor(p, spec, consortium.members);
-      const jobs = buildJobs(spec, member, p.user, ctx.now(), ctx);
+      const jobs = await admitted(buildJobs(spec, member, p.user, ctx.now(), ctx), p, ctx);
       for (const d of spec.afterOk) await visibleJob(p, d).catch(() => bad('body.afterOk', `job ${d} does not exist`));
       const key = req.headers['idempotency-key'];
       const outcome = await store.submit({
@@ -336,6 +337,49 @@ async function* follow(path: string, offset: number, ended: () => Promise<boolea
     if (done || gone()) return;
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/**
+ * Jobs that declare datasets pass admission (Cedar, over the datasets, the agreements and where
+ * they may run), and are bound to the zone and the NVLink-domain isolation it requires. A refusal
+ * is an error naming the rule, recorded in the audit log like an admission.
+ */
+async function admitted(jobs: NewJob[], p: Principal, ctx: ServerContext): Promise<NewJob[]> {
+  const { request: r, member, project } = jobs[0];
+  if (r.datasets.length === 0) return jobs;
+  let a: Admission;
+  try {
+    a = await ctx.governance.admit({
+      member,
+      project,
+      purpose: r.purpose!,
+      datasets: r.datasets,
+      zone: r.zone,
+      exclusive: r.exclusive,
+    });
+  } catch (err) {
+    if (err instanceof UnknownDatasetError) throw new ApiError(404, 'NOT_FOUND', err.message, 'body.datasets');
+    throw err;
+  }
+  const actor = `${p.role}:${p.user}`;
+  if (!a.allow) {
+    await ctx.audit.append({
+      kind: 'admission.denied',
+      actor,
+      member,
+      subject: `dataset:${a.refusal.dataset}`,
+      data: { rules: a.refusal.rules, purpose: r.purpose },
+    });
+    throw new ApiError(403, 'ADMISSION_DENIED', `admission refused: ${a.message}`, 'body.datasets');
+  }
+  await ctx.audit.append({
+    kind: 'admission.allowed',
+    actor,
+    member,
+    subject: `datasets:${r.datasets.join(',')}`,
+    data: { purpose: r.purpose, zone: a.zone, exclusive: a.exclusive, agreements: a.uses.map((u) => u.agreement) },
+  });
+  return jobs.map((j) => ({ ...j, request: { ...j.request, zone: a.zone, exclusive: a.exclusive } }));
 }
 
 function bad(field: string, message: string): never {

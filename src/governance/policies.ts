@@ -1,0 +1,160 @@
+// Admission in Cedar: may this job use this dataset, here? The built-in rules below are Cedar
+// policies like the ones an operator adds; each has an id, and a refusal names the ids that
+// decided it (Cedar's diagnostics), so that "denied: agreement-expired" is the rule itself, not a
+// paraphrase. The owner of a dataset uses it under its own rules (zones, co-tenancy); anyone else
+// needs an agreement that names the dataset and the job's member or project, and every forbid
+// below must stay silent.
+import { checkParsePolicySet, isAuthorized, type CedarValueJson, type EntityJson } from '@cedar-policy/cedar-wasm/nodejs';
+import type { Agreement, Dataset } from './model.js';
+
+/** The built-in rules, by id: the id is what a refusal names. */
+export const BUILT_IN_POLICIES: Readonly<Record<string, string>> = {
+  'owner-uses-own-data': `permit (principal is Fabrik::Job, action == Fabrik::Action::"use", resource is Fabrik::Dataset)
+    when { principal.member == resource.owner };`,
+  'agreement-grants-use': `permit (principal is Fabrik::Job, action == Fabrik::Action::"use", resource is Fabrik::Dataset)
+    when { context has agreement && context.agreement.datasets.contains(resource) &&
+           (context.agreement.grantee == principal.member || context.agreement.grantee == principal.project) };`,
+  'agreement-not-approved': `forbid (principal, action == Fabrik::Action::"use", resource)
+    when { context has agreement && !context.agreement.approved };`,
+  'agreement-revoked': `forbid (principal, action == Fabrik::Action::"use", resource)
+    when { context has agreement && context.agreement.revoked };`,
+  'agreement-expired': `forbid (principal, action == Fabrik::Action::"use", resource)
+    when { context has agreement && context.now >= context.agreement.expiresAt };`,
+  'purpose-not-permitted': `forbid (principal, action == Fabrik::Action::"use", resource)
+    when { context has agreement && !context.agreement.purposes.contains(principal.purpose) };`,
+  'zone-not-in-agreement': `forbid (principal, action == Fabrik::Action::"use", resource)
+    when { context has agreement && context.zone != "" && !context.agreement.zones.contains(context.zone) };`,
+  'zone-not-allowed-for-dataset': `forbid (principal, action == Fabrik::Action::"use", resource is Fabrik::Dataset)
+    when { context.zone != "" && !resource.zones.contains(context.zone) };`,
+  // Sensitive data never shares an NVLink domain with another member's work.
+  'shared-nvlink-domain': `forbid (principal, action == Fabrik::Action::"use", resource is Fabrik::Dataset)
+    when { (resource.classification == "confidential" || resource.classification == "restricted") &&
+           !context.cotenants.isEmpty() };`,
+};
+
+/** What a job is, for admission. */
+export interface AdmissionJob {
+  readonly member: string;
+  readonly project: string;
+  readonly purpose: string;
+}
+
+/** Where the scheduler would run it: the zone ("" before placement) and the other members on its NVLink domains. */
+export interface AdmissionPlace {
+  readonly zone: string;
+  readonly cotenants: readonly string[];
+}
+
+export interface UseDecision {
+  readonly dataset: string;
+  readonly allow: boolean;
+  /** The agreement that allowed it (null: the owner's own data, or a refusal). */
+  readonly agreement: string | null;
+  /** On a refusal: the ids of the rules that decided it (`no-agreement` when nothing could allow it). */
+  readonly rules: readonly string[];
+}
+
+/** Operator policies could not be parsed: the error names the policy. */
+export class InvalidPolicyError extends Error {
+  override readonly name = 'InvalidPolicyError';
+}
+
+const uid = (type: string, id: string) => ({ __entity: { type: `Fabrik::${type}`, id } });
+
+/** Checks an operator's Cedar text; throws InvalidPolicyError with Cedar's message. */
+export function checkPolicyText(id: string, text: string): void {
+  const answer = checkParsePolicySet({ staticPolicies: { [id]: text } });
+  if (answer.type === 'failure') throw new InvalidPolicyError(`policy ${id}: ${answer.errors.map((e) => e.message).join('; ')}`);
+}
+
+export class AdmissionPolicies {
+  private readonly policies: Record<string, string>;
+
+  /** `site`: the operator's policies, by id, added to the built-in ones. */
+  constructor(site: Readonly<Record<string, string>> = {}) {
+    this.policies = { ...BUILT_IN_POLICIES, ...site };
+  }
+
+  /** May the job use the dataset at this place, under one of these agreements? */
+  decide(job: AdmissionJob, dataset: Dataset, agreements: readonly Agreement[], place: AdmissionPlace, now: number): UseDecision {
+    const candidates: (Agreement | null)[] =
+      dataset.owner === job.member
+        ? [null]
+        : agreements.filter(
+            (a) => a.datasets.includes(dataset.id) && (a.grantee === job.member || a.grantee === `${job.member}/${job.project}`),
+          );
+    if (candidates.length === 0) return { dataset: dataset.id, allow: false, agreement: null, rules: ['no-agreement'] };
+    let first: UseDecision | null = null;
+    for (const a of candidates) {
+      const d = this.evaluate(job, dataset, a, place, now);
+      if (d.allow) return d;
+      first ??= d;
+    }
+    return first!;
+  }
+
+  private evaluate(
+    job: AdmissionJob,
+    dataset: Dataset,
+    agreement: Agreement | null,
+    place: AdmissionPlace,
+    now: number,
+  ): UseDecision {
+    const entities: EntityJson[] = [
+      { uid: uid('Member', job.member), attrs: {}, parents: [] },
+      { uid: uid('Project', `${job.member}/${job.project}`), attrs: {}, parents: [uid('Member', job.member)] },
+      {
+        uid: uid('Job', 'this'),
+        attrs: {
+          member: uid('Member', job.member),
+          project: uid('Project', `${job.member}/${job.project}`),
+          purpose: job.purpose,
+        },
+        parents: [],
+      },
+      {
+        uid: uid('Dataset', dataset.id),
+        attrs: { owner: uid('Member', dataset.owner), classification: dataset.classification, zones: [...dataset.zones] },
+        parents: [],
+      },
+    ];
+    const context: Record<string, CedarValueJson> = {
+      now: Math.floor(now),
+      zone: place.zone,
+      cotenants: [...place.cotenants],
+    };
+    if (agreement) {
+      entities.push({
+        uid: uid('Agreement', agreement.id),
+        attrs: {
+          grantee: agreement.granteeProject ? uid('Project', agreement.grantee) : uid('Member', agreement.granteeMember),
+          datasets: agreement.datasets.map((d) => uid('Dataset', d)),
+          purposes: [...agreement.purposes],
+          zones: [...agreement.zones],
+          expiresAt: Math.floor(agreement.expiresAt),
+          approved: agreement.approvedAt !== null,
+          revoked: agreement.revokedAt !== null,
+        },
+        parents: [],
+      });
+      context.agreement = uid('Agreement', agreement.id);
+    }
+    const answer = isAuthorized({
+      principal: uid('Job', 'this'),
+      action: { type: 'Fabrik::Action', id: 'use' },
+      resource: uid('Dataset', dataset.id),
+      context,
+      policies: { staticPolicies: this.policies },
+      entities,
+    });
+    if (answer.type === 'failure') throw new InvalidPolicyError(answer.errors.map((e) => e.message).join('; '));
+    const { decision, diagnostics } = answer.response;
+    // Policies that fail to evaluate (a site policy reading an attribute that is not there) deny, and say so.
+    const errors = diagnostics.errors.map((e) => `${e.policyId}: ${e.error.message}`);
+    const allow = decision === 'allow' && errors.length === 0;
+    let rules: string[] = [];
+    if (decision === 'deny') rules = diagnostics.reason.length > 0 ? [...diagnostics.reason].sort() : ['no-permit'];
+    else if (!allow) rules = errors;
+    return { dataset: dataset.id, allow, agreement: allow ? (agreement?.id ?? null) : null, rules };
+  }
+}

@@ -6,8 +6,10 @@ import { InvalidDescriptionError } from '../core/errors.js';
 import { SlurmRestError } from '../executors/slurm-rest.js';
 import { SiteMismatchError } from '../server/site.js';
 import { UnknownPolicyError } from '../sim/run.js';
+import { AuditFileError, AuditVerificationError, auditCommand } from './audit.js';
 import { ApiRequestError, DEFAULT_DATA_DIR, UnreachableError } from './client.js';
 import { controlCommands } from './control.js';
+import { governanceCommands, GovernanceUsageError } from './governance.js';
 import { runDemo } from './demo.js';
 import { simCommand } from './sim.js';
 import { siteCommand, SiteImportError } from './site.js';
@@ -70,17 +72,23 @@ program.addCommand(siteCommand());
 program.addCommand(upCommand({ site: DEFAULT_SITE, consortium: DEFAULT_CONSORTIUM, dataDir: DEFAULT_DATA_DIR }));
 program.addCommand(submitCommand());
 for (const c of controlCommands()) program.addCommand(c);
+program.addCommand(auditCommand());
+for (const c of governanceCommands()) program.addCommand(c);
 
 /** Errors in what a person typed or wrote (exit 2), or in reaching Fabrik, its store or Slurm (exit 1): a line, not a trace. */
 const USAGE_ERRORS = [
+  GovernanceUsageError,
   InvalidDescriptionError,
   UnknownPolicyError,
   SubmitUsageError,
   InvalidEnvironmentError,
   SiteImportError,
   SiteMismatchError,
+  AuditFileError,
 ];
 const REACH_ERRORS = [UnreachableError, StoreUrlError, StoreUnavailableError, StoreMigrationError, SlurmRestError];
+/** A check that ran and failed (exit 1): the message names what failed. */
+const FAILED_CHECKS = [AuditVerificationError];
 
 try {
   await program.parseAsync();
@@ -93,7 +101,7 @@ try {
     console.error(`fabrik: ${e.message}${e.field ? ` (${e.field})` : ''} [${e.code}]`);
     process.exit(1);
   }
-  if (REACH_ERRORS.some((kind) => e instanceof kind)) {
+  if ([...REACH_ERRORS, ...FAILED_CHECKS].some((kind) => e instanceof kind)) {
     console.error(`fabrik: ${(e as Error).message}`);
     process.exit(1);
   }

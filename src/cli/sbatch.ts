@@ -16,7 +16,8 @@
 //   script args   Refused: SubmitRequest has no field for them (sbatch passes them to the script).
 //
 // Fabrik extensions (not in sbatch): --topology, --checkpoint-interval, --min-runtime, --grace,
-// --member, --priority-class (alias of --qos), and `-- cmd args…` (run argv without a shell).
+// --member, --priority-class (alias of --qos), --dataset and --purpose (admission against the
+// data-use agreements), and `-- cmd args…` (run argv without a shell).
 import { SubmitRequest } from '../api/contract.js';
 import { InvalidSlurmTimeError, parseSlurmTime, UNLIMITED } from './slurm-time.js';
 
@@ -151,6 +152,8 @@ interface Fields {
   impliedGraceSeconds: number;
   signal: Signal;
   exclusive: boolean;
+  datasets: string[];
+  purpose: string;
   afterOk: string[];
   array: ArraySpec;
   requeue: boolean;
@@ -319,6 +322,20 @@ const OPTIONS: readonly OptionSpec[] = [
       at.set('exclusive', true);
     },
   },
+  {
+    // Fabrik's: the job's input datasets (comma-separated), checked at admission with its purpose.
+    names: ['dataset', 'datasets'],
+    arity: 'required',
+    apply: (v, at) =>
+      at.set(
+        'datasets',
+        need(v)
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== ''),
+      ),
+  },
+  { names: ['purpose'], arity: 'required', apply: (v, at) => at.set('purpose', need(v)) },
   { names: ['array'], short: 'a', arity: 'required', apply: (v, at) => at.set('array', parseArraySpec(need(v))) },
   { names: ['dependency'], short: 'd', arity: 'required', apply: (v, at) => at.set('afterOk', parseDependency(need(v))) },
   { names: ['signal'], arity: 'required', slot: 'signal', apply: signal },
@@ -987,6 +1004,7 @@ export function parseSubmission(input: SubmissionInput): ParsedSubmission {
   for (const field of ['name', 'member', 'project', 'workdir', 'zone', 'output', 'error'] as const) copy(field);
   for (const field of ['priorityClass', 'topology', 'cpusPerTask', 'walltimeSeconds', 'minRuntimeSeconds'] as const) copy(field);
   for (const field of ['checkpointIntervalSeconds', 'signal', 'exclusive', 'afterOk', 'array', 'requeue'] as const) copy(field);
+  for (const field of ['datasets', 'purpose'] as const) copy(field);
   if (state.memoryMb && state.memoryMb.value !== null) copy('memoryMb');
   if (state.gracePeriodSeconds) copy('gracePeriodSeconds');
   else if (state.impliedGraceSeconds)

@@ -109,6 +109,9 @@ describe('each option, and what it sets', () => {
     [['--output=none'], { output: '/dev/null' }],
     // scheduling
     [['--exclusive'], { exclusive: true }],
+    // data-use admission
+    [['--dataset', 'trials,genomes', '--purpose', 'drug-discovery'], { datasets: ['trials', 'genomes'], purpose: 'drug-discovery' }],
+    [['--datasets=trials', '--purpose=qa'], { datasets: ['trials'], purpose: 'qa' }],
     [['--requeue'], { requeue: true }],
     [['--no-requeue'], { requeue: false }],
     [['--requeue', '--no-requeue'], { requeue: false }],

@@ -110,7 +110,10 @@ describe('each option, and what it sets', () => {
     // scheduling
     [['--exclusive'], { exclusive: true }],
     // data-use admission
-    [['--dataset', 'trials,genomes', '--purpose', 'drug-discovery'], { datasets: ['trials', 'genomes'], purpose: 'drug-discovery' }],
+    [
+      ['--dataset', 'trials,genomes', '--purpose', 'drug-discovery'],
+      { datasets: ['trials', 'genomes'], purpose: 'drug-discovery' },
+    ],
     [['--datasets=trials', '--purpose=qa'], { datasets: ['trials'], purpose: 'qa' }],
     [['--requeue'], { requeue: true }],
     [['--no-requeue'], { requeue: false }],

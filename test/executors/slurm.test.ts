@@ -12,8 +12,6 @@ import {
   SlurmRestError,
   fetchSlurmNodes,
   openSlurmExecutor,
-  parseExitCode,
-  parseGpuCount,
 } from '../../src/executors/slurm.js';
 import { SlurmIdentities } from '../../src/executors/slurm-identity.js';
 import { execJob, executorConformance, type ConformanceJobKind } from './conformance.js';
@@ -95,15 +93,6 @@ describe.skipIf(!slurmNodes)('slurm', () => {
   const exitedOf = (list: ExecutorEvent[], id: string) =>
     until(`${id} to exit`, () => list.find((e): e is Exited => e.job === id && e.kind === 'exited'));
   const readLog = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '');
-
-  it('parses gres and exit codes', () => {
-    expect(parseGpuCount('gpu:8')).toBe(8);
-    expect(parseGpuCount('gpu:a100:4(S:0-1),gpu:h100:2')).toBe(6);
-    expect(parseGpuCount('')).toBe(0);
-    expect(parseExitCode(768)).toEqual({ exitCode: 3, signal: null });
-    expect(parseExitCode(15)).toEqual({ exitCode: null, signal: 'TERM' });
-    expect(parseExitCode({ status: 'COMPLETED', return_code: 0 })).toEqual({ exitCode: 0, signal: null });
-  });
 
   it('offers the nodes with their GPUs', () => {
     const ex = open();

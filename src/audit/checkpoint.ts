@@ -53,11 +53,14 @@ export function publicKeyOf(pem: string): KeyObject {
   return key;
 }
 
-export const publicKeyPem = (key: KeyObject): string => createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString();
+/** createPublicKey refuses a key that is public already. */
+const publicOf = (key: KeyObject) => (key.type === 'public' ? key : createPublicKey(key));
+
+export const publicKeyPem = (key: KeyObject): string => publicOf(key).export({ type: 'spki', format: 'pem' }).toString();
 
 /** A short name for a key, to print beside "signed by". */
 export function keyFingerprint(key: KeyObject): string {
-  const der = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  const der = publicOf(key).export({ type: 'spki', format: 'der' });
   return 'SHA256:' + createHash('sha256').update(der).digest('base64').replace(/=+$/, '');
 }
 

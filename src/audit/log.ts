@@ -115,6 +115,11 @@ export class AuditLog implements AuditSink {
     });
   }
 
+  /** The key members check checkpoints with. */
+  publicKey(): KeyObject {
+    return createPublicKey(this.o.signingKey);
+  }
+
   /** The latest signed checkpoint; null before the first. */
   latestCheckpoint(): SignedCheckpoint | null {
     return this.latest;
@@ -138,6 +143,11 @@ export class AuditLog implements AuditSink {
       this.stats.checkpoints++;
       return signed;
     });
+  }
+
+  /** The leaf hash appended at `seq`. */
+  leafHash(seq: number): Buffer {
+    return this.tree.leaf(seq);
   }
 
   rootHash(size: number): Buffer {

@@ -5,6 +5,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { ROLES, type Role } from '../api/contract.js';
+import type { AuditSink } from '../core/audit.js';
 import type { Store, TokenRecord } from '../store/store.js';
 import { ApiError } from './errors.js';
 
@@ -38,12 +39,16 @@ const unauthenticated = (message: string) => new ApiError(401, 'UNAUTHENTICATED'
 export class Authenticator {
   private readonly jwks: JWTVerifyGetKey | null;
   private readonly cache = new Map<string, { principal: Principal; token: TokenRecord; until: number }>();
+  /** Who has logged in since this server started: a login is recorded once, not per request. */
+  private readonly loggedIn = new Set<string>();
 
   constructor(
     private readonly store: Store,
     private readonly members: ReadonlySet<string>,
     private readonly oidc: OidcConfig | null,
     private readonly now: () => number,
+    /** Logins go here: the first successful authentication of each token (or OIDC subject) per server start. */
+    private readonly audit: AuditSink | null = null,
   ) {
     this.jwks = !oidc
       ? null
@@ -77,6 +82,7 @@ export class Authenticator {
     if (!t || t.revokedAt !== null) throw unauthenticated('unknown or revoked token');
     if (t.expiresAt !== null && t.expiresAt <= now) throw unauthenticated('the token has expired');
     const principal: Principal = { user: t.user, member: t.member, role: t.role, via: 'token' };
+    await this.login(`token:${t.id}`, principal, t.id);
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(hash, { principal, token: t, until: now + CACHE_SECONDS });
     return principal;
@@ -105,7 +111,27 @@ export class Authenticator {
       throw unauthenticated('the identity token names no known member');
     if (member === null && role !== 'operator' && role !== 'auditor')
       throw unauthenticated(`a ${role} belongs to a member: the token's member claim is missing`);
-    return { user, member: member as string | null, role: role as Role, via: 'oidc' };
+    const principal: Principal = { user, member: member as string | null, role: role as Role, via: 'oidc' };
+    await this.login(`oidc:${user}`, principal, null);
+    return principal;
+  }
+
+  private async login(who: string, p: Principal, token: string | null): Promise<void> {
+    if (!this.audit || this.loggedIn.has(who)) return;
+    // Taken before the write: requests that arrive together with the first make one login.
+    this.loggedIn.add(who);
+    try {
+      await this.audit.append({
+        kind: 'auth.login',
+        actor: p.user,
+        member: p.member,
+        subject: token,
+        data: { via: p.via, role: p.role },
+      });
+    } catch (e) {
+      this.loggedIn.delete(who);
+      throw e;
+    }
   }
 }
 

@@ -77,6 +77,13 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
         { name: b.name, member, role: b.role, user: b.user, ttlSeconds: b.ttlDays === null ? null : b.ttlDays * 86400 },
         ctx.now(),
       );
+      await ctx.audit.append({
+        kind: 'token.issued',
+        actor: p.user,
+        member: record.member,
+        subject: record.id,
+        data: { name: record.name, role: record.role, user: record.user, expiresAt: record.expiresAt },
+      });
       return reply.code(201).send({ token: tokenView(record), secret });
     },
   );
@@ -98,6 +105,13 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
       requireRole(p, 'token.manage');
       await store.revokeToken(t.id, ctx.now());
       ctx.auth.forget(t.hash);
+      await ctx.audit.append({
+        kind: 'token.revoked',
+        actor: p.user,
+        member: t.member,
+        subject: t.id,
+        data: { name: t.name, role: t.role, user: t.user },
+      });
       return tokenView((await store.tokenById(t.id))!);
     },
   );

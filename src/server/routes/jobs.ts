@@ -135,6 +135,18 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (outcome.kind === 'created') {
         controller.submitted(outcome.jobs);
         ctx.metrics.submissions.inc(outcome.jobs.length);
+        // After the store's commit, before the reply: an acknowledged job is in the audit log.
+        await Promise.all(
+          outcome.jobs.map((j) =>
+            ctx.audit.append({
+              kind: 'job.submitted',
+              actor: p.user,
+              member: j.member,
+              subject: j.id,
+              data: { name: j.name, project: j.project, gpus: j.gpus, priorityClass: j.request.priorityClass },
+            }),
+          ),
+        );
       }
       return reply.code(outcome.kind === 'created' ? 201 : 200).send({ jobs: outcome.jobs.map((j) => jobView(j, p)) });
     },

@@ -66,6 +66,8 @@ const siteSchema = strictObject({
     name: z.string().min(1),
     memoryGb: z.number().positive(),
     watts: z.number().positive(),
+    /** TFLOP/s, dense BF16; absent: Fabrik's figure for the GPUs it knows (GB300: 2,500). */
+    peakDenseBf16Tflops: z.number().positive().optional(),
   }),
   zones: z.array(nameSchema).min(1),
   superpods: z.array(strictObject({ name: nameSchema, racks: z.array(rackEntrySchema).min(1) })).min(1),

@@ -11,6 +11,8 @@ export interface GpuModel {
   readonly name: string;
   readonly memoryGb: number;
   readonly watts: number;
+  /** Peak dense BF16 tensor throughput per GPU, in TFLOP/s (model cards estimate training FLOPs from it). */
+  readonly peakDenseBf16Tflops?: number;
 }
 
 export interface Node {

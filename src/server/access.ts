@@ -15,6 +15,13 @@
 //   agreement.approve —        own (grantor)   —                 —
 //   agreement.revoke  all      own (grantor)   —                 —
 //   policy.manage   yes        —               —                 —
+//   model.register  —          own member      own member        —
+//   model.read      all        own + trained on its data (lineage) (all if consortium-wide)
+//   model.edit      —          own member      own member        —   (the card's people-filled fields)
+//   model.export    —          own member      own member        —   (restricted: two approvers)
+//   approval.request break-glass own (export)  own (export)      —
+//   approval.approve break-glass own member    —                 —
+//   breakglass.manage —        own member      —                 —
 //
 // ¹ a member admin hands out member-admin, researcher and auditor tokens of its own member only.
 import type { Role } from '../api/contract.js';
@@ -34,7 +41,14 @@ export type Action =
   | 'agreement.propose'
   | 'agreement.approve'
   | 'agreement.revoke'
-  | 'policy.manage';
+  | 'policy.manage'
+  | 'model.register'
+  | 'model.read'
+  | 'model.edit'
+  | 'model.export'
+  | 'approval.request'
+  | 'approval.approve'
+  | 'breakglass.manage';
 
 const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'job.submit': ['operator', 'member-admin', 'researcher'],
@@ -50,6 +64,13 @@ const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'agreement.approve': ['member-admin'],
   'agreement.revoke': ['operator', 'member-admin'],
   'policy.manage': ['operator'],
+  'model.register': ['member-admin', 'researcher'],
+  'model.read': ['operator', 'member-admin', 'researcher', 'auditor'],
+  'model.edit': ['member-admin', 'researcher'],
+  'model.export': ['member-admin', 'researcher'],
+  'approval.request': ['operator', 'member-admin', 'researcher'],
+  'approval.approve': ['operator', 'member-admin'],
+  'breakglass.manage': ['member-admin'],
 };
 
 /** Whether the principal sees the member's objects at all. */
@@ -71,6 +92,13 @@ const DOING: Readonly<Record<Action, string>> = {
   'agreement.approve': 'approve data-use agreements',
   'agreement.revoke': 'revoke data-use agreements',
   'policy.manage': 'manage site policies',
+  'model.register': 'register models',
+  'model.read': 'read models',
+  'model.edit': 'edit model cards',
+  'model.export': 'export models',
+  'approval.request': 'request approvals',
+  'approval.approve': 'approve requests',
+  'breakglass.manage': 'change the break-glass setting',
 };
 
 /** Throws 403 if the role may never do this. */

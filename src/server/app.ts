@@ -9,6 +9,7 @@ import { adminRoutes } from './routes/admin.js';
 import { auditRoutes } from './routes/audit.js';
 import { governanceRoutes } from './routes/governance.js';
 import { jobRoutes } from './routes/jobs.js';
+import { modelRoutes } from './routes/models.js';
 
 const PUBLIC = new Set(['/healthz', '/readyz', '/openapi.json']);
 
@@ -79,6 +80,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   adminRoutes(app, ctx);
   auditRoutes(app, ctx);
   governanceRoutes(app, ctx);
+  modelRoutes(app, ctx);
   await app.ready();
   return app;
 }

@@ -18,6 +18,8 @@ export class SlurmRestError extends Error {
     readonly slurmErrors: readonly string[],
     /** Slurm's error numbers (2017: invalid job id), parallel to `slurmErrors`. */
     readonly slurmErrorNumbers: readonly number[] = [],
+    /** The answer's body when it parsed: a refused submit may still carry the job id Slurm made. */
+    readonly body: Record<string, unknown> | null = null,
   ) {
     super(
       `slurmrestd ${method} ${path}: ${status === 0 ? 'unreachable' : `HTTP ${status}`}` +
@@ -36,7 +38,12 @@ export class SlurmRestError extends Error {
       this.status === 502 ||
       this.status === 503 ||
       this.status === 504 ||
-      this.slurmErrorNumbers.some((n) => n === SLURM_COMMUNICATIONS_CONNECTION_ERROR || n === ESLURM_NODE_NOT_AVAIL)
+      this.slurmErrorNumbers.some((n) => n === SLURM_COMMUNICATIONS_CONNECTION_ERROR || n === ESLURM_NODE_NOT_AVAIL) ||
+      // 22.05 answers reads with a bare "Unspecified error" (-1) when slurmctld does not answer.
+      (this.method === 'GET' &&
+        this.status === 500 &&
+        this.slurmErrorNumbers.length > 0 &&
+        this.slurmErrorNumbers.every((n) => n === -1))
     );
   }
 }
@@ -129,6 +136,7 @@ export class SlurmRestClient {
         path,
         errors.map((e) => [e.error, e.description].filter(Boolean).join(': ')),
         errors.map((e) => e.error_number ?? e.error_code ?? -1),
+        parsed,
       );
     }
     return parsed as T;

@@ -363,7 +363,17 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
       return;
     }
     const state = info.job_state;
-    if (WAITING.has(state)) return;
+    if (WAITING.has(state)) {
+      if (!t.runningReported) return;
+      // It ran and is waiting again: Slurm requeued it itself (a node failed). Fabrik decides where
+      // it runs next, so Slurm's copy is cancelled and the job is reported lost (Fabrik requeues it).
+      untrack(t);
+      void signalJob(t, 'KILL').catch((err: unknown) =>
+        logger.warn({ err, job: t.job.id }, 'slurm: cancel of a requeued job failed'),
+      );
+      emit({ kind: 'lost', job: t.job.id, at, reason: `Slurm requeued job ${t.slurmJobId} (${state}): a node failed` });
+      return;
+    }
     const startAt = info.start_time && info.start_time > 0 ? info.start_time : at;
     if (!t.runningReported) {
       t.runningReported = true;
@@ -512,7 +522,19 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
         if (first && who && process.getuid?.() === 0) await chownDown(first, dir, who.uid, who.gid);
       }
       const { body } = submission(job, who);
-      const res = await client.request<{ job_id: number }>('POST', `${API}/job/submit`, user, body);
+      let res: { job_id: number };
+      try {
+        res = await client.request<{ job_id: number }>('POST', `${API}/job/submit`, user, body);
+      } catch (err) {
+        // A refusal (nodes not available, a hold) may come with a job Slurm made and keeps
+        // pending: it is cancelled, or it would run later on nodes Fabrik no longer chose.
+        const made = err instanceof SlurmRestError ? Number(err.body?.job_id) : NaN;
+        if (Number.isInteger(made) && made > 0)
+          await client.request('DELETE', `${API}/job/${made}`, user).catch((e: unknown) => {
+            logger.warn({ err: e, job: job.id, slurmJobId: made }, 'slurm: could not cancel the job of a refused submit');
+          });
+        throw err;
+      }
       logger.info({ job: job.id, slurmJobId: res.job_id }, 'slurm: submitted');
       track(job, res.job_id, user);
       return { slurmJobId: res.job_id };
@@ -551,7 +573,11 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
           if (['NODE_FAIL', 'BOOT_FAIL', 'PREEMPTED', 'SPECIAL_EXIT'].includes(info.job_state)) {
             result.lost.push(job.id);
           } else {
-            result.exited.push({ job: job.id, exitCode: parseExitCode(info.exit_code).exitCode, at: info.end_time || now() });
+            // Only COMPLETED and FAILED carry the program's own exit code: a job cancelled or
+            // timed out while nobody watched did not succeed, whatever its exit code field says.
+            const exitCode =
+              info.job_state === 'COMPLETED' || info.job_state === 'FAILED' ? parseExitCode(info.exit_code).exitCode : null;
+            result.exited.push({ job: job.id, exitCode, at: info.end_time || now() });
           }
         } else {
           const t = track(job, id, user);

@@ -476,20 +476,24 @@ describe('slurm executor against recorded slurmrestd answers', () => {
     ]);
   });
 
-  it('says nothing when Slurm requeues a running job after NODE_FAIL (its default): the job stays running', async () => {
+  it("reports lost, and cancels Slurm's copy, when Slurm requeues a running job after NODE_FAIL (its default)", async () => {
     const { ex, events } = open();
     const j = job(ex);
     const { slurmJobId } = (await ex.start(j)) as { slurmJobId: number };
     const run = recorded('RUNNING');
     fake.jobs = [listed(run, slurmJobId, j.id)];
     await until('running', () => events.length === 1);
-    // As it is now: PENDING counts as not started yet, so the node failure goes unreported; the
-    // walltime timer keeps counting from the first start.
+    // Pending again after running: Fabrik, not Slurm, decides where it runs next.
     expect(REQUEUED).toMatchObject({ job_state: 'PENDING', restart_cnt: 1, requeue: true });
     fake.jobs = [listed(REQUEUED, slurmJobId, j.id)];
-    const before = polls();
-    await until('three polls', () => polls() >= before + 3);
-    expect(events).toEqual([{ kind: 'running', job: j.id, at: run.start_time }]);
+    await until('lost', () => events.length === 2);
+    expect(events[1]).toMatchObject({
+      kind: 'lost',
+      job: j.id,
+      reason: `Slurm requeued job ${slurmJobId} (PENDING): a node failed`,
+    });
+    await until('the cancel', () => calls('DELETE').length === 1);
+    expect(calls('DELETE')).toEqual([{ method: 'DELETE', path: `${API}/job/${slurmJobId}`, user: 'root' }]);
   });
 
   it('keeps polling through an unreachable controller, and asks by id for a job the listing lacks before calling it lost', async () => {
@@ -610,8 +614,8 @@ describe('slurm executor against recorded slurmrestd answers', () => {
       exited: [
         { job: js[1].id, exitCode: 0, at: completed.end_time },
         { job: js[2].id, exitCode: 3, at: failed.end_time },
-        // As it is now: the state is not read, so a job cancelled before it ran ended with exit code 0.
-        { job: js[7].id, exitCode: 0, at: cancelledPending.end_time },
+        // Cancelled before it ran: its exit code field says 0, but it did not succeed.
+        { job: js[7].id, exitCode: null, at: cancelledPending.end_time },
       ],
       // 506: unknown to Slurm (2017).
       lost: [js[3].id, js[4].id, js[5].id],
@@ -667,7 +671,7 @@ describe('slurm executor against recorded slurmrestd answers', () => {
     expect(slurmNodeHealth({ name: 'x', state: 'idle', state_flags: ['NOT_RESPONDING'] })).toBe('draining');
   });
 
-  it('rejects a submission refused for an unavailable node as transient; the next start adopts what Slurm queued', async () => {
+  it('rejects a submission refused for an unavailable node as transient, and cancels the job Slurm queued anyway', async () => {
     const { ex } = open();
     const j = job(ex, { placement: [{ node: 'node4', gpus: [0] }] });
     fake.answerNext('POST', '/job/submit', { status: 200, body: NODE_NOT_AVAILABLE });
@@ -677,14 +681,15 @@ describe('slurm executor against recorded slurmrestd answers', () => {
     expect((err as Error).message).toMatch(/HTTP 200: Required node not available \(down, drained or reserved\)/);
     await new Promise((r) => setTimeout(r, 25));
     expect(polls()).toBe(1);
-    // As it is now: the refusal carried a job id, and Slurm keeps that job PENDING for node4. The
-    // job placed again elsewhere is not submitted: the duplicate guard adopts the queued one, which
-    // waits for node4 whatever the new placement says.
+    // The refusal carried a job id, which Slurm would keep PENDING for node4: it is cancelled, so
+    // that the job placed again elsewhere is submitted anew, not adopted from the old placement.
     const queued = JOBS.jobs.find((x) => x.job_id === NODE_NOT_AVAILABLE.job_id)!;
     expect(queued).toMatchObject({ job_state: 'PENDING', state_reason: 'ReqNodeNotAvail' });
-    fake.jobs = [listed(queued, queued.job_id, j.id)];
-    expect(await ex.start({ ...j, placement: [{ node: 'node1', gpus: [0] }] })).toEqual({ slurmJobId: queued.job_id });
-    expect(calls('POST')).toHaveLength(1);
+    expect(calls('DELETE')).toEqual([{ method: 'DELETE', path: `${API}/job/${queued.job_id}`, user: 'root' }]);
+    fake.jobs = [listed({ ...queued, job_state: 'CANCELLED' }, queued.job_id, j.id)];
+    const again = await ex.start({ ...j, placement: [{ node: 'node1', gpus: [0] }] });
+    expect(again).not.toEqual({ slurmJobId: queued.job_id });
+    expect(calls('POST')).toHaveLength(2);
   });
 
   it('calls an unreachable controller or slurmrestd transient, and an unknown job not', async () => {
@@ -694,10 +699,10 @@ describe('slurm executor against recorded slurmrestd answers', () => {
     expect(down).toMatchObject({ status: 500, slurmErrorNumbers: [1800], transient: true });
     expect((down as Error).message).toMatch(/HTTP 500: Unable to contact slurm controller \(connect failure\)/);
 
-    // As it is now: the listing that start() asks first answers a down slurmctld without 1800.
+    // The listing that start() asks first answers a down slurmctld with a bare -1: transient too.
     fake.answerNext('GET', '/jobs', { status: 500, body: JOBS_CONTROLLER_DOWN });
     const listing = await ex.start(job(ex)).catch((e: unknown) => e);
-    expect(listing).toMatchObject({ status: 500, slurmErrorNumbers: [-1], transient: false });
+    expect(listing).toMatchObject({ status: 500, slurmErrorNumbers: [-1], transient: true });
     expect((listing as Error).message).toMatch(/HTTP 500: Unspecified error: Failed while looking for jobs/);
 
     const client = new SlurmRestClient({ url: fake.url, jwtKeyFile: KEY });

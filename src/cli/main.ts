@@ -10,6 +10,7 @@ import { AuditFileError, AuditVerificationError, auditCommand } from './audit.js
 import { ApiRequestError, DEFAULT_DATA_DIR, UnreachableError } from './client.js';
 import { controlCommands } from './control.js';
 import { governanceCommands, GovernanceUsageError } from './governance.js';
+import { approvalsCommand, modelsCommand } from './models.js';
 import { runDemo } from './demo.js';
 import { simCommand } from './sim.js';
 import { siteCommand, SiteImportError } from './site.js';
@@ -74,6 +75,8 @@ program.addCommand(submitCommand());
 for (const c of controlCommands()) program.addCommand(c);
 program.addCommand(auditCommand());
 for (const c of governanceCommands()) program.addCommand(c);
+program.addCommand(modelsCommand());
+program.addCommand(approvalsCommand());
 
 /** Errors in what a person typed or wrote (exit 2), or in reaching Fabrik, its store or Slurm (exit 1): a line, not a trace. */
 const USAGE_ERRORS = [

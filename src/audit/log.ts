@@ -31,6 +31,8 @@ export interface AuditLogOptions {
 
 interface Waiting {
   readonly event: Omit<AuditEvent, 'seq'>;
+  /** canonicalJson(event.data), made once. */
+  readonly dataText: string;
   readonly resolve: (seq: number) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -93,7 +95,9 @@ export class AuditLog implements AuditSink {
   append(e: AuditEventInput): Promise<number> {
     if (this.closed) return Promise.reject(new AuditClosedError());
     let event: Omit<AuditEvent, 'seq'>;
+    let dataText: string;
     try {
+      dataText = e.data === undefined ? 'null' : canonicalJson(e.data);
       event = {
         at: isoOfMs(Math.round(this.now() * 1000)),
         kind: required(e.kind, 'kind'),
@@ -101,17 +105,14 @@ export class AuditLog implements AuditSink {
         member: e.member,
         subject: e.subject,
         // Canonical now, so what is hashed is what is stored and read back.
-        data: e.data === undefined ? null : (JSON.parse(canonicalJson(e.data)) as Record<string, unknown>),
+        data: JSON.parse(dataText) as Record<string, unknown> | null,
       };
     } catch (error) {
       return Promise.reject(error);
     }
     return new Promise<number>((resolve, reject) => {
-      this.queue.push({ event, resolve, reject });
-      if (this.scheduled) return;
-      this.scheduled = true;
-      // setImmediate: every request that arrived in this turn of the event loop joins the batch.
-      setImmediate(() => void this.serial(() => this.flush()));
+      this.queue.push({ event, dataText, resolve, reject });
+      this.schedule();
     });
   }
 
@@ -190,7 +191,8 @@ export class AuditLog implements AuditSink {
     if (this.timer) clearInterval(this.timer);
     if (this.closed) return;
     this.closed = true;
-    await this.serial(() => this.flush());
+    do await this.serial(() => this.flush());
+    while (this.queue.length > 0);
     if (o.checkpoint !== false) await this.checkpoint();
   }
 
@@ -202,15 +204,28 @@ export class AuditLog implements AuditSink {
     return next;
   }
 
+  /**
+   * One batch per turn of the writer: what arrives meanwhile waits for the next turn, behind any
+   * checkpoint asked for in between (looping here would starve checkpoints under steady load).
+   */
   private async flush(): Promise<void> {
     this.scheduled = false;
-    while (this.queue.length > 0) await this.write(this.queue.splice(0, this.o.maxBatch ?? 4096));
+    const batch = this.queue.splice(0, this.o.maxBatch ?? 4096);
+    if (this.queue.length > 0) this.schedule();
+    if (batch.length > 0) await this.write(batch);
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // setImmediate: every request that arrived in this turn of the event loop joins the batch.
+    setImmediate(() => void this.serial(() => this.flush()));
   }
 
   private async write(batch: readonly Waiting[]): Promise<void> {
     const first = this.tree.size;
     const events = batch.map((w, i): AuditEvent => ({ seq: first + i, ...w.event }));
-    const hashes = events.map(eventLeafHash);
+    const hashes = events.map((e, i) => eventLeafHash(e, batch[i].dataText));
     const rows = events.map((e, i) => ({
       seq: e.seq,
       at: Date.parse(e.at),
@@ -218,7 +233,7 @@ export class AuditLog implements AuditSink {
       actor: e.actor,
       member: e.member,
       subject: e.subject,
-      data: canonicalJson(e.data),
+      data: batch[i].dataText,
       leaf_hash: hashes[i].toString('hex'),
     }));
     try {

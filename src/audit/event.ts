@@ -45,12 +45,18 @@ function canonical(v: unknown): string | undefined {
  * (actor, at, data, kind, member, seq, subject) so that only `data` needs sorting, and not even
  * that when its canonical text is at hand.
  */
-export function leafContent(e: AuditEvent, dataText: string = canonicalJson(e.data)): string {
+export function leafContent(e: AuditEvent): string;
+/** With the data's canonical text at hand (the writer made it once). */
+export function leafContent(e: Omit<AuditEvent, 'data'>, dataText: string): string;
+export function leafContent(
+  e: Omit<AuditEvent, 'data'> & { data?: AuditEvent['data'] },
+  dataText = canonicalJson(e.data ?? null),
+): string {
   const s = JSON.stringify;
   return `{"actor":${s(e.actor)},"at":${s(e.at)},"data":${dataText},"kind":${s(e.kind)},"member":${s(e.member)},"seq":${s(e.seq)},"subject":${s(e.subject)}}`;
 }
 
-export const eventLeafHash = (e: AuditEvent, dataText?: string): Buffer => leafHash(leafContent(e, dataText));
+export const eventLeafHash = (e: AuditEvent): Buffer => leafHash(leafContent(e));
 
 export const isoOfMs = (ms: number): string => new Date(ms).toISOString();
 

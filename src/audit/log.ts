@@ -13,8 +13,8 @@ import type { AuditEventInput, AuditSink } from '../core/audit.js';
 import { createPublicKey } from 'node:crypto';
 import { checkpointSignedBy, signCheckpoint, type SignedCheckpoint } from './checkpoint.js';
 import { AuditClosedError, AuditIntegrityError } from './errors.js';
-import { canonicalJson, eventLeafHash, eventOfRow, isoOfMs, type AuditEvent } from './event.js';
-import { MerkleTree } from './merkle.js';
+import { canonicalJson, eventOfRow, isoOfMs, leafContent, type AuditEvent } from './event.js';
+import { leafHash, MerkleTree } from './merkle.js';
 import type { AuditTables } from './schema.js';
 
 export interface AuditLogOptions {
@@ -30,8 +30,8 @@ export interface AuditLogOptions {
 }
 
 interface Waiting {
-  readonly event: Omit<AuditEvent, 'seq'>;
-  /** canonicalJson(event.data), made once. */
+  readonly event: Omit<AuditEvent, 'seq' | 'data'>;
+  /** canonicalJson(data), made once: it is what is hashed and what is stored. */
   readonly dataText: string;
   readonly resolve: (seq: number) => void;
   readonly reject: (error: unknown) => void;
@@ -94,7 +94,7 @@ export class AuditLog implements AuditSink {
 
   append(e: AuditEventInput): Promise<number> {
     if (this.closed) return Promise.reject(new AuditClosedError());
-    let event: Omit<AuditEvent, 'seq'>;
+    let event: Omit<AuditEvent, 'seq' | 'data'>;
     let dataText: string;
     try {
       dataText = e.data === undefined ? 'null' : canonicalJson(e.data);
@@ -104,8 +104,6 @@ export class AuditLog implements AuditSink {
         actor: required(e.actor, 'actor'),
         member: e.member,
         subject: e.subject,
-        // Canonical now, so what is hashed is what is stored and read back.
-        data: JSON.parse(dataText) as Record<string, unknown> | null,
       };
     } catch (error) {
       return Promise.reject(error);
@@ -224,8 +222,8 @@ export class AuditLog implements AuditSink {
 
   private async write(batch: readonly Waiting[]): Promise<void> {
     const first = this.tree.size;
-    const events = batch.map((w, i): AuditEvent => ({ seq: first + i, ...w.event }));
-    const hashes = events.map((e, i) => eventLeafHash(e, batch[i].dataText));
+    const events = batch.map((w, i) => ({ seq: first + i, ...w.event }));
+    const hashes = events.map((e, i) => leafHash(leafContent(e, batch[i].dataText)));
     const rows = events.map((e, i) => ({
       seq: e.seq,
       at: Date.parse(e.at),

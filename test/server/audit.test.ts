@@ -136,7 +136,7 @@ describe('audit API', () => {
     expect(verifyConsistency(half, c.size, oldRoot, b(c.rootHash), p.body.proof.map(b))).toBe(true);
   });
 
-  it('answers bad input with 400 and the field, never 5xx', async () => {
+  it('answers bad input with 400 and the field, never 5xx, and is described in the OpenAPI document', async () => {
     const size = t.server.audit.size;
     const cases: [string, string][] = [
       ['/v1/audit/proofs/inclusion?seq=abc', 'query.seq'],
@@ -155,6 +155,9 @@ describe('audit API', () => {
       expect(r.body.error.field ?? 'query', path).toContain(field);
     }
     expect((await t.call(null, 'GET', '/v1/audit/checkpoint')).status).toBe(401);
+    const api = await t.call<{ paths: Record<string, unknown> }>(null, 'GET', '/openapi.json');
+    for (const path of ['checkpoint', 'public-key', 'events', 'proofs/inclusion', 'proofs/consistency'])
+      expect(Object.keys(api.body.paths)).toContain(`/v1/audit/${path}`);
   });
 
   it('fabrik audit verify: passes from a saved checkpoint, then fails naming the event edited in the store', async () => {

@@ -11,10 +11,12 @@ const LAYERS = {
   sim: ['core', 'scheduler'],
   testing: ['core', 'scheduler', 'config', 'sim'],
   api: [],
-  store: ['core', 'api'],
+  // The audit log: its Merkle tree, checkpoints and tables; the store runs its migration.
+  audit: ['core'],
+  store: ['core', 'api', 'audit'],
   executors: ['core', 'api'],
-  server: ['core', 'scheduler', 'config', 'sim', 'api', 'store', 'executors'],
-  cli: ['core', 'scheduler', 'config', 'sim', 'api', 'server', 'store', 'executors'],
+  server: ['core', 'scheduler', 'config', 'sim', 'api', 'store', 'executors', 'audit'],
+  cli: ['core', 'scheduler', 'config', 'sim', 'api', 'server', 'store', 'executors', 'audit'],
 };
 const PURE = ['core', 'scheduler'];
 

@@ -4,6 +4,8 @@
 // saved checkpoint it passes on an untouched log and fails, naming the event, once a stored
 // event is edited behind the server's back.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +19,7 @@ import type {
 import { checkpointSignedBy, publicKeyOf } from '../../src/audit/checkpoint.js';
 import { eventLeafHash } from '../../src/audit/event.js';
 import { verifyConsistency, verifyInclusion } from '../../src/audit/merkle.js';
-import type { KyselyStore } from '../../src/store/index.js';
+import { openStore, type KyselyStore } from '../../src/store/index.js';
 import { testServer, type TestServer } from './helpers.js';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -195,5 +197,46 @@ describe('audit API', () => {
     const missing = await cli(['audit', 'verify', '--checkpoint', join(t.dataDir, 'nope.json')], env);
     expect(missing.out).toContain('no such file');
     expect(missing.code).toBe(2);
+  });
+});
+
+describe('audit log rewritten behind the server', () => {
+  it('fabrik audit verify: a member with a saved checkpoint finds out, even when the checkpoints were rewritten too', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'fabrik-audit-'));
+    try {
+      let t = await testServer({}, dataDir);
+      const pharma = await t.token('pharma', 'researcher', 'ada');
+      const env = { FABRIK_URL: t.server.url, FABRIK_TOKEN: pharma, FABRIK_DATA: dataDir };
+      await t.call(pharma, 'POST', '/v1/jobs', { command: ['true'], gpus: 1 });
+      const audit = () => t.server.audit;
+      await t.waitFor('a checkpoint of the whole log', async () => audit().latestCheckpoint()?.size === audit().size);
+      const file = join(dataDir, 'pharma.json');
+      expect((await cli(['audit', 'checkpoint', '--out', file], env)).code).toBe(0);
+      const submitted = (await audit().events({ after: -1, limit: 1000 })).find((e) => e.kind === 'job.submitted')!;
+      await t.close();
+
+      // The operator, with the database and the key, rewrites who submitted the job, its leaf
+      // hash, and drops the checkpoints that would have given it away at the next start.
+      const store = await openStore(`sqlite:${join(dataDir, 'fabrik.db')}`);
+      const forged = { ...submitted, actor: 'mallory' };
+      await sql`update audit_events set actor = ${'mallory'}, leaf_hash = ${eventLeafHash(forged).toString('hex')} where seq = ${submitted.seq}`.execute(
+        store.db,
+      );
+      await sql`delete from audit_checkpoints`.execute(store.db);
+      await store.close();
+
+      t = await testServer({}, dataDir);
+      await t.call(pharma, 'POST', '/v1/jobs', { command: ['true'], gpus: 1 });
+      await t.waitFor('a checkpoint of the rewritten log', async () => audit().latestCheckpoint()?.size === audit().size);
+      const bad = await cli(['audit', 'verify', '--checkpoint', file, '--event', String(submitted.seq)], {
+        ...env,
+        FABRIK_URL: t.server.url,
+      });
+      expect(bad.out).toContain('audit verification FAILED: the log was rewritten');
+      expect(bad.code).toBe(1);
+      await t.close();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

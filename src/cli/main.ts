@@ -11,6 +11,7 @@ import { ApiRequestError, DEFAULT_DATA_DIR, UnreachableError } from './client.js
 import { controlCommands } from './control.js';
 import { governanceCommands, GovernanceUsageError } from './governance.js';
 import { approvalsCommand, modelsCommand } from './models.js';
+import { deploymentCommands } from './deployments.js';
 import { runDemo } from './demo.js';
 import { simCommand } from './sim.js';
 import { siteCommand, SiteImportError } from './site.js';
@@ -77,6 +78,7 @@ program.addCommand(auditCommand());
 for (const c of governanceCommands()) program.addCommand(c);
 program.addCommand(modelsCommand());
 program.addCommand(approvalsCommand());
+for (const c of deploymentCommands()) program.addCommand(c);
 
 /** Errors in what a person typed or wrote (exit 2), or in reaching Fabrik, its store or Slurm (exit 1): a line, not a trace. */
 const USAGE_ERRORS = [

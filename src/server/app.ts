@@ -10,6 +10,7 @@ import { auditRoutes } from './routes/audit.js';
 import { governanceRoutes } from './routes/governance.js';
 import { jobRoutes } from './routes/jobs.js';
 import { modelRoutes } from './routes/models.js';
+import { deploymentRoutes } from '../inference/deployments/routes.js';
 
 const PUBLIC = new Set(['/healthz', '/readyz', '/openapi.json']);
 
@@ -81,6 +82,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   auditRoutes(app, ctx);
   governanceRoutes(app, ctx);
   modelRoutes(app, ctx);
+  deploymentRoutes(app, ctx);
   await app.ready();
   return app;
 }

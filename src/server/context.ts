@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/log.js';
 import type { Consortium } from '../core/consortium.js';
 import type { Governance } from '../governance/governance.js';
+import type { DeploymentController } from '../inference/deployments/controller.js';
 import type { Store } from '../store/store.js';
 import type { Authenticator, Principal } from './auth.js';
 import type { Controller } from './controller.js';
@@ -18,6 +19,8 @@ export interface ServerContext {
   readonly audit: AuditLog;
   /** Datasets, agreements and the admission policies. */
   readonly governance: Governance;
+  /** Model deployments: their replicas (a ReplicaSource) and the autoscaler (a LoadSink) the gateway reports to. */
+  readonly deployments: DeploymentController;
   readonly log: Logger;
   /** Seconds since the epoch. */
   readonly now: () => number;

@@ -15,6 +15,7 @@ import { AuditLog } from '../audit/log.js';
 import { loadOrCreateSigningKey } from '../audit/checkpoint.js';
 import { describeRefusal, Governance } from '../governance/governance.js';
 import { GovernanceStore } from '../governance/store.js';
+import { DeploymentController, rangePorts, type DeploymentSettings } from '../inference/deployments/controller.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { buildApp } from './app.js';
@@ -50,6 +51,8 @@ export interface ServerOptions {
   readonly localNodes?: number;
   readonly logger?: Logger;
   readonly now?: () => number;
+  /** Autoscaling and health-check settings of model deployments (tests shorten the cool-downs). */
+  readonly deployments?: Partial<DeploymentSettings>;
 }
 
 export interface RunningServer {
@@ -61,6 +64,7 @@ export interface RunningServer {
   readonly bootstrapToken: string | null;
   readonly site: Site;
   readonly audit: AuditLog;
+  readonly deployments: DeploymentController;
   close(): Promise<void>;
 }
 
@@ -120,10 +124,22 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       return refusals.length === 0 ? null : refusals.map(describeRefusal).join('; ');
     },
   });
+  // Replicas on the local executor run on this host; on Slurm a node's name is its hostname.
+  const deployments = new DeploymentController({
+    db: store.db,
+    store,
+    controller,
+    audit,
+    log,
+    now,
+    hostOf: o.executor === 'local' ? () => '127.0.0.1' : (node) => node,
+    allocatePort: o.executor === 'local' ? undefined : rangePorts(),
+    settings: o.deployments,
+  });
   await store.syncMembers(consortium.members.map((m) => ({ id: m.id, name: m.name, projects: m.projects })));
   const auth = new Authenticator(store, new Set(consortium.members.map((m) => m.id)), o.oidc ?? null, now, audit);
   const metrics = createMetrics(controller, consortium);
-  const app = await buildApp({ store, controller, consortium, auth, metrics, log, now, audit, governance });
+  const app = await buildApp({ store, controller, consortium, auth, metrics, log, now, audit, governance, deployments });
 
   let bootstrapToken: string | null = null;
   if ((await store.countTokens()) === 0) {
@@ -147,6 +163,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   }
 
   await controller.start();
+  await deployments.start();
   const address = await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 8080 });
   let closing: Promise<void> | null = null;
   return {
@@ -157,9 +174,11 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     bootstrapToken,
     site,
     audit,
+    deployments,
     close: () =>
       (closing ??= (async () => {
         await app.close();
+        await deployments.close();
         await controller.close();
         await audit.close();
         await store.close();

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { governanceMigrations, type GovernanceTables } from '../governance/schema.js';
 import { modelMigrations, type ModelTables } from '../governance/models-schema.js';
 import { auditMigrations, type AuditTables } from '../audit/schema.js';
+import { deploymentMigrations, type DeploymentTables } from '../inference/deployments/schema.js';
 import { StoreMigrationError, describeCause } from './errors.js';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -107,7 +108,7 @@ export interface InstallationTable {
   created_at: number;
 }
 
-export interface Database extends GovernanceTables, ModelTables, AuditTables {
+export interface Database extends GovernanceTables, ModelTables, AuditTables, DeploymentTables {
   members: MembersTable;
   tokens: TokensTable;
   jobs: JobsTable;
@@ -250,6 +251,7 @@ export function migrations(engine: Engine): Record<string, Migration> {
     ...auditMigrations(engine),
     ...governanceMigrations,
     ...modelMigrations,
+    ...deploymentMigrations,
   };
 }
 

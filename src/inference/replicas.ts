@@ -1,0 +1,40 @@
+// What the gateway and the deployments share: the replicas that serve a member's models, and
+// the load the gateway measures on them (what the autoscaler scales on). The deployments
+// controller (src/inference/deployments) is the source; the gateway (src/inference/gateway)
+// reads it on every request, so lookups are in memory.
+import type { Classification } from '../governance/model.js';
+
+/** One running replica of a deployment: an OpenAI-compatible server reachable at `url`. */
+export interface Replica {
+  /** Unique within the factory (the Fabrik job id of the replica). */
+  readonly id: string;
+  readonly deployment: string;
+  /** The deployment's member: its replicas serve that member's keys only. */
+  readonly member: string;
+  /** The model name clients call (`model` in the request). */
+  readonly model: string;
+  /** Root of its OpenAI-compatible API, without `/v1` (e.g. `http://10.0.3.7:8101`). */
+  readonly url: string;
+  readonly zone: string;
+  /** The data classifications it is accredited to process. */
+  readonly accreditations: readonly Classification[];
+  /** Reasoning models get a configured worst-case completion budget reserved per request. */
+  readonly reasoning: boolean;
+  /** Answered its last health check; the gateway routes to healthy replicas only. */
+  readonly healthy: boolean;
+}
+
+export interface ReplicaSource {
+  /** The member's replicas serving `model` (any health; the caller filters). */
+  replicas(member: string, model: string): readonly Replica[];
+  /** The models the member can call (for `/v1/models`). */
+  models(member: string): readonly { readonly model: string; readonly deployment: string; readonly createdAt: number }[];
+}
+
+/** What the gateway reports about a replica's load; the autoscaler scales on it. */
+export interface LoadSink {
+  /** Called when a request starts or ends on a replica: requests in flight and tokens still to generate. */
+  load(replica: string, inFlight: number, queuedTokens: number): void;
+  /** A replica failed before the first byte (connection refused, 5xx): worth a health check now. */
+  failed(replica: string): void;
+}

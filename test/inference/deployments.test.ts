@@ -8,17 +8,13 @@ import { openStore, type KyselyStore } from '../../src/store/index.js';
 import { forEachEngine, type Location } from '../audit/engines.js';
 import { testServer, type TestServer } from '../server/helpers.js';
 
-/**
- * A stand-in OpenAI-compatible engine on $FABRIK_ENGINE_PORT: /health, /v1/models, and /pid so
- * the test can kill it.
- */
+/** A stand-in OpenAI-compatible engine on $FABRIK_ENGINE_PORT: /health and /v1/models. */
 const ENGINE = `
 const http = require('node:http');
 const model = process.env.FABRIK_MODEL;
 http.createServer((req, res) => {
   res.setHeader('content-type', 'application/json');
   if (req.url === '/health') return res.end('{}');
-  if (req.url === '/pid') return res.end(JSON.stringify({ pid: process.pid }));
   if (req.url === '/v1/models') return res.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model' }] }));
   res.statusCode = 404; res.end('{}');
 }).listen(Number(process.env.FABRIK_ENGINE_PORT), '127.0.0.1');
@@ -123,8 +119,11 @@ describe('deployments on the local executor', () => {
 
   it('replaces a replica whose process is killed', async () => {
     const [before] = t.server.deployments.replicas('pharma', 'tiny');
-    const { pid } = (await (await fetch(`${before.url}/pid`)).json()) as { pid: number };
-    process.kill(pid, 'SIGKILL');
+    // The engine's whole process group, as the OOM killer or a crash would end it.
+    const job = t.server.controller.activeJob(before.id) ?? (await t.server.store.job(before.id));
+    const ranks = (job?.handle as { ranks: { pgid: number }[] } | null)?.ranks ?? [];
+    expect(ranks.length).toBe(1);
+    process.kill(-ranks[0].pgid, 'SIGKILL');
     const d = await t.waitFor('a replacement', async () => {
       const v = await healthy(1)();
       return v && v.replicas[0].id !== before.id ? v : undefined;

@@ -9,6 +9,7 @@ import { UnknownPolicyError } from '../sim/run.js';
 import { AuditFileError, AuditVerificationError, auditCommand } from './audit.js';
 import { ApiRequestError, DEFAULT_DATA_DIR, UnreachableError } from './client.js';
 import { controlCommands } from './control.js';
+import { engineCommand, EngineUsageError } from './engine.js';
 import { governanceCommands, GovernanceUsageError } from './governance.js';
 import { approvalsCommand, modelsCommand } from './models.js';
 import { deploymentCommands } from './deployments.js';
@@ -78,6 +79,7 @@ program.addCommand(auditCommand());
 for (const c of governanceCommands()) program.addCommand(c);
 program.addCommand(modelsCommand());
 program.addCommand(approvalsCommand());
+program.addCommand(engineCommand());
 for (const c of deploymentCommands()) program.addCommand(c);
 
 /** Errors in what a person typed or wrote (exit 2), or in reaching Fabrik, its store or Slurm (exit 1): a line, not a trace. */
@@ -90,6 +92,7 @@ const USAGE_ERRORS = [
   SiteImportError,
   SiteMismatchError,
   AuditFileError,
+  EngineUsageError,
 ];
 const REACH_ERRORS = [UnreachableError, StoreUrlError, StoreUnavailableError, StoreMigrationError, SlurmRestError];
 /** A check that ran and failed (exit 1): the message names what failed. */

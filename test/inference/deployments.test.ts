@@ -2,6 +2,9 @@
 // come up healthy and are listed for the gateway with their member, model, zone and
 // accreditations; a killed replica is replaced; load scales them out to max and back after the
 // cool-down; scale to zero and wake; another member sees nothing. The store's part on both engines.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DeploymentStore, type Deployment } from '../../src/inference/deployments/store.js';
 import { openStore, type KyselyStore } from '../../src/store/index.js';
@@ -202,6 +205,35 @@ describe('deployments on the local executor', () => {
       );
     expect((await t.call<{ deployments: View[] }>(pia, 'GET', '/v1/deployments')).body.deployments).toEqual([]);
     expect((await t.call(pia, 'DELETE', `/v1/deployments/${id}`)).status).toBe(409);
+  });
+});
+
+describe('deployments across a restart', () => {
+  it('finds its replicas again: the same jobs, healthy, with no new replica submitted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fabrik-deploy-'));
+    const settings = { deployments: { healthIntervalMs: 100, reconcileMs: 100 } };
+    let t = await testServer(settings, dir);
+    try {
+      const pam = await t.token('pharma', 'member-admin', 'pam');
+      const created = await t.call<View>(pam, 'POST', '/v1/deployments', { model: 'kept', command: COMMAND, min: 1, max: 1 });
+      expect(created.status).toBe(201);
+      const ready = async () => t.server.deployments.replicas('pharma', 'kept').find((r) => r.healthy);
+      const before = await t.waitFor('a healthy replica', ready);
+      await t.close();
+      t = await testServer(settings, dir);
+      const after = await t.waitFor('the replica found again', ready);
+      expect(after).toMatchObject({ id: before.id, url: before.url });
+      const jobs = await t.call<{ jobs: { id: string }[] }>(pam, 'GET', `/v1/jobs?name=deploy-${created.body.id}-r1`);
+      expect(jobs.body.jobs).toEqual([]);
+      expect((await t.call(pam, 'DELETE', `/v1/deployments/${created.body.id}`)).status).toBe(200);
+      await t.waitFor(
+        'the replica stopped',
+        async () => (await t.call<{ state: string }>(pam, 'GET', `/v1/jobs/${before.id}`)).body.state === 'cancelled',
+      );
+    } finally {
+      await t.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

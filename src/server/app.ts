@@ -10,6 +10,7 @@ import { auditRoutes } from './routes/audit.js';
 import { governanceRoutes } from './routes/governance.js';
 import { jobRoutes } from './routes/jobs.js';
 import { modelRoutes } from './routes/models.js';
+import { gatewayRoutes } from '../inference/gateway/routes.js';
 import { deploymentRoutes } from '../inference/deployments/routes.js';
 
 const PUBLIC = new Set(['/healthz', '/readyz', '/openapi.json']);
@@ -45,7 +46,8 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req) => {
     (req as { startedAt?: bigint }).startedAt = process.hrtime.bigint();
     const path = req.url.split('?')[0];
-    if (PUBLIC.has(path)) return;
+    // The OpenAI routes authenticate gateway keys themselves, and answer in OpenAI's error shape.
+    if (PUBLIC.has(path) || req.routeOptions.config.gateway) return;
     req.principal = await ctx.auth.authenticate(req.headers.authorization);
   });
   app.addHook('onResponse', async (req, reply) => {
@@ -83,6 +85,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   governanceRoutes(app, ctx);
   modelRoutes(app, ctx);
   deploymentRoutes(app, ctx);
+  await gatewayRoutes(app, ctx);
   await app.ready();
   return app;
 }

@@ -4,6 +4,8 @@ import type { AuditLog } from '../audit/log.js';
 import type { Consortium } from '../core/consortium.js';
 import type { Governance } from '../governance/governance.js';
 import type { DeploymentController } from '../inference/deployments/controller.js';
+import type { GatewayConfig } from '../inference/gateway/gateway.js';
+import type { LoadSink, ReplicaSource } from '../inference/replicas.js';
 import type { Store } from '../store/store.js';
 import type { Authenticator, Principal } from './auth.js';
 import type { Controller } from './controller.js';
@@ -21,6 +23,11 @@ export interface ServerContext {
   readonly governance: Governance;
   /** Model deployments: their replicas (a ReplicaSource) and the autoscaler (a LoadSink) the gateway reports to. */
   readonly deployments: DeploymentController;
+  /** Where the gateway finds replicas (tests and benchmarks pass a static one), and reports their load. */
+  readonly replicas?: ReplicaSource;
+  readonly replicaLoad?: LoadSink;
+  /** The gateway's limits and routing settings (defaults: DEFAULT_GATEWAY). */
+  readonly gateway?: Partial<GatewayConfig>;
   readonly log: Logger;
   /** Seconds since the epoch. */
   readonly now: () => number;

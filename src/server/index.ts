@@ -16,6 +16,8 @@ import { loadOrCreateSigningKey } from '../audit/checkpoint.js';
 import { describeRefusal, Governance } from '../governance/governance.js';
 import { GovernanceStore } from '../governance/store.js';
 import { DeploymentController, rangePorts, type DeploymentSettings } from '../inference/deployments/controller.js';
+import type { GatewayConfig } from '../inference/gateway/gateway.js';
+import type { LoadSink, ReplicaSource } from '../inference/replicas.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { buildApp } from './app.js';
@@ -51,6 +53,10 @@ export interface ServerOptions {
   readonly localNodes?: number;
   readonly logger?: Logger;
   readonly now?: () => number;
+  /** The replicas the gateway routes to, and where it reports their load. */
+  readonly replicas?: ReplicaSource;
+  readonly replicaLoad?: LoadSink;
+  readonly gateway?: Partial<GatewayConfig>;
   /** Autoscaling and health-check settings of model deployments (tests shorten the cool-downs). */
   readonly deployments?: Partial<DeploymentSettings>;
 }
@@ -139,7 +145,22 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   await store.syncMembers(consortium.members.map((m) => ({ id: m.id, name: m.name, projects: m.projects })));
   const auth = new Authenticator(store, new Set(consortium.members.map((m) => m.id)), o.oidc ?? null, now, audit);
   const metrics = createMetrics(controller, consortium);
-  const app = await buildApp({ store, controller, consortium, auth, metrics, log, now, audit, governance, deployments });
+  const app = await buildApp({
+    store,
+    controller,
+    consortium,
+    auth,
+    metrics,
+    log,
+    now,
+    audit,
+    governance,
+    deployments,
+    // The deployments are the gateway's replicas and take its load reports, unless a test passes its own.
+    replicas: o.replicas ?? deployments,
+    replicaLoad: o.replicaLoad ?? deployments,
+    gateway: o.gateway,
+  });
 
   let bootstrapToken: string | null = null;
   if ((await store.countTokens()) === 0) {

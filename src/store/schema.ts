@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { governanceMigrations, type GovernanceTables } from '../governance/schema.js';
 import { modelMigrations, type ModelTables } from '../governance/models-schema.js';
 import { auditMigrations, type AuditTables } from '../audit/schema.js';
+import { gatewayMigrations, type GatewayTables } from '../inference/gateway/schema.js';
 import { deploymentMigrations, type DeploymentTables } from '../inference/deployments/schema.js';
 import { StoreMigrationError, describeCause } from './errors.js';
 
@@ -108,7 +109,7 @@ export interface InstallationTable {
   created_at: number;
 }
 
-export interface Database extends GovernanceTables, ModelTables, AuditTables, DeploymentTables {
+export interface Database extends GovernanceTables, ModelTables, AuditTables, GatewayTables, DeploymentTables {
   members: MembersTable;
   tokens: TokensTable;
   jobs: JobsTable;
@@ -251,6 +252,7 @@ export function migrations(engine: Engine): Record<string, Migration> {
     ...auditMigrations(engine),
     ...governanceMigrations,
     ...modelMigrations,
+    ...gatewayMigrations,
     ...deploymentMigrations,
   };
 }

@@ -1,0 +1,358 @@
+// The gateway on the control plane's fastify server. Two kinds of route:
+// - the OpenAI API (/v1/chat/completions, /v1/completions, /v1/embeddings, and /v1/models when the
+//   bearer is a gateway key), in a scope of its own: gateway keys, the OpenAI error shape, replies
+//   written straight to the socket (streams chunk by chunk);
+// - the management API (/v1/keys, /v1/usage, /v1/gateway/settings) with control-plane tokens and
+//   the control plane's error body, like every other management route.
+import type { ServerResponse } from 'node:http';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { CLASSIFICATIONS } from '../../governance/model.js';
+import { KyselyStore } from '../../store/index.js';
+import type { ServerContext } from '../../server/context.js';
+import type { Principal } from '../../server/auth.js';
+import { ApiError, forbidden, notFound } from '../../server/errors.js';
+import { GatewayError, errorBody } from './errors.js';
+import { DEFAULT_GATEWAY, Gateway, KEY_PREFIX, newKey, type Endpoint, type GatewayConfig } from './gateway.js';
+import { GatewayStore, type GatewayKey } from './store.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** An OpenAI route: authenticated by a gateway key, not a control-plane token. */
+    gateway?: boolean;
+  }
+}
+
+const iso = (s: number | null) => (s === null ? null : new Date(s * 1000).toISOString());
+
+const KeyView = z.object({
+  id: z.string(),
+  prefix: z.string(),
+  name: z.string(),
+  member: z.string(),
+  user: z.string(),
+  models: z.array(z.string()),
+  classification: z.enum(CLASSIFICATIONS),
+  zones: z.array(z.string()).nullable(),
+  limits: z.object({
+    requestsPerMinute: z.number().nullable(),
+    tokensPerMinute: z.number().nullable(),
+    tokensPerDay: z.number().nullable(),
+  }),
+  createdAt: z.string(),
+  expiresAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+});
+const keyView = (k: GatewayKey): z.infer<typeof KeyView> => ({
+  id: k.id,
+  prefix: k.prefix,
+  name: k.name,
+  member: k.member,
+  user: k.user,
+  models: [...k.models],
+  classification: k.classification,
+  zones: k.zones === null ? null : [...k.zones],
+  limits: k.limits,
+  createdAt: iso(k.createdAt)!,
+  expiresAt: iso(k.expiresAt),
+  revokedAt: iso(k.revokedAt),
+});
+
+const UsageView = z.object({
+  member: z.string(),
+  keyId: z.string(),
+  model: z.string(),
+  requests: z.number(),
+  promptTokens: z.number(),
+  completionTokens: z.number(),
+  reasoningTokens: z.number(),
+});
+
+const MANAGERS = new Set(['operator', 'member-admin', 'researcher']);
+
+/** The member a principal acts for: its own, or the one an operator names. */
+function memberOf(p: Principal, named: string | null | undefined, members: ReadonlySet<string>, field: string): string {
+  if (p.member !== null) {
+    if (named != null && named !== p.member) throw forbidden(`you act for member ${p.member} only`);
+    return p.member;
+  }
+  if (named == null) throw new ApiError(400, 'VALIDATION_FAILED', 'an operator names the member', field);
+  if (!members.has(named)) throw new ApiError(400, 'VALIDATION_FAILED', `no member ${named}`, field);
+  return named;
+}
+
+/** Writes an error straight to the socket (the OpenAI routes hijack their replies). */
+function sendError(res: ServerResponse, e: unknown, log: FastifyInstance['log']): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const g =
+    e instanceof GatewayError
+      ? e
+      : new GatewayError(500, 'server_error', 'internal_error', 'The gateway failed; the error was logged.');
+  if (!(e instanceof GatewayError)) log.error({ err: e }, 'gateway error');
+  const body = g.body();
+  res.writeHead(g.status, { ...g.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** Fastify's own refusals in the gateway's scope (bad JSON, wrong content type, too large): OpenAI-shaped. */
+function scopeErrors(scope: FastifyInstance): void {
+  scope.setErrorHandler((err: FastifyError, req, reply: FastifyReply) => {
+    const status = err instanceof GatewayError ? err.status : (err.statusCode ?? 500);
+    if (err instanceof GatewayError) {
+      reply.headers(err.headers);
+      return reply.code(status).type('application/json').send(err.body());
+    }
+    if (status >= 400 && status < 500)
+      return reply
+        .code(status)
+        .type('application/json')
+        .send(errorBody(err.message, 'invalid_request_error', null, err.code ?? null));
+    req.log.error({ err }, 'gateway error');
+    return reply
+      .code(500)
+      .type('application/json')
+      .send(errorBody('The gateway failed; the error was logged.', 'server_error', null, null));
+  });
+}
+
+/** Requests carrying a gateway key: the OpenAI `/v1/models` is theirs, the control plane's is everyone else's. */
+const gatewayKeyConstraint = {
+  name: 'gatewayKey',
+  storage() {
+    const m = new Map<string, unknown>();
+    return {
+      get: (v: string) => (m.get(v) ?? null) as never,
+      set: (v: string, s: unknown) => void m.set(v, s),
+    };
+  },
+  deriveConstraint: (req: { headers: Record<string, string | string[] | undefined> }) => {
+    const h = req.headers.authorization;
+    return typeof h === 'string' && h.slice(7, 7 + KEY_PREFIX.length) === KEY_PREFIX ? 'yes' : 'no';
+  },
+  mustMatchWhenDerived: false,
+};
+
+export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): Promise<Gateway> {
+  // The server's store is a KyselyStore (openStore makes one); the gateway keeps its tables beside it.
+  if (!(ctx.store instanceof KyselyStore)) throw new Error('the gateway needs a Kysely store');
+  const store = new GatewayStore(ctx.store.db);
+  const config: GatewayConfig = { ...DEFAULT_GATEWAY, ...ctx.gateway };
+  const source = ctx.replicas ?? { replicas: () => [], models: () => [] };
+  const gateway = new Gateway(
+    store,
+    source,
+    ctx.consortium,
+    config,
+    ctx.now,
+    ctx.log,
+    ctx.replicaLoad ?? null,
+    await ctx.store.installationId(),
+  );
+  await gateway.start();
+  app.addHook('onClose', () => gateway.close());
+  const members = new Set(ctx.consortium.members.map((m) => m.id));
+  app.addConstraintStrategy(gatewayKeyConstraint);
+
+  await app.register(async (scope) => {
+    scopeErrors(scope);
+    const config = { gateway: true };
+    const openai = (endpoint: Endpoint) =>
+      async function (this: unknown, req: { headers: { authorization?: string }; body: unknown }, reply: FastifyReply) {
+        reply.hijack();
+        const res = reply.raw;
+        try {
+          const key = await gateway.authenticate(req.headers.authorization);
+          await gateway.handle(endpoint, key, req.body, res);
+        } catch (e) {
+          sendError(res, e, scope.log);
+        }
+      };
+    scope.post('/v1/chat/completions', { config, schema: { hide: true } }, openai('chat'));
+    scope.post('/v1/completions', { config, schema: { hide: true } }, openai('completions'));
+    scope.post('/v1/embeddings', { config, schema: { hide: true } }, openai('embeddings'));
+    scope.get('/v1/models', { config, constraints: { gatewayKey: 'yes' }, schema: { hide: true } }, async (req) => {
+      const key = await gateway.authenticate(req.headers.authorization);
+      return { object: 'list', data: gateway.models(key) };
+    });
+    scope.get('/v1/models/:model', { config, constraints: { gatewayKey: 'yes' }, schema: { hide: true } }, async (req) => {
+      const key = await gateway.authenticate(req.headers.authorization);
+      const id = (req.params as { model: string }).model;
+      const m = gateway.models(key).find((x) => x.id === id);
+      if (!m)
+        throw new GatewayError(404, 'invalid_request_error', 'model_not_found', `The model '${id}' does not exist.`, 'model');
+      return m;
+    });
+  });
+
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  r.post(
+    '/v1/keys',
+    {
+      schema: {
+        summary: 'Create a gateway API key for the OpenAI API; its secret is in this response only.',
+        body: z.strictObject({
+          name: z.string().min(1).max(128),
+          member: z.string().max(64).nullable().optional(),
+          models: z.array(z.string().min(1).max(256)).min(1).max(100).default(['*']),
+          classification: z.enum(CLASSIFICATIONS).default('internal'),
+          zones: z.array(z.string().min(1).max(64)).min(1).max(20).nullable().default(null),
+          ttlDays: z.number().int().min(1).max(3650).nullable().default(90),
+          requestsPerMinute: z.number().int().min(1).max(10_000_000).nullable().default(null),
+          tokensPerMinute: z.number().int().min(1).max(1e12).nullable().default(null),
+          tokensPerDay: z.number().int().min(1).max(1e13).nullable().default(null),
+        }),
+        response: { 201: z.object({ key: KeyView, secret: z.string() }) },
+      },
+    },
+    async (req, reply) => {
+      const p = req.principal;
+      if (!MANAGERS.has(p.role)) throw forbidden(`a ${p.role} may not manage gateway keys`);
+      const b = req.body;
+      const member = memberOf(p, b.member, members, 'body.member');
+      const { key, secret } = newKey({
+        name: b.name,
+        member,
+        user: p.user,
+        models: b.models,
+        classification: b.classification,
+        zones: b.zones,
+        limits: { requestsPerMinute: b.requestsPerMinute, tokensPerMinute: b.tokensPerMinute, tokensPerDay: b.tokensPerDay },
+        ttlSeconds: b.ttlDays === null ? null : b.ttlDays * 86_400,
+        now: ctx.now(),
+      });
+      await store.createKey(key);
+      await ctx.audit.append({
+        kind: 'gateway.key.created',
+        actor: p.user,
+        member,
+        subject: key.id,
+        data: {
+          name: key.name,
+          models: [...key.models],
+          classification: key.classification,
+          zones: key.zones,
+          limits: { ...key.limits },
+          expiresAt: key.expiresAt,
+        },
+      });
+      return reply.code(201).send({ key: keyView(key), secret });
+    },
+  );
+
+  r.get(
+    '/v1/keys',
+    {
+      schema: {
+        summary: "Your member's gateway keys (all for operators).",
+        response: { 200: z.object({ keys: z.array(KeyView) }) },
+      },
+    },
+    async (req) => {
+      const p = req.principal;
+      if (!MANAGERS.has(p.role)) throw forbidden(`a ${p.role} may not manage gateway keys`);
+      return { keys: (await store.keys(p.member)).map(keyView) };
+    },
+  );
+
+  r.delete(
+    '/v1/keys/:id',
+    {
+      schema: {
+        summary: 'Revoke a gateway key: refused at once by this server.',
+        params: z.object({ id: z.string().max(64) }),
+        response: { 200: KeyView },
+      },
+    },
+    async (req) => {
+      const p = req.principal;
+      const k = await store.key(req.params.id);
+      if (!k || (p.member !== null && k.member !== p.member)) throw notFound(`key ${req.params.id}`);
+      if (!MANAGERS.has(p.role)) throw forbidden(`a ${p.role} may not manage gateway keys`);
+      if (p.role === 'researcher' && k.user !== p.user) throw forbidden('a researcher may revoke only their own keys');
+      if (await store.revokeKey(k.id, ctx.now())) {
+        gateway.forgetKey(k.id);
+        await ctx.audit.append({
+          kind: 'gateway.key.revoked',
+          actor: p.user,
+          member: k.member,
+          subject: k.id,
+          data: { name: k.name },
+        });
+      }
+      return keyView((await store.key(k.id))!);
+    },
+  );
+
+  r.get(
+    '/v1/usage',
+    {
+      schema: {
+        summary:
+          "Tokens metered by the gateway per member, key and model (your member's; all for operators and consortium auditors).",
+        querystring: z.object({
+          since: z.coerce.number().min(0).optional(),
+          until: z.coerce.number().min(0).optional(),
+          member: z.string().max(64).optional(),
+        }),
+        response: { 200: z.object({ since: z.number(), usage: z.array(UsageView) }) },
+      },
+    },
+    async (req) => {
+      const p = req.principal;
+      if (p.member !== null && req.query.member !== undefined && req.query.member !== p.member)
+        throw notFound(`member ${req.query.member}`);
+      const member = p.member ?? req.query.member ?? null;
+      // What is still in memory counts too: a member reads its usage as of now.
+      await gateway.flush();
+      const since = req.query.since ?? Math.floor(ctx.now() / 86_400) * 86_400;
+      return { since, usage: await store.usage(member, since, req.query.until) };
+    },
+  );
+
+  const Settings = z.object({ member: z.string(), logging: z.boolean() });
+  r.get(
+    '/v1/gateway/settings',
+    {
+      schema: {
+        summary: "Whether the gateway keeps your member's prompts and completions (off by default).",
+        querystring: z.object({ member: z.string().max(64).optional() }),
+        response: { 200: Settings },
+      },
+    },
+    async (req) => {
+      const member = memberOf(req.principal, req.query.member, members, 'query.member');
+      return { member, logging: await store.logging(member) };
+    },
+  );
+  r.put(
+    '/v1/gateway/settings',
+    {
+      schema: {
+        summary: "Turn the keeping of your member's prompts and completions on or off (member admins).",
+        body: z.strictObject({ member: z.string().max(64).optional(), logging: z.boolean() }),
+        response: { 200: Settings },
+      },
+    },
+    async (req) => {
+      const p = req.principal;
+      // The member's own decision: operators cannot turn on the keeping of a member's prompts.
+      if (p.role !== 'member-admin') throw forbidden("only the member's admins decide whether its prompts are kept");
+      const member = memberOf(p, req.body.member, members, 'body.member');
+      await store.setLogging(member, req.body.logging, p.user, ctx.now());
+      gateway.setLogging(member, req.body.logging);
+      await ctx.audit.append({
+        kind: 'gateway.logging.changed',
+        actor: p.user,
+        member,
+        subject: member,
+        data: { logging: req.body.logging },
+      });
+      return { member, logging: req.body.logging };
+    },
+  );
+  return gateway;
+}

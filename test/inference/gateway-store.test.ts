@@ -1,0 +1,90 @@
+// The gateway's store on both engines: keys round-trip and revoke once; usage batches sum per
+// member, key and model within a time range; the logging setting upserts; logs are kept per member.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { GatewayStore, type GatewayKey } from '../../src/inference/gateway/store.js';
+import { openStore, type KyselyStore } from '../../src/store/index.js';
+import { forEachEngine, type Location } from '../audit/engines.js';
+
+const key: GatewayKey = {
+  id: 'k1',
+  hash: 'h1',
+  prefix: 'fgk_abcdef',
+  name: 'assistant',
+  member: 'bank',
+  user: 'bob',
+  models: ['chat', 'embed'],
+  classification: 'confidential',
+  zones: ['general'],
+  limits: { requestsPerMinute: 60, tokensPerMinute: null, tokensPerDay: 1_000_000 },
+  createdAt: 1_700_000_000.25,
+  expiresAt: 1_800_000_000,
+  revokedAt: null,
+};
+
+forEachEngine('gateway store', (engine, location) => {
+  describe(`gateway store (${engine})`, () => {
+    let where: Location;
+    let store: KyselyStore;
+    let g: GatewayStore;
+    beforeEach(async () => {
+      where = await location();
+      store = (await openStore(where.url)) as KyselyStore;
+      g = new GatewayStore(store.db);
+    });
+    afterEach(async () => {
+      await store.close();
+      await where.dispose();
+    });
+
+    it('keeps keys by hash and id, lists them per member, and revokes once', async () => {
+      await g.createKey(key);
+      await g.createKey({ ...key, id: 'k2', hash: 'h2', member: 'pharma', zones: null, createdAt: key.createdAt + 1 });
+      await expect(g.createKey({ ...key, id: 'k3' })).rejects.toThrow();
+      expect(await g.keyByHash('h1')).toEqual(key);
+      expect(await g.key('k2')).toMatchObject({ member: 'pharma', zones: null });
+      expect(await g.keyByHash('nope')).toBeUndefined();
+      expect((await g.keys('bank')).map((k) => k.id)).toEqual(['k1']);
+      expect((await g.keys(null)).map((k) => k.id)).toEqual(['k1', 'k2']);
+      expect(await g.revokeKey('k1', 5)).toBe(true);
+      expect(await g.revokeKey('k1', 6)).toBe(false);
+      expect((await g.key('k1'))!.revokedAt).toBe(5);
+    });
+
+    it('sums usage batches per member, key and model within a range', async () => {
+      const row = {
+        member: 'bank',
+        keyId: 'k1',
+        model: 'chat',
+        requests: 2,
+        promptTokens: 10,
+        completionTokens: 30,
+        reasoningTokens: 5,
+      };
+      await g.addUsage([row, { ...row, model: 'embed', completionTokens: 0, reasoningTokens: 0 }], 100);
+      await g.addUsage([row], 200);
+      await g.addUsage([{ ...row, member: 'pharma', keyId: 'k2' }], 200);
+      await g.addUsage([], 300);
+      expect(await g.usage('bank', 0)).toEqual([
+        { ...row, requests: 4, promptTokens: 20, completionTokens: 60, reasoningTokens: 10 },
+        { ...row, model: 'embed', completionTokens: 0, reasoningTokens: 0 },
+      ]);
+      expect(await g.usage('bank', 150)).toEqual([row]);
+      expect(await g.usage('bank', 0, 150)).toHaveLength(2);
+      expect((await g.usage(null, 0)).map((u) => u.member)).toEqual(['bank', 'bank', 'pharma']);
+    });
+
+    it('keeps the logging setting (off by default) and the logs of members that turned it on', async () => {
+      expect(await g.logging('bank')).toBe(false);
+      await g.setLogging('bank', true, 'bea', 1);
+      expect(await g.logging('bank')).toBe(true);
+      expect(await g.loggingMembers()).toEqual(['bank']);
+      await g.setLogging('bank', false, 'bea', 2);
+      expect(await g.logging('bank')).toBe(false);
+      await g.addLogs([{ member: 'bank', keyId: 'k1', model: 'chat', at: 3, request: '"hi"', completion: 'hello' }]);
+      expect(await g.logs('bank')).toEqual([
+        { member: 'bank', keyId: 'k1', model: 'chat', at: 3, request: '"hi"', completion: 'hello' },
+      ]);
+      expect(await g.logs('pharma')).toEqual([]);
+    });
+  });
+});

@@ -1,0 +1,110 @@
+// A stand-in OpenAI-compatible engine for the gateway's tests: streams a fixed answer word by word,
+// counts the calls it got, and can be told to ignore max_tokens or to die mid-stream.
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface FakeEngine {
+  readonly url: string;
+  readonly calls: { path: string; body: Record<string, unknown> }[];
+  /** Ignore max_tokens (so only the gateway can stop the stream). */
+  ignoreMaxTokens: boolean;
+  /** Destroy the socket after this many content chunks (a replica that dies mid-stream). */
+  dieAfter: number | null;
+  /** Answer 500 before any byte. */
+  fail: boolean;
+  close(): Promise<void>;
+}
+
+export const ANSWER = 'The quick brown fox jumps over the lazy dog and runs far away into the deep dark forest tonight'.split(
+  ' ',
+);
+
+export async function fakeEngine(o: { itlMs?: number } = {}): Promise<FakeEngine> {
+  const itl = o.itlMs ?? 1;
+  const calls: FakeEngine['calls'] = [];
+  const sockets = new Set<import('node:net').Socket>();
+  const engine: FakeEngine = {
+    url: '',
+    calls,
+    ignoreMaxTokens: false,
+    dieAfter: null,
+    fail: false,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+  const server: Server = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (d) => (raw += d));
+    req.on('end', () => {
+      const body = JSON.parse(raw) as Record<string, unknown>;
+      calls.push({ path: req.url!, body });
+      if (engine.fail) {
+        res.writeHead(500, { 'content-type': 'application/json' });
+        return res.end('{"error":{"message":"boom","type":"server_error","param":null,"code":null}}');
+      }
+      void answer(req.url!, body, res);
+    });
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  async function answer(path: string, body: Record<string, unknown>, res: ServerResponse) {
+    const model = body.model as string;
+    if (path === '/v1/embeddings') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(
+        JSON.stringify({
+          object: 'list',
+          data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }],
+          model,
+          usage: { prompt_tokens: 3, total_tokens: 3 },
+        }),
+      );
+    }
+    const max = engine.ignoreMaxTokens ? Infinity : ((body.max_completion_tokens ?? body.max_tokens ?? Infinity) as number);
+    const words = ANSWER.slice(0, Math.min(ANSWER.length, max));
+    const chat = path === '/v1/chat/completions';
+    const usage = {
+      prompt_tokens: 7,
+      completion_tokens: words.length,
+      total_tokens: 7 + words.length,
+      completion_tokens_details: { reasoning_tokens: 0 },
+    };
+    const id = 'cmpl-1';
+    if (!body.stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const text = words.join(' ');
+      const choice = chat
+        ? { index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }
+        : { index: 0, text, finish_reason: 'stop' };
+      return res.end(
+        JSON.stringify({ id, object: chat ? 'chat.completion' : 'text_completion', created: 1, model, choices: [choice], usage }),
+      );
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const object = chat ? 'chat.completion.chunk' : 'text_completion';
+    for (let i = 0; i < words.length; i++) {
+      if (engine.dieAfter !== null && i >= engine.dieAfter) {
+        res.socket?.destroy();
+        return;
+      }
+      const t = (i ? ' ' : '') + words[i];
+      const choice = chat ? { index: 0, delta: { content: t }, finish_reason: null } : { index: 0, text: t, finish_reason: null };
+      res.write(`data: ${JSON.stringify({ id, object, created: 1, model, choices: [choice] })}\n\n`);
+      await new Promise((r) => setTimeout(r, itl));
+      if (res.destroyed) return;
+    }
+    const last = chat ? { index: 0, delta: {}, finish_reason: 'stop' } : { index: 0, text: '', finish_reason: 'stop' };
+    res.write(`data: ${JSON.stringify({ id, object, created: 1, model, choices: [last] })}\n\n`);
+    if ((body.stream_options as { include_usage?: boolean } | undefined)?.include_usage)
+      res.write(`data: ${JSON.stringify({ id, object, created: 1, model, choices: [], usage })}\n\n`);
+    res.end('data: [DONE]\n\n');
+  }
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  (engine as { url: string }).url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return engine;
+}

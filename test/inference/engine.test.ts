@@ -247,10 +247,11 @@ describe('timing', () => {
     for await (const c of stream) if (c.choices[0]?.delta.content) at.push(performance.now() - started);
     expect(at).toHaveLength(21);
     expect(at[0]).toBeGreaterThanOrEqual(78);
-    expect(at[0]).toBeLessThan(80 + 40);
+    // Upper bounds leave room for a busy CI machine running other test files at the same time.
+    expect(at[0]).toBeLessThan(80 + 80);
     const itl = (at[20] - at[0]) / 20;
     expect(itl).toBeGreaterThan(13);
-    expect(itl).toBeLessThan(18);
+    expect(itl).toBeLessThan(22);
   });
 
   it('answers a request that does not stream once the last token would have been generated', async () => {
@@ -258,7 +259,7 @@ describe('timing', () => {
     await client(timed).chat.completions.create({ model: 'fab-timed', messages: ask('Liberty'), max_tokens: 11 });
     const took = performance.now() - started;
     expect(took).toBeGreaterThanOrEqual(80 + 10 * 15 - 2);
-    expect(took).toBeLessThan(80 + 10 * 15 + 60);
+    expect(took).toBeLessThan(80 + 10 * 15 + 100);
   });
 });
 

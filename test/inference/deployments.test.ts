@@ -11,18 +11,9 @@ import { openStore, type KyselyStore } from '../../src/store/index.js';
 import { forEachEngine, type Location } from '../audit/engines.js';
 import { testServer, type TestServer } from '../server/helpers.js';
 
-/** A stand-in OpenAI-compatible engine on $FABRIK_ENGINE_PORT: /health and /v1/models. */
-const ENGINE = `
-const http = require('node:http');
-const model = process.env.FABRIK_MODEL;
-http.createServer((req, res) => {
-  res.setHeader('content-type', 'application/json');
-  if (req.url === '/health') return res.end('{}');
-  if (req.url === '/v1/models') return res.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model' }] }));
-  res.statusCode = 404; res.end('{}');
-}).listen(Number(process.env.FABRIK_ENGINE_PORT), '127.0.0.1');
-`;
-const COMMAND = [process.execPath, '-e', ENGINE];
+/** The bundled engine, as a member would deploy it. */
+const BIN = new URL('../../bin/fabrik', import.meta.url).pathname;
+const engine = (model: string) => [BIN, 'engine', '--model', model];
 
 interface ReplicaView {
   id: string;
@@ -70,7 +61,7 @@ describe('deployments on the local executor', () => {
   it('deploys replicas as inference jobs that come up healthy and are listed for the gateway', async () => {
     const r = await t.call<View>(pia, 'POST', '/v1/deployments', {
       model: 'tiny',
-      command: COMMAND,
+      command: engine('tiny'),
       gpus: 1,
       min: 1,
       max: 2,
@@ -104,7 +95,10 @@ describe('deployments on the local executor', () => {
     expect(job.body).toMatchObject({ name: `deploy-${id}-r0`, priorityClass: 'inference', walltimeSeconds: 366 * 86_400 });
     expect(job.body.spec.env).toMatchObject({ FABRIK_DEPLOYMENT: id, FABRIK_ENGINE_PORT: replica.url.split(':')[2] });
     // One endpoint per model name within a member.
-    const again = await t.call<{ error: { code: string } }>(pia, 'POST', '/v1/deployments', { model: 'tiny', command: COMMAND });
+    const again = await t.call<{ error: { code: string } }>(pia, 'POST', '/v1/deployments', {
+      model: 'tiny',
+      command: engine('tiny'),
+    });
     expect(again.status).toBe(409);
     expect(again.body.error.code).toBe('CONFLICT');
   });
@@ -185,7 +179,7 @@ describe('deployments on the local executor', () => {
     expect((await t.call(auditor, 'DELETE', `/v1/deployments/${id}`)).status).toBe(403);
     const noMember = await t.call<{ error: { field: string } }>(t.operator, 'POST', '/v1/deployments', {
       model: 'x',
-      command: COMMAND,
+      command: engine('x'),
     });
     expect(noMember.status).toBe(400);
     expect(noMember.body.error.field).toBe('body.member');
@@ -215,7 +209,12 @@ describe('deployments across a restart', () => {
     let t = await testServer(settings, dir);
     try {
       const pam = await t.token('pharma', 'member-admin', 'pam');
-      const created = await t.call<View>(pam, 'POST', '/v1/deployments', { model: 'kept', command: COMMAND, min: 1, max: 1 });
+      const created = await t.call<View>(pam, 'POST', '/v1/deployments', {
+        model: 'kept',
+        command: engine('kept'),
+        min: 1,
+        max: 1,
+      });
       expect(created.status).toBe(201);
       const ready = async () => t.server.deployments.replicas('pharma', 'kept').find((r) => r.healthy);
       const before = await t.waitFor('a healthy replica', ready);

@@ -461,7 +461,10 @@ export class DeploymentController implements ReplicaSource, LoadSink {
       queued += r.queuedTokens;
     }
     const { scaleToZeroSeconds: idle, min, max } = l.d;
-    if (idle !== null && inFlight === 0 && queued === 0 && now - l.lastBusyAt >= idle) return 0;
+    // A deployment still coming up (woken, or its replicas restarting) is not idle: its idle clock
+    // starts when a replica is ready (see check), so a slow engine start does not put it back to sleep.
+    const ready = l.d.target === 0 || [...l.replicas.values()].some((r) => r.healthy && !r.stopping);
+    if (idle !== null && ready && inFlight === 0 && queued === 0 && now - l.lastBusyAt >= idle) return 0;
     const need = Math.max(
       Math.ceil(inFlight / this.settings.targetInFlight),
       Math.ceil(queued / this.settings.targetQueuedTokens),
@@ -628,10 +631,11 @@ export class DeploymentController implements ReplicaSource, LoadSink {
       }
       // The replica may have moved (stopped, requeued) while the check ran.
       if (r.url !== url || r.stopping) return;
+      const l = this.live.get(r.rec.deployment);
+      if (ok && l && ![...l.replicas.values()].some((x) => x.healthy)) l.lastBusyAt = this.o.now();
       r.healthy = ok;
       if (ok && !r.everHealthy) {
         r.everHealthy = true;
-        const l = this.live.get(r.rec.deployment);
         if (l) l.failures = 0;
       }
     } finally {

@@ -19,6 +19,7 @@ import { siteCommand, SiteImportError } from './site.js';
 import { StoreMigrationError, StoreUnavailableError, StoreUrlError } from '../store/index.js';
 import { submitCommand, SubmitUsageError } from './submit.js';
 import { upCommand } from './up.js';
+import { keysCommand } from './keys.js';
 
 const DEFAULT_SITE = new URL('../../sites/se-factory.yaml', import.meta.url).pathname;
 const DEFAULT_CONSORTIUM = new URL('../../consortia/demo.yaml', import.meta.url).pathname;
@@ -81,6 +82,7 @@ program.addCommand(modelsCommand());
 program.addCommand(approvalsCommand());
 program.addCommand(engineCommand());
 for (const c of deploymentCommands()) program.addCommand(c);
+program.addCommand(keysCommand());
 
 /** Errors in what a person typed or wrote (exit 2), or in reaching Fabrik, its store or Slurm (exit 1): a line, not a trace. */
 const USAGE_ERRORS = [

@@ -1,0 +1,94 @@
+// `fabrik keys`: the gateway's API keys for the OpenAI API (create: the secret is shown once; list;
+// revoke), made with a control-plane token like every other CLI command.
+import { Command, Option } from 'commander';
+import { ApiClient } from './client.js';
+import { table } from './table.js';
+
+const client = () => ApiClient.fromEnv();
+
+interface KeyView {
+  id: string;
+  prefix: string;
+  name: string;
+  member: string;
+  user: string;
+  models: string[];
+  classification: string;
+  zones: string[] | null;
+  expiresAt: string | null;
+  revokedAt: string | null;
+}
+
+function count(flag: string, v: string | undefined): number | null {
+  if (v === undefined) return null;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a whole number above 0, got '${v}'`);
+  return n;
+}
+
+export function keysCommand(): Command {
+  const keys = new Command('keys').description(
+    'gateway API keys for the OpenAI API: list, create (the secret is shown once), revoke',
+  );
+  keys
+    .command('list', { isDefault: true })
+    .option('--json', 'JSON for scripts')
+    .action(async (o) => {
+      const r = await client().request<{ keys: KeyView[] }>('GET', '/v1/keys');
+      if (o.json) return console.log(JSON.stringify(r.keys, null, 2));
+      for (const line of table(
+        ['ID', 'NAME', 'PREFIX', 'MEMBER', 'USER', 'MODELS', 'CLASS', 'EXPIRES', 'REVOKED'],
+        r.keys.map((k) => [
+          k.id,
+          k.name,
+          k.prefix + '…',
+          k.member,
+          k.user,
+          k.models.join(','),
+          k.classification,
+          k.expiresAt ?? 'never',
+          k.revokedAt ?? '',
+        ]),
+      ))
+        console.log(line);
+    });
+  keys
+    .command('create')
+    .requiredOption('--name <name>', 'what the key is for')
+    .option('--member <id>', 'its member (operators)')
+    .option('--models <list>', 'comma-separated models it may call (default: all of the member)')
+    .addOption(
+      new Option('--classification <c>', 'the data it may carry')
+        .choices(['public', 'internal', 'confidential', 'restricted'])
+        .default('internal'),
+    )
+    .option('--zones <list>', 'comma-separated zones its requests may be served in (default: any the member may use)')
+    .option('--ttl-days <n>', 'days until it expires', '90')
+    .option('--rpm <n>', 'requests per minute')
+    .option('--tpm <n>', 'tokens per minute')
+    .option('--tokens-per-day <n>', 'token budget per day')
+    .option('--json', 'JSON for scripts')
+    .action(async (o) => {
+      const r = await client().request<{ key: KeyView; secret: string }>('POST', '/v1/keys', {
+        name: o.name,
+        member: o.member ?? null,
+        models: o.models ? String(o.models).split(',') : ['*'],
+        classification: o.classification,
+        zones: o.zones ? String(o.zones).split(',') : null,
+        ttlDays: count('--ttl-days', o.ttlDays),
+        requestsPerMinute: count('--rpm', o.rpm),
+        tokensPerMinute: count('--tpm', o.tpm),
+        tokensPerDay: count('--tokens-per-day', o.tokensPerDay),
+      });
+      if (o.json) return console.log(JSON.stringify(r, null, 2));
+      console.log(`key ${r.key.id} created for ${r.key.member}; its secret is shown only now:\n${r.secret}`);
+    });
+  keys
+    .command('revoke')
+    .argument('<id>')
+    .action(async (id: string) => {
+      await client().request('DELETE', `/v1/keys/${encodeURIComponent(id)}`);
+      console.log(`key ${id} revoked`);
+    });
+  return keys;
+}

@@ -17,8 +17,10 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const WARMUP = 1;
 const MAX_TOKENS = Number(process.env.BENCH_MAX_TOKENS ?? 4);
 
-function child(args: string[], pattern: RegExp): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
+function child(args: string[], pattern: RegExp, profile = false): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
+  // BENCH_CPU_PROF=<dir>: a V8 CPU profile of the gateway's server, to see where its time goes.
+  const prof = profile && process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const proc = spawn(process.execPath, [...prof, '--import', 'tsx', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, FABRIK_LOG_LEVEL: 'warn' },
   });
@@ -141,7 +143,7 @@ const { proc: engineProc, match: em } = await child(
   /FABRIK_ENGINE_URL=(\S+)/,
 );
 const engineUrl = em[1];
-const { proc: serverProc, match: sm } = await child([`${root}bench/gateway-server.ts`, engineUrl], /^(\{.*\})$/m);
+const { proc: serverProc, match: sm } = await child([`${root}bench/gateway-server.ts`, engineUrl], /^(\{.*\})$/m, true);
 const { url: gatewayUrl, token } = JSON.parse(sm[1]) as { url: string; token: string };
 try {
   const res = await fetch(`${gatewayUrl}/v1/keys`, {

@@ -1,6 +1,6 @@
 // `fabrik keys`: the gateway's API keys for the OpenAI API (create: the secret is shown once; list;
 // revoke), made with a control-plane token like every other CLI command.
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { ApiClient } from './client.js';
 import { table } from './table.js';
 
@@ -91,4 +91,42 @@ export function keysCommand(): Command {
       console.log(`key ${id} revoked`);
     });
   return keys;
+}
+
+/** `fabrik usage`: the tokens the gateway metered, per member, key and model. */
+export function usageCommand(): Command {
+  return new Command('usage')
+    .description('tokens the gateway metered per member, key and model (yours; everyone for operators)')
+    .option('--member <id>', 'one member (operators)')
+    .option('--since <date>', 'from this time (ISO 8601; default: the start of the UTC day)', (v: string) => {
+      const t = Date.parse(v);
+      if (Number.isNaN(t)) throw new InvalidArgumentError(`'${v}' is not a date (ISO 8601)`);
+      return t / 1000;
+    })
+    .option('--json', 'JSON for scripts')
+    .action(async (o) => {
+      const q = new URLSearchParams();
+      if (o.member) q.set('member', o.member);
+      if (o.since !== undefined) q.set('since', String(o.since));
+      const r = await client().request<{
+        usage: {
+          member: string;
+          keyId: string;
+          model: string;
+          requests: number;
+          promptTokens: number;
+          completionTokens: number;
+          reasoningTokens: number;
+        }[];
+      }>('GET', `/v1/usage${q.size ? `?${q}` : ''}`);
+      if (o.json) return console.log(JSON.stringify(r.usage, null, 2));
+      console.log(
+        table(
+          ['MEMBER', 'KEY', 'MODEL', 'REQUESTS', 'PROMPT', 'COMPLETION', 'REASONING'],
+          r.usage.map((u) =>
+            [u.member, u.keyId, u.model, u.requests, u.promptTokens, u.completionTokens, u.reasoningTokens].map(String),
+          ),
+        ).join('\n'),
+      );
+    });
 }

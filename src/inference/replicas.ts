@@ -27,6 +27,11 @@ export interface Replica {
 export interface ReplicaSource {
   /** The member's replicas serving `model` (any health; the caller filters). */
   replicas(member: string, model: string): readonly Replica[];
+  /**
+   * A deployment of the member's serving `model` that is scaled to zero is brought up (true); false
+   * when there is none. The request that found no replica answers 503 with retry-after.
+   */
+  wake?(member: string, model: string): boolean;
   /** The models the member can call (for `/v1/models`). */
   models(member: string): readonly { readonly model: string; readonly deployment: string; readonly createdAt: number }[];
 }

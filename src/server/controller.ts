@@ -29,7 +29,10 @@ const HEALTH_SECONDS = 2;
 const SEVERITY: Readonly<Record<NodeState, number>> = { up: 0, draining: 1, maintenance: 2, down: 3 };
 const EXPLAIN_ALWAYS_BELOW = 500;
 /** Reasons the server (not the scheduler) gives a waiting job. */
-export type ServerReason = 'Dependency' | 'JobArrayTaskLimit';
+export type ServerReason = 'Dependency' | 'JobArrayTaskLimit' | 'ExecutorUnavailable';
+
+/** After the engine could not take a job (slurmctld restarting), it is not offered it again sooner than this. */
+const ENGINE_RETRY_SECONDS = 2;
 
 export interface ControllerOptions {
   readonly store: Store;
@@ -69,6 +72,8 @@ export class Controller {
   /** Jobs told to stop for another: who took their GPUs, and when their grace ends. */
   private readonly preempting = new Map<string, { since: number; graceEndsAt: number; by: string }>();
   private readonly cancelRequested = new Set<string>();
+  /** Jobs the engine could not take for now (transient), and when to offer them again. */
+  private readonly engineRetryAt = new Map<string, number>();
   /** Final states of jobs others depend on (afterok), read from the store once. */
   private readonly endedStates = new Map<string, JobState | null>();
   /** Executor reports not yet written (see `report`). */
@@ -310,6 +315,14 @@ export class Controller {
     const doomed: JobUpdate[] = [];
     for (const j of [...this.active.values()].sort((a, b) => Number(a.id) - Number(b.id))) {
       if (j.state !== 'pending') continue;
+      const retryAt = this.engineRetryAt.get(j.id);
+      if (retryAt !== undefined) {
+        if (retryAt > now) {
+          held.set(j.id, 'ExecutorUnavailable');
+          continue;
+        }
+        this.engineRetryAt.delete(j.id);
+      }
       const deps = j.request.afterOk;
       if (deps.length > 0) {
         let waiting = false;
@@ -430,7 +443,9 @@ export class Controller {
         handles.push({ id: job.id, from: ON_GPUS, set: { handle }, event: null });
       } catch (err) {
         if ((err as { transient?: unknown }).transient === true) {
-          // The engine is down or restarting (slurmctld): the job waits for it, it did not fail.
+          // The engine is down or restarting (slurmctld): the job waits for it, it did not fail,
+          // and is not offered again at once (each refused Slurm submit leaves a cancelled job).
+          this.engineRetryAt.set(job.id, now + ENGINE_RETRY_SECONDS);
           this.o.log.warn({ err, job: job.id }, 'executor unavailable; the job goes back to the queue');
           handles.push(this.ended(current, now, null, null, 'unstarted', `ExecutorUnavailable: ${(err as Error).message}`));
           continue;

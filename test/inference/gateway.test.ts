@@ -9,8 +9,11 @@ import { ANSWER, fakeEngine, type FakeEngine } from './upstream.js';
 
 type R = Replica & { healthy: boolean };
 const replicas: R[] = [];
+const woken: string[] = [];
 const source: ReplicaSource = {
   replicas: (member, model) => replicas.filter((r) => r.member === member && r.model === model),
+  // `sleepy` is a deployment scaled to zero: asking wakes it.
+  wake: (member, model) => (model === 'sleepy' ? woken.push(`${member}/${model}`) > 0 : false),
   models: (member) =>
     [...new Set(replicas.filter((r) => r.member === member).map((r) => r.model))].map((model) => ({
       model,
@@ -283,6 +286,21 @@ describe('replicas', () => {
     for (let i = 0; i < 4; i++)
       await c.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: `q${i} x` }], max_tokens: 2 });
     expect(a2.calls.length).toBeGreaterThanOrEqual(4);
+  });
+});
+
+describe('scale to zero', () => {
+  it('wakes a deployment scaled to zero and answers 503 with retry-after, not 404', async () => {
+    const k = await key({ models: ['sleepy'] });
+    const res = await fetch(`${base()}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'sleepy', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('5');
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('model_waking');
+    expect(woken).toEqual(['pharma/sleepy']);
   });
 });
 

@@ -20,11 +20,15 @@ export async function slurmReachable(what: string): Promise<boolean> {
 
 const slurmTag = async (store: Store) => jobTagPrefix(await store.installationId());
 
-/** Slurm jobs (ids) whose comment is the tag of this store's job `id`, in any state Slurm still lists. */
-export async function slurmJobsTagged(store: Store, id: string): Promise<string[]> {
+/**
+ * Slurm jobs (ids) whose comment is the tag of this store's job `id`, in any state Slurm still
+ * lists; `started`: only those that ran (a submit Slurm refused while its nodes re-registered
+ * leaves a job that the executor cancels before it ever starts).
+ */
+export async function slurmJobsTagged(store: Store, id: string, o: { started?: boolean } = {}): Promise<string[]> {
   const tag = `${await slurmTag(store)}${id}`;
   return squeue()
-    .filter(([, comment]) => comment === tag)
+    .filter(([, comment, nodes]) => comment === tag && (!o.started || nodes !== ''))
     .map(([jobId]) => jobId);
 }
 
@@ -38,10 +42,11 @@ export async function closeAndCancel(t: TestServer): Promise<void> {
   if (ids.length > 0) execFileSync('scancel', ids);
 }
 
-function squeue(states = ['-t', 'all']): [string, string][] {
-  return execFileSync('squeue', ['-h', ...states, '-o', '%i|%k'])
+/** [job id, comment, the nodes it ran on (empty: it never started)]. */
+function squeue(states = ['-t', 'all']): [string, string, string][] {
+  return execFileSync('squeue', ['-h', ...states, '-o', '%i|%k|%N'])
     .toString()
     .split('\n')
     .filter((l) => l !== '')
-    .map((l) => l.split('|', 2) as [string, string]);
+    .map((l) => l.split('|', 3) as [string, string, string]);
 }

@@ -273,6 +273,16 @@ export class Gateway {
         'model',
       );
     const all = this.source.replicas(key.member, p.model);
+    // A deployment scaled to zero: this request wakes it, and the client retries when it is up.
+    if (all.length === 0 && this.source.wake?.(key.member, p.model))
+      throw new GatewayError(
+        503,
+        'service_unavailable',
+        'model_waking',
+        `The model '${p.model}' was scaled to zero and is starting; retry in a few seconds.`,
+        null,
+        { 'retry-after': '5' },
+      );
     if (all.length === 0)
       throw new GatewayError(
         404,

@@ -1,5 +1,6 @@
 // `fabrik deploy` and `fabrik deployments` (list, show, scale, delete): model endpoints over the
 // API. Tables for people, --json for scripts.
+import { isAbsolute, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { DeploymentView } from '../inference/deployments/api.js';
 import { ApiClient } from './client.js';
@@ -73,7 +74,10 @@ export function deploymentCommands(): Command[] {
     .option('--project <id>', 'the project its GPU-hours are charged to')
     .option('--json', 'JSON for scripts')
     .argument('<command...>', 'the engine command, after --')
-    .action(async (command: string[], o) => {
+    .action(async (argv: string[], o) => {
+      // Replicas run in their job's folder: a program named by a relative path (bin/fabrik) is
+      // made absolute here, where the user typed it, as sbatch resolves its script at submission.
+      const command = argv[0].includes('/') && !isAbsolute(argv[0]) ? [resolve(argv[0]), ...argv.slice(1)] : argv;
       const d = await client().request<DeploymentView>('POST', '/v1/deployments', {
         model: o.model,
         command,

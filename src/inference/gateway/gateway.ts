@@ -279,7 +279,7 @@ export class Gateway {
         503,
         'service_unavailable',
         'model_waking',
-        `The model '${p.model}' was scaled to zero and is starting; retry in a few seconds.`,
+        `The model '${p.model}' has no replica ready yet (starting, or woken from zero); retry in a few seconds.`,
         null,
         { 'retry-after': '5' },
       );

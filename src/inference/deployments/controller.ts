@@ -67,21 +67,22 @@ export interface DeploymentControllerOptions {
   readonly settings?: Partial<DeploymentSettings>;
 }
 
-export interface NewDeployment {
-  readonly id: string;
-  readonly member: string;
-  readonly project: string;
-  readonly model: string;
-  readonly command: readonly string[];
-  readonly gpus: number;
-  readonly min: number;
-  readonly max: number;
-  readonly accreditations: Deployment['accreditations'];
-  readonly zone: string | null;
-  readonly reasoning: boolean;
-  readonly scaleToZeroSeconds: number | null;
-  readonly user: string;
-}
+/** What a member asks for; the controller keeps the rest (target, next replica, state). */
+export type NewDeployment = Pick<
+  Deployment,
+  | 'id'
+  | 'member'
+  | 'project'
+  | 'model'
+  | 'command'
+  | 'gpus'
+  | 'min'
+  | 'max'
+  | 'accreditations'
+  | 'zone'
+  | 'reasoning'
+  | 'scaleToZeroSeconds'
+> & { readonly user: string };
 
 /** What the API shows of a replica. */
 export interface ReplicaStatus {

@@ -264,14 +264,7 @@ export class Gateway {
   /** One request of `endpoint`: answers on `res` itself (the route hijacked the reply). */
   async handle(endpoint: Endpoint, key: GatewayKey, raw: unknown, res: ServerResponse): Promise<void> {
     const p = parse(endpoint, raw, this.config.affinityPrefixTokens);
-    if (!key.models.includes('*') && !key.models.includes(p.model))
-      throw new GatewayError(
-        404,
-        'invalid_request_error',
-        'model_not_found',
-        `The model '${p.model}' does not exist or this key may not use it.`,
-        'model',
-      );
+    if (!key.models.includes('*') && !key.models.includes(p.model)) throw modelNotFound(p.model);
     const all = this.source.replicas(key.member, p.model);
     // A deployment scaled to zero: this request wakes it, and the client retries when it is up.
     if (all.length === 0 && this.source.wake?.(key.member, p.model))
@@ -283,14 +276,7 @@ export class Gateway {
         null,
         { 'retry-after': '5' },
       );
-    if (all.length === 0)
-      throw new GatewayError(
-        404,
-        'invalid_request_error',
-        'model_not_found',
-        `The model '${p.model}' does not exist or this key may not use it.`,
-        'model',
-      );
+    if (all.length === 0) throw modelNotFound(p.model);
     const now = this.now();
     const member = this.members.get(key.member);
     const candidates = this.router.eligible(
@@ -842,4 +828,15 @@ export function newKey(k: {
       revokedAt: null,
     },
   };
+}
+
+/** The same answer whether the model does not exist or the key may not use it: nothing leaks. */
+function modelNotFound(model: string): GatewayError {
+  return new GatewayError(
+    404,
+    'invalid_request_error',
+    'model_not_found',
+    `The model '${model}' does not exist or this key may not use it.`,
+    'model',
+  );
 }

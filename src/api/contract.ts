@@ -23,6 +23,13 @@ const envName = z
   .max(256)
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
 
+/** Seconds since the epoch (inside the server) as the ISO 8601 text the API speaks. */
+export function isoTime(seconds: number): string;
+export function isoTime(seconds: number | null): string | null;
+export function isoTime(seconds: number | null): string | null {
+  return seconds === null ? null : new Date(seconds * 1000).toISOString();
+}
+
 /** One job, or an array of them (`array`), as `sbatch` would take it. */
 export const SubmitRequest = z
   .strictObject({

@@ -4,8 +4,8 @@
 import { Command, Option } from 'commander';
 import type { ExplainView, JobView } from '../api/contract.js';
 import { formatSlurmTime } from './slurm-time.js';
-import { ApiClient } from './client.js';
 import { table } from './table.js';
+import { client, json, print } from './output.js';
 
 const STATE_CODE: Record<string, string> = {
   pending: 'PD',
@@ -17,10 +17,6 @@ const STATE_CODE: Record<string, string> = {
   cancelled: 'CA',
   lost: 'LO',
 };
-
-const print = (lines: string[]) => console.log(lines.join('\n'));
-const json = (x: unknown) => console.log(JSON.stringify(x, null, 2));
-const client = () => ApiClient.fromEnv();
 
 function elapsed(j: JobView, now = Date.now()): string {
   if (!j.startedAt) return '0:00';

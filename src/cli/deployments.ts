@@ -3,11 +3,8 @@
 import { isAbsolute, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { DeploymentView } from '../inference/deployments/api.js';
-import { ApiClient } from './client.js';
 import { table } from './table.js';
-
-const client = () => ApiClient.fromEnv();
-const json = (x: unknown) => console.log(JSON.stringify(x, null, 2));
+import { client, commaList, json } from './output.js';
 
 function int(name: string, min: number) {
   return (v: string) => {
@@ -22,7 +19,6 @@ function idleSeconds(v: string): number | null {
   if (v === 'off' || v === 'never') return null;
   return int('--scale-to-zero', 1)(v);
 }
-const list = (v: string) => v.split(',').filter((x) => x !== '');
 
 const replicasLine = (d: DeploymentView) =>
   `${d.ready}/${d.target}${d.target === 0 && d.scaleToZeroSeconds !== null ? ' (asleep)' : ''}`;
@@ -62,7 +58,7 @@ export function deploymentCommands(): Command[] {
     .option('--gpus <n>', 'GPUs per replica', int('--gpus', 1), 1)
     .option('--min <n>', 'replicas kept while awake', int('--min', 1), 1)
     .option('--max <n>', 'most replicas the load may ask for (default: min)', int('--max', 1))
-    .option('--accredited <list>', 'data classifications it may process (public,internal,confidential,restricted)', list)
+    .option('--accredited <list>', 'data classifications it may process (public,internal,confidential,restricted)', commaList)
     .option('--zone <zone>', 'zone its replicas run in')
     .option('--reasoning', 'a reasoning model (the gateway reserves its worst-case budget)')
     .option(

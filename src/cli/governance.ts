@@ -3,17 +3,9 @@
 // Tables for people, --json for scripts.
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { ApiClient } from './client.js';
 import { table } from './table.js';
+import { client, commaList, json, print } from './output.js';
 
-const print = (lines: string[]) => console.log(lines.join('\n'));
-const json = (x: unknown) => console.log(JSON.stringify(x, null, 2));
-const client = () => ApiClient.fromEnv();
-const list = (v: string) =>
-  v
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
 const day = (iso: string | null) => (iso === null ? '' : iso.slice(0, 16).replace('T', ' '));
 
 interface DatasetView {
@@ -73,7 +65,7 @@ export function governanceCommands(): Command[] {
       const d = await client().request<DatasetView>('POST', '/v1/datasets', {
         id,
         classification: o.classification,
-        zones: list(o.zones),
+        zones: commaList(o.zones),
         location: o.location,
         ...(o.name ? { name: o.name } : {}),
         ...(o.owner ? { owner: o.owner } : {}),
@@ -145,9 +137,9 @@ export function governanceCommands(): Command[] {
       const a = await client().request<AgreementView>('POST', '/v1/agreements', {
         id,
         grantee: o.grantee,
-        datasets: list(o.datasets),
-        purposes: list(o.purposes),
-        zones: list(o.zones),
+        datasets: commaList(o.datasets),
+        purposes: commaList(o.purposes),
+        zones: commaList(o.zones),
         expires: expires.toISOString(),
         produces: o.produces,
         noExport: o.export === false,

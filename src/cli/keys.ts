@@ -1,10 +1,8 @@
 // `fabrik keys`: the gateway's API keys for the OpenAI API (create: the secret is shown once; list;
 // revoke), made with a control-plane token like every other CLI command.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ApiClient } from './client.js';
 import { table } from './table.js';
-
-const client = () => ApiClient.fromEnv();
+import { client, commaList } from './output.js';
 
 interface KeyView {
   id: string;
@@ -72,9 +70,9 @@ export function keysCommand(): Command {
       const r = await client().request<{ key: KeyView; secret: string }>('POST', '/v1/keys', {
         name: o.name,
         member: o.member ?? null,
-        models: o.models ? String(o.models).split(',') : ['*'],
+        models: o.models ? commaList(String(o.models)) : ['*'],
         classification: o.classification,
-        zones: o.zones ? String(o.zones).split(',') : null,
+        zones: o.zones ? commaList(String(o.zones)) : null,
         ttlDays: count('--ttl-days', o.ttlDays),
         requestsPerMinute: count('--rpm', o.rpm),
         tokensPerMinute: count('--tpm', o.tpm),

@@ -2,8 +2,8 @@
 // list, break-glass): the model registry and the two-person rule, over the API. Tables for people,
 // --json for scripts; a card prints as Markdown by default, the way it is meant to be read.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ApiClient } from './client.js';
 import { table } from './table.js';
+import { client, json } from './output.js';
 
 interface ModelView {
   name: string;
@@ -34,8 +34,6 @@ interface ApprovalView {
   expiresAt: string;
 }
 
-const client = () => ApiClient.fromEnv();
-const json = (x: unknown) => console.log(JSON.stringify(x, null, 2));
 const path = (name: string, version: string) => `/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`;
 const exportRule = (m: ModelView) =>
   m.restrictions.noExport ? 'never' : m.restrictions.exportNeedsApproval ? 'two approvers' : 'allowed';

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import type { GpuModel } from '../core/site.js';
 import { CLASSIFICATION_RANK, type Agreement, type Classification, type Dataset } from './model.js';
+import { isoTime } from '../api/contract.js';
 
 /** What a model may be used for, where, and whether it may leave the factory. */
 export interface Restrictions {
@@ -232,7 +233,6 @@ export interface Entry {
   readonly source: 'platform' | 'provider' | 'missing';
 }
 
-const iso = (s: number | null) => (s === null ? null : new Date(s * 1000).toISOString());
 const round = (x: number, digits = 3) => Number(x.toPrecision(digits + 3));
 
 export function modelCard(m: ModelRecord, site: CardSite) {
@@ -254,7 +254,7 @@ export function modelCard(m: ModelRecord, site: CardSite) {
       purposes: a.purposes,
       produces: a.produces,
       noExport: a.noExport,
-      expires: iso(a.expiresAt),
+      expires: isoTime(a.expiresAt),
     })),
   };
   const compute = {
@@ -291,7 +291,7 @@ export function modelCard(m: ModelRecord, site: CardSite) {
       version: m.version,
       member: m.member,
       artifact: m.artifact,
-      registeredAt: iso(m.createdAt),
+      registeredAt: isoTime(m.createdAt),
       registeredBy: m.createdBy,
     },
     restrictions: m.restrictions,
@@ -302,9 +302,9 @@ export function modelCard(m: ModelRecord, site: CardSite) {
       site: site.name,
       zone: m.lineage.placement.zone,
       nodes: m.lineage.placement.nodes.map((n) => n.node),
-      submittedAt: iso(j.submittedAt),
-      startedAt: iso(j.startedAt),
-      endedAt: iso(j.endedAt),
+      submittedAt: isoTime(j.submittedAt),
+      startedAt: isoTime(j.startedAt),
+      endedAt: isoTime(j.endedAt),
       note: 'GPU-hours run from the last start to the end; a run before a requeue is not counted',
     },
     compute,

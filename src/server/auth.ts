@@ -143,13 +143,19 @@ export interface NewToken {
   readonly ttlSeconds: number | null;
 }
 
+/** A bearer secret (API token, gateway key): shown once; only its hash and first characters are kept. */
+export function newSecret(prefix: string): { secret: string; hash: string; shown: string } {
+  const secret = prefix + randomBytes(32).toString('base64url');
+  return { secret, hash: hashSecret(secret), shown: secret.slice(0, prefix.length + 6) };
+}
+
 /** Creates a token; the secret is returned once and never stored. */
 export async function issueToken(store: Store, t: NewToken, now: number): Promise<{ record: TokenRecord; secret: string }> {
-  const secret = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+  const { secret, hash, shown } = newSecret(TOKEN_PREFIX);
   const record: TokenRecord = {
     id: randomUUID(),
-    hash: hashSecret(secret),
-    prefix: secret.slice(0, TOKEN_PREFIX.length + 6),
+    hash,
+    prefix: shown,
     name: t.name,
     member: t.member,
     role: t.role,

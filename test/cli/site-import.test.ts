@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadSite, parseSite } from '../../src/config/index.js';
-import { fetchSlurmNodes } from '../../src/executors/slurm.js';
 import {
   DEFAULT_DOMAIN_FEATURE,
   DEFAULT_ZONE_PREFIX,
@@ -18,15 +17,9 @@ import {
   type ImportedPartition,
   type SiteImportOptions,
 } from '../../src/cli/site-import.js';
+import { slurmReachable } from '../slurm-cluster.js';
 
-const reachable = await fetchSlurmNodes().then(
-  () => true,
-  (e: Error) => {
-    if (process.env.CI) throw new Error(`Slurm is not reachable in CI (start it with scripts/slurm/up.sh): ${e.message}`);
-    console.warn(`site import tests against Slurm skipped: ${e.message} (start it with scripts/slurm/up.sh)`);
-    return false;
-  },
-);
+const reachable = await slurmReachable('site import tests against Slurm');
 
 const root = new URL('../../', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'fabrik-site-import-'));

@@ -6,30 +6,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExecJob, ExecutorEvent } from '../../src/executors/executor.js';
-import {
-  type SlurmExecutor,
-  type SlurmNodeInfo,
-  SlurmRestError,
-  fetchSlurmNodes,
-  openSlurmExecutor,
-} from '../../src/executors/slurm.js';
+import { type SlurmExecutor, SlurmRestError, openSlurmExecutor } from '../../src/executors/slurm.js';
 import { SlurmIdentities } from '../../src/executors/slurm-identity.js';
+import { slurmNodesOrSkip } from '../slurm-cluster.js';
 import { execJob, executorConformance, type ConformanceJobKind } from './conformance.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fabrik-slurm-'));
 fs.chmodSync(root, 0o755);
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-let slurmNodes: SlurmNodeInfo[] | null = null;
-let unreachable: unknown = null;
-try {
-  slurmNodes = await fetchSlurmNodes();
-} catch (err) {
-  unreachable = err;
-}
-if (unreachable && process.env.CI)
-  throw new Error(`the Slurm cluster is not reachable (run scripts/slurm/up.sh): ${String(unreachable)}`);
-if (unreachable) console.warn(`skipping the Slurm executor tests: cluster not reachable: ${String(unreachable)}`);
+let slurmNodes = await slurmNodesOrSkip('the Slurm executor tests');
 
 // Pinning needs each node to carry its own name as a feature (v0.0.38 has no required_nodes).
 const savedFeatures = new Map<string, string>();

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
 import { consortium, site } from '../../src/testing/builders.js';
 import { testServer, type TestServer } from './helpers.js';
-import { closeAndCancel, slurmReachable } from './slurm-cluster.js';
+import { closeAndCancel, slurmReachable } from '../slurm-cluster.js';
 
 const reachable = await slurmReachable('slurm reclaim tests');
 

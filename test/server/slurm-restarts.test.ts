@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
 import { openStore } from '../../src/store/open.js';
 import { testServer } from './helpers.js';
-import { closeAndCancel, slurmJobsTagged, slurmReachable } from './slurm-cluster.js';
+import { closeAndCancel, slurmJobsTagged, slurmReachable } from '../slurm-cluster.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const reachable = await slurmReachable('slurm restart tests');

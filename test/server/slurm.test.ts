@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
 import { testServer, type TestServer } from './helpers.js';
-import { closeAndCancel, slurmReachable } from './slurm-cluster.js';
+import { closeAndCancel, slurmReachable } from '../slurm-cluster.js';
 
 const reachable = await slurmReachable('slurm server tests');
 

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { Role } from '../../api/contract.js';
+import { isoTime, type Role } from '../../api/contract.js';
 import type { Principal } from '../../server/auth.js';
 import type { ServerContext } from '../../server/context.js';
 import { seesMember } from '../../server/access.js';
@@ -22,7 +22,6 @@ import type { Deployment } from './store.js';
 
 const WRITERS: readonly Role[] = ['operator', 'member-admin', 'researcher'];
 const DeploymentId = z.object({ id: z.string().regex(/^[a-z0-9]{1,32}$/, 'a deployment id') });
-const iso = (s: number) => new Date(s * 1000).toISOString();
 
 function view(d: Deployment, c: DeploymentController): DeploymentView {
   const replicas = d.state === 'active' ? c.replicaStatus(d.id) : [];
@@ -42,9 +41,9 @@ function view(d: Deployment, c: DeploymentController): DeploymentView {
     reasoning: d.reasoning,
     scaleToZeroSeconds: d.scaleToZeroSeconds,
     state: d.state,
-    createdAt: iso(d.createdAt),
+    createdAt: isoTime(d.createdAt),
     createdBy: d.createdBy,
-    updatedAt: iso(d.updatedAt),
+    updatedAt: isoTime(d.updatedAt),
     replicas,
   };
 }

@@ -1,13 +1,14 @@
 // The gateway's request path: the key, the limits, the replica, the upstream call (streamed chunk
 // by chunk), the settlement and the meter. Everything on this path is in memory; the store sees
 // keys on a cache miss and usage in batches.
-import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { Agent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Consortium, Member } from '../../core/consortium.js';
 import type { Classification } from '../../governance/model.js';
 import type { LoadSink, Replica, ReplicaSource } from '../replicas.js';
 import { countTokens } from '../tokens.js';
+import { hashSecret, newSecret } from '../../server/auth.js';
 import { errorBody, GatewayError, invalid } from './errors.js';
 import { Limits, resetText } from './limits.js';
 import { fnv1a, Router } from './router.js';
@@ -57,7 +58,6 @@ export const DEFAULT_GATEWAY: GatewayConfig = {
 
 export const KEY_PREFIX = 'fgk_';
 const KEY_CACHE_SECONDS = 10;
-export const hashKey = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
 export type Endpoint = 'chat' | 'completions' | 'embeddings';
 const PATHS: Record<Endpoint, string> = {
@@ -211,7 +211,7 @@ export class Gateway {
     let key: GatewayKey | undefined;
     if (cached && cached.until > now) key = cached.key;
     else {
-      key = await this.store.keyByHash(hashKey(secret));
+      key = await this.store.keyByHash(hashSecret(secret));
       if (!key || key.revokedAt !== null) throw unauthorized('Incorrect API key provided: unknown or revoked.');
       if (this.keyCache.size > 100_000) this.keyCache.clear();
       this.keyCache.set(secret, { key, until: now + KEY_CACHE_SECONDS });
@@ -809,13 +809,13 @@ export function newKey(k: {
   ttlSeconds: number | null;
   now: number;
 }): { key: GatewayKey; secret: string } {
-  const secret = KEY_PREFIX + randomBytes(32).toString('base64url');
+  const { secret, hash, shown } = newSecret(KEY_PREFIX);
   return {
     secret,
     key: {
       id: randomUUID(),
-      hash: hashKey(secret),
-      prefix: secret.slice(0, KEY_PREFIX.length + 6),
+      hash,
+      prefix: shown,
       name: k.name,
       member: k.member,
       user: k.user,

@@ -16,6 +16,7 @@ import { ApiError, forbidden, notFound } from '../../server/errors.js';
 import { GatewayError, errorBody } from './errors.js';
 import { DEFAULT_GATEWAY, Gateway, KEY_PREFIX, newKey, type Endpoint, type GatewayConfig } from './gateway.js';
 import { GatewayStore, type GatewayKey } from './store.js';
+import { isoTime } from '../../api/contract.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -23,8 +24,6 @@ declare module 'fastify' {
     gateway?: boolean;
   }
 }
-
-const iso = (s: number | null) => (s === null ? null : new Date(s * 1000).toISOString());
 
 const KeyView = z.object({
   id: z.string(),
@@ -54,9 +53,9 @@ const keyView = (k: GatewayKey): z.infer<typeof KeyView> => ({
   classification: k.classification,
   zones: k.zones === null ? null : [...k.zones],
   limits: k.limits,
-  createdAt: iso(k.createdAt)!,
-  expiresAt: iso(k.expiresAt),
-  revokedAt: iso(k.revokedAt),
+  createdAt: isoTime(k.createdAt),
+  expiresAt: isoTime(k.expiresAt),
+  revokedAt: isoTime(k.revokedAt),
 });
 
 const UsageView = z.object({

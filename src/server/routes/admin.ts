@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { ROLES } from '../../api/contract.js';
+import { isoTime, ROLES } from '../../api/contract.js';
 import { NODE_STATES } from '../../core/site.js';
 import type { TokenRecord } from '../../store/store.js';
 import { requireRole, seesMember } from '../access.js';
@@ -10,7 +10,6 @@ import { issueToken } from '../auth.js';
 import { ApiError, forbidden, notFound } from '../errors.js';
 import type { ServerContext } from '../context.js';
 
-const iso = (s: number | null) => (s === null ? null : new Date(s * 1000).toISOString());
 const TokenView = z.object({
   id: z.string(),
   name: z.string(),
@@ -29,9 +28,9 @@ const tokenView = (t: TokenRecord) => ({
   member: t.member,
   role: t.role,
   user: t.user,
-  createdAt: iso(t.createdAt)!,
-  expiresAt: iso(t.expiresAt),
-  revokedAt: iso(t.revokedAt),
+  createdAt: isoTime(t.createdAt),
+  expiresAt: isoTime(t.expiresAt),
+  revokedAt: isoTime(t.revokedAt),
 });
 
 export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {

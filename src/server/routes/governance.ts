@@ -20,8 +20,7 @@ import { requireRole } from '../access.js';
 import type { Principal } from '../auth.js';
 import type { ServerContext } from '../context.js';
 import { ApiError, forbidden, notFound } from '../errors.js';
-
-const iso = (s: number | null) => (s === null ? null : new Date(s * 1000).toISOString());
+import { isoTime } from '../../api/contract.js';
 
 const DatasetView = z.object({
   id: z.string(),
@@ -56,7 +55,7 @@ const Id = z.object({ id: z.string().min(1).max(64) });
 function datasetView(d: Dataset, p: Principal): z.infer<typeof DatasetView> {
   // The location is where the owner keeps its data: a grantee learns that it exists, not where.
   const location = p.member === null || p.member === d.owner ? d.location : '(hidden)';
-  return { ...d, zones: [...d.zones], location, createdAt: iso(d.createdAt)! };
+  return { ...d, zones: [...d.zones], location, createdAt: isoTime(d.createdAt) };
 }
 
 function agreementView(a: Agreement, now: number): z.infer<typeof AgreementView> {
@@ -69,15 +68,15 @@ function agreementView(a: Agreement, now: number): z.infer<typeof AgreementView>
     datasets: [...a.datasets],
     purposes: [...a.purposes],
     zones: [...a.zones],
-    expires: iso(a.expiresAt)!,
+    expires: isoTime(a.expiresAt),
     produces: a.produces,
     noExport: a.noExport,
     state,
-    createdAt: iso(a.createdAt)!,
+    createdAt: isoTime(a.createdAt),
     createdBy: a.createdBy,
-    approvedAt: iso(a.approvedAt),
+    approvedAt: isoTime(a.approvedAt),
     approvedBy: a.approvedBy,
-    revokedAt: iso(a.revokedAt),
+    revokedAt: isoTime(a.revokedAt),
     revokedBy: a.revokedBy,
   };
 }
@@ -180,7 +179,7 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
         const { dataset, grants } = await governance.whoCanUse(req.params.id, p.member);
         return {
           dataset: datasetView(dataset, p),
-          grants: grants.map((g) => ({ ...g, purposes: [...g.purposes], zones: [...g.zones], until: iso(g.until) })),
+          grants: grants.map((g) => ({ ...g, purposes: [...g.purposes], zones: [...g.zones], until: isoTime(g.until) })),
         };
       } catch (err) {
         if (err instanceof UnknownDatasetError) throw notFound(`dataset ${req.params.id}`);

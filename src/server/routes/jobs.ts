@@ -9,6 +9,7 @@ import { z } from 'zod';
 import {
   ExplainView,
   FINAL_STATES,
+  isoTime,
   JOB_STATES,
   JobEventView,
   JobView,
@@ -24,7 +25,6 @@ import { ApiError, notFound } from '../errors.js';
 import type { ServerContext } from '../context.js';
 import { UnknownDatasetError, type Admission } from '../../governance/governance.js';
 
-const iso = (s: number | null) => (s === null ? null : new Date(s * 1000).toISOString());
 const JobId = z.object({ id: z.string().regex(/^\d{1,18}$/, 'a job id') });
 const Jobs = z.object({ jobs: z.array(JobView) });
 
@@ -43,9 +43,9 @@ export function jobView(j: StoredJob, p: Principal): JobView {
     gpus: j.gpus,
     priorityClass: j.request.priorityClass,
     walltimeSeconds: j.request.walltimeSeconds,
-    submittedAt: iso(j.submittedAt)!,
-    startedAt: iso(j.startedAt),
-    endedAt: iso(j.endedAt),
+    submittedAt: isoTime(j.submittedAt),
+    startedAt: isoTime(j.startedAt),
+    endedAt: isoTime(j.endedAt),
     exitCode: j.exitCode,
     placement: j.placement,
     arrayJobId: j.arrayJobId,
@@ -241,7 +241,7 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
           events.map(async (e) => {
             const data = e.data ? { ...e.data } : null;
             if (data && typeof data.for === 'string' && !(await sees(p, data.for))) delete data.for;
-            return { at: iso(e.at)!, kind: e.kind, actor: e.actor, reason: await hideOthers(p, e.reason), data };
+            return { at: isoTime(e.at), kind: e.kind, actor: e.actor, reason: await hideOthers(p, e.reason), data };
           }),
         ),
       };
@@ -258,7 +258,7 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
       state: j.state,
       reason: e?.reason ?? (j.state === 'pending' ? 'NotYetScheduled' : j.reason),
       position: e?.position ?? null,
-      estimatedStart: iso(e?.estimatedStart ?? null),
+      estimatedStart: isoTime(e?.estimatedStart ?? null),
       message: explainMessage(j, e?.reason ?? null, e?.estimatedStart ?? null),
     };
   });
@@ -453,7 +453,7 @@ function buildJobs(spec: SubmitSpec, member: Member, user: string, now: number, 
 
 function explainMessage(j: StoredJob, reason: string | null, start: number | null): string {
   if (j.state !== 'pending') return `job ${j.id} is ${j.state}${j.reason ? ` (${j.reason})` : ''}`;
-  const when = start === null ? 'no start time can be estimated with the machine as it is' : `estimated start ${iso(start)}`;
+  const when = start === null ? 'no start time can be estimated with the machine as it is' : `estimated start ${isoTime(start)}`;
   const why: Record<string, string> = {
     QuotaExhausted: 'its member is at its entitlement and nothing idle can be borrowed',
     WaitingForReclaim: 'GPUs lent to another member are being taken back for it',

@@ -34,8 +34,8 @@ import { requireRole } from '../access.js';
 import type { Principal } from '../auth.js';
 import type { ServerContext } from '../context.js';
 import { ApiError, forbidden, notFound } from '../errors.js';
+import { isoTime } from '../../api/contract.js';
 
-const iso = (s: number | null) => (s === null ? null : new Date(s * 1000).toISOString());
 const slug = (max: number) =>
   z
     .string()
@@ -107,9 +107,9 @@ function modelView(m: ModelRecord, access: Access): z.infer<typeof ModelView> {
       exportNeedsApproval: needsApproval(m),
     },
     access,
-    createdAt: iso(m.createdAt)!,
+    createdAt: isoTime(m.createdAt),
     createdBy: m.createdBy,
-    cardUpdatedAt: iso(m.cardUpdatedAt),
+    cardUpdatedAt: isoTime(m.cardUpdatedAt),
     cardUpdatedBy: m.cardUpdatedBy,
   };
 }
@@ -143,11 +143,11 @@ function approvalView(a: Approval, now: number): z.infer<typeof ApprovalView> {
     reason: a.reason,
     requestedBy: a.requestedBy,
     state: a.state === 'used' ? 'used' : a.expiresAt <= now ? 'expired' : a.state,
-    approvers: a.approvers.map((x) => ({ ...x, at: iso(x.at)! })),
-    createdAt: iso(a.createdAt)!,
-    expiresAt: iso(a.expiresAt)!,
-    approvedAt: iso(a.approvedAt),
-    usedAt: iso(a.usedAt),
+    approvers: a.approvers.map((x) => ({ ...x, at: isoTime(x.at) })),
+    createdAt: isoTime(a.createdAt),
+    expiresAt: isoTime(a.expiresAt),
+    approvedAt: isoTime(a.approvedAt),
+    usedAt: isoTime(a.usedAt),
   };
 }
 
@@ -486,7 +486,7 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
         classification: m.restrictions.classification,
         approval: used?.id ?? null,
         approvers,
-        exportedAt: iso(at)!,
+        exportedAt: isoTime(at),
         exportedBy: p.user,
       };
     },

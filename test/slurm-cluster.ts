@@ -1,22 +1,24 @@
-// What the server tests against the real Slurm cluster (scripts/slurm/up.sh) share: whether it is
+// What the tests against the real Slurm cluster (scripts/slurm/up.sh) share: whether it is
 // there (in CI it must be), and a clean end: every Slurm job a test's Fabrik made is cancelled,
 // whatever the test left running (a cancel's grace period can outlive the server).
 import { execFileSync } from 'node:child_process';
-import { fetchSlurmNodes, jobTagPrefix } from '../../src/executors/slurm.js';
-import type { Store } from '../../src/store/store.js';
-import type { TestServer } from './helpers.js';
+import { fetchSlurmNodes, jobTagPrefix, type SlurmNodeInfo } from '../src/executors/slurm.js';
+import type { Store } from '../src/store/store.js';
+import type { TestServer } from './server/helpers.js';
 
-export async function slurmReachable(what: string): Promise<boolean> {
+/** The cluster's nodes, or null (with a notice) when it is not there; in CI it must be. */
+export async function slurmNodesOrSkip(what: string): Promise<SlurmNodeInfo[] | null> {
   try {
-    await fetchSlurmNodes();
-    return true;
+    return await fetchSlurmNodes();
   } catch (e) {
     if (process.env.CI)
       throw new Error(`Slurm is not reachable in CI (start it with scripts/slurm/up.sh): ${(e as Error).message}`);
     console.warn(`${what} skipped: ${(e as Error).message} (start it with scripts/slurm/up.sh)`);
-    return false;
+    return null;
   }
 }
+
+export const slurmReachable = async (what: string): Promise<boolean> => (await slurmNodesOrSkip(what)) !== null;
 
 const slurmTag = async (store: Store) => jobTagPrefix(await store.installationId());
 

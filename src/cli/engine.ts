@@ -32,7 +32,7 @@ export function engineCommand(): Command {
     .description('start the bundled OpenAI-compatible engine (a Markov model of a public-domain corpus, on the CPU)')
     .requiredOption('--model <name>', 'the model name clients call')
     .option('--port <n>', 'port (0: any free port; default $FABRIK_ENGINE_PORT, then $PORT, then 8000)', whole('--port', 0))
-    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--host <host>', 'address to listen on (default $FABRIK_ENGINE_HOST, then 127.0.0.1)')
     .option('--ttft-ms <n>', 'time to first token, in milliseconds', whole('--ttft-ms', 0), 50)
     .option('--itl-ms <n>', 'inter-token latency, in milliseconds', whole('--itl-ms', 0), 10)
     .option('--reasoning', 'a reasoning model: it thinks (reasoning_content) before it answers')
@@ -41,7 +41,8 @@ export function engineCommand(): Command {
       if (o.port !== undefined && o.port > 65535) throw new EngineUsageError(`--port must be at most 65535, got ${o.port}.`);
       const engine = await startEngine({
         model: o.model,
-        host: o.host,
+        // A deployment's replica on a cluster node is told to listen where the server reaches it.
+        host: o.host ?? (process.env.FABRIK_ENGINE_HOST || '127.0.0.1'),
         port: o.port ?? portFromEnv(process.env) ?? 8000,
         ttftMs: o.ttftMs,
         itlMs: o.itlMs,

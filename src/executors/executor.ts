@@ -13,6 +13,8 @@ export interface ExecNode {
   /** NVLink domain (rack) name: nodes of one domain share it. */
   readonly domain: string;
   readonly zone: string;
+  /** Where services on the node are reached from the server (Slurm's NodeAddr); absent: this host. */
+  readonly address?: string;
 }
 
 export interface NodeHealth {

@@ -81,6 +81,8 @@ export interface SlurmNodeInfo {
   readonly state?: string;
   readonly state_flags?: readonly string[];
   readonly reason?: string;
+  /** NodeAddr: where the node is reached on the cluster network. */
+  readonly address?: string;
 }
 
 /**
@@ -259,6 +261,7 @@ export function openSlurmExecutor(options: SlurmExecutorOptions, slurmNodes: rea
       gpus: Array.from({ length: count }, (_, i) => i),
       domain: featureList(n.features).filter((f) => f !== n.name)[0] ?? 'slurm',
       zone: 'general',
+      ...(n.address ? { address: n.address } : {}),
     };
   });
 

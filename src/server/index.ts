@@ -130,7 +130,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       return refusals.length === 0 ? null : refusals.map(describeRefusal).join('; ');
     },
   });
-  // Replicas on the local executor run on this host; on Slurm a node's name is its hostname.
+  // Replicas on the local executor run on this host and listen on loopback; on Slurm they listen
+  // on every interface of their node and the server reaches them at the node's address (NodeAddr).
+  const addresses = new Map(executor.nodes().map((n) => [n.name, n.address ?? n.name]));
   const deployments = new DeploymentController({
     db: store.db,
     store,
@@ -138,7 +140,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     audit,
     log,
     now,
-    hostOf: o.executor === 'local' ? () => '127.0.0.1' : (node) => node,
+    hostOf: o.executor === 'local' ? () => '127.0.0.1' : (node) => addresses.get(node) ?? node,
+    listenHost: o.executor === 'local' ? '127.0.0.1' : '0.0.0.0',
     allocatePort: o.executor === 'local' ? undefined : rangePorts(),
     settings: o.deployments,
   });

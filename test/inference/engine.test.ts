@@ -437,4 +437,13 @@ describe('fabrik engine (the command)', () => {
     child.kill('SIGTERM');
     await once(child, 'exit');
   });
+
+  it('listens where FABRIK_ENGINE_HOST says when --host is absent (replicas on cluster nodes get 0.0.0.0)', async () => {
+    // Any 127/8 address is this host's loopback: one that is not 127.0.0.1 shows the variable was read.
+    const { url, child } = await start(['--model', 'cli-host', '--port', '0'], { FABRIK_ENGINE_HOST: '127.0.0.2' });
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.2:\d+$/);
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  });
 });

@@ -58,6 +58,8 @@ export interface DeploymentControllerOptions {
    * is what the server must be able to reach.
    */
   readonly hostOf: (node: string) => string;
+  /** What a replica's engine is told to listen on (`FABRIK_ENGINE_HOST`): loopback, or 0.0.0.0 on cluster nodes. */
+  readonly listenHost?: string;
   /**
    * A port for a new replica's engine. Default: one the OS says is free on this host now (right for
    * the local executor); for remote nodes, where nothing can be probed before placement, the next
@@ -514,7 +516,12 @@ export class DeploymentController implements ReplicaSource, LoadSink {
     } = SubmitRequest.parse({
       name,
       command: [...d.command],
-      env: { FABRIK_ENGINE_PORT: String(port), FABRIK_DEPLOYMENT: d.id, FABRIK_MODEL: d.model },
+      env: {
+        FABRIK_ENGINE_PORT: String(port),
+        FABRIK_ENGINE_HOST: this.o.listenHost ?? '127.0.0.1',
+        FABRIK_DEPLOYMENT: d.id,
+        FABRIK_MODEL: d.model,
+      },
       gpus: d.gpus,
       priorityClass: 'inference',
       walltimeSeconds: REPLICA_WALLTIME_SECONDS,

@@ -22,6 +22,8 @@
 //   approval.request break-glass own (export)  own (export)      —
 //   approval.approve break-glass own member    —                 —
 //   breakglass.manage —        own member      —                 —
+//   deployment.manage any member own member    own member        —
+//   deployment.read all        own member      own member        own member (all if consortium-wide)
 //
 // ¹ a member admin hands out member-admin, researcher and auditor tokens of its own member only.
 import type { Role } from '../api/contract.js';
@@ -48,7 +50,9 @@ export type Action =
   | 'model.export'
   | 'approval.request'
   | 'approval.approve'
-  | 'breakglass.manage';
+  | 'breakglass.manage'
+  | 'deployment.manage'
+  | 'deployment.read';
 
 const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'job.submit': ['operator', 'member-admin', 'researcher'],
@@ -71,6 +75,8 @@ const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'approval.request': ['operator', 'member-admin', 'researcher'],
   'approval.approve': ['operator', 'member-admin'],
   'breakglass.manage': ['member-admin'],
+  'deployment.manage': ['operator', 'member-admin', 'researcher'],
+  'deployment.read': ['operator', 'member-admin', 'researcher', 'auditor'],
 };
 
 /** Whether the principal sees the member's objects at all. */
@@ -99,6 +105,8 @@ const DOING: Readonly<Record<Action, string>> = {
   'approval.request': 'request approvals',
   'approval.approve': 'approve requests',
   'breakglass.manage': 'change the break-glass setting',
+  'deployment.manage': 'manage deployments',
+  'deployment.read': 'read deployments',
 };
 
 /** Throws 403 if the role may never do this. */

@@ -1,26 +1,20 @@
 // /v1/deployments: a member's model endpoints. Create, list (with each replica's job, state, URL,
 // health and load), show, scale (min, max, scale to zero) and delete. Another member's deployment
-// does not exist for you (404). Who may do what:
-//
-//   action      operator     member-admin  researcher  auditor
-//   create      any member   own member    own member  —
-//   read        all          own member    own member  own member (all if consortium-wide)
-//   scale       all          own member    own member  —
-//   delete      all          own member    own member  —
+// does not exist for you (404). Who may do what: deployment.manage (create, scale, delete) and
+// deployment.read in src/server/access.ts.
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { isoTime, type Role } from '../../api/contract.js';
+import { isoTime } from '../../api/contract.js';
 import type { Principal } from '../../server/auth.js';
 import type { ServerContext } from '../../server/context.js';
-import { seesMember } from '../../server/access.js';
-import { ApiError, forbidden, notFound } from '../../server/errors.js';
+import { authorize, requireRole } from '../../server/access.js';
+import { ApiError, notFound } from '../../server/errors.js';
 import { CreateDeployment, DeploymentView, ScaleDeployment } from './api.js';
 import { DeploymentConflictError, type DeploymentController } from './controller.js';
 import type { Deployment } from './store.js';
 
-const WRITERS: readonly Role[] = ['operator', 'member-admin', 'researcher'];
 const DeploymentId = z.object({ id: z.string().regex(/^[a-z0-9]{1,32}$/, 'a deployment id') });
 
 function view(d: Deployment, c: DeploymentController): DeploymentView {
@@ -54,14 +48,11 @@ export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext & { de
   const r = app.withTypeProvider<ZodTypeProvider>();
   const c = ctx.deployments;
 
-  function mayWrite(p: Principal): void {
-    if (!WRITERS.includes(p.role)) throw forbidden(`a ${p.role} may not manage deployments`);
-  }
-
-  /** The deployment if the principal may see it; 404 otherwise. */
-  async function visible(p: Principal, id: string): Promise<Deployment> {
+  /** The deployment if the principal may do `action` on it: 404 when it is another member's, 403 for the role. */
+  async function visible(p: Principal, id: string, action: 'deployment.read' | 'deployment.manage'): Promise<Deployment> {
     const d = await c.get(id);
-    if (!d || !seesMember(p, d.member)) throw notFound(`deployment ${id}`);
+    if (!d) throw notFound(`deployment ${id}`);
+    authorize(p, action, { member: d.member, what: `deployment ${id}` });
     return d;
   }
 
@@ -76,7 +67,7 @@ export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext & { de
     },
     async (req, reply) => {
       const p = req.principal;
-      mayWrite(p);
+      requireRole(p, 'deployment.manage');
       const b = req.body;
       const memberId = p.member ?? b.member;
       if (!memberId) throw bad('body.member', 'an operator deploys on behalf of a member: give member');
@@ -134,11 +125,14 @@ export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext & { de
         response: { 200: z.object({ deployments: z.array(DeploymentView) }) },
       },
     },
-    async (req) => ({ deployments: (await c.list(req.principal.member)).map((d) => view(d, c)) }),
+    async (req) => {
+      requireRole(req.principal, 'deployment.read');
+      return { deployments: (await c.list(req.principal.member)).map((d) => view(d, c)) };
+    },
   );
 
   r.get('/v1/deployments/:id', { schema: { params: DeploymentId, response: { 200: DeploymentView } } }, async (req) =>
-    view(await visible(req.principal, req.params.id), c),
+    view(await visible(req.principal, req.params.id, 'deployment.read'), c),
   );
 
   r.patch(
@@ -153,8 +147,7 @@ export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext & { de
     },
     async (req) => {
       const p = req.principal;
-      const d = await visible(p, req.params.id);
-      mayWrite(p);
+      const d = await visible(p, req.params.id, 'deployment.manage');
       if (d.state !== 'active') throw new ApiError(409, 'CONFLICT', `deployment ${d.id} was deleted`);
       try {
         const after = await c.scale(d.id, req.body, p.user);
@@ -178,8 +171,7 @@ export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext & { de
     },
     async (req) => {
       const p = req.principal;
-      const d = await visible(p, req.params.id);
-      mayWrite(p);
+      const d = await visible(p, req.params.id, 'deployment.manage');
       if (d.state !== 'active') throw new ApiError(409, 'CONFLICT', `deployment ${d.id} was already deleted`);
       const after = await c.delete(d.id, p.user);
       if (!after) throw new ApiError(409, 'CONFLICT', `deployment ${d.id} was already deleted`);

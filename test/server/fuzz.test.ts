@@ -492,6 +492,98 @@ describe('fuzzing the API', () => {
     await send(json(t.operator, 'PUT', `/v1/nodes/${nodeName}/state`, { state: 'up' }));
   });
 
+  it('the inference management API: /v1/deployments, /v1/keys, /v1/usage, /v1/gateway/settings', async () => {
+    // Replicas of a deployment the fuzzer makes run `true` at most, and only once the node is back.
+    await send(json(t.operator, 'PUT', `/v1/nodes/${nodeName}/state`, { state: 'draining', reason: 'fuzzing' }));
+    const member = fc.oneof(fc.constantFrom('pharma', 'telecom', 'defense', 'nope', '__proto__'), oddValue);
+    const deployBody = fc.oneof(
+      fc.record(
+        {
+          member,
+          project: fc.oneof(fc.constantFrom('protein-folding', 'sensor-fusion', 'Bad'), oddValue),
+          model: fc.oneof(fc.constantFrom('m', 'org/model:7b@v1', '-bad', 'x'.repeat(129)), oddValue),
+          command: FIELDS.command.invalid,
+          gpus: fc.oneof(fc.constantFrom(1, 0, 100_001, 1e9), oddNumber),
+          min: fc.oneof(fc.constantFrom(1, 2, 0, 1001), oddNumber),
+          max: fc.oneof(fc.constantFrom(1, 3, 0, 1001), oddNumber),
+          accreditations: fc.oneof(fc.constantFrom(['public'], ['restricted', 'restricted'], [], ['secret']), oddValue),
+          zone: fc.oneof(fc.constantFrom(null, 'general', 'sovereign', 'Bad Zone'), oddValue),
+          reasoning: fc.oneof(fc.boolean(), oddValue),
+          scaleToZeroSeconds: fc.oneof(fc.constantFrom(null, 1, 0, 30 * 86_400 + 1), oddNumber),
+        },
+        { requiredKeys: [] },
+      ),
+      // Valid but for a field or two: commands are `true` only.
+      fc
+        .record({ model: fc.stringMatching(/^[a-z][a-z0-9]{0,8}$/), min: fc.integer({ min: 1, max: 3 }), max: oddValue })
+        .map((b) => ({ ...b, command: ['true'] })),
+      fc.jsonValue({ maxDepth: 2 }),
+    );
+    const scaleBody = fc.oneof(
+      fc.record(
+        {
+          min: fc.oneof(fc.integer({ min: 1, max: 3 }), oddValue),
+          max: fc.oneof(fc.integer({ min: 1, max: 3 }), oddValue),
+          scaleToZeroSeconds: fc.oneof(fc.constantFrom(null, 60), oddValue),
+        },
+        { requiredKeys: [] },
+      ),
+      fc.jsonValue({ maxDepth: 2 }),
+    );
+    const keyBody = fc.oneof(
+      fc.record(
+        {
+          name: oddValue,
+          member,
+          models: fc.oneof(fc.constantFrom(['*'], [], [''], Array(101).fill('m')), oddValue),
+          classification: fc.oneof(fc.constantFrom('public', 'internal', 'restricted', 'secret'), oddValue),
+          zones: fc.oneof(fc.constantFrom(null, ['general'], [], ['x'.repeat(65)]), oddValue),
+          ttlDays: fc.oneof(fc.constantFrom(null, 1, 0, 3651), oddNumber),
+          requestsPerMinute: fc.oneof(fc.constantFrom(null, 1, 0), oddNumber),
+          tokensPerMinute: oddNumber,
+          tokensPerDay: oddNumber,
+        },
+        { requiredKeys: [] },
+      ),
+      fc.jsonValue({ maxDepth: 2 }),
+    );
+    const settingsBody = fc.oneof(
+      fc.record({ member, logging: fc.oneof(fc.boolean(), oddValue) }, { requiredKeys: [] }),
+      fc.jsonValue({ maxDepth: 2 }),
+    );
+    const writer = fc.constantFrom(t.operator, padmin, alice, paud, defense);
+    const request = fc.oneof(
+      fc.tuple(writer, deployBody).map(([tok, b]) => json(tok, 'POST', '/v1/deployments', b)),
+      fc.tuple(writer, segment, scaleBody).map(([tok, s, b]) => json(tok, 'PATCH', `/v1/deployments/${s}`, b)),
+      fc.tuple(writer, segment, fc.constantFrom('GET', 'DELETE')).map(([tok, s, m]) => json(tok, m, `/v1/deployments/${s}`)),
+      fc.tuple(writer, keyBody).map(([tok, b]) => json(tok, 'POST', '/v1/keys', b)),
+      fc.tuple(writer, segment).map(([tok, s]) => json(tok, 'DELETE', `/v1/keys/${s}`)),
+      fc.tuple(writer, settingsBody).map(([tok, b]) => json(tok, 'PUT', '/v1/gateway/settings', b)),
+      fc
+        .tuple(
+          writer,
+          fc.constantFrom('/v1/deployments', '/v1/keys', '/v1/usage', '/v1/gateway/settings'),
+          fc.oneof(
+            queryString,
+            fc.constantFrom('?since=-1', '?since=1e400', '?until=x', '?member=telecom', '?member=', '?since=0&until=0'),
+          ),
+        )
+        .map(([tok, p, q]) => json(tok, 'GET', p + q)),
+    );
+    try {
+      await fc.assert(
+        fc.asyncProperty(request, async (r) => {
+          await send(r);
+        }),
+        { numRuns: RUNS },
+      );
+    } finally {
+      for (const d of (await t.call<{ deployments: { id: string }[] }>(t.operator, 'GET', '/v1/deployments')).body.deployments)
+        await send(json(t.operator, 'DELETE', `/v1/deployments/${d.id}`));
+      await send(json(t.operator, 'PUT', `/v1/nodes/${nodeName}/state`, { state: 'up' }));
+    }
+  });
+
   it('unknown routes, wrong methods, random headers and Authorization values', async () => {
     const path = fc.oneof(
       fc.constantFrom(

@@ -1,36 +1,20 @@
 // kill -9 of the server during a burst of submissions: after a restart every acknowledged job is
 // there, no GPU is held twice, and the processes the local executor started are found again.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
+import { killHard, operatorToken, spawnServer, type SpawnedServer } from './spawned.js';
 
-const root = new URL('../../', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'fabrik-kill9-'));
 const children: ChildProcess[] = [];
 
-async function up(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', `${root}src/cli/main.ts`, 'up', '--data', dir, '--port', '0', '--gpus', '4', '--cycle-seconds', '1'],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, FABRIK_LOG_LEVEL: 'warn' },
-    },
-  );
-  children.push(child);
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  child.stdout!.resume();
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const url = /listening on (\S+);/.exec(err)?.[1];
-    if (url) return { child, url };
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`fabrik up did not start:\n${err}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+async function up(): Promise<SpawnedServer> {
+  const s = await spawnServer(dir);
+  children.push(s.child);
+  return s;
 }
 
 afterAll(async () => {
@@ -41,7 +25,7 @@ afterAll(async () => {
 describe('kill -9 during a burst of submissions', () => {
   it('keeps every acknowledged job, holds no GPU twice, finds running processes again, and requeues a lost one', async () => {
     let server = await up();
-    const token = readFileSync(join(dir, 'operator-token'), 'utf8').trim();
+    const token = operatorToken(dir);
     const call = async (method: string, path: string, body?: unknown, key?: string) => {
       const res = await fetch(server.url + path, {
         method,
@@ -91,11 +75,9 @@ describe('kill -9 during a burst of submissions', () => {
     });
     while (acknowledged.length < 100 && alive > 0) await new Promise((r) => setTimeout(r, 20));
     expect(acknowledged.length).toBeGreaterThanOrEqual(100);
-    server.child.kill('SIGKILL');
+    await killHard(server);
     stop = true;
     await Promise.all(clients);
-    const killed = server.child;
-    if (killed.exitCode === null && killed.signalCode === null) await new Promise((r) => killed.once('exit', r));
 
     // While the server is down, one job's processes (its rank wrapper included, so nothing records
     // how they ended) vanish: it must come back as lost and requeued.
@@ -135,7 +117,7 @@ describe('kill -9 during a burst of submissions', () => {
 
   it('stops gracefully on SIGTERM: exit code 0, and its jobs keep running for the next start', async () => {
     const server = await up();
-    const token = readFileSync(join(dir, 'operator-token'), 'utf8').trim();
+    const token = operatorToken(dir);
     const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
     const r = await fetch(`${server.url}/v1/jobs`, {
       method: 'POST',

@@ -1,0 +1,46 @@
+// `fabrik up` as its own process, for what a test server in this process cannot show: kill -9.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('../../', import.meta.url).pathname;
+
+export interface SpawnedServer {
+  readonly child: ChildProcess;
+  readonly url: string;
+}
+
+/** Starts `fabrik up` on `dir` (4 GPUs, 1 s cycles) and resolves once it listens. */
+export async function spawnServer(dir: string): Promise<SpawnedServer> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', `${root}src/cli/main.ts`, 'up', '--data', dir, '--port', '0', '--gpus', '4', '--cycle-seconds', '1'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, FABRIK_LOG_LEVEL: 'warn' },
+    },
+  );
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  child.stdout!.resume();
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const url = /listening on (\S+);/.exec(err)?.[1];
+    if (url) return { child, url };
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`fabrik up did not start:\n${err}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** kill -9, and wait until it is gone. */
+export async function killHard(s: SpawnedServer): Promise<void> {
+  const c = s.child;
+  c.kill('SIGKILL');
+  if (c.exitCode === null && c.signalCode === null) await new Promise((r) => c.once('exit', r));
+}
+
+/** The operator token `fabrik up` wrote on its first start. */
+export const operatorToken = (dir: string) => readFileSync(join(dir, 'operator-token'), 'utf8').trim();

@@ -19,7 +19,7 @@ import { siteCommand, SiteImportError } from './site.js';
 import { StoreMigrationError, StoreUnavailableError, StoreUrlError } from '../store/index.js';
 import { submitCommand, SubmitUsageError } from './submit.js';
 import { upCommand } from './up.js';
-import { keysCommand, usageCommand } from './keys.js';
+import { gatewayCommand, keysCommand, usageCommand } from './keys.js';
 
 const DEFAULT_SITE = new URL('../../sites/se-factory.yaml', import.meta.url).pathname;
 const DEFAULT_CONSORTIUM = new URL('../../consortia/demo.yaml', import.meta.url).pathname;
@@ -84,6 +84,7 @@ program.addCommand(engineCommand());
 for (const c of deploymentCommands()) program.addCommand(c);
 program.addCommand(keysCommand());
 program.addCommand(usageCommand());
+program.addCommand(gatewayCommand());
 
 /** Errors in what a person typed or wrote (exit 2), or in reaching Fabrik, its store or Slurm (exit 1): a line, not a trace. */
 const USAGE_ERRORS = [

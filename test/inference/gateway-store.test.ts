@@ -1,5 +1,6 @@
 // The gateway's store on both engines: keys round-trip and revoke once; usage batches sum per
-// member, key and model within a time range; the logging setting upserts; logs are kept per member.
+// member, key and model within a time range; the logging setting upserts; logs are kept per member
+// and read newest first within a time range, bounded.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GatewayStore, type GatewayKey } from '../../src/inference/gateway/store.js';
 import { openStore, type KyselyStore } from '../../src/store/index.js';
@@ -85,6 +86,31 @@ forEachEngine('gateway store', (engine, location) => {
         { member: 'bank', keyId: 'k1', model: 'chat', at: 3, request: '"hi"', completion: 'hello' },
       ]);
       expect(await g.logs('pharma')).toEqual([]);
+    });
+
+    it("reads a member's logs newest first, within [since, until), at most limit", async () => {
+      const log = (member: string, at: number) => ({
+        member,
+        keyId: 'k1',
+        model: 'chat',
+        at,
+        request: JSON.stringify([{ role: 'user', content: `q${at}` }]),
+        completion: `a${at}`,
+      });
+      await g.addLogs([log('bank', 10.5), log('bank', 30.25), log('pharma', 25), log('bank', 20)]);
+      await g.addLogs([log('bank', 40)]);
+      const ats = async (o: Parameters<GatewayStore['logs']>[1]) => (await g.logs('bank', o)).map((l) => l.at);
+      expect(await ats({})).toEqual([40, 30.25, 20, 10.5]);
+      expect(await g.logs('bank', { limit: 1 })).toEqual([log('bank', 40)]);
+      expect(await ats({ since: 20 })).toEqual([40, 30.25, 20]);
+      expect(await ats({ until: 30.25 })).toEqual([20, 10.5]);
+      expect(await ats({ since: 11, until: 40, limit: 1 })).toEqual([30.25]);
+      expect(await ats({ since: 50 })).toEqual([]);
+      expect((await g.logs('pharma')).map((l) => l.completion)).toEqual(['a25']);
+      // The default bound is 100.
+      await g.addLogs(Array.from({ length: 120 }, (_, i) => log('invest', i)));
+      expect(await g.logs('invest')).toHaveLength(100);
+      expect((await g.logs('invest', { limit: 1000 })).at(-1)!.at).toBe(0);
     });
   });
 });

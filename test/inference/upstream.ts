@@ -1,5 +1,6 @@
 // A stand-in OpenAI-compatible engine for the gateway's tests: streams a fixed answer word by word,
-// counts the calls it got, and can be told to ignore max_tokens or to die mid-stream.
+// counts the calls it got, and can be told to ignore max_tokens, to die mid-stream, or to think
+// first (a reasoning model: `reasoning_content` before the answer, counted in completion tokens).
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -12,12 +13,16 @@ export interface FakeEngine {
   dieAfter: number | null;
   /** Answer 500 before any byte. */
   fail: boolean;
+  /** Words of reasoning (`reasoning_content`) before the answer; max tokens cover both, as in OpenAI's API. */
+  reasoning: number;
   close(): Promise<void>;
 }
 
 export const ANSWER = 'The quick brown fox jumps over the lazy dog and runs far away into the deep dark forest tonight'.split(
   ' ',
 );
+
+export const THOUGHT = 'Let me think about what the user asked and then answer in a short and clear way'.split(' ');
 
 export async function fakeEngine(o: { itlMs?: number } = {}): Promise<FakeEngine> {
   const itl = o.itlMs ?? 1;
@@ -29,6 +34,7 @@ export async function fakeEngine(o: { itlMs?: number } = {}): Promise<FakeEngine
     ignoreMaxTokens: false,
     dieAfter: null,
     fail: false,
+    reasoning: 0,
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
@@ -66,34 +72,43 @@ export async function fakeEngine(o: { itlMs?: number } = {}): Promise<FakeEngine
       );
     }
     const max = engine.ignoreMaxTokens ? Infinity : ((body.max_completion_tokens ?? body.max_tokens ?? Infinity) as number);
-    const words = ANSWER.slice(0, Math.min(ANSWER.length, max));
+    const thought = Array.from({ length: Math.min(engine.reasoning, max) }, (_, i) => THOUGHT[i % THOUGHT.length]);
+    const words = ANSWER.slice(0, Math.max(0, Math.min(ANSWER.length, max - thought.length)));
     const chat = path === '/v1/chat/completions';
     const usage = {
       prompt_tokens: 7,
-      completion_tokens: words.length,
-      total_tokens: 7 + words.length,
-      completion_tokens_details: { reasoning_tokens: 0 },
+      completion_tokens: thought.length + words.length,
+      total_tokens: 7 + thought.length + words.length,
+      completion_tokens_details: { reasoning_tokens: thought.length },
     };
     const id = 'cmpl-1';
     if (!body.stream) {
       res.writeHead(200, { 'content-type': 'application/json' });
       const text = words.join(' ');
-      const choice = chat
-        ? { index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }
-        : { index: 0, text, finish_reason: 'stop' };
+      const message = thought.length
+        ? { role: 'assistant', content: text, reasoning_content: thought.join(' ') }
+        : { role: 'assistant', content: text };
+      const choice = chat ? { index: 0, message, finish_reason: 'stop' } : { index: 0, text, finish_reason: 'stop' };
       return res.end(
         JSON.stringify({ id, object: chat ? 'chat.completion' : 'text_completion', created: 1, model, choices: [choice], usage }),
       );
     }
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     const object = chat ? 'chat.completion.chunk' : 'text_completion';
-    for (let i = 0; i < words.length; i++) {
+    // Reasoning first (chat only, as engines send it), then the answer; dieAfter counts both.
+    const deltas: { content?: string; reasoning_content?: string }[] = [
+      ...(chat ? thought.map((w, i) => ({ reasoning_content: (i ? ' ' : '') + w })) : []),
+      ...words.map((w, i) => ({ content: (i ? ' ' : '') + w })),
+    ];
+    for (let i = 0; i < deltas.length; i++) {
       if (engine.dieAfter !== null && i >= engine.dieAfter) {
         res.socket?.destroy();
         return;
       }
-      const t = (i ? ' ' : '') + words[i];
-      const choice = chat ? { index: 0, delta: { content: t }, finish_reason: null } : { index: 0, text: t, finish_reason: null };
+      const d = deltas[i];
+      const choice = chat
+        ? { index: 0, delta: d, finish_reason: null }
+        : { index: 0, text: d.content ?? '', finish_reason: null };
       res.write(`data: ${JSON.stringify({ id, object, created: 1, model, choices: [choice] })}\n\n`);
       await new Promise((r) => setTimeout(r, itl));
       if (res.destroyed) return;

@@ -109,7 +109,10 @@ export class Gateway {
   private meter = new Map<string, { member: string; keyId: string; model: string; m: Meter }>();
   private logs: LogRow[] = [];
   private readonly logging = new Set<string>();
+  /** Counts setLogging calls: a re-read that overlapped one is older than it and is dropped. */
+  private loggingChanges = 0;
   private timer: NodeJS.Timeout | null = null;
+  private loggingTimer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> = Promise.resolve();
 
   constructor(
@@ -140,14 +143,31 @@ export class Gateway {
       const k = await this.store.key(u.keyId);
       if (k) this.limitsOfKey(k).day.roll(now).used += used;
     }
-    for (const m of await this.store.loggingMembers()) this.logging.add(m);
+    await this.readLogging();
     this.timer = setInterval(() => void this.flush(), this.config.flushSeconds * 1000);
     this.timer.unref();
+    // Another server replica may turn a member's logging on or off: it holds here within as long
+    // as a revoked key may still be cached.
+    this.loggingTimer = setInterval(
+      () => void this.readLogging().catch((err: unknown) => this.log.warn({ err }, 'gateway logging settings not read')),
+      KEY_CACHE_SECONDS * 1000,
+    );
+    this.loggingTimer.unref();
+  }
+
+  /** The members that keep their prompts, as the store says. */
+  private async readLogging(): Promise<void> {
+    const changes = this.loggingChanges;
+    const members = await this.store.loggingMembers();
+    if (changes !== this.loggingChanges) return;
+    this.logging.clear();
+    for (const m of members) this.logging.add(m);
   }
 
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    if (this.loggingTimer) clearInterval(this.loggingTimer);
+    this.timer = this.loggingTimer = null;
     await this.flush();
     this.agent.destroy();
   }
@@ -192,6 +212,7 @@ export class Gateway {
   }
 
   setLogging(member: string, on: boolean): void {
+    this.loggingChanges++;
     if (on) this.logging.add(member);
     else this.logging.delete(member);
   }
@@ -343,13 +364,26 @@ export class Gateway {
         { 'x-should-retry': 'false' },
       );
     }
+    if (tokLimit <= prompt) {
+      // Never fits in a minute: waiting does not help, so the client is told not to retry.
+      res.setHeader('x-ratelimit-remaining-requests', String(reqLeft === Infinity ? 'unlimited' : reqLeft));
+      res.setHeader('x-ratelimit-remaining-tokens', String(tokLeft));
+      throw new GatewayError(
+        429,
+        'tokens',
+        'rate_limit_exceeded',
+        `Request too large: its prompt is ${prompt} tokens, more than the ${tokLimit} tokens per minute of this key or member ${key.member}; send a shorter one.`,
+        null,
+        { 'x-should-retry': 'false' },
+      );
+    }
     if (reqLeft < 1 || tokLeft <= prompt) {
       const wait = Math.ceil(kl.requests.reset(now));
       res.setHeader('x-ratelimit-remaining-requests', String(reqLeft === Infinity ? 'unlimited' : reqLeft));
       res.setHeader('x-ratelimit-remaining-tokens', String(tokLeft === Infinity ? 'unlimited' : tokLeft));
       throw new GatewayError(
         429,
-        'requests',
+        reqLeft < 1 ? 'requests' : 'tokens',
         'rate_limit_exceeded',
         `Rate limit reached: ${reqLeft < 1 ? 'requests' : 'tokens'} per minute of this key or member ${key.member}; try again in ${wait}s.`,
         null,
@@ -384,8 +418,13 @@ export class Gateway {
     if (endpoint !== 'embeddings') {
       // Exact usage from the engine when it gives it; the gateway counts as well, for cut streams.
       if (p.stream) b.stream_options = { ...(p.body.stream_options as object | undefined), include_usage: true };
-      if (capTokens !== null || (reasoning && p.maxTokens === null)) {
-        const cap = capTokens ?? this.config.reasoningMaxTokens;
+      // A chat request that names no cap gets the worst case it reserved, so the engine stops
+      // there (finish_reason "length") instead of the gateway cutting the stream as if the budget
+      // had run out, and a whole answer cannot outgrow its reservation. Completions keep the
+      // engine's own default (16 in OpenAI's API and vLLM), unless the model reasons.
+      const unnamed = p.maxTokens === null && (reasoning || endpoint === 'chat');
+      if (capTokens !== null || unnamed) {
+        const cap = capTokens ?? (reasoning ? this.config.reasoningMaxTokens : this.config.defaultMaxTokens);
         if (endpoint === 'chat') {
           b.max_completion_tokens = cap;
           delete b.max_tokens;
@@ -635,22 +674,19 @@ export class Gateway {
           if (j.usage) usage = j.usage;
           const choices = j.choices ?? [];
           let n = 0;
+          let thought = 0;
+          let said = '';
           for (const c of choices) {
             const d = c.delta;
             const t = d ? (d.content ?? '') : (c.text ?? '');
             const rt = d ? (d.reasoning_content ?? d.reasoning ?? '') : '';
             if (t) n += countTokens(t);
-            if (rt) {
-              const k = countTokens(rt);
-              reasoning += k;
-              n += k;
-            }
-            if (logging) text += t;
+            if (rt) thought += countTokens(rt);
+            said += t;
           }
-          completion += n;
-          if (completion > allowance) {
-            // The tokens of this event are past the budget: it is not passed on.
-            completion -= n;
+          n += thought;
+          if (completion + n > allowance) {
+            // The tokens of this event are past the budget: it is not passed on, counted or kept.
             if (out) res.write(out);
             return finish({
               message: `The token budget ran out after ${completion} completion tokens; the stream was cut.`,
@@ -658,6 +694,9 @@ export class Gateway {
               code: 'insufficient_quota',
             });
           }
+          completion += n;
+          reasoning += thought;
+          if (logging) text += said;
           // The client did not ask for usage: the usage-only chunk the gateway asked for is not its business.
           if (!p.includeUsage && j.usage && choices.length === 0) continue;
           out += event;

@@ -154,6 +154,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
   await gateway.start();
   app.addHook('onClose', () => gateway.close());
   const members = new Set(ctx.consortium.members.map((m) => m.id));
+  const zoneOf = new Map(ctx.consortium.members.map((m) => [m.id, m.zone]));
   app.addConstraintStrategy(gatewayKeyConstraint);
 
   await app.register(async (scope) => {
@@ -212,6 +213,10 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
       if (!MANAGERS.has(p.role)) throw forbidden(`a ${p.role} may not manage gateway keys`);
       const b = req.body;
       const member = memberOf(p, b.member, members, 'body.member');
+      // A member bound to a zone is served there only: a key for other zones could never be used.
+      const zone = zoneOf.get(member) ?? null;
+      if (zone !== null && b.zones !== null && !b.zones.includes(zone))
+        throw new ApiError(400, 'VALIDATION_FAILED', `member ${member} is served in zone ${zone} only`, 'body.zones');
       const { key, secret } = newKey({
         name: b.name,
         member,
@@ -353,5 +358,67 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
       return { member, logging: req.body.logging };
     },
   );
+
+  const LogView = z.object({
+    keyId: z.string(),
+    model: z.string(),
+    at: z.string(),
+    /** The request's messages (chat), prompt (completions) or input (embeddings), as sent. */
+    request: z.unknown(),
+    completion: z.string(),
+  });
+  r.get(
+    '/v1/gateway/logs',
+    {
+      schema: {
+        summary:
+          'The prompts and completions the gateway kept for your member (while its logging is on), newest first; member admins only; each read is audited.',
+        querystring: z.strictObject({
+          member: z.string().max(64).optional(),
+          since: z.coerce.number().min(0).optional(),
+          until: z.coerce.number().min(0).optional(),
+          limit: z.coerce.number().int().min(1).max(1000).default(100),
+        }),
+        response: { 200: z.object({ member: z.string(), logs: z.array(LogView) }) },
+      },
+    },
+    async (req) => {
+      const p = req.principal;
+      // The member's own record of what its people asked: not the operators'.
+      if (p.role !== 'member-admin' || p.member === null) throw forbidden("only the member's admins read its prompts");
+      const { since, until, limit } = req.query;
+      if (req.query.member !== undefined && req.query.member !== p.member) throw notFound(`member ${req.query.member}`);
+      const member = p.member;
+      // What is still in memory counts too.
+      await gateway.flush();
+      const rows = await store.logs(member, { since, until, limit });
+      await ctx.audit.append({
+        kind: 'gateway.logs.read',
+        actor: p.user,
+        member,
+        subject: member,
+        data: { since: since ?? null, until: until ?? null, limit, count: rows.length },
+      });
+      return {
+        member,
+        logs: rows.map((l) => ({
+          keyId: l.keyId,
+          model: l.model,
+          at: isoTime(l.at),
+          request: parseJson(l.request),
+          completion: l.completion,
+        })),
+      };
+    },
+  );
   return gateway;
+}
+
+/** A kept request as it was sent; text that is not JSON (never written so) as text. */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }

@@ -201,13 +201,14 @@ export class GatewayStore {
       .execute();
   }
 
-  async logs(member: string, limit = 100): Promise<LogRow[]> {
-    const rows = await this.db
-      .selectFrom('gateway_logs')
-      .selectAll()
-      .where('member', '=', member)
+  /** The member's kept prompts and completions with `since` <= at < `until`, newest first, at most `limit`. */
+  async logs(member: string, o: { since?: number; until?: number; limit?: number } = {}): Promise<LogRow[]> {
+    let q = this.db.selectFrom('gateway_logs').selectAll().where('member', '=', member);
+    if (o.since !== undefined) q = q.where('at', '>=', o.since);
+    if (o.until !== undefined) q = q.where('at', '<', o.until);
+    const rows = await q
       .orderBy('at', 'desc')
-      .limit(limit)
+      .limit(o.limit ?? 100)
       .execute();
     return rows.map((r) => ({
       member: r.member,

@@ -71,6 +71,7 @@ export function deploymentCommands(): Command[] {
     .option('--json', 'JSON for scripts')
     .argument('<command...>', 'the engine command, after --')
     .action(async (argv: string[], o) => {
+      if (o.max !== undefined && o.max < o.min) deploy.error(`error: --max (${o.max}) is below --min (${o.min}).`);
       // Replicas run in their job's folder: a program named by a relative path (bin/fabrik) is
       // made absolute here, where the user typed it, as sbatch resolves its script at submission.
       const command = argv[0].includes('/') && !isAbsolute(argv[0]) ? [resolve(argv[0]), ...argv.slice(1)] : argv;
@@ -137,7 +138,9 @@ export function deploymentCommands(): Command[] {
     .option('--max <n>', 'most replicas', int('--max', 1))
     .option('--scale-to-zero <seconds|off>', 'idle seconds before scaling to zero, or off', idleSeconds)
     .option('--json', 'JSON for scripts')
-    .action(async (id: string, o) => {
+    .action(async (id: string, o, cmd: Command) => {
+      if (o.min !== undefined && o.max !== undefined && o.max < o.min)
+        cmd.error(`error: --max (${o.max}) is below --min (${o.min}).`);
       const d = await client().request<DeploymentView>('PATCH', `/v1/deployments/${encodeURIComponent(id)}`, {
         ...(o.min !== undefined ? { min: o.min } : {}),
         ...(o.max !== undefined ? { max: o.max } : {}),

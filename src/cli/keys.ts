@@ -1,8 +1,10 @@
 // `fabrik keys`: the gateway's API keys for the OpenAI API (create: the secret is shown once; list;
-// revoke), made with a control-plane token like every other CLI command.
+// revoke), made with a control-plane token like every other CLI command. `fabrik usage`: what the
+// gateway metered. `fabrik gateway logging` and `fabrik gateway logs`: whether the member's prompts
+// and completions are kept, and reading them (member admins).
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { table } from './table.js';
-import { client, commaList } from './output.js';
+import { client, commaList, json, print } from './output.js';
 
 interface KeyView {
   id: string;
@@ -93,16 +95,19 @@ export function keysCommand(): Command {
   return keys;
 }
 
+/** An ISO 8601 time as the API's seconds since the epoch. */
+function seconds(v: string): number {
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new InvalidArgumentError(`'${v}' is not a date (ISO 8601)`);
+  return t / 1000;
+}
+
 /** `fabrik usage`: the tokens the gateway metered, per member, key and model. */
 export function usageCommand(): Command {
   return new Command('usage')
     .description('tokens the gateway metered per member, key and model (yours; everyone for operators)')
     .option('--member <id>', 'one member (operators)')
-    .option('--since <date>', 'from this time (ISO 8601; default: the start of the UTC day)', (v: string) => {
-      const t = Date.parse(v);
-      if (Number.isNaN(t)) throw new InvalidArgumentError(`'${v}' is not a date (ISO 8601)`);
-      return t / 1000;
-    })
+    .option('--since <date>', 'from this time (ISO 8601; default: the start of the UTC day)', seconds)
     .option('--json', 'JSON for scripts')
     .action(async (o) => {
       const q = new URLSearchParams();
@@ -129,4 +134,87 @@ export function usageCommand(): Command {
         ).join('\n'),
       );
     });
+}
+
+interface LogView {
+  keyId: string;
+  model: string;
+  at: string;
+  request: unknown;
+  completion: string;
+}
+
+/** One line of a table: whitespace folded, at most `n` characters. */
+function clip(text: string, n: number): string {
+  const t = text.replace(/\s+/g, ' ').trim();
+  return t.length > n ? t.slice(0, n - 1) + '…' : t;
+}
+
+/** What a kept request asked: a chat's last message, a prompt, or the JSON of anything else. */
+function asked(request: unknown): string {
+  if (typeof request === 'string') return request;
+  if (Array.isArray(request)) {
+    const last = request.at(-1) as { content?: unknown } | undefined;
+    if (typeof last?.content === 'string') return last.content;
+    if (request.every((x) => typeof x === 'string')) return request.join(' ');
+  }
+  return JSON.stringify(request);
+}
+
+/** `fabrik gateway logging [on|off]` and `fabrik gateway logs`: the member's kept prompts and completions. */
+export function gatewayCommand(): Command {
+  const gateway = new Command('gateway').description(
+    "the OpenAI gateway's keeping of your member's prompts and completions: turn it on or off, read what was kept",
+  );
+  gateway
+    .command('logging')
+    .description('show whether prompts and completions are kept, or turn it on or off (member admins)')
+    .argument('[state]', 'on or off', (v: string) => {
+      if (v !== 'on' && v !== 'off') throw new InvalidArgumentError(`'${v}' is not on or off`);
+      return v;
+    })
+    .option('--member <id>', 'the member (operators may look, not change)')
+    .option('--json', 'JSON for scripts')
+    .action(async (state: 'on' | 'off' | undefined, o) => {
+      const r =
+        state === undefined
+          ? await client().request<{ member: string; logging: boolean }>(
+              'GET',
+              `/v1/gateway/settings${o.member ? `?${new URLSearchParams({ member: o.member })}` : ''}`,
+            )
+          : await client().request<{ member: string; logging: boolean }>('PUT', '/v1/gateway/settings', {
+              ...(o.member ? { member: o.member } : {}),
+              logging: state === 'on',
+            });
+      if (o.json) return json(r);
+      console.log(
+        `logging ${r.logging ? 'on' : 'off'} for ${r.member}: ${r.logging ? 'prompts and completions are kept' : 'prompts and completions are not kept'}`,
+      );
+    });
+  gateway
+    .command('logs')
+    .description('the prompts and completions kept for your member, newest first (member admins; each read is audited)')
+    .option('--since <date>', 'from this time (ISO 8601)', seconds)
+    .option('--until <date>', 'before this time (ISO 8601)', seconds)
+    .option('--limit <n>', 'at most this many (1 to 1000)', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 1000) throw new InvalidArgumentError(`--limit must be 1 to 1000, got '${v}'`);
+      return n;
+    })
+    .option('--json', 'JSON for scripts')
+    .action(async (o) => {
+      const q = new URLSearchParams();
+      if (o.since !== undefined) q.set('since', String(o.since));
+      if (o.until !== undefined) q.set('until', String(o.until));
+      if (o.limit !== undefined) q.set('limit', String(o.limit));
+      const r = await client().request<{ member: string; logs: LogView[] }>('GET', `/v1/gateway/logs${q.size ? `?${q}` : ''}`);
+      if (o.json) return json(r.logs);
+      print(
+        table(
+          ['TIME', 'KEY', 'MODEL', 'REQUEST', 'COMPLETION'],
+          r.logs.map((l) => [l.at, l.keyId, l.model, clip(asked(l.request), 60), clip(l.completion, 60)]),
+        ),
+      );
+    });
+  return gateway;
 }

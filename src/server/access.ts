@@ -24,8 +24,12 @@
 //   breakglass.manage —        own member      —                 —
 //   deployment.manage any member own member    own member        —
 //   deployment.read all        own member      own member        own member (all if consortium-wide)
+//   gateway.key.manage any member own member   own member²       —
+//   gateway.logging —          own member      —                 —   (whether its prompts are kept)
+//   gateway.logs.read —        own member      —                 —   (the prompts themselves)
 //
 // ¹ a member admin hands out member-admin, researcher and auditor tokens of its own member only.
+// ² a researcher revokes only the gateway keys they created.
 import type { Role } from '../api/contract.js';
 import type { Principal } from './auth.js';
 import { forbidden, notFound } from './errors.js';
@@ -52,7 +56,10 @@ export type Action =
   | 'approval.approve'
   | 'breakglass.manage'
   | 'deployment.manage'
-  | 'deployment.read';
+  | 'deployment.read'
+  | 'gateway.key.manage'
+  | 'gateway.logging'
+  | 'gateway.logs.read';
 
 const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'job.submit': ['operator', 'member-admin', 'researcher'],
@@ -77,6 +84,9 @@ const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'breakglass.manage': ['member-admin'],
   'deployment.manage': ['operator', 'member-admin', 'researcher'],
   'deployment.read': ['operator', 'member-admin', 'researcher', 'auditor'],
+  'gateway.key.manage': ['operator', 'member-admin', 'researcher'],
+  'gateway.logging': ['member-admin'],
+  'gateway.logs.read': ['member-admin'],
 };
 
 /** Whether the principal sees the member's objects at all. */
@@ -107,6 +117,9 @@ const DOING: Readonly<Record<Action, string>> = {
   'breakglass.manage': 'change the break-glass setting',
   'deployment.manage': 'manage deployments',
   'deployment.read': 'read deployments',
+  'gateway.key.manage': 'manage gateway keys',
+  'gateway.logging': "decide whether a member's prompts are kept",
+  'gateway.logs.read': "read a member's kept prompts",
 };
 
 /** Throws 403 if the role may never do this. */
@@ -123,4 +136,6 @@ export function authorize(p: Principal, action: Action, object: { member: string
   requireRole(p, action);
   if (action === 'job.cancel' && p.role === 'researcher' && object.user !== p.user)
     throw forbidden('a researcher may cancel only their own jobs');
+  if (action === 'gateway.key.manage' && p.role === 'researcher' && object.user !== p.user)
+    throw forbidden('a researcher may revoke only their own keys');
 }

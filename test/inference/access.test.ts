@@ -1,5 +1,5 @@
 // The authorization matrix of the inference management API (deployments, gateway keys, usage,
-// the prompt-keeping setting): every endpoint × every role × an object of the asker's own member
+// the prompt-keeping setting and the kept prompts): every endpoint × every role × an object of the asker's own member
 // and one of another member, against the access rules (src/server/access.ts for deployments, the
 // gateway's own in src/inference/gateway/routes.ts: copied below, so a change there has to be
 // made here too). Another member's objects do not exist for you (404), a member named in the
@@ -12,7 +12,14 @@ import type { KyselyStore } from '../../src/store/index.js';
 import { testServer, type TestServer } from '../server/helpers.js';
 
 type Action =
-  'deployment.manage' | 'deployment.read' | 'key.manage' | 'key.revoke' | 'usage.read' | 'logging.read' | 'logging.manage';
+  | 'logs.read'
+  | 'deployment.manage'
+  | 'deployment.read'
+  | 'key.manage'
+  | 'key.revoke'
+  | 'usage.read'
+  | 'logging.read'
+  | 'logging.manage';
 /** all: every member's; member: the asker's member's (everyone's for an asker of no member);
  * own: only what the asker made; none: never. */
 type Scope = 'all' | 'member' | 'own' | 'none';
@@ -27,6 +34,8 @@ const TABLE: Record<Action, Record<Role, Scope>> = {
   'logging.read': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'member' },
   // Whether a member's prompts are kept is the member's own decision: not even an operator's.
   'logging.manage': { operator: 'none', 'member-admin': 'member', researcher: 'none', auditor: 'none' },
+  // The kept prompts themselves: the member's admins only.
+  'logs.read': { operator: 'none', 'member-admin': 'member', researcher: 'none', auditor: 'none' },
 };
 
 const OWN = 'pharma';
@@ -215,6 +224,14 @@ const ROWS: readonly Row[] = [
     ok: 200,
     request: async (w) => ({ method: 'PUT', path: '/v1/gateway/settings', body: { member: memberOf(w), logging: false } }),
     check: (body, _a, w) => expect(body).toEqual({ member: memberOf(w), logging: false }),
+  },
+  {
+    endpoint: 'GET /v1/gateway/logs?member=',
+    action: 'logs.read',
+    object: true,
+    ok: 200,
+    request: async (w) => ({ method: 'GET', path: `/v1/gateway/logs?member=${memberOf(w)}` }),
+    check: (body, _a, w) => expect(body).toEqual({ member: memberOf(w), logs: [] }),
   },
 ];
 

@@ -69,6 +69,7 @@ beforeEach(() => {
     e.ignoreMaxTokens = false;
     e.dieAfter = null;
     e.fail = false;
+    e.omitUsage = false;
   }
 });
 
@@ -127,6 +128,24 @@ describe('the OpenAI API', () => {
     const bank = await t.token('bank', 'member-admin', 'bob');
     const ub = await t.call<{ usage: { member: string }[] }>(bank, 'GET', '/v1/usage');
     expect(ub.body.usage.every((x) => x.member === 'bank')).toBe(true);
+  });
+
+  it('counts the tokens itself when the engine reports no usage: every choice of n, apart', async () => {
+    for (const e of [a1, a2]) e.omitUsage = true;
+    const secret = await key({ models: ['chat'], name: 'counting' });
+    const r = await client(secret).chat.completions.create({
+      model: 'chat',
+      messages: [{ role: 'user', content: 'one two' }],
+      max_tokens: 3,
+      n: 2,
+    });
+    expect(r.choices.map((c) => c.message.content)).toEqual(['The quick brown', 'The quick brown']);
+    expect(r.usage).toBeUndefined();
+    const keys = await t.call<{ keys: { id: string; prefix: string }[] }>(pharmaAdmin, 'GET', '/v1/keys');
+    const id = keys.body.keys.find((k) => secret.startsWith(k.prefix))!.id;
+    const u = await t.call<{ usage: { keyId: string; completionTokens: number }[] }>(pharmaAdmin, 'GET', '/v1/usage');
+    // 3 words a choice: 6, not 5 as "brownThe" would count joined.
+    expect(u.body.usage.find((x) => x.keyId === id)).toMatchObject({ completionTokens: 6 });
   });
 
   it('refuses in the OpenAI error shape: no key, revoked key, unknown model, bad input', async () => {

@@ -15,6 +15,8 @@ export interface FakeEngine {
   fail: boolean;
   /** Words of reasoning (`reasoning_content`) before the answer; max tokens cover both, as in OpenAI's API. */
   reasoning: number;
+  /** Leave `usage` out of whole answers (engines that do not count: the gateway counts itself). */
+  omitUsage: boolean;
   close(): Promise<void>;
 }
 
@@ -35,6 +37,7 @@ export async function fakeEngine(o: { itlMs?: number } = {}): Promise<FakeEngine
     dieAfter: null,
     fail: false,
     reasoning: 0,
+    omitUsage: false,
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
@@ -88,10 +91,12 @@ export async function fakeEngine(o: { itlMs?: number } = {}): Promise<FakeEngine
       const message = thought.length
         ? { role: 'assistant', content: text, reasoning_content: thought.join(' ') }
         : { role: 'assistant', content: text };
-      const choice = chat ? { index: 0, message, finish_reason: 'stop' } : { index: 0, text, finish_reason: 'stop' };
-      return res.end(
-        JSON.stringify({ id, object: chat ? 'chat.completion' : 'text_completion', created: 1, model, choices: [choice], usage }),
+      // n choices, all alike.
+      const choices = Array.from({ length: (body.n as number | undefined) ?? 1 }, (_, index) =>
+        chat ? { index, message, finish_reason: 'stop' } : { index, text, finish_reason: 'stop' },
       );
+      const object = chat ? 'chat.completion' : 'text_completion';
+      return res.end(JSON.stringify({ id, object, created: 1, model, choices, ...(engine.omitUsage ? {} : { usage }) }));
     }
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     const object = chat ? 'chat.completion.chunk' : 'text_completion';

@@ -569,17 +569,20 @@ export class Gateway {
         if (upstream.statusCode === 200) {
           try {
             const j = JSON.parse(buf.toString()) as Answer;
-            for (const c of j.choices ?? []) text += c.message?.content ?? c.text ?? '';
+            // Choices counted one by one: joined, the last word of one and the first of the next would count as one.
+            let counted = 0;
+            for (const c of j.choices ?? []) {
+              const t = c.message?.content ?? c.text ?? '';
+              text += t;
+              counted += countTokens(t);
+              reasoning += countTokens(c.message?.reasoning_content ?? '');
+            }
             const u = j.usage;
             if (u && typeof u.prompt_tokens === 'number') {
               prompt = u.prompt_tokens;
               completion = u.completion_tokens ?? 0;
               reasoning = u.completion_tokens_details?.reasoning_tokens ?? 0;
-            } else {
-              completion = countTokens(text);
-              for (const c of j.choices ?? []) reasoning += countTokens(c.message?.reasoning_content ?? '');
-              completion += reasoning;
-            }
+            } else completion = counted + reasoning;
           } catch {
             /* not JSON: passed on as is, only the prompt is counted */
           }

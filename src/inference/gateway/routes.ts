@@ -12,6 +12,7 @@ import { CLASSIFICATIONS } from '../../governance/model.js';
 import { KyselyStore } from '../../store/index.js';
 import type { ServerContext } from '../../server/context.js';
 import type { Principal } from '../../server/auth.js';
+import { authorize, requireRole } from '../../server/access.js';
 import { ApiError, forbidden, notFound } from '../../server/errors.js';
 import { GatewayError, errorBody } from './errors.js';
 import { DEFAULT_GATEWAY, Gateway, KEY_PREFIX, newKey, type Endpoint, type GatewayConfig } from './gateway.js';
@@ -68,7 +69,6 @@ const UsageView = z.object({
   reasoningTokens: z.number(),
 });
 
-const MANAGERS = new Set(['operator', 'member-admin', 'researcher']);
 
 /** The member a principal acts for: its own, or the one an operator names. */
 function memberOf(p: Principal, named: string | null | undefined, members: ReadonlySet<string>, field: string): string {
@@ -210,7 +210,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
     },
     async (req, reply) => {
       const p = req.principal;
-      if (!MANAGERS.has(p.role)) throw forbidden(`a ${p.role} may not manage gateway keys`);
+      requireRole(p, 'gateway.key.manage');
       const b = req.body;
       const member = memberOf(p, b.member, members, 'body.member');
       // A member bound to a zone is served there only: a key for other zones could never be used.
@@ -257,7 +257,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
     },
     async (req) => {
       const p = req.principal;
-      if (!MANAGERS.has(p.role)) throw forbidden(`a ${p.role} may not manage gateway keys`);
+      requireRole(p, 'gateway.key.manage');
       return { keys: (await store.keys(p.member)).map(keyView) };
     },
   );
@@ -274,9 +274,8 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
     async (req) => {
       const p = req.principal;
       const k = await store.key(req.params.id);
-      if (!k || (p.member !== null && k.member !== p.member)) throw notFound(`key ${req.params.id}`);
-      if (!MANAGERS.has(p.role)) throw forbidden(`a ${p.role} may not manage gateway keys`);
-      if (p.role === 'researcher' && k.user !== p.user) throw forbidden('a researcher may revoke only their own keys');
+      if (!k) throw notFound(`key ${req.params.id}`);
+      authorize(p, 'gateway.key.manage', { member: k.member, user: k.user, what: `key ${req.params.id}` });
       if (await store.revokeKey(k.id, ctx.now())) {
         gateway.forgetKey(k.id);
         await ctx.audit.append({
@@ -344,7 +343,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
     async (req) => {
       const p = req.principal;
       // The member's own decision: operators cannot turn on the keeping of a member's prompts.
-      if (p.role !== 'member-admin') throw forbidden("only the member's admins decide whether its prompts are kept");
+      requireRole(p, 'gateway.logging');
       const member = memberOf(p, req.body.member, members, 'body.member');
       await store.setLogging(member, req.body.logging, p.user, ctx.now());
       gateway.setLogging(member, req.body.logging);
@@ -385,10 +384,13 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
     async (req) => {
       const p = req.principal;
       // The member's own record of what its people asked: not the operators'.
-      if (p.role !== 'member-admin' || p.member === null) throw forbidden("only the member's admins read its prompts");
-      const { since, until, limit } = req.query;
-      if (req.query.member !== undefined && req.query.member !== p.member) throw notFound(`member ${req.query.member}`);
+      // Another member's logs do not exist for you (404), whatever your role.
+      if (p.member !== null && req.query.member !== undefined && req.query.member !== p.member)
+        throw notFound(`member ${req.query.member}`);
+      requireRole(p, 'gateway.logs.read');
       const member = p.member;
+      if (member === null) throw forbidden("only the member's admins read its prompts");
+      const { since, until, limit } = req.query;
       // What is still in memory counts too.
       await gateway.flush();
       const rows = await store.logs(member, { since, until, limit });

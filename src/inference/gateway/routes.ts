@@ -69,7 +69,6 @@ const UsageView = z.object({
   reasoningTokens: z.number(),
 });
 
-
 /** The member a principal acts for: its own, or the one an operator names. */
 function memberOf(p: Principal, named: string | null | undefined, members: ReadonlySet<string>, field: string): string {
   if (p.member !== null) {

@@ -110,7 +110,9 @@ try {
     process.exit(2);
   }
   if (e instanceof ApiRequestError) {
-    console.error(`fabrik: ${e.message}${e.field ? ` (${e.field})` : ''} [${e.code}]`);
+    // Validation messages already start with the field they are about: named once.
+    const field = e.field && !e.message.startsWith(e.field) ? ` (${e.field})` : '';
+    console.error(`fabrik: ${e.message}${field} [${e.code}]`);
     process.exit(1);
   }
   if ([...REACH_ERRORS, ...FAILED_CHECKS].some((kind) => e instanceof kind)) {

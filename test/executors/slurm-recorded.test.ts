@@ -265,10 +265,10 @@ describe('slurm executor against recorded slurmrestd answers', () => {
     const { ex } = open({ nodeMap: { 'dgx-a01': 'node1' } });
     const gpus = [0, 1, 2, 3, 4, 5, 6, 7];
     expect(ex.nodes()).toEqual([
-      { name: 'dgx-a01', gpus, domain: 'slurm', zone: 'general' },
-      { name: 'node2', gpus, domain: 'slurm', zone: 'general' },
-      { name: 'node3', gpus, domain: 'slurm', zone: 'general' },
-      { name: 'node4', gpus, domain: 'slurm', zone: 'general' },
+      { name: 'dgx-a01', gpus, domain: 'slurm', zone: 'general', address: '127.0.0.1' },
+      { name: 'node2', gpus, domain: 'slurm', zone: 'general', address: '127.0.0.1' },
+      { name: 'node3', gpus, domain: 'slurm', zone: 'general', address: '127.0.0.1' },
+      { name: 'node4', gpus, domain: 'slurm', zone: 'general', address: '127.0.0.1' },
     ]);
   });
 

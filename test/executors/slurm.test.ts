@@ -88,6 +88,8 @@ describe.skipIf(!slurmNodes)('slurm', () => {
       gpus: [0, 1, 2, 3, 4, 5, 6, 7],
       domain: 'slurm',
       zone: 'general',
+      // NodeAddr: where the server reaches services on it (a deployment's replicas).
+      address: '127.0.0.1',
     });
   });
 

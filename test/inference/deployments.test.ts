@@ -135,6 +135,13 @@ describe('deployments on the local executor', () => {
     t.server.deployments.load(first.id, 7, 1000); // 7 in flight at 2 per replica: 4, capped at max 2
     const two = await t.waitFor('two healthy replicas', healthy(2));
     expect(two.target).toBe(2);
+    // What an operator graphs: wanted, ready, and the load it scaled on.
+    const metrics = String((await t.call(t.operator, 'GET', '/metrics')).body);
+    const series = '{member="pharma",model="tiny"}';
+    expect(metrics).toContain(`fabrik_deployment_target_replicas${series} 2`);
+    expect(metrics).toContain(`fabrik_deployment_ready_replicas${series} 2`);
+    expect(metrics).toContain(`fabrik_deployment_requests_in_flight${series} 7`);
+    expect(metrics).toContain(`fabrik_deployment_queued_tokens${series} 1000`);
     for (const r of t.server.deployments.replicas('pharma', 'tiny')) t.server.deployments.load(r.id, 0, 0);
     const one = await t.waitFor('back to one', healthy(1), 10_000);
     expect(one.target).toBe(1);

@@ -230,6 +230,11 @@ describe('budgets', () => {
     expect(err).toMatchObject({ status: 429, code: 'insufficient_quota' });
     expect((err as InstanceType<typeof OpenAI.APIError>).headers?.get('x-should-retry')).toBe('false');
     expect(allCalls()).toBe(before);
+    // Operators see refusals and metered tokens per member and model in /metrics.
+    const metrics = String((await t.call(t.operator, 'GET', '/metrics')).body);
+    expect(metrics).toMatch(/^fabrik_gateway_errors_total\{status="429",code="insufficient_quota"\} [1-9]/m);
+    expect(metrics).toMatch(/^fabrik_gateway_requests_total\{member="pharma",model="chat"\} [1-9]/m);
+    expect(metrics).toMatch(/^fabrik_gateway_tokens_total\{member="pharma",model="chat",kind="completion"\} [1-9]/m);
   });
 
   it('cuts a stream cleanly when the budget runs out mid-stream, and settles to what was produced', async () => {

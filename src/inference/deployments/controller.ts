@@ -177,8 +177,13 @@ export class DeploymentController implements ReplicaSource, LoadSink {
 
   /** The active deployments of the member, or of all members. */
   async list(member: string | null): Promise<Deployment[]> {
-    const all = [...this.live.values()].map((l) => l.d);
+    const all = this.active();
     return member === null ? all : all.filter((d) => d.member === member);
+  }
+
+  /** Every active deployment, from memory. */
+  active(): Deployment[] {
+    return [...this.live.values()].map((l) => l.d);
   }
 
   async get(id: string): Promise<Deployment | undefined> {

@@ -13,6 +13,7 @@ import { authorize, requireRole } from '../../server/access.js';
 import { ApiError, notFound } from '../../server/errors.js';
 import { CreateDeployment, DeploymentView, ScaleDeployment } from './api.js';
 import { DeploymentConflictError, type DeploymentController } from './controller.js';
+import { deploymentMetrics } from './metrics.js';
 import type { Deployment } from './store.js';
 
 const DeploymentId = z.object({ id: z.string().regex(/^[a-z0-9]{1,32}$/, 'a deployment id') });
@@ -47,6 +48,7 @@ const bad = (field: string, message: string) => new ApiError(400, 'VALIDATION_FA
 export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext & { deployments: DeploymentController }): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
   const c = ctx.deployments;
+  deploymentMetrics(ctx.metrics.registry, c);
 
   /** The deployment if the principal may do `action` on it: 404 when it is another member's, 403 for the role. */
   async function visible(p: Principal, id: string, action: 'deployment.read' | 'deployment.manage'): Promise<Deployment> {

@@ -11,6 +11,7 @@ import { countTokens } from '../tokens.js';
 import { hashSecret, newSecret } from '../../server/auth.js';
 import { errorBody, GatewayError, invalid } from './errors.js';
 import { Limits, resetText } from './limits.js';
+import type { GatewayMetrics } from './metrics.js';
 import { fnv1a, Router } from './router.js';
 import type { GatewayKey, GatewayStore, KeyLimits, LogRow, UsageRow } from './store.js';
 
@@ -123,6 +124,7 @@ export class Gateway {
     private readonly now: () => number,
     private readonly log: Logger,
     private readonly load: LoadSink | null,
+    private readonly metrics: GatewayMetrics | null,
     /** Keys the per-member cache salt: members cannot compute another's salt. */
     private readonly saltKey: string = randomBytes(32).toString('hex'),
   ) {
@@ -511,6 +513,7 @@ export class Gateway {
   }
 
   private record(key: GatewayKey, model: string, prompt: number, completion: number, reasoning: number): void {
+    this.metrics?.metered(key.member, model, prompt, completion, reasoning);
     const id = key.id + '\0' + model;
     let e = this.meter.get(id);
     if (!e)
@@ -630,6 +633,8 @@ export class Gateway {
         finished = true;
         upstream.removeAllListeners('data');
         if (error !== null) {
+          // Errors inside a 200 stream: a cut at the budget, a replica that broke off (not a client that left).
+          if (error.code !== 'client_closed') this.metrics?.error('stream', error.code);
           upstream.destroy();
           if (!res.destroyed) res.end(`data: ${errorBody(error.message, error.type, null, error.code)}\n\n${DONE}`);
         } else if (!res.destroyed) res.end();

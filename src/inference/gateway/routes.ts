@@ -16,6 +16,7 @@ import { authorize, requireRole } from '../../server/access.js';
 import { ApiError, forbidden, notFound } from '../../server/errors.js';
 import { GatewayError, errorBody } from './errors.js';
 import { DEFAULT_GATEWAY, Gateway, KEY_PREFIX, newKey, type Endpoint, type GatewayConfig } from './gateway.js';
+import { GatewayMetrics } from './metrics.js';
 import { GatewayStore, type GatewayKey } from './store.js';
 import { isoTime } from '../../api/contract.js';
 
@@ -81,7 +82,7 @@ function memberOf(p: Principal, named: string | null | undefined, members: Reado
 }
 
 /** Writes an error straight to the socket (the OpenAI routes hijack their replies). */
-function sendError(res: ServerResponse, e: unknown, log: FastifyInstance['log']): void {
+function sendError(res: ServerResponse, e: unknown, log: FastifyInstance['log'], metrics: GatewayMetrics): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -91,15 +92,17 @@ function sendError(res: ServerResponse, e: unknown, log: FastifyInstance['log'])
       ? e
       : new GatewayError(500, 'server_error', 'internal_error', 'The gateway failed; the error was logged.');
   if (!(e instanceof GatewayError)) log.error({ err: e }, 'gateway error');
+  metrics.error(g.status, g.code);
   const body = g.body();
   res.writeHead(g.status, { ...g.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
 
 /** Fastify's own refusals in the gateway's scope (bad JSON, wrong content type, too large): OpenAI-shaped. */
-function scopeErrors(scope: FastifyInstance): void {
+function scopeErrors(scope: FastifyInstance, metrics: GatewayMetrics): void {
   scope.setErrorHandler((err: FastifyError, req, reply: FastifyReply) => {
     const status = err instanceof GatewayError ? err.status : (err.statusCode ?? 500);
+    metrics.error(status < 500 ? status : 500, err instanceof GatewayError ? err.code : (err.code ?? null));
     if (err instanceof GatewayError) {
       reply.headers(err.headers);
       return reply.code(status).type('application/json').send(err.body());
@@ -140,6 +143,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
   const store = new GatewayStore(ctx.store.db);
   const config: GatewayConfig = { ...DEFAULT_GATEWAY, ...ctx.gateway };
   const source = ctx.replicas ?? { replicas: () => [], models: () => [] };
+  const metrics = new GatewayMetrics(ctx.metrics.registry);
   const gateway = new Gateway(
     store,
     source,
@@ -148,6 +152,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
     ctx.now,
     ctx.log,
     ctx.replicaLoad ?? null,
+    metrics,
     await ctx.store.installationId(),
   );
   await gateway.start();
@@ -157,7 +162,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
   app.addConstraintStrategy(gatewayKeyConstraint);
 
   await app.register(async (scope) => {
-    scopeErrors(scope);
+    scopeErrors(scope, metrics);
     const config = { gateway: true };
     const openai = (endpoint: Endpoint) =>
       async function (this: unknown, req: { headers: { authorization?: string }; body: unknown }, reply: FastifyReply) {
@@ -167,7 +172,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
           const key = await gateway.authenticate(req.headers.authorization);
           await gateway.handle(endpoint, key, req.body, res);
         } catch (e) {
-          sendError(res, e, scope.log);
+          sendError(res, e, scope.log, metrics);
         }
       };
     scope.post('/v1/chat/completions', { config, schema: { hide: true } }, openai('chat'));

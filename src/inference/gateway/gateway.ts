@@ -572,20 +572,23 @@ export class Gateway {
         if (upstream.statusCode === 200) {
           try {
             const j = JSON.parse(buf.toString()) as Answer;
-            // Choices counted one by one: joined, the last word of one and the first of the next would count as one.
-            let counted = 0;
-            for (const c of j.choices ?? []) {
-              const t = c.message?.content ?? c.text ?? '';
-              text += t;
-              counted += countTokens(t);
-              reasoning += countTokens(c.message?.reasoning_content ?? '');
-            }
             const u = j.usage;
-            if (u && typeof u.prompt_tokens === 'number') {
+            const exact = !!u && typeof u.prompt_tokens === 'number';
+            if (exact) {
               prompt = u.prompt_tokens;
               completion = u.completion_tokens ?? 0;
               reasoning = u.completion_tokens_details?.reasoning_tokens ?? 0;
-            } else completion = counted + reasoning;
+            }
+            for (const c of j.choices ?? []) {
+              const t = c.message?.content ?? c.text ?? '';
+              if (logging) text += t;
+              // Counted choice by choice: joined, the last word of one and the first of the next would be one.
+              if (!exact) {
+                const r = countTokens(c.message?.reasoning_content ?? '');
+                completion += countTokens(t) + r;
+                reasoning += r;
+              }
+            }
           } catch {
             /* not JSON: passed on as is, only the prompt is counted */
           }

@@ -402,6 +402,19 @@ describe('reasoning models', () => {
     const whole = await client(t, secret).chat.completions.create(chat('hi') as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect(whole.usage?.completion_tokens).toBe(10);
   });
+
+  it('a completion without a cap whose engine outruns the reserved worst case: cut there, and said so (not a budget)', async () => {
+    // Completions keep the engine's own default length; this engine's is longer than the 10 reserved.
+    engine.ignoreMaxTokens = true;
+    const { secret, id } = await key(t, pharmaAdmin);
+    const r = await post(t, secret, 'completions', { model: 'chat', prompt: 'Once', stream: true });
+    expect(engine.calls[0].body.max_tokens).toBeUndefined();
+    expect(r.text).toContain('"code":"max_tokens_reached"');
+    expect(r.text).not.toContain('insufficient_quota');
+    expect(r.text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    const [u] = await usageOf(t, pharmaAdmin, id);
+    expect(u.completionTokens).toBe(10);
+  });
 });
 
 describe('embeddings', () => {

@@ -73,6 +73,8 @@ interface Reservation {
   readonly keyLimits: Limits;
   readonly memberLimits: Limits;
   reserved: number;
+  /** Less than the worst case was left (day budget or minute's tokens): the budget, not the cap, ends the answer. */
+  readonly short: boolean;
   windowStart: number;
   dayStart: number;
 }
@@ -401,7 +403,15 @@ export class Gateway {
     ml.day.used += reserved;
     res.setHeader('x-ratelimit-remaining-requests', String(reqLeft === Infinity ? 'unlimited' : reqLeft - 1));
     res.setHeader('x-ratelimit-remaining-tokens', String(tokLeft === Infinity ? 'unlimited' : tokLeft - reserved));
-    return { key, keyLimits: kl, memberLimits: ml, reserved, windowStart: kl.tokens.start, dayStart: kl.day.start };
+    return {
+      key,
+      keyLimits: kl,
+      memberLimits: ml,
+      reserved,
+      short: reserved < prompt + worst,
+      windowStart: kl.tokens.start,
+      dayStart: kl.day.start,
+    };
   }
 
   /** Gives back what was reserved and not used (in the windows it was taken from). */
@@ -699,11 +709,20 @@ export class Gateway {
           if (completion + n > allowance) {
             // The tokens of this event are past the budget: it is not passed on, counted or kept.
             if (out) res.write(out);
-            return finish({
-              message: `The token budget ran out after ${completion} completion tokens; the stream was cut.`,
-              type: 'insufficient_quota',
-              code: 'insufficient_quota',
-            });
+            return finish(
+              r.short
+                ? {
+                    message: `The token budget ran out after ${completion} completion tokens; the stream was cut.`,
+                    type: 'insufficient_quota',
+                    code: 'insufficient_quota',
+                  }
+                : {
+                    // An engine whose own default outruns what the gateway reserved for a request naming no cap.
+                    message: `The answer reached the ${allowance} tokens the gateway reserved for it (the request named no max_tokens); the stream was cut. Name max_tokens to reserve more.`,
+                    type: 'invalid_request_error',
+                    code: 'max_tokens_reached',
+                  },
+            );
           }
           completion += n;
           reasoning += thought;

@@ -130,6 +130,40 @@ describe('the OpenAI API', () => {
     expect(ub.body.usage.every((x) => x.member === 'bank')).toBe(true);
   });
 
+  it('reports time to first token, inter-token latency and duration per member and model in /metrics', async () => {
+    const metric = async (name: string) => {
+      const text = String((await t.call(t.operator, 'GET', '/metrics')).body);
+      const value = (suffix: string) =>
+        Number(new RegExp(`^${name}_${suffix}\\{member="pharma",model="chat"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+      return { count: value('count'), sum: value('sum') };
+    };
+    const before = await Promise.all(
+      ['time_to_first_token', 'inter_token_latency', 'request_duration'].map((m) => metric(`fabrik_gateway_${m}_seconds`)),
+    );
+    const c = client(await key({ models: ['chat'], name: 'timed' }));
+    const stream = await c.chat.completions.create({
+      model: 'chat',
+      messages: [{ role: 'user', content: 'go' }],
+      max_tokens: 5,
+      stream: true,
+    });
+    for await (const _ of stream) void _;
+    await c.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'go' }], max_tokens: 5 });
+    const [ttft, itl, duration] = (
+      await Promise.all(
+        ['time_to_first_token', 'inter_token_latency', 'request_duration'].map((m) => metric(`fabrik_gateway_${m}_seconds`)),
+      )
+    ).map((m, i) => ({ count: m.count - before[i].count, sum: m.sum - before[i].sum }));
+    // One stream: one TTFT and one mean ITL (the fake engine waits 1 ms between its tokens); two requests timed whole.
+    expect(ttft.count).toBe(1);
+    expect(ttft.sum).toBeGreaterThan(0);
+    expect(itl.count).toBe(1);
+    expect(itl.sum).toBeGreaterThanOrEqual(0.0005);
+    expect(itl.sum).toBeLessThan(0.5);
+    expect(duration.count).toBe(2);
+    expect(duration.sum).toBeGreaterThan(ttft.sum);
+  });
+
   it('counts the tokens itself when the engine reports no usage: every choice of n, apart', async () => {
     for (const e of [a1, a2]) e.omitUsage = true;
     const secret = await key({ models: ['chat'], name: 'counting' });

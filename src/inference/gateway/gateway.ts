@@ -73,6 +73,8 @@ interface Reservation {
   readonly keyLimits: Limits;
   readonly memberLimits: Limits;
   reserved: number;
+  /** When the gateway took the request (performance.now(), ms): its latency metrics count from here. */
+  readonly startedAt: number;
   /** Less than the worst case was left (day budget or minute's tokens): the budget, not the cap, ends the answer. */
   readonly short: boolean;
   windowStart: number;
@@ -288,6 +290,7 @@ export class Gateway {
 
   /** One request of `endpoint`: answers on `res` itself (the route hijacked the reply). */
   async handle(endpoint: Endpoint, key: GatewayKey, raw: unknown, res: ServerResponse): Promise<void> {
+    const startedAt = performance.now();
     const p = parse(endpoint, raw, this.config.affinityPrefixTokens);
     if (!key.models.includes('*') && !key.models.includes(p.model)) throw modelNotFound(p.model);
     const all = this.source.replicas(key.member, p.model);
@@ -321,7 +324,7 @@ export class Gateway {
     const reasoning = candidates[0].reasoning;
     const cap = p.maxTokens ?? (reasoning ? this.config.reasoningMaxTokens : this.config.defaultMaxTokens);
     const worst = endpoint === 'embeddings' ? 0 : cap * p.n;
-    const r = this.reserve(key, p.promptTokens, worst, now, res);
+    const r = this.reserve(key, p.promptTokens, worst, now, startedAt, res);
     // What the engine may generate: the worst case, or less when the budget left is less.
     const allowance = r.reserved - p.promptTokens;
     const upstreamBody = this.upstreamBody(
@@ -343,7 +346,14 @@ export class Gateway {
   }
 
   /** Checks and takes the request and its worst case from the key's and the member's counters. */
-  private reserve(key: GatewayKey, prompt: number, worst: number, now: number, res: ServerResponse): Reservation {
+  private reserve(
+    key: GatewayKey,
+    prompt: number,
+    worst: number,
+    now: number,
+    startedAt: number,
+    res: ServerResponse,
+  ): Reservation {
     const kl = this.limitsOfKey(key);
     const ml = this.memberLimitsOf(key.member);
     const reqLeft = Math.min(kl.requests.remaining(now), ml.requests.remaining(now));
@@ -408,6 +418,7 @@ export class Gateway {
       keyLimits: kl,
       memberLimits: ml,
       reserved,
+      startedAt,
       short: reserved < prompt + worst,
       windowStart: kl.tokens.start,
       dayStart: kl.day.start,
@@ -605,6 +616,7 @@ export class Gateway {
         } else prompt = 0;
         this.settle(r, prompt + completion);
         if (upstream.statusCode === 200) {
+          this.metrics?.answered(key.member, p.model, r.startedAt);
           this.record(key, p.model, prompt, completion, reasoning);
           if (logging) this.keepLog(key, endpoint, p, text);
         }
@@ -641,9 +653,13 @@ export class Gateway {
       let usage: Usage | null = null;
       let finished = false;
       let text = '';
+      // When the first and the last token were passed on (performance.now(), ms; 0: none yet).
+      let firstAt = 0;
+      let lastAt = 0;
       const finish = (error: { message: string; type: string; code: string } | null) => {
         if (finished) return;
         finished = true;
+        this.metrics?.streamed(key.member, p.model, r.startedAt, firstAt, lastAt, completion);
         upstream.removeAllListeners('data');
         if (error !== null) {
           // Errors inside a 200 stream: a cut at the budget, a replica that broke off (not a client that left).
@@ -725,6 +741,10 @@ export class Gateway {
             );
           }
           completion += n;
+          if (n > 0) {
+            lastAt = performance.now();
+            if (firstAt === 0) firstAt = lastAt;
+          }
           reasoning += thought;
           if (logging) text += said;
           // The client did not ask for usage: the usage-only chunk the gateway asked for is not its business.

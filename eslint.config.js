@@ -56,7 +56,8 @@ const layerRules = Object.entries(LAYERS).map(([layer, allowed]) => {
 });
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**'] },
+  // .fabrik/ is the data folder `npm start` makes here (the local executor writes a rank wrapper into it).
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.fabrik/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {

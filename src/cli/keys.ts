@@ -1,8 +1,10 @@
 // `fabrik keys`: the gateway's API keys for the OpenAI API (create: the secret is shown once; list;
 // revoke), made with a control-plane token like every other CLI command. `fabrik usage`: what the
-// gateway metered. `fabrik gateway logging` and `fabrik gateway logs`: whether the member's prompts
-// and completions are kept, and reading them (member admins).
+// gateway metered. `fabrik gateway limits`: where the member and its keys stand against their limits.
+// `fabrik gateway logging` and `fabrik gateway logs`: whether the member's prompts and completions
+// are kept, and reading them (member admins).
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { formatSlurmTime } from './slurm-time.js';
 import { table } from './table.js';
 import { client, commaList, json, print } from './output.js';
 
@@ -68,7 +70,8 @@ export function keysCommand(): Command {
     .option('--ttl-days <n>', 'days until it expires', count('--ttl-days'), 90)
     .option('--rpm <n>', 'requests per minute', count('--rpm'))
     .option('--tpm <n>', 'tokens per minute', count('--tpm'))
-    .option('--tokens-per-day <n>', 'token budget per day', count('--tokens-per-day'))
+    .option('--tokens-per-day <n>', 'token budget per UTC day', count('--tokens-per-day'))
+    .option('--tokens-per-month <n>', 'token budget per UTC calendar month', count('--tokens-per-month'))
     .option('--json', 'JSON for scripts')
     .action(async (o) => {
       const r = await client().request<{ key: KeyView; secret: string }>('POST', '/v1/keys', {
@@ -81,6 +84,7 @@ export function keysCommand(): Command {
         requestsPerMinute: o.rpm ?? null,
         tokensPerMinute: o.tpm ?? null,
         tokensPerDay: o.tokensPerDay ?? null,
+        tokensPerMonth: o.tokensPerMonth ?? null,
       });
       if (o.json) return console.log(JSON.stringify(r, null, 2));
       console.log(`key ${r.key.id} created for ${r.key.member}; its secret is shown only now:\n${r.secret}`);
@@ -136,6 +140,48 @@ export function usageCommand(): Command {
     });
 }
 
+interface WindowStanding {
+  limit: number | null;
+  used: number;
+  remaining: number | null;
+  resetsAt: string;
+}
+type LimitsStanding = Record<'requestsPerMinute' | 'tokensPerMinute' | 'tokensPerDay' | 'tokensPerMonth', WindowStanding>;
+interface MemberStanding {
+  member: string;
+  limits: LimitsStanding;
+  keys: { id: string; name: string; limits: LimitsStanding }[];
+}
+
+const LIMIT_NAMES: Record<keyof LimitsStanding, string> = {
+  requestsPerMinute: 'requests/minute',
+  tokensPerMinute: 'tokens/minute',
+  tokensPerDay: 'tokens/day',
+  tokensPerMonth: 'tokens/month',
+};
+
+/** A member's limits, every one (`unlimited` where it has none); then each key's own, those it has. */
+function standingRows(members: readonly MemberStanding[], at: number): string[][] {
+  const rows: string[][] = [];
+  const row = (member: string, who: string, name: keyof LimitsStanding, w: WindowStanding) =>
+    rows.push([
+      member,
+      who,
+      LIMIT_NAMES[name],
+      String(w.used),
+      w.limit === null ? 'unlimited' : String(w.limit),
+      w.remaining === null ? '' : String(w.remaining),
+      w.limit === null ? '' : formatSlurmTime(Math.max(0, Math.ceil(Date.parse(w.resetsAt) / 1000 - at))),
+    ]);
+  for (const m of members) {
+    for (const [name, w] of Object.entries(m.limits)) row(m.member, 'member', name as keyof LimitsStanding, w);
+    for (const k of m.keys)
+      for (const [name, w] of Object.entries(k.limits))
+        if (w.limit !== null) row(m.member, `key ${k.name} (${k.id.slice(0, 8)})`, name as keyof LimitsStanding, w);
+  }
+  return rows;
+}
+
 interface LogView {
   keyId: string;
   model: string;
@@ -164,7 +210,7 @@ function asked(request: unknown): string {
 /** `fabrik gateway logging [on|off]` and `fabrik gateway logs`: the member's kept prompts and completions. */
 export function gatewayCommand(): Command {
   const gateway = new Command('gateway').description(
-    "the OpenAI gateway's keeping of your member's prompts and completions: turn it on or off, read what was kept",
+    "the OpenAI gateway: your member's limits and budgets now; the keeping of its prompts and completions (on or off, read what was kept)",
   );
   gateway
     .command('logging')
@@ -189,6 +235,21 @@ export function gatewayCommand(): Command {
       if (o.json) return json(r);
       console.log(
         `logging ${r.logging ? 'on' : 'off'} for ${r.member}: ${r.logging ? 'prompts and completions are kept' : 'prompts and completions are not kept'}`,
+      );
+    });
+  gateway
+    .command('limits')
+    .description('where your member and each of its keys stand against their rate limits and token budgets now')
+    .option('--member <id>', 'one member (operators and consortium auditors; default: every member)')
+    .option('--json', 'JSON for scripts')
+    .action(async (o) => {
+      const r = await client().request<{ at: string; members: MemberStanding[] }>(
+        'GET',
+        `/v1/gateway/limits${o.member ? `?${new URLSearchParams({ member: o.member })}` : ''}`,
+      );
+      if (o.json) return json(r);
+      print(
+        table(['MEMBER', 'WHO', 'LIMIT', 'USED', 'OF', 'LEFT', 'RESETS IN'], standingRows(r.members, Date.parse(r.at) / 1000)),
       );
     });
   gateway

@@ -4,6 +4,7 @@
 // --config file over the defaults.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import {
+  checkGatewayMembers,
   loadConsortium,
   loadServerConfig,
   loadSite,
@@ -98,6 +99,11 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
       );
       const site = loadSite(c.site!);
       const consortium = loadConsortium(c.consortium!, site);
+      checkGatewayMembers(
+        c,
+        consortium.members.map((m) => m.id),
+        o.config,
+      );
       const jwks = c.oidc?.jwks;
       const server = await startServer({
         dataDir: c.data!,
@@ -110,6 +116,7 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
         localGpus: c.gpus,
         localNodes: c.nodes,
         cycleSeconds: c.cycleSeconds,
+        gateway: c.gateway,
         slurm: c.slurm && {
           url: c.slurm.url,
           jwtKeyFile: c.slurm.jwtKey,

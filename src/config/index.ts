@@ -2,6 +2,7 @@
 export { loadSite, parseSite } from './site.js';
 export { loadConsortium, parseConsortium } from './consortium.js';
 export {
+  checkGatewayMembers,
   InvalidEnvironmentError,
   loadServerConfig,
   mergeServerConfig,

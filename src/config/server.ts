@@ -3,6 +3,7 @@
 // (FABRIK_*) override the file, and command-line flags override both.
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { InvalidDescriptionError } from '../core/errors.js';
 import { Description, readDescriptionFile, strictObject } from './document.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -35,6 +36,28 @@ const serverSchema = strictObject({
     /** Create missing Slurm accounts, users and wckeys with sacctmgr (default true). */
     manageAccounts: z.boolean().optional(),
   }).optional(),
+  /** The inference gateway's limits (docs/inference.md); members' own limits replace those derived from entitlements. */
+  gateway: strictObject({
+    tokensPerGpuDay: whole.optional(),
+    /** null: no month budget (the default). */
+    tokensPerGpuMonth: whole.nullable().optional(),
+    requestsPerMinutePerGpu: whole.optional(),
+    tokensPerMinutePerGpu: whole.optional(),
+    defaultMaxTokens: whole.optional(),
+    reasoningMaxTokens: whole.optional(),
+    /** Per member id; null: no such limit for that member. */
+    members: z
+      .record(
+        z.string().min(1),
+        strictObject({
+          requestsPerMinute: whole.nullable().optional(),
+          tokensPerMinute: whole.nullable().optional(),
+          tokensPerDay: whole.nullable().optional(),
+          tokensPerMonth: whole.nullable().optional(),
+        }),
+      )
+      .optional(),
+  }).optional(),
   oidc: strictObject({
     issuer: z.url(),
     /** URL of the issuer's JWKS, or a local file. */
@@ -66,6 +89,17 @@ export function loadServerConfig(path: string): ServerFileConfig {
     oidc: c.oidc && { ...c.oidc, jwks: jwks && !/^https?:/.test(jwks) ? rel(jwks) : jwks },
     slurm: c.slurm && { ...c.slurm, jwtKey: rel(c.slurm.jwtKey) },
   };
+}
+
+/** What only the consortium can tell: a gateway limit for a member it does not have names the file and the key. */
+export function checkGatewayMembers(c: ServerFileConfig, members: readonly string[], file: string | undefined): void {
+  for (const m of Object.keys(c.gateway?.members ?? {}))
+    if (!members.includes(m))
+      throw new InvalidDescriptionError(
+        file ?? '(settings)',
+        `gateway.members.${m}`,
+        `no member ${m} in the consortium (its members: ${members.join(', ')})`,
+      );
 }
 
 /** The same settings from FABRIK_* environment variables; a malformed number is an error naming the variable. */

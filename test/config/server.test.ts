@@ -5,7 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InvalidDescriptionError } from '../../src/core/errors.js';
-import { InvalidEnvironmentError, loadServerConfig, mergeServerConfig, serverConfigFromEnv } from '../../src/config/index.js';
+import {
+  checkGatewayMembers,
+  InvalidEnvironmentError,
+  loadServerConfig,
+  mergeServerConfig,
+  serverConfigFromEnv,
+} from '../../src/config/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fabrik-config-'));
 const file = (name: string, text: string) => {
@@ -50,6 +56,27 @@ describe('server configuration', () => {
     const fromFile = loadServerConfig(file('s.yaml', 'slurm:\n  url: http://slurm:6820\n  userName: "{user}"\n'));
     const c = mergeServerConfig(fromFile, { slurm: { url: undefined, createUnixUsers: true } });
     expect(c.slurm).toEqual({ url: 'http://slurm:6820', userName: '{user}', createUnixUsers: true });
+  });
+
+  it('reads the gateway section; a bad limit names its key, a member the consortium lacks names the file', () => {
+    const path = file(
+      'g.yaml',
+      'gateway:\n  tokensPerGpuDay: 5000000\n  tokensPerGpuMonth: 100000000\n  members:\n    pharma: { tokensPerDay: 1000, requestsPerMinute: null }\n',
+    );
+    const c = loadServerConfig(path);
+    expect(c.gateway).toEqual({
+      tokensPerGpuDay: 5_000_000,
+      tokensPerGpuMonth: 100_000_000,
+      members: { pharma: { tokensPerDay: 1000, requestsPerMinute: null } },
+    });
+    expect(() => checkGatewayMembers(c, ['pharma', 'bank'], path)).not.toThrow();
+    expect(() => checkGatewayMembers(c, ['bank'], path)).toThrow(
+      /g\.yaml: gateway\.members\.pharma: no member pharma in the consortium \(its members: bank\)/,
+    );
+    expect(() => loadServerConfig(file('h.yaml', 'gateway:\n  members:\n    pharma: { tokensPerDay: -5 }\n'))).toThrow(
+      /h\.yaml: gateway\.members\.pharma\.tokensPerDay: .*\(line 3\)/,
+    );
+    expect(() => loadServerConfig(file('i.yaml', 'gateway:\n  tokensPerDay: 5\n'))).toThrow(/unknown key 'tokensPerDay'/);
   });
 
   it('names a variable with a value it cannot use', () => {

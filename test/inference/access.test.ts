@@ -18,6 +18,7 @@ type Action =
   | 'key.manage'
   | 'key.revoke'
   | 'usage.read'
+  | 'limits.read'
   | 'logging.read'
   | 'logging.manage';
 /** all: every member's; member: the asker's member's (everyone's for an asker of no member);
@@ -31,6 +32,7 @@ const TABLE: Record<Action, Record<Role, Scope>> = {
   // A researcher revokes only the keys they made themselves.
   'key.revoke': { operator: 'all', 'member-admin': 'member', researcher: 'own', auditor: 'none' },
   'usage.read': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'member' },
+  'limits.read': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'member' },
   'logging.read': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'member' },
   // Whether a member's prompts are kept is the member's own decision: not even an operator's.
   'logging.manage': { operator: 'none', 'member-admin': 'member', researcher: 'none', auditor: 'none' },
@@ -206,6 +208,32 @@ const ROWS: readonly Row[] = [
         listOf<{ member: string }>(body, 'usage').map((u) => u.member),
         asker,
       ),
+  },
+  {
+    endpoint: 'GET /v1/gateway/limits?member=',
+    action: 'limits.read',
+    object: true,
+    ok: 200,
+    request: async (w) => ({ method: 'GET', path: `/v1/gateway/limits?member=${memberOf(w)}` }),
+    check: (body, _a, w) => {
+      const [m, ...more] = listOf<{ member: string; keys: { name: string }[] }>(body, 'members');
+      expect(more).toEqual([]);
+      expect(m.member).toBe(memberOf(w));
+      expect(m.keys.map((k) => k.name)).toContain(w === 'own' ? 'pharma-key' : 'telecom-key-name');
+    },
+  },
+  {
+    endpoint: 'GET /v1/gateway/limits',
+    action: 'limits.read',
+    object: false,
+    ok: 200,
+    request: async () => ({ method: 'GET', path: '/v1/gateway/limits' }),
+    check: (body, asker) => {
+      const members = listOf<{ member: string }>(body, 'members').map((m) => m.member);
+      // Operators and consortium auditors see every member of the consortium, with keys or without.
+      if (asker.member === null) expect(members).toEqual(expect.arrayContaining([OWN, OTHER, 'defense']));
+      else expect(members).toEqual([asker.member]);
+    },
   },
   {
     endpoint: 'GET /v1/gateway/settings?member=',

@@ -238,7 +238,7 @@ describe('requests and tokens per minute', () => {
 describe('day budgets', () => {
   it("a key's and a member's day budget survive a server restart", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fabrik-gateway-restart-'));
-    const options = { replicas: source, now, gateway: { ...GATEWAY, memberTokensPerDay: { academy: 30 } } };
+    const options = { replicas: source, now, gateway: { ...GATEWAY, members: { academy: { tokensPerDay: 30 } } } };
     try {
       const s1 = await testServer(options, dir);
       const pharma = await s1.token('pharma', 'member-admin', 'pat');
@@ -274,6 +274,96 @@ describe('day budgets', () => {
         // The budget renews with the UTC day.
         tick(86_400);
         expect((await post(s2, k.secret, 'chat/completions', chat('hi', { max_tokens: 1 }))).status).toBe(200);
+      } finally {
+        await s2.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('month budgets', () => {
+  it("a key's and a member's month budget: refused once spent, kept across a restart on another day, renewed on the 1st; /v1/gateway/limits says where they stand", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fabrik-gateway-month-'));
+    // A clock of its own: the evening of 30 January 2027 (UTC).
+    let at = Date.UTC(2027, 0, 30, 22) / 1000;
+    const options = {
+      replicas: source,
+      now: () => at,
+      gateway: { ...GATEWAY, tokensPerGpuMonth: 1_000_000, members: { academy: { tokensPerMonth: 30, tokensPerDay: null } } },
+    };
+    type Standing = { limit: number | null; used: number; remaining: number | null; resetsAt: string };
+    type Limits = Record<'requestsPerMinute' | 'tokensPerMinute' | 'tokensPerDay' | 'tokensPerMonth', Standing>;
+    const standing = async (s: TestServer, token: string) => {
+      const r = await s.call<{ members: { member: string; limits: Limits; keys: { id: string; limits: Limits }[] }[] }>(
+        token,
+        'GET',
+        '/v1/gateway/limits',
+      );
+      expect(r.status).toBe(200);
+      return r.body.members[0];
+    };
+    try {
+      const s1 = await testServer(options, dir);
+      const pharma = await s1.token('pharma', 'member-admin', 'pat');
+      const academy = await s1.token('academy', 'researcher', 'ada');
+      // One answer costs the engine's 7 prompt tokens + 10 completion tokens: 30 a month holds two.
+      const k = await key(s1, pharma, { tokensPerMonth: 30 });
+      expect((await post(s1, k.secret, 'chat/completions', chat('hi'))).status).toBe(200);
+      expect((await post(s1, k.secret, 'chat/completions', chat('hi'))).status).toBe(200);
+      const spent = await post(s1, k.secret, 'chat/completions', chat('hi'));
+      expect(spent.status).toBe(429);
+      expect(spent.headers.get('x-should-retry')).toBe('false');
+      expect(spent.body.error).toMatchObject({ code: 'insufficient_quota' });
+      expect(spent.body.error.message).toContain('this key for this month (30 tokens)');
+      expect(spent.body.error.message).toContain('renews at 2027-02-01T00:00:00.000Z');
+
+      // The member's standing: its day budget from its entitlement, its month budget from tokensPerGpuMonth,
+      // and the key's month budget spent (used can pass the limit: the engine counts its own prompt tokens).
+      const p = await standing(s1, pharma);
+      expect(p.member).toBe('pharma');
+      expect(p.limits.tokensPerDay).toMatchObject({ used: 34, resetsAt: '2027-01-31T00:00:00.000Z' });
+      expect(p.limits.tokensPerMonth.limit).toBe(Math.floor(p.limits.tokensPerDay.limit! / 10));
+      expect(p.limits.tokensPerMonth).toMatchObject({ used: 34, resetsAt: '2027-02-01T00:00:00.000Z' });
+      expect(p.limits.requestsPerMinute).toMatchObject({ used: 2, remaining: p.limits.requestsPerMinute.limit! - 2 });
+      const kl = p.keys.find((x) => x.id === k.id)!.limits;
+      expect(kl.tokensPerMonth).toMatchObject({ limit: 30, remaining: 0 });
+      expect(kl.tokensPerDay).toMatchObject({ limit: null, remaining: null, used: 34 });
+
+      // academy: a month budget of its own and no day budget, shared by all its keys.
+      const a = await key(s1, academy);
+      expect((await post(s1, a.secret, 'chat/completions', chat('hi'))).status).toBe(200);
+      expect((await post(s1, a.secret, 'chat/completions', chat('hi'))).status).toBe(200);
+      const as = await standing(s1, academy);
+      expect(as.limits.tokensPerDay.limit).toBeNull();
+      expect(as.limits.tokensPerMonth).toMatchObject({ limit: 30, remaining: 0 });
+      await s1.close();
+
+      // The next day, after a restart: the day budgets start afresh, the month budgets are still spent.
+      at += 3 * 3600;
+      const s2 = await testServer(options, dir);
+      try {
+        const before = calls();
+        expect((await post(s2, k.secret, 'chat/completions', chat('hi'))).status).toBe(429);
+        const b = await post(s2, (await key(s2, academy)).secret, 'chat/completions', chat('hi'));
+        expect(b.status).toBe(429);
+        expect(b.body.error.message).toContain('member academy for this month');
+        expect(calls()).toBe(before);
+        const p2 = await standing(s2, pharma);
+        expect(p2.limits.tokensPerDay.used).toBe(0);
+        expect(p2.limits.tokensPerMonth.used).toBe(34);
+        expect(p2.keys.find((x) => x.id === k.id)!.limits.tokensPerMonth.remaining).toBe(0);
+
+        // 1 February: renewed.
+        at = Date.UTC(2027, 1, 1, 0, 0, 1) / 1000;
+        expect((await post(s2, k.secret, 'chat/completions', chat('hi'))).status).toBe(200);
+        expect((await post(s2, a.secret, 'chat/completions', chat('hi'))).status).toBe(200);
+        const p3 = await standing(s2, pharma);
+        expect(p3.keys.find((x) => x.id === k.id)!.limits.tokensPerMonth).toMatchObject({
+          used: 17,
+          resetsAt: '2027-03-01T00:00:00.000Z',
+        });
       } finally {
         await s2.close();
       }

@@ -16,7 +16,7 @@ const key: GatewayKey = {
   models: ['chat', 'embed'],
   classification: 'confidential',
   zones: ['general'],
-  limits: { requestsPerMinute: 60, tokensPerMinute: null, tokensPerDay: 1_000_000 },
+  limits: { requestsPerMinute: 60, tokensPerMinute: null, tokensPerDay: 1_000_000, tokensPerMonth: 20_000_000 },
   createdAt: 1_700_000_000.25,
   expiresAt: 1_800_000_000,
   revokedAt: null,

@@ -542,6 +542,7 @@ describe('fuzzing the API', () => {
           requestsPerMinute: fc.oneof(fc.constantFrom(null, 1, 0), oddNumber),
           tokensPerMinute: oddNumber,
           tokensPerDay: oddNumber,
+          tokensPerMonth: oddNumber,
         },
         { requiredKeys: [] },
       ),
@@ -562,7 +563,7 @@ describe('fuzzing the API', () => {
       fc
         .tuple(
           writer,
-          fc.constantFrom('/v1/deployments', '/v1/keys', '/v1/usage', '/v1/gateway/settings'),
+          fc.constantFrom('/v1/deployments', '/v1/keys', '/v1/usage', '/v1/gateway/settings', '/v1/gateway/limits'),
           fc.oneof(
             queryString,
             fc.constantFrom('?since=-1', '?since=1e400', '?until=x', '?member=telecom', '?member=', '?since=0&until=0'),

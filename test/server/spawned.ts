@@ -10,11 +10,25 @@ export interface SpawnedServer {
   readonly url: string;
 }
 
-/** Starts `fabrik up` on `dir` (4 GPUs, 1 s cycles) and resolves once it listens. */
-export async function spawnServer(dir: string): Promise<SpawnedServer> {
+/** Starts `fabrik up` on `dir` (4 GPUs, 1 s cycles, and `more` flags) and resolves once it listens. */
+export async function spawnServer(dir: string, more: readonly string[] = []): Promise<SpawnedServer> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', `${root}src/cli/main.ts`, 'up', '--data', dir, '--port', '0', '--gpus', '4', '--cycle-seconds', '1'],
+    [
+      '--import',
+      'tsx',
+      `${root}src/cli/main.ts`,
+      'up',
+      '--data',
+      dir,
+      '--port',
+      '0',
+      '--gpus',
+      '4',
+      '--cycle-seconds',
+      '1',
+      ...more,
+    ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, FABRIK_LOG_LEVEL: 'warn' },

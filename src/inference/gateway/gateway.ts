@@ -10,21 +10,24 @@ import type { LoadSink, Replica, ReplicaSource } from '../replicas.js';
 import { countTokens } from '../tokens.js';
 import { hashSecret, newSecret } from '../../server/auth.js';
 import { errorBody, GatewayError, invalid } from './errors.js';
-import { Limits, resetText } from './limits.js';
+import { Limits, periodOf, resetText, type LimitSettings, type Window } from './limits.js';
 import type { GatewayMetrics } from './metrics.js';
 import { fnv1a, Router } from './router.js';
 import type { GatewayKey, GatewayStore, KeyLimits, LogRow, UsageRow } from './store.js';
 
 export interface GatewayConfig {
   /**
-   * A member's daily token budget, unless set in `memberTokensPerDay`:
+   * A member's daily token budget, unless its `members` entry sets one:
    * entitlementGpus × tokensPerGpuDay (its entitlement share × the factory's GPUs × tokensPerGpuDay).
    */
   readonly tokensPerGpuDay: number;
-  readonly memberTokensPerDay: Readonly<Record<string, number>>;
+  /** A member's budget per UTC calendar month, the same way; null: none (the day budget binds alone). */
+  readonly tokensPerGpuMonth: number | null;
   /** Per member and entitled GPU (at least one GPU's worth). */
   readonly requestsPerMinutePerGpu: number;
   readonly tokensPerMinutePerGpu: number;
+  /** A member's own limits, each in place of the one derived from its entitlement (null: no limit). */
+  readonly members: Readonly<Record<string, Partial<LimitSettings>>>;
   /** Worst case reserved when a request names no max_tokens / max_completion_tokens. */
   readonly defaultMaxTokens: number;
   /** The worst case reserved for a reasoning model's request that names none. */
@@ -44,9 +47,10 @@ export interface GatewayConfig {
 
 export const DEFAULT_GATEWAY: GatewayConfig = {
   tokensPerGpuDay: 10_000_000,
-  memberTokensPerDay: {},
+  tokensPerGpuMonth: null,
   requestsPerMinutePerGpu: 600,
   tokensPerMinutePerGpu: 200_000,
+  members: {},
   defaultMaxTokens: 4096,
   reasoningMaxTokens: 32_768,
   affinityPrefixTokens: 64,
@@ -79,6 +83,7 @@ interface Reservation {
   readonly short: boolean;
   windowStart: number;
   dayStart: number;
+  monthStart: number;
 }
 
 interface Meter {
@@ -97,6 +102,49 @@ interface Parsed {
   readonly affinityText: string;
   readonly maxTokens: number | null;
   readonly n: number;
+}
+
+/** The settings that are set: an absent or undefined one keeps the default it would replace. */
+export function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** One limit now: null limit and remaining when there is none. */
+export interface WindowStanding {
+  readonly limit: number | null;
+  readonly used: number;
+  readonly remaining: number | null;
+  /** When the window starts afresh (seconds). */
+  readonly resetsAt: number;
+}
+type LimitsStanding = Record<keyof LimitSettings, WindowStanding>;
+export interface Standing {
+  readonly member: string;
+  readonly limits: LimitsStanding;
+  readonly keys: readonly { readonly id: string; readonly name: string; readonly limits: LimitsStanding }[];
+}
+
+function standingOf(l: Limits, now: number): LimitsStanding {
+  const view = (w: Window): WindowStanding => {
+    const remaining = w.remaining(now);
+    const limited = w.limit !== Infinity;
+    return { limit: limited ? w.limit : null, used: w.used, remaining: limited ? remaining : null, resetsAt: w.end };
+  };
+  return {
+    requestsPerMinute: view(l.requests),
+    tokensPerMinute: view(l.tokens),
+    tokensPerDay: view(l.day),
+    tokensPerMonth: view(l.month),
+  };
+}
+
+/** The refusal of a request whose prompt alone is more than a budget has left: which budget, and when it renews. */
+function spentBudget(keyLimits: Limits, memberLimits: Limits, member: string, prompt: number, now: number): string {
+  for (const [who, l] of [['this key', keyLimits] as const, [`member ${member}`, memberLimits] as const])
+    for (const [w, period] of [[l.day, 'today'] as const, [l.month, 'this month'] as const])
+      if (w.remaining(now) <= prompt)
+        return `The token budget of ${who} for ${period} (${w.limit} tokens) is used up; it renews at ${new Date(w.end * 1000).toISOString()}.`;
+  return `The token budget of this key or member ${member} is used up.`;
 }
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' };
@@ -138,16 +186,20 @@ export class Gateway {
     this.agent = new Agent({ keepAlive: true, maxSockets: config.upstreamConnections, scheduling: 'lifo', keepAliveMsecs: 1000 });
   }
 
-  /** Day budgets continue where the usage table says they were; logging settings are read once. */
+  /** Budgets continue where the usage table says they were; logging settings are read once. */
   async start(): Promise<void> {
     const now = this.now();
-    const dayStart = Math.floor(now / 86_400) * 86_400;
-    for (const u of await this.store.usage(null, dayStart)) {
-      const used = u.promptTokens + u.completionTokens;
-      const m = this.memberLimitsOf(u.member);
-      m.day.roll(now).used += used;
-      const k = await this.store.key(u.keyId);
-      if (k) this.limitsOfKey(k).day.roll(now).used += used;
+    for (const [budget, period] of [
+      ['day', 86_400],
+      ['month', 'month'],
+    ] as const) {
+      const [since] = periodOf(period, now);
+      for (const u of await this.store.usage(null, since)) {
+        const used = u.promptTokens + u.completionTokens;
+        this.memberLimitsOf(u.member)[budget].roll(now).used += used;
+        const k = await this.store.key(u.keyId);
+        if (k) this.limitsOfKey(k)[budget].roll(now).used += used;
+      }
     }
     await this.readLogging();
     this.timer = setInterval(() => void this.flush(), this.config.flushSeconds * 1000);
@@ -247,26 +299,44 @@ export class Gateway {
     return key;
   }
 
+  /** The member's limits: its own where `members` sets them, else derived from its entitlement. */
+  memberSettings(member: string): LimitSettings {
+    const c = this.config;
+    const entitled = this.members.get(member)?.entitlementGpus ?? 0;
+    // The minute limits give every member at least one GPU's worth; the budgets are exactly its share.
+    const gpus = Math.max(1, entitled);
+    return {
+      requestsPerMinute: Math.ceil(gpus * c.requestsPerMinutePerGpu),
+      tokensPerMinute: Math.ceil(gpus * c.tokensPerMinutePerGpu),
+      tokensPerDay: Math.floor(entitled * c.tokensPerGpuDay),
+      tokensPerMonth: c.tokensPerGpuMonth === null ? null : Math.floor(entitled * c.tokensPerGpuMonth),
+      ...defined(c.members[member] ?? {}),
+    };
+  }
+
   memberLimitsOf(member: string): Limits {
     let l = this.memberLimits.get(member);
-    if (!l) {
-      const gpus = Math.max(1, this.members.get(member)?.entitlementGpus ?? 1);
-      const c = this.config;
-      const day =
-        c.memberTokensPerDay[member] ?? Math.floor((this.members.get(member)?.entitlementGpus ?? 0) * c.tokensPerGpuDay);
-      l = new Limits(Math.ceil(gpus * c.requestsPerMinutePerGpu), Math.ceil(gpus * c.tokensPerMinutePerGpu), day);
-      this.memberLimits.set(member, l);
-    }
+    if (!l) this.memberLimits.set(member, (l = new Limits(this.memberSettings(member))));
     return l;
   }
 
-  private limitsOfKey(k: GatewayKey): Limits {
+  limitsOfKey(k: GatewayKey): Limits {
     let l = this.keyLimits.get(k.id);
-    if (!l) {
-      l = new Limits(k.limits.requestsPerMinute, k.limits.tokensPerMinute, k.limits.tokensPerDay);
-      this.keyLimits.set(k.id, l);
-    }
+    if (!l) this.keyLimits.set(k.id, (l = new Limits(k.limits)));
     return l;
+  }
+
+  /**
+   * Where the member and each of `keys` stand now against every limit: what the counters hold (requests
+   * in flight count with the worst case they reserved), as this process counts them.
+   */
+  standing(member: string, keys: readonly GatewayKey[]): Standing {
+    const now = this.now();
+    return {
+      member,
+      limits: standingOf(this.memberLimitsOf(member), now),
+      keys: keys.map((k) => ({ id: k.id, name: k.name, limits: standingOf(this.limitsOfKey(k), now) })),
+    };
   }
 
   /** The member's salt for the engines' prefix caches: HMAC(member), so caches never mix members. */
@@ -358,7 +428,8 @@ export class Gateway {
     const ml = this.memberLimitsOf(key.member);
     const reqLeft = Math.min(kl.requests.remaining(now), ml.requests.remaining(now));
     const tokLeft = Math.min(kl.tokens.remaining(now), ml.tokens.remaining(now));
-    const dayLeft = Math.min(kl.day.remaining(now), ml.day.remaining(now));
+    // What the tightest budget (the key's or the member's, of the day or the month) has left.
+    const budgetLeft = Math.min(kl.day.remaining(now), ml.day.remaining(now), kl.month.remaining(now), ml.month.remaining(now));
     const reqLimit = Math.min(kl.requests.limit, ml.requests.limit);
     const tokLimit = Math.min(kl.tokens.limit, ml.tokens.limit);
     const reqReset = resetText(kl.requests.reset(now));
@@ -366,16 +437,18 @@ export class Gateway {
     res.setHeader('x-ratelimit-limit-tokens', String(tokLimit === Infinity ? 'unlimited' : tokLimit));
     res.setHeader('x-ratelimit-reset-requests', reqReset);
     res.setHeader('x-ratelimit-reset-tokens', reqReset);
-    if (dayLeft <= prompt) {
+    if (budgetLeft <= prompt) {
       res.setHeader('x-ratelimit-remaining-requests', String(reqLeft === Infinity ? 'unlimited' : reqLeft));
       res.setHeader('x-ratelimit-remaining-tokens', String(tokLeft === Infinity ? 'unlimited' : tokLeft));
       throw new GatewayError(
         429,
         'insufficient_quota',
         'insufficient_quota',
-        `The token budget of ${kl.day.remaining(now) <= prompt ? 'this key' : `member ${key.member}`} for today is used up; it renews at 00:00 UTC.`,
+        spentBudget(kl, ml, key.member, prompt, now),
         null,
-        { 'x-should-retry': 'false' },
+        {
+          'x-should-retry': 'false',
+        },
       );
     }
     if (tokLimit <= prompt) {
@@ -404,13 +477,13 @@ export class Gateway {
         { 'retry-after': String(wait) },
       );
     }
-    const reserved = Math.min(prompt + worst, dayLeft, tokLeft);
-    kl.requests.used++;
-    ml.requests.used++;
-    kl.tokens.used += reserved;
-    ml.tokens.used += reserved;
-    kl.day.used += reserved;
-    ml.day.used += reserved;
+    const reserved = Math.min(prompt + worst, budgetLeft, tokLeft);
+    for (const l of [kl, ml]) {
+      l.requests.used++;
+      l.tokens.used += reserved;
+      l.day.used += reserved;
+      l.month.used += reserved;
+    }
     res.setHeader('x-ratelimit-remaining-requests', String(reqLeft === Infinity ? 'unlimited' : reqLeft - 1));
     res.setHeader('x-ratelimit-remaining-tokens', String(tokLeft === Infinity ? 'unlimited' : tokLeft - reserved));
     return {
@@ -422,6 +495,7 @@ export class Gateway {
       short: reserved < prompt + worst,
       windowStart: kl.tokens.start,
       dayStart: kl.day.start,
+      monthStart: kl.month.start,
     };
   }
 
@@ -433,6 +507,7 @@ export class Gateway {
     for (const l of [r.keyLimits, r.memberLimits]) {
       if (l.tokens.start === r.windowStart) l.tokens.used = Math.max(0, l.tokens.used - back);
       if (l.day.start === r.dayStart) l.day.used = Math.max(0, l.day.used - back);
+      if (l.month.start === r.monthStart) l.month.used = Math.max(0, l.month.used - back);
     }
   }
 

@@ -15,7 +15,17 @@ import type { Principal } from '../../server/auth.js';
 import { authorize, requireRole } from '../../server/access.js';
 import { ApiError, forbidden, notFound } from '../../server/errors.js';
 import { GatewayError, errorBody } from './errors.js';
-import { DEFAULT_GATEWAY, Gateway, KEY_PREFIX, newKey, type Endpoint, type GatewayConfig } from './gateway.js';
+import {
+  DEFAULT_GATEWAY,
+  defined,
+  Gateway,
+  KEY_PREFIX,
+  newKey,
+  type Endpoint,
+  type GatewayConfig,
+  type Standing,
+  type WindowStanding,
+} from './gateway.js';
 import { GatewayMetrics } from './metrics.js';
 import { GatewayStore, type GatewayKey } from './store.js';
 import { isoTime } from '../../api/contract.js';
@@ -40,6 +50,7 @@ const KeyView = z.object({
     requestsPerMinute: z.number().nullable(),
     tokensPerMinute: z.number().nullable(),
     tokensPerDay: z.number().nullable(),
+    tokensPerMonth: z.number().nullable(),
   }),
   createdAt: z.string(),
   expiresAt: z.string().nullable(),
@@ -141,7 +152,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
   // The server's store is a KyselyStore (openStore makes one); the gateway keeps its tables beside it.
   if (!(ctx.store instanceof KyselyStore)) throw new Error('the gateway needs a Kysely store');
   const store = new GatewayStore(ctx.store.db);
-  const config: GatewayConfig = { ...DEFAULT_GATEWAY, ...ctx.gateway };
+  const config: GatewayConfig = { ...DEFAULT_GATEWAY, ...defined(ctx.gateway ?? {}) };
   const source = ctx.replicas ?? { replicas: () => [], models: () => [] };
   const metrics = new GatewayMetrics(ctx.metrics.registry);
   const gateway = new Gateway(
@@ -208,6 +219,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
           requestsPerMinute: z.number().int().min(1).max(10_000_000).nullable().default(null),
           tokensPerMinute: z.number().int().min(1).max(1e12).nullable().default(null),
           tokensPerDay: z.number().int().min(1).max(1e13).nullable().default(null),
+          tokensPerMonth: z.number().int().min(1).max(1e14).nullable().default(null),
         }),
         response: { 201: z.object({ key: KeyView, secret: z.string() }) },
       },
@@ -228,7 +240,12 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
         models: b.models,
         classification: b.classification,
         zones: b.zones,
-        limits: { requestsPerMinute: b.requestsPerMinute, tokensPerMinute: b.tokensPerMinute, tokensPerDay: b.tokensPerDay },
+        limits: {
+          requestsPerMinute: b.requestsPerMinute,
+          tokensPerMinute: b.tokensPerMinute,
+          tokensPerDay: b.tokensPerDay,
+          tokensPerMonth: b.tokensPerMonth,
+        },
         ttlSeconds: b.ttlDays === null ? null : b.ttlDays * 86_400,
         now: ctx.now(),
       });
@@ -317,6 +334,74 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
       await gateway.flush();
       const since = req.query.since ?? Math.floor(ctx.now() / 86_400) * 86_400;
       return { since, usage: await store.usage(member, since, req.query.until) };
+    },
+  );
+
+  const WindowView = z.object({
+    limit: z.number().nullable(),
+    used: z.number(),
+    remaining: z.number().nullable(),
+    resetsAt: z.string(),
+  });
+  const LimitsView = z.object({
+    requestsPerMinute: WindowView,
+    tokensPerMinute: WindowView,
+    tokensPerDay: WindowView,
+    tokensPerMonth: WindowView,
+  });
+  const limitsView = (l: Standing['limits']): z.infer<typeof LimitsView> => {
+    const w = (x: WindowStanding) => ({ ...x, resetsAt: isoTime(x.resetsAt) });
+    return {
+      requestsPerMinute: w(l.requestsPerMinute),
+      tokensPerMinute: w(l.tokensPerMinute),
+      tokensPerDay: w(l.tokensPerDay),
+      tokensPerMonth: w(l.tokensPerMonth),
+    };
+  };
+  r.get(
+    '/v1/gateway/limits',
+    {
+      schema: {
+        summary:
+          "Where your member and each of its live keys stand against their rate limits and token budgets now (every member's for operators and consortium auditors).",
+        querystring: z.object({ member: z.string().max(64).optional() }),
+        response: {
+          200: z.object({
+            at: z.string(),
+            members: z.array(
+              z.object({
+                member: z.string(),
+                limits: LimitsView,
+                keys: z.array(z.object({ id: z.string(), name: z.string(), limits: LimitsView })),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async (req) => {
+      const p = req.principal;
+      const named = req.query.member;
+      if (named !== undefined && !(p.member === null ? members.has(named) : named === p.member))
+        throw notFound(`member ${named}`);
+      const now = ctx.now();
+      const live = (k: GatewayKey) => k.revokedAt === null && (k.expiresAt === null || k.expiresAt > now);
+      const keys = (await store.keys(p.member ?? named ?? null)).filter(live);
+      const shown = p.member !== null ? [p.member] : named !== undefined ? [named] : [...members];
+      return {
+        at: isoTime(now),
+        members: shown.map((m) => {
+          const s = gateway.standing(
+            m,
+            keys.filter((k) => k.member === m),
+          );
+          return {
+            member: s.member,
+            limits: limitsView(s.limits),
+            keys: s.keys.map((k) => ({ ...k, limits: limitsView(k.limits) })),
+          };
+        }),
+      };
     },
   );
 

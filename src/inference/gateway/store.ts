@@ -2,14 +2,11 @@
 import type { Kysely } from 'kysely';
 import type { Classification } from '../../governance/model.js';
 import type { Database } from '../../store/schema.js';
+import type { LimitSettings } from './limits.js';
 import type { GatewayKeysTable } from './schema.js';
 
 /** A key's own limits; null: only the member's limits apply. */
-export interface KeyLimits {
-  readonly requestsPerMinute: number | null;
-  readonly tokensPerMinute: number | null;
-  readonly tokensPerDay: number | null;
-}
+export type KeyLimits = LimitSettings;
 
 export interface GatewayKey {
   readonly id: string;
@@ -59,7 +56,8 @@ const keyOf = (r: GatewayKeysTable): GatewayKey => ({
   models: JSON.parse(r.models) as string[],
   classification: r.classification as Classification,
   zones: r.zones === null ? null : (JSON.parse(r.zones) as string[]),
-  limits: JSON.parse(r.limits) as KeyLimits,
+  // Keys made before month budgets existed have none.
+  limits: { tokensPerMonth: null, ...(JSON.parse(r.limits) as Partial<KeyLimits>) } as KeyLimits,
   createdAt: r.created_at,
   expiresAt: r.expires_at,
   revokedAt: r.revoked_at,

@@ -133,6 +133,7 @@ describe('README: serve a model behind the OpenAI API', () => {
       'deployments show <id>',
       'keys create --name app --models bard',
       'usage ',
+      'gateway limits ',
       'deployments scale <id> --max 3',
       'keys revoke <key>',
       'deployments delete <id>',
@@ -309,6 +310,18 @@ describe('README: serve a model behind the OpenAI API', () => {
     expect(prompt).toBeGreaterThanOrEqual(used.prompt);
     expect(completion).toBeGreaterThanOrEqual(used.completion);
     expect(reasoning).toBe(0);
+
+    // Where pharma stands: its day budget has those tokens used, and as much less left.
+    const limits = ok(await fabrik('gateway', 'limits'));
+    expect(limits).toMatch(/^MEMBER\s+WHO\s+LIMIT\s+USED\s+OF\s+LEFT\s+RESETS IN/);
+    const day = limits
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .find((c) => c[0] === 'pharma' && c[1] === 'member' && c[2] === 'tokens/day');
+    expect(day, limits).toBeDefined();
+    const [dayUsed, dayLimit, dayLeft] = day!.slice(3, 6).map(Number);
+    expect(dayUsed).toBeGreaterThanOrEqual(prompt + completion);
+    expect(dayLeft).toBe(dayLimit - dayUsed);
   }, 60_000);
 
   it('changes the bounds, lists and revokes the key', async () => {

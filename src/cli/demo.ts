@@ -1,11 +1,60 @@
 // `fabrik demo`: the demo consortium on se-factory, driven through the real scheduler by the
 // stepped twin, with a synthetic stream of jobs. What a member or an operator would watch.
+// `fabrik validate`: a site file, and a consortium against it.
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConsortium, loadSite } from '../config/index.js';
 import type { Consortium } from '../core/consortium.js';
 import { gangGpusOf } from '../core/job.js';
 import type { Site } from '../core/site.js';
 import { SteppedCluster } from '../sim/stepped.js';
 import { Workload } from '../sim/workload.js';
 import { table } from './table.js';
+
+function positive(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got '${v}'.`);
+    return n;
+  };
+}
+
+/** `fabrik demo` and `fabrik validate`: the site and consortium files, run and checked. */
+export function demoCommands(defaults: { site: string; consortium: string }): Command[] {
+  const demo = new Command('demo')
+    .description('run the demo consortium on the site through the scheduler, with a synthetic stream of jobs')
+    .option('--site <file>', 'site description (YAML)', defaults.site)
+    .option('--consortium <file>', 'consortium description (YAML)', defaults.consortium)
+    .option('--hours <n>', 'simulated hours', positive('--hours'), 24)
+    .option('--step-minutes <n>', 'minutes between scheduling cycles', positive('--step-minutes'), 5)
+    .option(
+      '--arrivals-per-hour <n>',
+      'jobs submitted per hour (16 is about the machine, fully used)',
+      positive('--arrivals-per-hour'),
+      16,
+    )
+    .option('--seed <n>', 'seed of the synthetic workload', positive('--seed'), 7)
+    .option('--show <n>', 'waiting jobs to list at the end', positive('--show'), 15)
+    .action((o) => {
+      const site = loadSite(o.site);
+      runDemo(site, loadConsortium(o.consortium, site), o, (line) => console.log(line));
+    });
+  const validate = new Command('validate')
+    .description('check a site description, and a consortium against it')
+    .requiredOption('--site <file>', 'site description (YAML)')
+    .option('--consortium <file>', 'consortium description (YAML)')
+    .action((o) => {
+      const site = loadSite(o.site);
+      console.log(
+        `${o.site}: site ${site.name}, ${site.totalGpus} GPUs, ${site.domains.length} NVLink domains, ${site.nodes.length} nodes, zones ${site.zones.join(', ')}`,
+      );
+      if (o.consortium) {
+        const c = loadConsortium(o.consortium, site);
+        const entitled = c.members.reduce((s, m) => s + m.entitlementGpus, 0);
+        console.log(`${o.consortium}: consortium ${c.name}, ${c.members.length} members entitled to ${entitled} GPUs`);
+      }
+    });
+  return [demo, validate];
+}
 
 export interface DemoOptions {
   hours: number;

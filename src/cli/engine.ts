@@ -6,7 +6,9 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { startEngine } from '../inference/engine/index.js';
 
-export class EngineUsageError extends Error {}
+export class EngineUsageError extends Error {
+  override readonly name = 'EngineUsageError';
+}
 
 function whole(name: string, min: number) {
   return (v: string) => {

@@ -2,7 +2,7 @@
 // answers, no Slurm needed), loaded back; then the command itself against the real cluster of
 // scripts/slurm/up.sh (read-only calls: other tests use the cluster at the same time).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -181,8 +181,10 @@ function fabrik(...args: string[]) {
 
 describe('fabrik site import', () => {
   it('says in one line, exit 1, that slurmrestd cannot be reached', () => {
-    // Port 9 (discard) has no slurmrestd on any test machine.
-    const r = fabrik('site', 'import', '--slurm', 'http://127.0.0.1:9', '--name', 'x');
+    // Port 9 (discard) has no slurmrestd on any test machine; a key of its own, so that this runs without Slurm too.
+    const key = join(dir, 'jwt.key');
+    writeFileSync(key, 'k'.repeat(32));
+    const r = fabrik('site', 'import', '--slurm', 'http://127.0.0.1:9', '--name', 'x', '--jwt-key', key);
     expect(r.status).toBe(1);
     expect(r.stderr.trim().split('\n')).toEqual([
       expect.stringMatching(/^fabrik: slurmrestd GET \/slurm\/v0\.0\.38\/nodes: unreachable/),

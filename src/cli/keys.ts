@@ -106,21 +106,27 @@ function seconds(v: string): number {
   return t / 1000;
 }
 
-/** `fabrik usage`: the tokens the gateway metered, per member, key and model. */
+/** `fabrik usage`: the tokens the gateway metered, per member, key and model (and hour or day). */
 export function usageCommand(): Command {
   return new Command('usage')
     .description('tokens the gateway metered per member, key and model (yours; everyone for operators)')
     .option('--member <id>', 'one member (operators)')
     .option('--since <date>', 'from this time (ISO 8601; default: the start of the UTC day)', seconds)
+    .option('--until <date>', 'before this time (ISO 8601; default: now)', seconds)
+    .addOption(new Option('--period <p>', 'sums per UTC hour or day as well').choices(['hour', 'day']))
     .option('--json', 'JSON for scripts')
     .action(async (o) => {
       const q = new URLSearchParams();
       if (o.member) q.set('member', o.member);
       if (o.since !== undefined) q.set('since', String(o.since));
+      if (o.until !== undefined) q.set('until', String(o.until));
+      if (o.period) q.set('period', o.period);
       const r = await client().request<{
         usage: {
+          start?: number;
           member: string;
           keyId: string;
+          keyName: string | null;
           model: string;
           requests: number;
           promptTokens: number;
@@ -129,13 +135,24 @@ export function usageCommand(): Command {
         }[];
       }>('GET', `/v1/usage${q.size ? `?${q}` : ''}`);
       if (o.json) return console.log(JSON.stringify(r.usage, null, 2));
-      console.log(
+      const head = ['MEMBER', 'KEY', 'NAME', 'MODEL', 'REQUESTS', 'PROMPT', 'COMPLETION', 'REASONING'];
+      print(
         table(
-          ['MEMBER', 'KEY', 'MODEL', 'REQUESTS', 'PROMPT', 'COMPLETION', 'REASONING'],
-          r.usage.map((u) =>
-            [u.member, u.keyId, u.model, u.requests, u.promptTokens, u.completionTokens, u.reasoningTokens].map(String),
-          ),
-        ).join('\n'),
+          o.period ? ['START', ...head] : head,
+          r.usage.map((u) => {
+            const row = [
+              u.member,
+              u.keyId,
+              u.keyName ?? '-',
+              u.model,
+              u.requests,
+              u.promptTokens,
+              u.completionTokens,
+              u.reasoningTokens,
+            ].map(String);
+            return o.period ? [new Date(u.start! * 1000).toISOString().slice(0, 16) + 'Z', ...row] : row;
+          }),
+        ),
       );
     });
 }

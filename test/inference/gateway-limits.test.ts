@@ -507,6 +507,54 @@ describe('reasoning models', () => {
   });
 });
 
+describe('usage per period', () => {
+  it('sums per UTC hour or day with the key names, through the API and fabrik usage --period', async () => {
+    const { secret, id } = await key(t, pharmaAdmin, { name: 'ledger' });
+    const hour = Math.floor(clock / 3600) * 3600;
+    type Row = { start?: number; keyId: string; keyName: string | null; requests: number; promptTokens: number };
+    const per = async (period: string) =>
+      (await t.call<{ usage: Row[] }>(pharmaAdmin, 'GET', `/v1/usage?since=${hour}&period=${period}`)).body.usage.filter(
+        (u) => u.keyId === id,
+      );
+    await post(t, secret, 'chat/completions', chat('hi'));
+    await post(t, secret, 'chat/completions', chat('hi'));
+    // Usage is stamped when it is written (every flush, and before every read of it).
+    expect(await per('hour')).toHaveLength(1);
+    tick(3600);
+    await post(t, secret, 'chat/completions', chat('hi'));
+    expect(await per('hour')).toEqual([
+      expect.objectContaining({ start: hour, keyName: 'ledger', requests: 2, promptTokens: 14 }),
+      expect.objectContaining({ start: hour + 3600, keyName: 'ledger', requests: 1, promptTokens: 7 }),
+    ]);
+    const days = await per('day');
+    expect(days.map((u) => u.requests).reduce((a, b) => a + b)).toBe(3);
+    expect(days.every((u) => u.start! % 86_400 === 0)).toBe(true);
+    const whole = (await t.call<{ usage: Row[] }>(pharmaAdmin, 'GET', `/v1/usage?since=${hour}`)).body.usage;
+    expect(whole.filter((u) => u.keyId === id)).toEqual([expect.not.objectContaining({ start: expect.anything() })]);
+    const bad = await t.call<{ error: { code: string; field: string } }>(pharmaAdmin, 'GET', '/v1/usage?period=week');
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'query.period' });
+
+    const main = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+    const since = new Date(hour * 1000).toISOString();
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', main, 'usage', '--since', since, '--period', 'hour'], {
+        env: { ...process.env, FABRIK_URL: t.server.url, FABRIK_TOKEN: pharmaAdmin },
+      });
+      let text = '';
+      child.stdout.on('data', (d) => (text += d));
+      child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`exit ${code}`))));
+    });
+    const lines = out.trim().split('\n');
+    expect(lines[0]).toMatch(/^START\s+MEMBER\s+KEY\s+NAME\s+MODEL\s+REQUESTS\s+PROMPT\s+COMPLETION\s+REASONING$/);
+    const mine = lines.filter((l) => l.includes(id)).map((l) => l.trim().split(/\s+/));
+    expect(mine.map((c) => [c[0], c[3], c[5]])).toEqual([
+      [new Date(hour * 1000).toISOString().slice(0, 16) + 'Z', 'ledger', '2'],
+      [new Date((hour + 3600) * 1000).toISOString().slice(0, 16) + 'Z', 'ledger', '1'],
+    ]);
+  });
+});
+
 describe('embeddings', () => {
   it('answers, meters prompt tokens and no completion tokens, and refuses a model the key may not use', async () => {
     const { secret, id } = await key(t, pharmaAdmin, { models: ['embed'] });
@@ -516,7 +564,16 @@ describe('embeddings', () => {
     expect(engine.calls[0].body.max_tokens).toBeUndefined();
     expect(engine.calls[0].body.max_completion_tokens).toBeUndefined();
     expect(await usageOf(t, pharmaAdmin, id)).toEqual([
-      { member: 'pharma', keyId: id, model: 'embed', requests: 1, promptTokens: 3, completionTokens: 0, reasoningTokens: 0 },
+      {
+        member: 'pharma',
+        keyId: id,
+        keyName: 'k',
+        model: 'embed',
+        requests: 1,
+        promptTokens: 3,
+        completionTokens: 0,
+        reasoningTokens: 0,
+      },
     ]);
     const chatOnly = await key(t, pharmaAdmin, { models: ['chat'] });
     const err = await client(t, chatOnly.secret)

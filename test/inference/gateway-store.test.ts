@@ -74,6 +74,45 @@ forEachEngine('gateway store', (engine, location) => {
       expect((await g.usage(null, 0)).map((u) => u.member)).toEqual(['bank', 'bank', 'pharma']);
     });
 
+    it('sums usage per hour or per UTC day as well, oldest period first', async () => {
+      const row = {
+        member: 'bank',
+        keyId: 'k1',
+        model: 'chat',
+        requests: 1,
+        promptTokens: 1,
+        completionTokens: 2,
+        reasoningTokens: 0,
+      };
+      const day = 86_400 * 20_000; // a midnight, UTC
+      await g.addUsage([row], day + 10.5); // 00:00:10.5
+      await g.addUsage([row, { ...row, model: 'embed' }], day + 3599.9); // 00:59:59.9
+      await g.addUsage([row], day + 3600); // 01:00:00
+      await g.addUsage([row], day + 86_400 + 7); // the next day
+      await g.addUsage([{ ...row, member: 'pharma' }], day + 20);
+      const hours = await g.usageByPeriod('bank', day, day + 2 * 86_400, 3600);
+      expect(hours.map((u) => [u.start - day, u.model, u.requests])).toEqual([
+        [0, 'chat', 2],
+        [0, 'embed', 1],
+        [3600, 'chat', 1],
+        [86_400, 'chat', 1],
+      ]);
+      expect(hours[0]).toEqual({ ...row, start: day, requests: 2, promptTokens: 2, completionTokens: 4 });
+      const days = await g.usageByPeriod(null, day, day + 2 * 86_400, 86_400);
+      expect(days.map((u) => [u.start - day, u.member, u.model, u.requests])).toEqual([
+        [0, 'bank', 'chat', 3],
+        [0, 'bank', 'embed', 1],
+        [0, 'pharma', 'chat', 1],
+        [86_400, 'bank', 'chat', 1],
+      ]);
+      // `until` is exclusive; the sums without periods are unchanged.
+      expect((await g.usageByPeriod('bank', day, day + 3600, 86_400)).map((u) => u.requests)).toEqual([2, 1]);
+      expect(await g.usage('bank', day)).toEqual([
+        { ...row, requests: 4, promptTokens: 4, completionTokens: 8 },
+        { ...row, model: 'embed' },
+      ]);
+    });
+
     it('keeps the logging setting (off by default) and the logs of members that turned it on', async () => {
       expect(await g.logging('bank')).toBe(false);
       await g.setLogging('bank', true, 'bea', 1);

@@ -299,13 +299,13 @@ describe('README: serve a model behind the OpenAI API', () => {
 
   it("shows the member's tokens in fabrik usage", async () => {
     const out = ok(await fabrik('usage'));
-    expect(out).toMatch(/^MEMBER\s+KEY\s+MODEL\s+REQUESTS\s+PROMPT\s+COMPLETION\s+REASONING/);
+    expect(out).toMatch(/^MEMBER\s+KEY\s+NAME\s+MODEL\s+REQUESTS\s+PROMPT\s+COMPLETION\s+REASONING/);
     const row = out
       .split('\n')
       .map((l) => l.trim().split(/\s+/))
-      .find((c) => c[0] === 'pharma' && c[1] === keyId && c[2] === 'bard');
+      .find((c) => c[0] === 'pharma' && c[1] === keyId && c[2] === 'app' && c[3] === 'bard');
     expect(row, out).toBeDefined();
-    const [, , , requests, prompt, completion, reasoning] = row!.map(Number);
+    const [, , , , requests, prompt, completion, reasoning] = row!.map(Number);
     expect(requests).toBeGreaterThanOrEqual(4 + 6);
     expect(prompt).toBeGreaterThanOrEqual(used.prompt);
     expect(completion).toBeGreaterThanOrEqual(used.completion);

@@ -566,7 +566,17 @@ describe('fuzzing the API', () => {
           fc.constantFrom('/v1/deployments', '/v1/keys', '/v1/usage', '/v1/gateway/settings', '/v1/gateway/limits'),
           fc.oneof(
             queryString,
-            fc.constantFrom('?since=-1', '?since=1e400', '?until=x', '?member=telecom', '?member=', '?since=0&until=0'),
+            fc.constantFrom(
+              '?since=-1',
+              '?since=1e400',
+              '?until=x',
+              '?member=telecom',
+              '?member=',
+              '?since=0&until=0',
+              '?period=hour&since=0',
+              '?period=year',
+              '?period=day&until=1e400',
+            ),
           ),
         )
         .map(([tok, p, q]) => json(tok, 'GET', p + q)),

@@ -72,8 +72,12 @@ const keyView = (k: GatewayKey): z.infer<typeof KeyView> => ({
 });
 
 const UsageView = z.object({
+  /** With `period`: the period's first second. */
+  start: z.number().optional(),
   member: z.string(),
   keyId: z.string(),
+  /** The key's name (null: a key that is no longer stored). */
+  keyName: z.string().nullable(),
   model: z.string(),
   requests: z.number(),
   promptTokens: z.number(),
@@ -321,6 +325,8 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
           since: z.coerce.number().min(0).optional(),
           until: z.coerce.number().min(0).optional(),
           member: z.string().max(64).optional(),
+          /** Sums per UTC hour or day as well (each row with its `start`), as accounting reads them. */
+          period: z.enum(['hour', 'day']).optional(),
         }),
         response: { 200: z.object({ since: z.number(), usage: z.array(UsageView) }) },
       },
@@ -333,7 +339,12 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
       // What is still in memory counts too: a member reads its usage as of now.
       await gateway.flush();
       const since = req.query.since ?? Math.floor(ctx.now() / 86_400) * 86_400;
-      return { since, usage: await store.usage(member, since, req.query.until) };
+      const until = req.query.until ?? Number.MAX_SAFE_INTEGER;
+      const rows = req.query.period
+        ? await store.usageByPeriod(member, since, until, req.query.period === 'hour' ? 3600 : 86_400)
+        : await store.usage(member, since, until);
+      const names = new Map((await store.keys(member)).map((k) => [k.id, k.name]));
+      return { since, usage: rows.map((u) => ({ ...u, keyName: names.get(u.keyId) ?? null })) };
     },
   );
 

@@ -1,5 +1,5 @@
 // The gateway's rows on either engine: keys, batched usage, the members' logging setting and logs.
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Classification } from '../../governance/model.js';
 import type { Database } from '../../store/schema.js';
 import type { LimitSettings } from './limits.js';
@@ -137,9 +137,26 @@ export class GatewayStore {
 
   /** Usage since `since` (and before `until`), summed per member, key and model; every member's for null. */
   async usage(member: string | null, since: number, until = Number.MAX_SAFE_INTEGER): Promise<UsageRow[]> {
+    return (await this.usageRows(member, since, until, null)).map(({ start: _, ...u }) => u);
+  }
+
+  /**
+   * The same, summed per period as well: `width` seconds from the epoch (3600: hours, 86400: UTC days),
+   * each row with its period's `start`, oldest first.
+   */
+  usageByPeriod(member: string | null, since: number, until: number, width: number): Promise<(UsageRow & { start: number })[]> {
+    if (!Number.isInteger(width) || width < 1) throw new RangeError(`period width ${width}`);
+    return this.usageRows(member, since, until, width) as Promise<(UsageRow & { start: number })[]>;
+  }
+
+  private async usageRows(member: string | null, since: number, until: number, width: number | null) {
+    // The width is a whole number checked above, written into the statement: the same expression in
+    // SELECT and GROUP BY (PostgreSQL would not match two parameters as the same expression).
+    const start = width === null ? sql<number>`0` : sql<number>`floor(at / ${sql.lit(width)}) * ${sql.lit(width)}`;
     let q = this.db
       .selectFrom('gateway_usage')
       .select((eb) => [
+        start.as('start'),
         'member',
         'key_id',
         'model',
@@ -151,8 +168,16 @@ export class GatewayStore {
       .where('at', '>=', since)
       .where('at', '<', until);
     if (member !== null) q = q.where('member', '=', member);
-    const rows = await q.groupBy(['member', 'key_id', 'model']).orderBy('member').orderBy('key_id').orderBy('model').execute();
+    // No period: one group per member, key and model (a constant in GROUP BY would read as a column number).
+    if (width !== null) q = q.groupBy(start).orderBy(start);
+    const rows = await q
+      .groupBy(['member', 'key_id', 'model'])
+      .orderBy('member')
+      .orderBy('key_id')
+      .orderBy('model')
+      .execute();
     return rows.map((r) => ({
+      start: Number(r.start),
       member: r.member,
       keyId: r.key_id,
       model: r.model,

@@ -170,12 +170,7 @@ export class GatewayStore {
     if (member !== null) q = q.where('member', '=', member);
     // No period: one group per member, key and model (a constant in GROUP BY would read as a column number).
     if (width !== null) q = q.groupBy(start).orderBy(start);
-    const rows = await q
-      .groupBy(['member', 'key_id', 'model'])
-      .orderBy('member')
-      .orderBy('key_id')
-      .orderBy('model')
-      .execute();
+    const rows = await q.groupBy(['member', 'key_id', 'model']).orderBy('member').orderBy('key_id').orderBy('model').execute();
     return rows.map((r) => ({
       start: Number(r.start),
       member: r.member,

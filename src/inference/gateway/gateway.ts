@@ -320,7 +320,7 @@ export class Gateway {
     return l;
   }
 
-  limitsOfKey(k: GatewayKey): Limits {
+  private limitsOfKey(k: GatewayKey): Limits {
     let l = this.keyLimits.get(k.id);
     if (!l) this.keyLimits.set(k.id, (l = new Limits(k.limits)));
     return l;

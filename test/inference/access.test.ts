@@ -293,8 +293,8 @@ beforeAll(async () => {
       promptTokens: 100,
       completionTokens: 10,
       reasoningTokens: 0,
+      at: Math.floor(Date.now() / 1000),
     })),
-    Date.now() / 1000,
   );
 });
 afterAll(() => t?.close());

@@ -2,7 +2,7 @@
 // member, key and model within a time range; the logging setting upserts; logs are kept per member
 // and read newest first within a time range, bounded.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GatewayStore, type GatewayKey } from '../../src/inference/gateway/store.js';
+import { GatewayStore, type GatewayKey, type UsageRow } from '../../src/inference/gateway/store.js';
 import { openStore, type KyselyStore } from '../../src/store/index.js';
 import { forEachEngine, type Location } from '../audit/engines.js';
 
@@ -32,6 +32,8 @@ forEachEngine('gateway store', (engine, location) => {
       store = (await openStore(where.url)) as KyselyStore;
       g = new GatewayStore(store.db);
     });
+    /** A batch whose requests all ended at `at`. */
+    const addAt = (rows: UsageRow[], at: number) => g.addUsage(rows.map((r) => ({ ...r, at })));
     afterEach(async () => {
       await store.close();
       await where.dispose();
@@ -61,10 +63,10 @@ forEachEngine('gateway store', (engine, location) => {
         completionTokens: 30,
         reasoningTokens: 5,
       };
-      await g.addUsage([row, { ...row, model: 'embed', completionTokens: 0, reasoningTokens: 0 }], 100);
-      await g.addUsage([row], 200);
-      await g.addUsage([{ ...row, member: 'pharma', keyId: 'k2' }], 200);
-      await g.addUsage([], 300);
+      await addAt([row, { ...row, model: 'embed', completionTokens: 0, reasoningTokens: 0 }], 100);
+      await addAt([row], 200);
+      await addAt([{ ...row, member: 'pharma', keyId: 'k2' }], 200);
+      await addAt([], 300);
       expect(await g.usage('bank', 0)).toEqual([
         { ...row, requests: 4, promptTokens: 20, completionTokens: 60, reasoningTokens: 10 },
         { ...row, model: 'embed', completionTokens: 0, reasoningTokens: 0 },
@@ -85,11 +87,11 @@ forEachEngine('gateway store', (engine, location) => {
         reasoningTokens: 0,
       };
       const day = 86_400 * 20_000; // a midnight, UTC
-      await g.addUsage([row], day + 10.5); // 00:00:10.5
-      await g.addUsage([row, { ...row, model: 'embed' }], day + 3599.9); // 00:59:59.9
-      await g.addUsage([row], day + 3600); // 01:00:00
-      await g.addUsage([row], day + 86_400 + 7); // the next day
-      await g.addUsage([{ ...row, member: 'pharma' }], day + 20);
+      await addAt([row], day + 10.5); // 00:00:10.5
+      await addAt([row, { ...row, model: 'embed' }], day + 3599.9); // 00:59:59.9
+      await addAt([row], day + 3600); // 01:00:00
+      await addAt([row], day + 86_400 + 7); // the next day
+      await addAt([{ ...row, member: 'pharma' }], day + 20);
       const hours = await g.usageByPeriod('bank', day, day + 2 * 86_400, 3600);
       expect(hours.map((u) => [u.start - day, u.model, u.requests])).toEqual([
         [0, 'chat', 2],

@@ -13,7 +13,7 @@ import { errorBody, GatewayError, invalid } from './errors.js';
 import { Limits, periodOf, resetText, type LimitSettings, type Window } from './limits.js';
 import type { GatewayMetrics } from './metrics.js';
 import { fnv1a, Router } from './router.js';
-import type { GatewayKey, GatewayStore, KeyLimits, LogRow, UsageRow } from './store.js';
+import type { GatewayKey, GatewayStore, KeyLimits, LogRow, MeteredUsage } from './store.js';
 
 export interface GatewayConfig {
   /**
@@ -159,7 +159,8 @@ export class Gateway {
   private readonly members: ReadonlyMap<string, Member>;
   private readonly salts = new Map<string, string>();
   private readonly targets = new Map<string, { host: string; port: number; base: string }>();
-  private meter = new Map<string, { member: string; keyId: string; model: string; m: Meter }>();
+  /** What was metered since the last flush, per key, model and second. */
+  private meter = new Map<string, { member: string; keyId: string; model: string; at: number; m: Meter }>();
   private logs: LogRow[] = [];
   private readonly logging = new Set<string>();
   /** Counts setLogging calls: a re-read that overlapped one is older than it and is dropped. */
@@ -238,17 +239,18 @@ export class Gateway {
       const logs = this.logs;
       this.meter = new Map();
       this.logs = [];
-      const rows: UsageRow[] = [...batch.values()].map((b) => ({
+      const rows: MeteredUsage[] = [...batch.values()].map((b) => ({
         member: b.member,
         keyId: b.keyId,
         model: b.model,
+        at: b.at,
         requests: b.m.requests,
         promptTokens: b.m.prompt,
         completionTokens: b.m.completion,
         reasoningTokens: b.m.reasoning,
       }));
       try {
-        await this.store.addUsage(rows, this.now());
+        await this.store.addUsage(rows);
         await this.store.addLogs(logs);
       } catch (err) {
         // Kept for the next flush: usage is what members are billed on.
@@ -610,12 +612,15 @@ export class Gateway {
 
   private record(key: GatewayKey, model: string, prompt: number, completion: number, reasoning: number): void {
     this.metrics?.metered(key.member, model, prompt, completion, reasoning);
-    const id = key.id + '\0' + model;
+    // Stamped with the second the request ended, not the flush's: an hour's or a day's usage
+    // (budgets after a restart, GET /v1/usage?period=) holds exactly the requests that ended in it.
+    const at = Math.floor(this.now());
+    const id = key.id + '\0' + model + '\0' + at;
     let e = this.meter.get(id);
     if (!e)
       this.meter.set(
         id,
-        (e = { member: key.member, keyId: key.id, model, m: { requests: 0, prompt: 0, completion: 0, reasoning: 0 } }),
+        (e = { member: key.member, keyId: key.id, model, at, m: { requests: 0, prompt: 0, completion: 0, reasoning: 0 } }),
       );
     e.m.requests++;
     e.m.prompt += prompt;

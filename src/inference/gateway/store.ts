@@ -37,6 +37,11 @@ export interface UsageRow {
   readonly reasoningTokens: number;
 }
 
+/** Usage as the gateway writes it: the second its requests ended. */
+export interface MeteredUsage extends UsageRow {
+  readonly at: number;
+}
+
 export interface LogRow {
   readonly member: string;
   readonly keyId: string;
@@ -116,7 +121,7 @@ export class GatewayStore {
   }
 
   /** One batch of metered usage, in one statement. */
-  async addUsage(rows: readonly UsageRow[], at: number): Promise<void> {
+  async addUsage(rows: readonly MeteredUsage[]): Promise<void> {
     if (rows.length === 0) return;
     await this.db
       .insertInto('gateway_usage')
@@ -125,7 +130,7 @@ export class GatewayStore {
           member: r.member,
           key_id: r.keyId,
           model: r.model,
-          at,
+          at: r.at,
           requests: r.requests,
           prompt_tokens: r.promptTokens,
           completion_tokens: r.completionTokens,

@@ -190,6 +190,7 @@ export class Gateway {
   /** Budgets continue where the usage table says they were; logging settings are read once. */
   async start(): Promise<void> {
     const now = this.now();
+    const keys = new Map((await this.store.keys(null)).map((k) => [k.id, k]));
     for (const [budget, period] of [
       ['day', 86_400],
       ['month', 'month'],
@@ -198,7 +199,7 @@ export class Gateway {
       for (const u of await this.store.usage(null, since)) {
         const used = u.promptTokens + u.completionTokens;
         this.memberLimitsOf(u.member)[budget].roll(now).used += used;
-        const k = await this.store.key(u.keyId);
+        const k = keys.get(u.keyId);
         if (k) this.limitsOfKey(k)[budget].roll(now).used += used;
       }
     }

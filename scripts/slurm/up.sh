@@ -140,8 +140,10 @@ for ((n = 1; n <= NODES; n++)); do alive "/run/slurmd-node$n.pid" || slurmd -N "
 # slurmrestd refuses to run as root: a user of its own, and SLURM_JWT=daemon or every token is refused.
 id slurmrest >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin slurmrest
 touch /var/log/slurm/slurmrestd.log && chown slurmrest /var/log/slurm/slurmrestd.log
+# It runs from / : started from a checkout that is later deleted (a CI clone), it fails every
+# job submission with "getcwd failed" and exits.
 if ! pgrep -x slurmrestd >/dev/null; then
-  su -s /bin/sh slurmrest -c "SLURM_JWT=daemon nohup slurmrestd -a rest_auth/jwt -s openapi/v0.0.38,openapi/dbv0.0.38 $REST >/var/log/slurm/slurmrestd.log 2>&1 &"
+  su -s /bin/sh slurmrest -c "cd / && SLURM_JWT=daemon nohup slurmrestd -a rest_auth/jwt -s openapi/v0.0.38,openapi/dbv0.0.38 $REST >/var/log/slurm/slurmrestd.log 2>&1 &"
 fi
 for i in $(seq 1 120); do
   if [[ $(sinfo -h -o '%t' | sort -u | tr -d '\n') == idle ]] && (exec 3<>/dev/tcp/${REST%:*}/${REST#*:}) 2>/dev/null; then

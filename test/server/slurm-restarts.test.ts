@@ -4,7 +4,7 @@
 //   Slurm job and succeeded;
 // - slurmctld restarted while jobs run, two of them ending while it is down, one submitted then:
 //   Fabrik ends every job in the right state with the right exit code, and cancels after it.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,8 +13,8 @@ import type { JobView } from '../../src/api/contract.js';
 import { openStore } from '../../src/store/open.js';
 import { testServer } from './helpers.js';
 import { closeAndCancel, slurmJobsTagged, slurmReachable } from '../slurm-cluster.js';
+import { killHard, spawnServer, type SpawnedServer } from './spawned.js';
 
-const root = new URL('../../', import.meta.url).pathname;
 const reachable = await slurmReachable('slurm restart tests');
 
 const FINAL = ['succeeded', 'failed', 'cancelled', 'lost'];
@@ -47,39 +47,10 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | null 
 describe.runIf(reachable)('restarts between Fabrik and Slurm', () => {
   it('kill -9 of Fabrik around a submission: after the restart every acknowledged job ran in exactly one Slurm job', async () => {
     const dir = dataDir();
-    async function up(): Promise<{ child: ChildProcess; url: string }> {
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          `${root}src/cli/main.ts`,
-          'up',
-          '--data',
-          dir,
-          '--port',
-          '0',
-          '--executor',
-          'slurm',
-          '--slurm-create-users',
-          '--cycle-seconds',
-          '1',
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FABRIK_LOG_LEVEL: 'warn' } },
-      );
-      children.push(child);
-      let err = '';
-      child.stderr!.on('data', (d) => (err += d));
-      child.stdout!.resume();
-      const url = await until('fabrik up to listen', async () => /listening on (\S+);/.exec(err)?.[1], 60_000).catch(() => {
-        throw new Error(`fabrik up did not start:\n${err}`);
-      });
-      return { child, url };
-    }
-    const kill9 = async (c: ChildProcess) => {
-      const gone = new Promise((r) => c.once('exit', r));
-      c.kill('SIGKILL');
-      await gone;
+    const up = async (): Promise<SpawnedServer> => {
+      const server = await spawnServer(dir, ['--executor', 'slurm', '--slurm-create-users']);
+      children.push(server.child);
+      return server;
     };
 
     let server = await up();
@@ -104,7 +75,7 @@ describe.runIf(reachable)('restarts between Fabrik and Slurm', () => {
       });
       ids.push(r.jobs[0].id);
       await new Promise((res) => setTimeout(res, delayMs));
-      await kill9(server.child);
+      await killHard(server);
       server = await up();
     }
     const ended = await until(

@@ -10,7 +10,7 @@ export interface SpawnedServer {
   readonly url: string;
 }
 
-/** Starts `fabrik up` on `dir` (4 GPUs, 1 s cycles, and `more` flags) and resolves once it listens. */
+/** Starts `fabrik up` on `dir` (1 s cycles; the local executor offers 4 GPUs; `more` flags) and resolves once it listens. */
 export async function spawnServer(dir: string, more: readonly string[] = []): Promise<SpawnedServer> {
   const child = spawn(
     process.execPath,

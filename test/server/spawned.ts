@@ -10,8 +10,15 @@ export interface SpawnedServer {
   readonly url: string;
 }
 
-/** Starts `fabrik up` on `dir` (1 s cycles; the local executor offers 4 GPUs; `more` flags) and resolves once it listens. */
-export async function spawnServer(dir: string, more: readonly string[] = []): Promise<SpawnedServer> {
+/**
+ * Starts `fabrik up` on `dir` (1 s cycles; the local executor offers 4 GPUs; `more` flags; `env` added
+ * to this process's environment) and resolves once it listens.
+ */
+export async function spawnServer(
+  dir: string,
+  more: readonly string[] = [],
+  env: Readonly<Record<string, string>> = {},
+): Promise<SpawnedServer> {
   const child = spawn(
     process.execPath,
     [
@@ -31,7 +38,7 @@ export async function spawnServer(dir: string, more: readonly string[] = []): Pr
     ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, FABRIK_LOG_LEVEL: 'warn' },
+      env: { ...process.env, FABRIK_LOG_LEVEL: 'warn', ...env },
     },
   );
   let err = '';

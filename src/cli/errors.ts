@@ -15,6 +15,7 @@ const USAGE_ERRORS = new Set([
   'SiteMismatchError',
   'AuditFileError',
   'EngineUsageError',
+  'DataDirError',
 ]);
 /** Reaching Fabrik, its store or Slurm failed (exit 1), or a check ran and failed (exit 1; the message names what). */
 const FAILURES = new Set([

@@ -1,7 +1,7 @@
 // `fabrik up`: the store, the executor, the scheduling loop and the HTTP API, wired together.
 // The embedded default needs nothing installed: SQLite in the data folder, the demo consortium,
 // and the `local` executor on this host's GPUs.
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { Consortium } from '../core/consortium.js';
@@ -21,6 +21,7 @@ import type { LoadSink, ReplicaSource } from '../inference/replicas.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { buildApp } from './app.js';
+import { prepareDataDir } from './data-dir.js';
 import { Authenticator, issueToken, type OidcConfig } from './auth.js';
 import { Controller } from './controller.js';
 import { createMetrics } from './metrics.js';
@@ -79,7 +80,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   // Logs go to stderr: stdout carries only what a script may capture (the first start's token).
   const log = o.logger ?? pino({ level: process.env.FABRIK_LOG_LEVEL ?? 'info' }, pino.destination(2));
   const dataDir = resolve(o.dataDir);
-  mkdirSync(dataDir, { recursive: true });
+  // 0700, a umask of 077, and a refusal of a folder or store others can read (data-dir.ts).
+  prepareDataDir(dataDir, { store: o.store, jobsByPath: o.executor === 'slurm' });
   const store = await openStore(o.store ?? `sqlite:${join(dataDir, 'fabrik.db')}`);
 
   let executor: Executor;

@@ -25,7 +25,7 @@ describe.runIf(reachable)('reclaim on Slurm', () => {
     const s = site().racksPerSuperpod(1).traysPerRack(8).gpusPerTray(4).build();
     const c = consortium().member('pharma', { entitlement: 16 }).member('telecom', { entitlement: 16 }).build();
     const dir = mkdtempSync(join(tmpdir(), 'fabrik-slurm-reclaim-'));
-    chmodSync(dir, 0o755);
+    chmodSync(dir, 0o711);
     t = await testServer({ executor: 'slurm', site: s, consortium: c, slurm: { createUnixUsers: true } }, dir);
     tel = await t.token('telecom', 'researcher', 'tom');
     pha = await t.token('pharma', 'researcher', 'pia');

@@ -24,7 +24,7 @@ const dirs: string[] = [];
 /** A data folder the members' Unix users can reach (their jobs write their logs into it). */
 function dataDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'fabrik-slurm-restart-'));
-  chmodSync(dir, 0o755);
+  chmodSync(dir, 0o711);
   dirs.push(dir);
   return dir;
 }

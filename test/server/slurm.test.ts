@@ -18,7 +18,7 @@ describe.runIf(reachable)('fabrik up --executor slurm', () => {
   beforeAll(async () => {
     // The members' Unix users write their jobs' logs: the data folder must be reachable by them.
     const dir = mkdtempSync(join(tmpdir(), 'fabrik-server-slurm-'));
-    chmodSync(dir, 0o755);
+    chmodSync(dir, 0o711);
     t = await testServer({ executor: 'slurm', slurm: { createUnixUsers: true } }, dir);
     alice = await t.token('pharma', 'researcher', 'alice');
   });

@@ -10,6 +10,12 @@ export const AuditEventView = z.object({
   member: z.string().nullable(),
   subject: z.string().nullable(),
   data: z.record(z.string(), z.unknown()).nullable(),
+  /**
+   * Base64 of the event's random salt, hashed inside its leaf so that nobody can guess the leaf
+   * from someone else's inclusion proof. Shown only with the event; absent on events logged before
+   * salting began (their leaves never had one).
+   */
+  salt: z.string().optional(),
 });
 export type AuditEventView = z.infer<typeof AuditEventView>;
 

@@ -1,6 +1,17 @@
 // What a leaf is: the canonical JSON of an event, exactly as the API shows it. A verifier hashes
 // the event it was given and needs nothing else from the server to know whether it is the leaf.
+//
+// Since migration 009_audit_salts every event carries `salt`: 32 random bytes (base64) chosen when
+// it is appended, inside the hashed JSON. Without it a sibling hash in someone else's inclusion
+// proof can be brute-forced: kind, actor, member and subject come from small sets and `at` is near
+// the asker's own event. The salt is shown only with the event, to whoever may see the event, so
+// the leaf stays "the event as served" and verifiers need no second rule. Events logged before the
+// switch have no `salt` key at all, so their canonical JSON, and their leaf, are what they were.
+import { randomBytes } from 'node:crypto';
 import { leafHash } from './merkle.js';
+
+/** Bytes of randomness per event: as many as the hash, so guessing a salt is as hard as a preimage. */
+export const SALT_BYTES = 32;
 
 /** One logged event, as stored, served and hashed. */
 export interface AuditEvent {
@@ -12,6 +23,16 @@ export interface AuditEvent {
   readonly member: string | null;
   readonly subject: string | null;
   readonly data: Readonly<Record<string, unknown>> | null;
+  /** Base64 of SALT_BYTES random bytes; absent on events logged before salting (see the top of this file). */
+  readonly salt?: string;
+}
+
+/** One fresh salt per event, from a single draw for the whole batch (one call into the CSPRNG, not n). */
+export function freshSalts(n: number): string[] {
+  const bytes = randomBytes(SALT_BYTES * n);
+  const salts = new Array<string>(n);
+  for (let i = 0; i < n; i++) salts[i] = bytes.toString('base64', i * SALT_BYTES, (i + 1) * SALT_BYTES);
+  return salts;
 }
 
 /**
@@ -42,8 +63,9 @@ function canonical(v: unknown): string | undefined {
 
 /**
  * The bytes of the leaf: canonicalJson of the event, written with its keys in their sorted order
- * (actor, at, data, kind, member, seq, subject) so that only `data` needs sorting, and not even
- * that when its canonical text is at hand.
+ * (actor, at, data, kind, member, salt, seq, subject) so that only `data` needs sorting, and not
+ * even that when its canonical text is at hand. An event without a salt (logged before salting)
+ * has no `salt` key, exactly as canonicalJson would write it.
  */
 export function leafContent(e: AuditEvent): string;
 /** With the data's canonical text at hand (the writer made it once). */
@@ -53,7 +75,8 @@ export function leafContent(
   dataText = canonicalJson(e.data ?? null),
 ): string {
   const s = JSON.stringify;
-  return `{"actor":${s(e.actor)},"at":${s(e.at)},"data":${dataText},"kind":${s(e.kind)},"member":${s(e.member)},"seq":${s(e.seq)},"subject":${s(e.subject)}}`;
+  const salt = e.salt === undefined ? '' : `"salt":${s(e.salt)},`;
+  return `{"actor":${s(e.actor)},"at":${s(e.at)},"data":${dataText},"kind":${s(e.kind)},"member":${s(e.member)},${salt}"seq":${s(e.seq)},"subject":${s(e.subject)}}`;
 }
 
 export const eventLeafHash = (e: AuditEvent): Buffer => leafHash(leafContent(e));
@@ -69,8 +92,9 @@ export function eventOfRow(row: {
   member: string | null;
   subject: string | null;
   data: string;
+  salt?: string | null;
 }): AuditEvent {
-  return {
+  const event: AuditEvent = {
     seq: Number(row.seq),
     at: isoOfMs(Number(row.at)),
     kind: row.kind,
@@ -79,4 +103,6 @@ export function eventOfRow(row: {
     subject: row.subject,
     data: JSON.parse(row.data) as Record<string, unknown> | null,
   };
+  // No key at all when unsalted: the served event must be the hashed one, key for key.
+  return row.salt == null ? event : { ...event, salt: row.salt };
 }

@@ -7,13 +7,14 @@
 // the rate follows the disk's commits times the batch, not one commit per event. An event enters
 // the tree only once its transaction has committed, so a failed batch leaves no hole: the next
 // batch takes the same numbers. Every second, if the tree grew, a signed checkpoint is stored.
+// Each event gets a random salt inside its leaf (src/audit/event.ts says why).
 import type { KeyObject } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { AuditEventInput, AuditSink } from '../core/audit.js';
 import { createPublicKey } from 'node:crypto';
 import { checkpointSignedBy, signCheckpoint, type SignedCheckpoint } from './checkpoint.js';
 import { AuditClosedError, AuditIntegrityError } from './errors.js';
-import { canonicalJson, eventOfRow, isoOfMs, leafContent, type AuditEvent } from './event.js';
+import { canonicalJson, eventOfRow, freshSalts, isoOfMs, leafContent, type AuditEvent } from './event.js';
 import { leafHash, MerkleTree } from './merkle.js';
 import type { AuditTables } from './schema.js';
 
@@ -30,16 +31,18 @@ export interface AuditLogOptions {
 }
 
 interface Waiting {
-  readonly event: Omit<AuditEvent, 'seq' | 'data'>;
+  readonly event: Omit<AuditEvent, 'seq' | 'data' | 'salt'>;
   /** canonicalJson(data), made once: it is what is hashed and what is stored. */
   readonly dataText: string;
-  readonly resolve: (seq: number) => void;
-  readonly reject: (error: unknown) => void;
+  resolve: (seq: number) => void;
+  reject: (error: unknown) => void;
+  /** What append() returned: appendOnce() hands the same promise to a second asker. */
+  done: Promise<number>;
 }
 
 type Db = Kysely<AuditTables>;
 
-/** Rows per INSERT: 8 parameters a row stays under both engines' limits. */
+/** Rows per INSERT: 9 parameters a row stays under both engines' limits (PostgreSQL: 65,535 a statement). */
 const ROWS_PER_INSERT = 500;
 const PAGE = 50_000;
 const MAX_EVENTS_PAGE = 1000;
@@ -60,6 +63,8 @@ export class AuditLog implements AuditSink {
     private readonly db: Db,
     private readonly o: AuditLogOptions,
     latest: SignedCheckpoint | null,
+    /** The first seq appended with a salt (migration 009_audit_salts); those before it have none. */
+    readonly saltedFrom: number,
   ) {
     this.latest = latest;
     this.now = o.now ?? (() => Date.now() / 1000);
@@ -76,10 +81,15 @@ export class AuditLog implements AuditSink {
     const audit = db as unknown as Db;
     const latestRow = await audit.selectFrom('audit_checkpoints').selectAll().orderBy('size', 'desc').limit(1).executeTakeFirst();
     const latest = latestRow ? checkpointOfRow(o.origin, latestRow) : null;
-    const log = new AuditLog(audit, o, latest);
+    const log = new AuditLog(audit, o, latest, await saltedFrom(audit));
     try {
       await log.load();
       if (latest) log.check(latest);
+      if (log.saltedFrom > log.size)
+        throw new AuditIntegrityError(
+          'the salting switch point',
+          `it says salting began at event ${log.saltedFrom}, but the store holds only ${log.size} events`,
+        );
     } catch (e) {
       await log.close({ checkpoint: false });
       throw e;
@@ -94,7 +104,7 @@ export class AuditLog implements AuditSink {
 
   append(e: AuditEventInput): Promise<number> {
     if (this.closed) return Promise.reject(new AuditClosedError());
-    let event: Omit<AuditEvent, 'seq' | 'data'>;
+    let event: Waiting['event'];
     let dataText: string;
     try {
       dataText = e.data === undefined ? 'null' : canonicalJson(e.data);
@@ -108,10 +118,51 @@ export class AuditLog implements AuditSink {
     } catch (error) {
       return Promise.reject(error);
     }
-    return new Promise<number>((resolve, reject) => {
-      this.queue.push({ event, dataText, resolve, reject });
-      this.schedule();
+    const waiting = { event, dataText } as Waiting;
+    waiting.done = new Promise<number>((resolve, reject) => {
+      waiting.resolve = resolve;
+      waiting.reject = reject;
     });
+    this.queue.push(waiting);
+    this.schedule();
+    return waiting.done;
+  }
+
+  /**
+   * The seq of the first committed event of `kind` about `subject`; undefined when there is none.
+   * One probe of the (subject, kind) index. Events still queued are not seen: appendOnce() is the
+   * way to add one only if it is missing.
+   */
+  async find(kind: string, subject: string): Promise<number | undefined> {
+    const row = await this.db
+      .selectFrom('audit_events')
+      .select('seq')
+      .where('subject', '=', subject)
+      .where('kind', '=', kind)
+      .orderBy('seq')
+      .limit(1)
+      .executeTakeFirst();
+    return row && Number(row.seq);
+  }
+
+  /**
+   * Appends `e` unless an event of its kind about its subject is committed or waiting to be: resolves
+   * with that event's seq, or the new one's. For events that must exist exactly once and may have
+   * been lost in a crash (a job's `job.submitted`, added again by a keyed retry or at start).
+   *
+   * The look-up runs in the writer's turn, so no batch commits while it reads; what was queued
+   * meanwhile is then found in the queue. Callers that ask at the same time therefore get one event:
+   * the second finds the first's in the queue or, once it is written, in the store.
+   */
+  appendOnce(e: AuditEventInput & { readonly subject: string }): Promise<number> {
+    if (this.closed) return Promise.reject(new AuditClosedError());
+    return this.serial(async () => {
+      const seq = await this.find(e.kind, e.subject);
+      if (seq !== undefined) return { seq };
+      const queued = this.queue.find((w) => w.event.kind === e.kind && w.event.subject === e.subject);
+      // Not awaited here: the append is written by a later turn of this same writer.
+      return { seq: queued ? queued.done : this.append(e) };
+    }).then((r) => r.seq);
   }
 
   /** The key members check checkpoints with. */
@@ -222,7 +273,8 @@ export class AuditLog implements AuditSink {
 
   private async write(batch: readonly Waiting[]): Promise<void> {
     const first = this.tree.size;
-    const events = batch.map((w, i) => ({ seq: first + i, ...w.event }));
+    const salts = freshSalts(batch.length);
+    const events = batch.map((w, i) => ({ seq: first + i, ...w.event, salt: salts[i] }));
     const hashes = events.map((e, i) => leafHash(leafContent(e, batch[i].dataText)));
     const rows = events.map((e, i) => ({
       seq: e.seq,
@@ -233,6 +285,7 @@ export class AuditLog implements AuditSink {
       subject: e.subject,
       data: batch[i].dataText,
       leaf_hash: hashes[i].toString('hex'),
+      salt: e.salt,
     }));
     try {
       await this.db.transaction().execute(async (trx) => {
@@ -287,6 +340,14 @@ export class AuditLog implements AuditSink {
     if (this.tree.root(c.size).toString('base64') !== c.rootHash)
       throw new AuditIntegrityError(where, 'the stored events no longer hash to its root');
   }
+}
+
+/** Where salting began (the row 009_audit_salts wrote). */
+export async function saltedFrom(db: Kysely<AuditTables>): Promise<number> {
+  const row = await db.selectFrom('audit_salting').select('from_seq').where('id', '=', 1).executeTakeFirst();
+  // The migration always writes it: a store without it was edited, and the log must not guess.
+  if (!row) throw new AuditIntegrityError('the salting switch point', 'its row in audit_salting is missing');
+  return Number(row.from_seq);
 }
 
 function required(value: string, what: string): string {

@@ -1,7 +1,7 @@
-// The audit log's tables (migration 003_audit, run with the store's own migrations). Leaf hashes
-// are stored beside the content they hash, so that a restart rebuilds the tree without rehashing
-// every event; `fabrik audit verify --store` rehashes the content and compares.
-import type { ColumnType, Kysely, Migration } from 'kysely';
+// The audit log's tables (migrations 003_audit and 009_audit_salts, run with the store's own
+// migrations). Leaf hashes are stored beside the content they hash, so that a restart rebuilds the
+// tree without rehashing every event; `fabrik audit verify --store` rehashes the content and compares.
+import { sql, type ColumnType, type Kysely, type Migration } from 'kysely';
 
 /** pg returns int8 as a decimal string, better-sqlite3 as a number. */
 type Int8 = ColumnType<string | number, number, never>;
@@ -19,6 +19,14 @@ export interface AuditEventsTable {
   data: string;
   /** Hex of leafHash(canonical event): see src/audit/event.ts. */
   leaf_hash: string;
+  /** Base64 of the event's random salt (hashed inside the leaf); null on events logged before 009_audit_salts. */
+  salt: ColumnType<string | null, string | null | undefined, never>;
+}
+
+/** One row: where salting began. Events from `from_seq` on have a salt; those before never will. */
+export interface AuditSaltingTable {
+  id: number;
+  from_seq: Int8;
 }
 
 export interface AuditCheckpointsTable {
@@ -34,6 +42,7 @@ export interface AuditCheckpointsTable {
 export interface AuditTables {
   audit_events: AuditEventsTable;
   audit_checkpoints: AuditCheckpointsTable;
+  audit_salting: AuditSaltingTable;
 }
 
 export function auditMigrations(engine: 'sqlite' | 'postgres'): Record<string, Migration> {
@@ -62,6 +71,26 @@ export function auditMigrations(engine: 'sqlite' | 'postgres'): Record<string, M
           .addColumn('at', int8, (c) => c.notNull())
           .addColumn('signature', 'text', (c) => c.notNull())
           .execute();
+      },
+    },
+    '009_audit_salts': {
+      async up(db: Kysely<unknown>) {
+        const int8 = engine === 'postgres' ? 'bigint' : 'integer';
+        // Nullable: the leaves already signed keep their unsalted hash rule (a checkpoint a member
+        // saved must go on verifying); every event appended from now on has a salt.
+        await db.schema.alterTable('audit_events').addColumn('salt', 'text').execute();
+        // The switch point, written once: `verify --store` refuses a salt before it and its absence
+        // after it, so salts cannot be stripped, or a log rewritten as "older", without notice.
+        await db.schema
+          .createTable('audit_salting')
+          .addColumn('id', 'integer', (c) => c.primaryKey())
+          .addColumn('from_seq', int8, (c) => c.notNull())
+          .execute();
+        // Seqs have no gaps, so the count is the next seq.
+        await sql`insert into audit_salting (id, from_seq) select 1, count(*) from audit_events`.execute(db);
+        // "Is there a job.submitted for job 7?" (the keyed retry, the reconciliation at start):
+        // one index probe, not a scan of the log.
+        await db.schema.createIndex('audit_events_subject_kind').on('audit_events').columns(['subject', 'kind']).execute();
       },
     },
   };

@@ -1,12 +1,14 @@
 // `fabrik audit verify --store`: the operator's check of the stored log itself. Every event is
 // rehashed from its content (not from its stored leaf hash), the tree is rebuilt from those
 // hashes, and every stored checkpoint must have the rebuilt root at its size and a valid signature.
-// The first thing found wrong is named: an event by its seq, a checkpoint by its size.
+// The first thing found wrong is named: an event by its seq, a checkpoint by its size. Events from
+// the salting switch point on must carry a salt, and those before it must not (migration 009).
 import type { KeyObject } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { checkpointSignedBy } from './checkpoint.js';
+import { AuditIntegrityError } from './errors.js';
 import { eventLeafHash, eventOfRow } from './event.js';
-import { checkpointOfRow } from './log.js';
+import { checkpointOfRow, saltedFrom } from './log.js';
 import { MerkleTree } from './merkle.js';
 import type { AuditTables } from './schema.js';
 
@@ -36,6 +38,13 @@ export async function verifyStore<DB extends AuditTables>(
     signatures: o.publicKey !== null,
     firstBad: { entry, seq, problem },
   });
+  let from: number;
+  try {
+    from = await saltedFrom(audit);
+  } catch (e) {
+    if (e instanceof AuditIntegrityError) return fail(e.entry, null, e.problem);
+    throw e;
+  }
   for (;;) {
     const rows = await audit
       .selectFrom('audit_events')
@@ -49,6 +58,18 @@ export async function verifyStore<DB extends AuditTables>(
       const expected = tree.size;
       if (seq !== expected)
         return fail(`event ${expected}`, expected, `it is missing: the next stored event is ${seq} (deleted or renumbered)`);
+      if (seq >= from && row.salt == null)
+        return fail(
+          `event ${seq}`,
+          seq,
+          `it has no salt, but every event from ${from} on was logged with one (its salt was removed)`,
+        );
+      if (seq < from && row.salt != null)
+        return fail(
+          `event ${seq}`,
+          seq,
+          `it has a salt, but events before ${from} were logged without one (the switch point or the event was edited)`,
+        );
       let leaf: Buffer;
       try {
         leaf = eventLeafHash(eventOfRow(row));

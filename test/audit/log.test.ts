@@ -214,6 +214,7 @@ forEachEngine('audit log', (engine, location) => {
         member: row.member,
         subject: row.subject,
         data: JSON.parse(row.data),
+        salt: row.salt ?? undefined,
       };
       await sql`update audit_events set actor = ${'mallory'}, leaf_hash = ${eventLeafHash(forged).toString('hex')} where seq = 6`.execute(
         store.db,

@@ -13,6 +13,7 @@ import { createSlurmExecutor } from '../executors/slurm.js';
 import { SlurmIdentities, type SlurmIdentityOptions } from '../executors/slurm-identity.js';
 import { AuditLog } from '../audit/log.js';
 import { loadOrCreateSigningKey } from '../audit/checkpoint.js';
+import { reconcileSubmissions } from '../audit/reconcile.js';
 import { describeRefusal, Governance } from '../governance/governance.js';
 import { GovernanceStore } from '../governance/store.js';
 import { DeploymentController, rangePorts, type DeploymentSettings } from '../inference/deployments/controller.js';
@@ -111,6 +112,11 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     signingKey: loadOrCreateSigningKey(dataDir),
     now,
   });
+  // Jobs committed before a crash cut off their `job.submitted`: logged now, before the API, the
+  // scheduling loop or the deployments controller can submit (src/audit/reconcile.ts).
+  const reconciled = await reconcileSubmissions(audit, store);
+  if (reconciled.length > 0)
+    log.warn({ jobs: reconciled }, `audit: logged job.submitted for ${reconciled.length} jobs a crash left without one`);
   const governance = new Governance(new GovernanceStore(store.db), site.zones, now);
   const controller = new Controller({
     store,

@@ -47,6 +47,13 @@ export function simCommand(): Command {
       const site = loadSite(sitePath(o.site));
       const consortium = loadConsortium(o.consortium, site);
       const trace = readTrace(o.trace);
+      // Rows left out are counted, never dropped silently: each reason with the first line to look at.
+      const left = Object.entries(trace.rejected);
+      if (left.length > 0)
+        console.error(
+          `${o.trace}: ${left.reduce((sum, [, k]) => sum + k, 0)} of ${trace.rows} rows left out: ` +
+            left.map(([why, k]) => `${why} ${k} (first at line ${trace.firstRejectedLine[why]})`).join('; '),
+        );
       const nodeEvents = o.nodeEvents ? readNodeEvents(o.nodeEvents, site) : undefined;
       const policies = String(o.policies)
         .split(',')

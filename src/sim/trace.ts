@@ -37,6 +37,8 @@ export interface ParsedTrace {
   rows: number;
   /** Rows left out, per reason. */
   rejected: Record<string, number>;
+  /** The file line (1-based, the header is line 1) of the first row left out for each reason. */
+  firstRejectedLine: Record<string, number>;
 }
 
 /** Header names each field is found under, case-insensitive, the first present one wins. */
@@ -74,9 +76,25 @@ export const REJECT = {
   badGpus: 'bad GPU count',
   zeroGpus: 'zero GPUs',
   badWalltime: 'bad walltime',
+  longDuration: 'duration over 366 days',
+  longWalltime: 'walltime over 366 days',
   largerThanSite: 'larger than the site',
   largerThanMember: 'larger than the member may hold',
 } as const;
+
+/**
+ * A trace line holds one job: a few short fields. A longer line is not a trace (a binary file, or
+ * a quote left open by a broken export) and is refused before it is split, so that reading it
+ * costs no more memory than the file itself (a 30 MB line once took 1.1 GB).
+ */
+export const MAX_LINE_CHARS = 65_536;
+/**
+ * Longest run time and time limit a row may have. Anything longer is a broken row, not a job:
+ * a 1e308-second job made every day-by-day tally of the replay unbounded.
+ */
+export const MAX_JOB_SECONDS = 366 * 24 * 3600;
+/** Submission times in seconds: at most this far from zero (a Unix time until the year 5138). */
+export const MAX_SUBMIT_SECONDS = 1e11;
 
 /** Reads a trace file; its name is the file name without the extension. */
 export function readTrace(path: string): ParsedTrace {
@@ -97,19 +115,26 @@ export function readTrace(path: string): ParsedTrace {
  */
 export function parseTrace(text: string, name: string, file: string = name): ParsedTrace {
   const rows = new CsvRows(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
-  const header = rows.next();
+  const header = rows.next(file);
   if (header === null) throw new InvalidDescriptionError(file, 'header', 'the trace is empty: expected a header line');
   if (header === UNCLOSED) throw new InvalidDescriptionError(file, 'header', 'the header has an unclosed quote');
   const col = columnsOf(header, file);
 
-  const rejected = new Counter();
+  const counted = new Counter();
+  const firstRejectedLine: Record<string, number> = {};
+  const rejected = {
+    add(reason: string): void {
+      counted.add(reason);
+      firstRejectedLine[reason] ??= rows.line;
+    },
+  };
   const records: TraceRecord[] = [];
   const submits: number[] = [];
   const seen = new Set<string>();
   const days = new Map<string, number>();
   let submitKind: 'seconds' | 'date' | null = null;
   let n = 0;
-  for (let fields = rows.next(); fields !== null; fields = rows.next()) {
+  for (let fields = rows.next(file); fields !== null; fields = rows.next(file)) {
     n++;
     if (fields === UNCLOSED) {
       rejected.add(REJECT.quoting);
@@ -141,7 +166,7 @@ export function parseTrace(text: string, name: string, file: string = name): Par
         continue;
       }
     }
-    if (!Number.isFinite(submit)) {
+    if (!(Math.abs(submit) <= MAX_SUBMIT_SECONDS)) {
       rejected.add(REJECT.badSubmit);
       continue;
     }
@@ -160,10 +185,15 @@ export function parseTrace(text: string, name: string, file: string = name): Par
       rejected.add(REJECT.zeroDuration);
       continue;
     }
+    if (duration > MAX_JOB_SECONDS) {
+      rejected.add(REJECT.longDuration);
+      continue;
+    }
 
     const rawGpus = fields[col.gpus];
     const gpus = parseNumber(rawGpus);
-    if (rawGpus === '' || !Number.isInteger(gpus) || gpus < 0) {
+    // A safe integer: 1e300 is an integer to Number.isInteger, and no GPU count.
+    if (rawGpus === '' || !Number.isSafeInteger(gpus) || gpus < 0) {
       rejected.add(rawGpus === '' ? REJECT.missingGpus : REJECT.badGpus);
       continue;
     }
@@ -179,6 +209,10 @@ export function parseTrace(text: string, name: string, file: string = name): Par
         walltime = parseSeconds(raw);
         if (!(walltime > 0 && Number.isFinite(walltime))) {
           rejected.add(REJECT.badWalltime);
+          continue;
+        }
+        if (walltime > MAX_JOB_SECONDS) {
+          rejected.add(REJECT.longWalltime);
           continue;
         }
       }
@@ -206,7 +240,7 @@ export function parseTrace(text: string, name: string, file: string = name): Par
   let first = Infinity;
   for (const s of submits) if (s < first) first = s;
   records.forEach((r, i) => (r.submitSeconds = submits[i] - first));
-  return { name, records, rows: n, rejected: rejected.toRecord() };
+  return { name, records, rows: n, rejected: counted.toRecord(), firstRejectedLine };
 }
 
 /** A walltime column holds one of these (or nothing) for a job without a limit. */
@@ -282,18 +316,30 @@ const UNCLOSED = Symbol('unclosed quote');
 /**
  * Lines of CSV split into trimmed fields; blank lines are skipped. A field in double quotes may
  * hold commas and doubled quotes (`""`); it may not span lines: a quote left open at the end of
- * the line makes the row UNCLOSED rather than swallowing the rest of the file.
+ * the line makes the row UNCLOSED rather than swallowing the rest of the file. A line longer than
+ * MAX_LINE_CHARS refuses the whole file (InvalidDescriptionError naming its line and column).
  */
 class CsvRows {
   private pos = 0;
+  /** The file line of the row `next` returned last (1-based). */
+  line = 0;
 
   constructor(private readonly text: string) {}
 
-  next(): string[] | typeof UNCLOSED | null {
+  next(file: string): string[] | typeof UNCLOSED | null {
     const text = this.text;
     while (this.pos < text.length) {
       let end = text.indexOf('\n', this.pos);
       if (end < 0) end = text.length;
+      this.line++;
+      // Measured before the line is copied or split: the slice below is then always small.
+      if (end - this.pos > MAX_LINE_CHARS + 1)
+        throw new InvalidDescriptionError(
+          file,
+          `line ${this.line}, column ${MAX_LINE_CHARS + 1}`,
+          `the line is longer than ${MAX_LINE_CHARS} characters (${end - this.pos} up to its end): ` +
+            'a trace line holds one job; is a quote left open, or is this not a CSV file?',
+        );
       let line = text.slice(this.pos, end);
       this.pos = end + 1;
       if (line.endsWith('\r')) line = line.slice(0, -1);
@@ -319,8 +365,12 @@ function splitQuoted(line: string): string[] | typeof UNCLOSED {
   for (let i = 0; i < line.length; i++) {
     const c = line[i];
     if (quoted) {
-      if (c !== '"') field += c;
-      else if (line[i + 1] === '"') field += line[++i];
+      // The quoted text up to the next quote in one piece: bounded by the line, not one string per character.
+      const close = line.indexOf('"', i);
+      if (close < 0) return UNCLOSED;
+      field += line.slice(i, close);
+      i = close;
+      if (line[i + 1] === '"') field += line[++i];
       else quoted = false;
     } else if (c === ',') {
       fields.push(field.trim());

@@ -7,7 +7,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadConsortium, loadSite } from '../../src/config/index.js';
 import { gangGpus } from '../../src/core/job.js';
+import { spawnSync } from 'node:child_process';
 import {
+  MAX_JOB_SECONDS,
+  MAX_LINE_CHARS,
   MAX_WALLTIME_SECONDS,
   noisyWalltime,
   parseTrace,
@@ -36,6 +39,7 @@ function trace(records: Partial<TraceRecord>[], name = 't'): ParsedTrace {
     name,
     rows: records.length,
     rejected: {},
+    firstRejectedLine: {},
     records: records.map((r, i) => ({
       id: String(i + 1),
       submitSeconds: i * 60,
@@ -189,6 +193,92 @@ describe('quoted fields', () => {
     const t = parseTrace(csv('job_id,submit_time,duration,gpus', '"a,0,60,1', 'b,0,60,1'), 't');
     expect(t.records.map((r) => r.id)).toEqual(['b']);
     expect(t.rejected).toEqual({ 'unclosed quote': 1 });
+  });
+});
+
+describe('numbers are strict: finite, in range, whole where a count is meant', () => {
+  it('rejects 1e308 durations, submits and walltimes, and GPU counts past the safe integers, naming the first line', () => {
+    const t = parseTrace(
+      csv(
+        'job_id,submit_time,duration,gpus,walltime,user',
+        'ok,0,60,1,,u1',
+        '',
+        'dur-1e308,0,1e308,1,,u1',
+        'dur-year,0,31622401,1,,u2',
+        'dur-slurm,0,99999999999999999999-00:00:00,1,,u2',
+        'submit-1e308,1e308,60,1,,u3',
+        'submit-far,-100000000001,60,1,,u3',
+        'gpus-1e300,0,60,1e300,,u4',
+        'gpus-unsafe,0,60,9007199254740993,,u4',
+        'gpus-frac,0,60,2.5,,u4',
+        'wall-1e308,0,60,1,1e308,u5',
+        'wall-year,0,60,1,367-00:00:00,u5',
+        'ok-year,0,31622400,4.0,366-00:00:00,u6',
+      ),
+      't',
+    );
+    expect(t.records.map((r) => [r.id, r.gpus])).toEqual([
+      ['ok', 1],
+      ['ok-year', 4],
+    ]);
+    expect(t.rejected).toEqual({
+      'duration over 366 days': 3,
+      'bad submit time': 2,
+      'bad GPU count': 3,
+      'walltime over 366 days': 2,
+    });
+    // File lines: the header is line 1 and the blank line 3 counts.
+    expect(t.firstRejectedLine).toEqual({
+      'duration over 366 days': 4,
+      'bad submit time': 7,
+      'bad GPU count': 9,
+      'walltime over 366 days': 12,
+    });
+    // The rows left are mapped and replayed without an unbounded day-by-day tally.
+    const w = traceWorkload(t, SMALL, THREE, { seed: 1 });
+    expect(w.jobs.map((j) => j.runtimeSeconds)).toEqual([60, MAX_JOB_SECONDS]);
+  });
+});
+
+describe('a line longer than MAX_LINE_CHARS refuses the file', () => {
+  it('naming the line and the column, before the line is split', () => {
+    const long = 'a'.repeat(MAX_LINE_CHARS);
+    const text = csv('job_id,submit_time,duration,gpus', 'ok,0,60,1', `x,0,60,"${long}`);
+    const e = failure(() => parseTrace(text, 't', 'trace.csv'));
+    expect([e.file, e.path]).toEqual(['trace.csv', `line 3, column ${MAX_LINE_CHARS + 1}`]);
+    expect(e.problem).toContain(`the line is longer than ${MAX_LINE_CHARS} characters`);
+    // A line of exactly the limit is a line (a long id), and a Windows line end does not count.
+    const atLimit = csv('job_id,submit_time,duration,gpus', `${'i'.repeat(MAX_LINE_CHARS - 9)},0,60,1\r`);
+    expect(parseTrace(atLimit, 't').records).toHaveLength(1);
+  });
+
+  it('a 30 MB line with an unclosed quote is refused in a process limited to 160 MB of heap', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fabrik-trace-'));
+    const path = join(dir, 'huge.csv');
+    writeFileSync(path, 'job_id,submit_time,duration,gpus\n1,0,60,"' + 'x,'.repeat(15_000_000) + '\n2,0,60,1\n');
+    const script =
+      `import { readTrace } from ${JSON.stringify(file('src/sim/trace.ts'))};` +
+      `try { readTrace(${JSON.stringify(path)}); console.log('read'); } catch (e) { console.log(e.message); }` +
+      `console.log('heap', Math.round(process.memoryUsage().heapUsed / 1e6));`;
+    const run = spawnSync(
+      process.execPath,
+      ['--max-old-space-size=160', '--import', 'tsx', '--input-type=module', '-e', script],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    expect(run.stderr).not.toMatch(/heap out of memory/i);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain(`line 2, column ${MAX_LINE_CHARS + 1}`);
+    expect(Number(/heap (\d+)/.exec(run.stdout)?.[1])).toBeLessThan(160);
+  });
+
+  it('a quoted field is copied in pieces, not a character at a time: long quoted rows under the limit read the same', () => {
+    const id = 'q'.repeat(MAX_LINE_CHARS - 20);
+    const t = parseTrace(csv('job_id,submit_time,duration,gpus', `"${id}",0,"6""0",1`, `"${id}x",0,60,"1"`), 't');
+    expect(t.records.map((r) => r.id.length)).toEqual([id.length + 1]);
+    expect(t.rejected).toEqual({ 'bad duration': 1 });
   });
 });
 

@@ -129,6 +129,33 @@ describe('audit API', () => {
     expect((await t.call(auditor, 'GET', `/v1/audit/proofs/inclusion?seq=${theirs.seq}`)).status).toBe(200);
   });
 
+  it("shows each event's salt with the event only: a member's proof gives no neighbour's salt or leaf to guess", async () => {
+    const c = await checkpoint();
+    const all = await events(auditor);
+    expect(all.every((e) => typeof e.salt === 'string' && b(e.salt).length === 32)).toBe(true);
+    const mine = await events(pharma);
+    const others = all.filter((e) => e.member !== 'pharma');
+    // Everything pharma is served about its own events, proofs included: no other event's salt in it.
+    const served: string[] = [JSON.stringify(mine)];
+    for (const e of mine)
+      served.push(JSON.stringify((await t.call(pharma, 'GET', `/v1/audit/proofs/inclusion?seq=${e.seq}&size=${c.size}`)).body));
+    const text = served.join('\n');
+    for (const o of others) expect(text).not.toContain(o.salt!);
+    // And the sibling leaves it is given are hashes of salted events: not the hash of any of them without its salt.
+    const siblings = new Set(
+      (
+        await Promise.all(
+          mine.map((e) => t.call<InclusionProofView>(pharma, 'GET', `/v1/audit/proofs/inclusion?seq=${e.seq}&size=${c.size}`)),
+        )
+      ).flatMap((r) => r.body.proof),
+    );
+    for (const o of others) {
+      const { salt: _salt, ...unsalted } = o;
+      expect(siblings.has(eventLeafHash(unsalted).toString('base64'))).toBe(false);
+    }
+    expect([...siblings].some((h) => others.some((o) => eventLeafHash(o).toString('base64') === h))).toBe(true);
+  });
+
   it('serves consistency proofs between any two sizes', async () => {
     const c = await checkpoint();
     const half = Math.floor(c.size / 2);

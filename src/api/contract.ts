@@ -10,6 +10,48 @@ export const FINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancel
 
 export const ROLES = ['operator', 'member-admin', 'researcher', 'auditor'] as const;
 export type Role = (typeof ROLES)[number];
+/** Roles of a member's people; operators belong to no member, auditors may be either. */
+export const MEMBER_ROLES = ['member-admin', 'researcher', 'auditor'] as const satisfies readonly Role[];
+
+/** A user name: what jobs, tokens and the audit log show. */
+export const UserName = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9._@-]+$/, 'letters, digits and . _ @ -');
+
+/**
+ * A person's record. `createdBy` is the user id that created it, or how it came to be without one:
+ * `bootstrap` (a member's first admins, made by an operator), `server` (the first operator, made on
+ * the first start), `idp` (an OIDC subject), `legacy` (a name tokens carried before users were records).
+ */
+export const UserView = z.object({
+  id: z.string(),
+  member: z.string().nullable(),
+  name: z.string(),
+  roles: z.array(z.enum(ROLES)),
+  origin: z.enum(['local', 'oidc']),
+  issuer: z.string().nullable(),
+  subject: z.string().nullable(),
+  createdBy: z.string(),
+  createdAt: z.string(),
+  disabledAt: z.string().nullable(),
+});
+export type UserView = z.infer<typeof UserView>;
+
+export const TokenView = z.object({
+  id: z.string(),
+  name: z.string(),
+  prefix: z.string(),
+  member: z.string().nullable(),
+  role: z.enum(ROLES),
+  user: z.string(),
+  userId: z.string(),
+  createdAt: z.string(),
+  expiresAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+});
+export type TokenView = z.infer<typeof TokenView>;
 
 const name = z.string().min(1).max(128);
 const id = z

@@ -13,6 +13,8 @@ export type ApprovalState = 'pending' | 'approved' | 'used';
 
 export interface Approver {
   readonly user: string;
+  /** The user record (absent in approvals given before users were records): the person, not the name. */
+  readonly userId?: string;
   readonly role: string;
   readonly at: number;
 }
@@ -24,6 +26,8 @@ export interface Approval {
   readonly member: string;
   readonly reason: string;
   readonly requestedBy: string;
+  /** The requester's user record (null in approvals asked for before users were records). */
+  readonly requestedById: string | null;
   readonly requestedRole: string;
   readonly createdAt: number;
   readonly expiresAt: number;
@@ -53,7 +57,7 @@ function model(r: ModelVersionsTable): ModelRecord {
   };
 }
 
-function approval(r: ApprovalsTable): Approval {
+function approval(r: ApprovalsTable & { requested_by_id: string | null }): Approval {
   return {
     id: r.id,
     kind: r.kind as ApprovalKind,
@@ -61,6 +65,7 @@ function approval(r: ApprovalsTable): Approval {
     member: r.member,
     reason: r.reason,
     requestedBy: r.requested_by,
+    requestedById: r.requested_by_id,
     requestedRole: r.requested_role,
     createdAt: Number(r.created_at),
     expiresAt: Number(r.expires_at),
@@ -144,6 +149,7 @@ export class ModelStore {
         member: a.member,
         reason: a.reason,
         requested_by: a.requestedBy,
+        requested_by_id: a.requestedById,
         requested_role: a.requestedRole,
         created_at: a.createdAt,
         expires_at: a.expiresAt,

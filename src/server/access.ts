@@ -6,7 +6,9 @@
 //   job.read        all        own member      own member        own member (all if consortium-wide)
 //   job.logs        all        own member      own member        —   (logs hold the member's data)
 //   job.cancel      all        own member      own jobs          —
-//   token.manage    all        own member¹     —                 —
+//   token.manage    own¹       own member¹     —                 —
+//   user.manage     own¹ ³     own member¹     —                 —
+//   user.read       all        own member      —                 own member (all if consortium-wide)
 //   node.manage     yes        —               —                 —
 //   member.read     all        own             own               own (all if consortium-wide)
 //   data.register   any member own member      own member        —
@@ -28,7 +30,11 @@
 //   gateway.logging —          own member      —                 —   (whether its prompts are kept)
 //   gateway.logs.read —        own member      —                 —   (the prompts themselves)
 //
-// ¹ a member admin hands out member-admin, researcher and auditor tokens of its own member only.
+// ¹ people, not names (routes/admin.ts): a member admin creates member-admin, researcher and auditor
+//   users of its own member; an operator creates operators and consortium-wide auditors. Tokens are
+//   made for yourself and for users you created (directly or through users you created) only: so an
+//   operator never holds a token of a member's user, and nobody holds another person's.
+// ³ and a member's first member admins, once, before the member has people of its own (bootstrap).
 // ² a researcher revokes only the gateway keys they created.
 import type { Role } from '../api/contract.js';
 import type { Principal } from './auth.js';
@@ -40,6 +46,8 @@ export type Action =
   | 'job.logs'
   | 'job.cancel'
   | 'token.manage'
+  | 'user.manage'
+  | 'user.read'
   | 'node.manage'
   | 'member.read'
   | 'data.register'
@@ -67,6 +75,8 @@ const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'job.logs': ['operator', 'member-admin', 'researcher'],
   'job.cancel': ['operator', 'member-admin', 'researcher'],
   'token.manage': ['operator', 'member-admin'],
+  'user.manage': ['operator', 'member-admin'],
+  'user.read': ['operator', 'member-admin', 'auditor'],
   'node.manage': ['operator'],
   'member.read': ['operator', 'member-admin', 'researcher', 'auditor'],
   'data.register': ['operator', 'member-admin', 'researcher'],
@@ -100,6 +110,8 @@ const DOING: Readonly<Record<Action, string>> = {
   'job.logs': 'read job logs',
   'job.cancel': 'cancel jobs',
   'token.manage': 'manage tokens',
+  'user.manage': 'manage users',
+  'user.read': 'read users',
   'node.manage': 'manage nodes',
   'member.read': 'read members',
   'data.register': 'register datasets',

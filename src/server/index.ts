@@ -23,7 +23,7 @@ import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { buildApp } from './app.js';
 import { prepareDataDir } from './data-dir.js';
-import { Authenticator, issueToken, type OidcConfig } from './auth.js';
+import { Authenticator, firstOperator, type OidcConfig } from './auth.js';
 import { Controller } from './controller.js';
 import { createMetrics } from './metrics.js';
 import { scaleConsortium, siteForExecutor } from './site.js';
@@ -175,11 +175,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
 
   let bootstrapToken: string | null = null;
   if ((await store.countTokens()) === 0) {
-    const { record, secret } = await issueToken(
-      store,
-      { name: 'bootstrap', member: null, role: 'operator', user: 'operator', ttlSeconds: null },
-      now(),
-    );
+    const { record, secret } = await firstOperator(store, now());
     await audit.append({
       kind: 'token.issued',
       actor: 'fabrik',

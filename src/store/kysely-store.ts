@@ -6,7 +6,19 @@ import type { Kysely } from 'kysely';
 import type { JobState } from '../api/contract.js';
 import { StoreClosedError } from './errors.js';
 import { GroupCommit, type GroupCommitStats } from './group-commit.js';
-import { eventRow, parseJobId, toEvent, toJob, toNodeState, toToken, tokenRow, updateColumns } from './rows.js';
+import {
+  eventRow,
+  parseJobId,
+  toEvent,
+  toJob,
+  toNodeState,
+  toToken,
+  tokenRow,
+  toUser,
+  updateColumns,
+  userColumns,
+  userRow,
+} from './rows.js';
 import { migrateToLatest, type Database, type Engine } from './schema.js';
 import { writeSubmissions } from './submissions.js';
 import type {
@@ -19,7 +31,11 @@ import type {
   Submission,
   SubmitOutcome,
   TokenRecord,
+  BootstrapOutcome,
+  UserRecord,
+  UserUpdate,
 } from './store.js';
+import { UserExistsError, VOUCHED } from './store.js';
 
 const ACTIVE_STATES: readonly JobState[] = ['pending', 'starting', 'running', 'preempting'];
 const MAX_PAGE = 1000;
@@ -69,6 +85,100 @@ export class KyselyStore implements Store {
         oc.column('id').doUpdateSet((eb) => ({ name: eb.ref('excluded.name'), projects: eb.ref('excluded.projects') })),
       )
       .execute();
+  }
+
+  async createUser(user: UserRecord): Promise<void> {
+    await this.insertUser(this.db, user);
+  }
+
+  async bootstrapUser(user: UserRecord, max: number): Promise<BootstrapOutcome> {
+    if (user.member === null) throw new RangeError('bootstrapUser: a bootstrap admin belongs to a member');
+    const member = user.member;
+    return this.transaction(async (trx) => {
+      // SQLite's transaction holds the write lock already; PostgreSQL's needs a lock of its own, or
+      // two bootstraps at once would both count the same users and both insert.
+      if (this.engine === 'postgres')
+        await sql`select pg_advisory_xact_lock(hashtext(${`fabrik-bootstrap:${member}`}))`.execute(trx);
+      const users = await trx.selectFrom('users').select('created_by').where('member', '=', member).execute();
+      if (users.some((u) => u.created_by !== VOUCHED.bootstrap)) return 'closed';
+      if (users.length >= max) return 'full';
+      await this.insertUser(trx, user);
+      return 'created';
+    });
+  }
+
+  /** Inserts; a unique violation (name in member, or OIDC subject) becomes UserExistsError. */
+  private async insertUser(db: Db, user: UserRecord): Promise<void> {
+    const taken = async () =>
+      (await this.userByName(user.member, user.name, db)) ??
+      (user.subject !== null && user.issuer !== null ? await this.userBySubject(user.issuer, user.subject, db) : undefined);
+    if (await taken()) throw new UserExistsError(user);
+    try {
+      await db.insertInto('users').values(userRow(user)).execute();
+    } catch (error) {
+      // Inserted by someone else between the check and the insert.
+      if (await taken()) throw new UserExistsError(user);
+      throw error;
+    }
+  }
+
+  async userById(id: string): Promise<UserRecord | undefined> {
+    const row = await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  async userByName(member: string | null, name: string, db: Db = this.db): Promise<UserRecord | undefined> {
+    const row = await db
+      .selectFrom('users')
+      .selectAll()
+      .where('name', '=', name)
+      .where((eb) => (member === null ? eb('member', 'is', null) : eb('member', '=', member)))
+      .executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  async userBySubject(issuer: string, subject: string, db: Db = this.db): Promise<UserRecord | undefined> {
+    const row = await db
+      .selectFrom('users')
+      .selectAll()
+      .where('issuer', '=', issuer)
+      .where('subject', '=', subject)
+      .executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  async listUsers(member?: string | null): Promise<UserRecord[]> {
+    let query = this.db.selectFrom('users').selectAll().orderBy('created_at').orderBy('id');
+    if (member === null) query = query.where('member', 'is', null);
+    else if (member !== undefined) query = query.where('member', '=', member);
+    return (await query.execute()).map(toUser);
+  }
+
+  async updateUser(id: string, set: UserUpdate): Promise<boolean> {
+    const columns = userColumns(set);
+    if (Object.keys(columns).length === 0) return (await this.userById(id)) !== undefined;
+    try {
+      const result = await this.db.updateTable('users').set(columns).where('id', '=', id).executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
+    } catch (error) {
+      const before = await this.userById(id);
+      const member = set.member !== undefined ? set.member : (before?.member ?? null);
+      const name = set.name ?? before?.name;
+      const other = name === undefined ? undefined : await this.userByName(member, name);
+      if (other && other.id !== id) throw new UserExistsError({ member, name: name! });
+      throw error;
+    }
+  }
+
+  async userTokens(userId: string): Promise<TokenRecord[]> {
+    const rows = await this.db
+      .selectFrom('tokens')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .execute();
+    return rows.map(toToken);
   }
 
   async createToken(token: TokenRecord): Promise<void> {

@@ -3,8 +3,8 @@
 // and every id through String(); JSON travels as TEXT on both engines.
 import type { Insertable, Selectable, Updateable } from 'kysely';
 import type { JobState, Role } from '../api/contract.js';
-import type { Database, JobEventsTable, JobsTable, TokensTable } from './schema.js';
-import type { JobEvent, JobUpdate, NewJob, NodeStateRecord, StoredJob, TokenRecord } from './store.js';
+import type { Database, JobEventsTable, JobsTable, TokensTable, UsersTable } from './schema.js';
+import type { JobEvent, JobUpdate, NewJob, NodeStateRecord, StoredJob, TokenRecord, UserRecord, UserUpdate } from './store.js';
 
 /** Rows per INSERT: 500 × 20 columns stays far below SQLite's 32,766 bound parameters. */
 export const ROWS_PER_INSERT = 500;
@@ -125,6 +125,7 @@ export function tokenRow(token: TokenRecord): Insertable<TokensTable> {
     member: token.member,
     role: token.role,
     username: token.user,
+    user_id: token.userId,
     created_at: token.createdAt,
     expires_at: token.expiresAt,
     revoked_at: token.revokedAt,
@@ -140,10 +141,53 @@ export function toToken(row: Row<'tokens'>): TokenRecord {
     member: row.member,
     role: row.role as Role,
     user: row.username,
+    // Every row has one after migration 008; an older replica's insert mid-upgrade has none and
+    // reads as a user that does not exist, so the token is refused rather than trusted.
+    userId: row.user_id ?? '',
     createdAt: Number(row.created_at),
     expiresAt: numberOrNull(row.expires_at),
     revokedAt: numberOrNull(row.revoked_at),
   };
+}
+
+export function userRow(user: UserRecord): Insertable<UsersTable> {
+  return {
+    id: user.id,
+    member: user.member,
+    name: user.name,
+    roles: JSON.stringify(user.roles),
+    origin: user.origin,
+    issuer: user.issuer,
+    subject: user.subject,
+    created_by: user.createdBy,
+    created_at: user.createdAt,
+    disabled_at: user.disabledAt,
+  };
+}
+
+export function toUser(row: Row<'users'>): UserRecord {
+  return {
+    id: row.id,
+    member: row.member,
+    name: row.name,
+    roles: JSON.parse(row.roles) as Role[],
+    origin: row.origin as UserRecord['origin'],
+    issuer: row.issuer,
+    subject: row.subject,
+    createdBy: row.created_by,
+    createdAt: Number(row.created_at),
+    disabledAt: numberOrNull(row.disabled_at),
+  };
+}
+
+/** The columns a user update sets: only the fields it names. */
+export function userColumns(set: UserUpdate): Updateable<UsersTable> {
+  const columns: Updateable<UsersTable> = {};
+  if (set.name !== undefined) columns.name = set.name;
+  if (set.member !== undefined) columns.member = set.member;
+  if (set.roles !== undefined) columns.roles = JSON.stringify(set.roles);
+  if (set.disabledAt !== undefined) columns.disabled_at = set.disabledAt;
+  return columns;
 }
 
 export function toNodeState(row: Row<'node_states'>): NodeStateRecord {

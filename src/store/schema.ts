@@ -32,9 +32,25 @@ export interface TokensTable {
   member: string | null;
   role: string;
   username: string;
+  /** The user record (migration 008); null only in a row written by an older Fabrik mid-upgrade. */
+  user_id: string | null;
   created_at: number;
   expires_at: number | null;
   revoked_at: number | null;
+}
+
+export interface UsersTable {
+  id: string;
+  member: string | null;
+  name: string;
+  /** JSON array of roles. */
+  roles: string;
+  origin: string;
+  issuer: string | null;
+  subject: string | null;
+  created_by: string;
+  created_at: number;
+  disabled_at: number | null;
 }
 
 export interface JobsTable {
@@ -111,7 +127,10 @@ export interface InstallationTable {
 
 export interface Database extends GovernanceTables, ModelTables, AuditTables, GatewayTables, DeploymentTables {
   members: MembersTable;
+  users: UsersTable;
   tokens: TokensTable;
+  /** Migration 008 adds who asked, as a user id: the two-person rule compares people, not names. */
+  approvals: ModelTables['approvals'] & { requested_by_id: string | null };
   jobs: JobsTable;
   job_events: JobEventsTable;
   idempotency_keys: IdempotencyKeysTable;
@@ -224,8 +243,79 @@ async function createMachineTables(db: AnyDb): Promise<void> {
     .execute();
 }
 
+/**
+ * Users become records and every token belongs to one. Tokens written before carried a free-text
+ * user name: each (member, name) they name becomes a user with the roles its tokens had, vouched
+ * for by `legacy` (nobody we know made them, so the two-person rule counts them all as one person).
+ */
+async function createUsers(db: AnyDb): Promise<void> {
+  await db.schema
+    .createTable('users')
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('member', 'text')
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('roles', 'text', (c) => c.notNull())
+    .addColumn('origin', 'text', (c) => c.notNull())
+    .addColumn('issuer', 'text')
+    .addColumn('subject', 'text')
+    .addColumn('created_by', 'text', (c) => c.notNull())
+    .addColumn('created_at', 'double precision', (c) => c.notNull())
+    .addColumn('disabled_at', 'double precision')
+    .execute();
+  // A name is unique within a member, and among those of no member (NULLs are distinct in a plain index).
+  await sql`create unique index users_member_name on users ((coalesce(member, '')), name)`.execute(db);
+  await sql`create unique index users_subject on users (issuer, subject) where subject is not null`.execute(db);
+  await db.schema.alterTable('tokens').addColumn('user_id', 'text').execute();
+  await db.schema.createIndex('tokens_user_id').on('tokens').column('user_id').execute();
+  await db.schema.alterTable('approvals').addColumn('requested_by_id', 'text').execute();
+
+  const d = db as Kysely<Database>;
+  const old = await d
+    .selectFrom('tokens')
+    .select(['id', 'member', 'username', 'role', 'created_at'])
+    .orderBy('created_at')
+    .execute();
+  const users = new Map<string, { id: string; member: string | null; name: string; roles: Set<string>; at: number }>();
+  for (const t of old) {
+    const key = JSON.stringify([t.member, t.username]);
+    const u = users.get(key) ?? {
+      id: newUserId(),
+      member: t.member,
+      name: t.username,
+      roles: new Set(),
+      at: Number(t.created_at),
+    };
+    u.roles.add(t.role);
+    users.set(key, u);
+    await d.updateTable('tokens').set({ user_id: u.id }).where('id', '=', t.id).execute();
+  }
+  for (const u of users.values())
+    await d
+      .insertInto('users')
+      .values({
+        id: u.id,
+        member: u.member,
+        name: u.name,
+        roles: JSON.stringify([...u.roles].sort()),
+        origin: 'local',
+        issuer: null,
+        subject: null,
+        created_by: 'legacy',
+        created_at: u.at,
+        disabled_at: null,
+      })
+      .execute();
+}
+
+export const newUserId = () => `usr_${randomUUID().replaceAll('-', '').slice(0, 20)}`;
+
 /** Every migration, by name; names sort in the order they run. Never edit one that shipped: add the next. */
 export function migrations(engine: Engine): Record<string, Migration> {
+  // In the order they run (by name), whichever feature each comes from.
+  return Object.fromEntries(Object.entries(allMigrations(engine)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+function allMigrations(engine: Engine): Record<string, Migration> {
   return {
     '001_initial': {
       async up(db: AnyDb) {
@@ -249,6 +339,7 @@ export function migrations(engine: Engine): Record<string, Migration> {
           .execute();
       },
     },
+    '008_users': { up: (db: AnyDb) => createUsers(db) },
     ...auditMigrations(engine),
     ...governanceMigrations,
     ...modelMigrations,
@@ -272,7 +363,14 @@ class InCodeMigrationProvider implements MigrationProvider {
  */
 export async function migrateToLatest(db: Kysely<Database>, engine: Engine): Promise<void> {
   const migrationTableSchema = engine === 'postgres' ? await currentSchema(db) : undefined;
-  const migrator = new Migrator({ db, provider: new InCodeMigrationProvider(engine), migrationTableSchema });
+  // Unordered: 008_users was written while 009_audit_salts shipped, so a store may have run 009
+  // first; each migration touches its own tables and runs once either way.
+  const migrator = new Migrator({
+    db,
+    provider: new InCodeMigrationProvider(engine),
+    migrationTableSchema,
+    allowUnorderedMigrations: true,
+  });
   const { error, results } = await migrator.migrateToLatest();
   if (error === undefined) return;
   const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? null;

@@ -127,11 +127,62 @@ export interface TokenRecord {
   /** null: an operator token (the whole factory). */
   readonly member: string | null;
   readonly role: Role;
+  /** The user's name, as jobs and the audit log show it. */
   readonly user: string;
+  /** The user record the token belongs to: whoever holds the token acts as that person. */
+  readonly userId: string;
   readonly createdAt: number;
   readonly expiresAt: number | null;
   readonly revokedAt: number | null;
 }
+
+/**
+ * Where a user record came from when no user created it. A record made by a user names that
+ * user's id instead; the chain of creators is what the two-person rule reads (governance/approvals.ts).
+ */
+export const VOUCHED = {
+  /** One of a member's first admins, made by an operator before the member had people of its own. */
+  bootstrap: 'bootstrap',
+  /** The first operator, made by the server on its first start. */
+  server: 'server',
+  /** An OIDC subject: the identity provider vouches for the person. */
+  idp: 'idp',
+  /** A name tokens carried before users were records (migration 008): all of them count as one person. */
+  legacy: 'legacy',
+} as const;
+
+export interface UserRecord {
+  /** `usr_…`: never reused, never renamed (the name may change, the id does not). */
+  readonly id: string;
+  /** null: operators and consortium-wide auditors. */
+  readonly member: string | null;
+  /** Unique within its member (or among those of no member). */
+  readonly name: string;
+  /** What its tokens may be: a token's role is one of these. */
+  readonly roles: readonly Role[];
+  readonly origin: 'local' | 'oidc';
+  /** An OIDC user's identity: the issuer and the subject (preferred_username is only its name). */
+  readonly issuer: string | null;
+  readonly subject: string | null;
+  /** The id of the user that created it, or one of VOUCHED. */
+  readonly createdBy: string;
+  readonly createdAt: number;
+  readonly disabledAt: number | null;
+}
+
+/** What may change of a user: an OIDC login refreshes name, member and roles; a disable is for good. */
+export type UserUpdate = Partial<Pick<UserRecord, 'name' | 'member' | 'roles' | 'disabledAt'>>;
+
+/** The user's name (within its member) or OIDC subject is taken. */
+export class UserExistsError extends Error {
+  constructor(readonly user: Pick<UserRecord, 'member' | 'name'>) {
+    super(`a user named ${user.name} exists${user.member ? ` in ${user.member}` : ''}`);
+    this.name = 'UserExistsError';
+  }
+}
+
+/** Why a bootstrap was refused: the member has people of its own already, or its first admins. */
+export type BootstrapOutcome = 'created' | 'closed' | 'full';
 
 export interface NodeStateRecord {
   readonly node: string;
@@ -152,10 +203,28 @@ export interface Store {
     members: readonly { readonly id: string; readonly name: string; readonly projects: readonly string[] }[],
   ): Promise<void>;
 
+  /** Throws UserExistsError when the name is taken in the member, or the OIDC subject has a record. */
+  createUser(user: UserRecord): Promise<void>;
+  /**
+   * Creates one of a member's first admins (createdBy VOUCHED.bootstrap), atomically: only while
+   * every user of the member is such an admin ('closed' otherwise) and fewer than `max` exist ('full').
+   */
+  bootstrapUser(user: UserRecord, max: number): Promise<BootstrapOutcome>;
+  userById(id: string): Promise<UserRecord | undefined>;
+  /** member null: among operators and consortium-wide auditors. */
+  userByName(member: string | null, name: string): Promise<UserRecord | undefined>;
+  userBySubject(issuer: string, subject: string): Promise<UserRecord | undefined>;
+  /** All users, or one member's (null: those of no member), oldest first. */
+  listUsers(member?: string | null): Promise<UserRecord[]>;
+  /** False when there is no such user. Throws UserExistsError when a new name is taken. */
+  updateUser(id: string, set: UserUpdate): Promise<boolean>;
+
   createToken(token: TokenRecord): Promise<void>;
   tokenByHash(hash: string): Promise<TokenRecord | undefined>;
   /** All tokens, or one member's (null: operator tokens), newest first. */
   listTokens(member?: string | null): Promise<TokenRecord[]>;
+  /** The tokens of one user, newest first. */
+  userTokens(userId: string): Promise<TokenRecord[]>;
   tokenById(id: string): Promise<TokenRecord | undefined>;
   revokeToken(id: string, at: number): Promise<boolean>;
   countTokens(): Promise<number>;

@@ -46,6 +46,7 @@ const approval: Approval = {
   member: 'telecom',
   reason: 'publish',
   requestedBy: 'tara',
+  requestedById: 'usr_tara',
   requestedRole: 'member-admin',
   createdAt: 10,
   expiresAt: 1000,

@@ -1,10 +1,21 @@
-// A real server on a free port with a temporary data folder, and tokens for a few people.
+// A real server on a free port with a temporary data folder, and tokens for a few people. Each name
+// the helper gives a token is a person of its own, as an identity provider's subject would be (an
+// operator could not mint a member's token through the API any more, and a member admin's users
+// would all count as that admin for the two-person rule): tests that are about who created whom
+// create their users through the API instead (test/server/identities.test.ts).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { loadConsortium, loadSite } from '../../src/config/index.js';
+import type { Role } from '../../src/api/contract.js';
+import { issueToken } from '../../src/server/auth.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../src/server/index.js';
+import { newUserId } from '../../src/store/schema.js';
+import { VOUCHED, type UserRecord } from '../../src/store/store.js';
+
+/** The issuer of the helper's people: they are subjects of a test identity provider. */
+export const HELPER_ISSUER = 'https://people.fabrik.test';
 
 const root = new URL('../../', import.meta.url).pathname;
 export const SITE = loadSite(`${root}sites/se-factory.yaml`);
@@ -70,9 +81,33 @@ export async function testServer(o: Partial<ServerOptions> = {}, dataDir?: strin
     operator,
     call,
     async token(member, role, user) {
-      const r = await call<{ secret: string }>(operator, 'POST', '/v1/tokens', { name: `${user}-${role}`, user, role, member });
-      if (r.status !== 201) throw new Error(`token: ${r.status} ${JSON.stringify(r.body)}`);
-      return r.body.secret;
+      const store = server.store;
+      let u = await store.userByName(member, user);
+      if (!u) {
+        u = {
+          id: newUserId(),
+          member,
+          name: user,
+          roles: [role as Role],
+          origin: 'oidc',
+          issuer: HELPER_ISSUER,
+          subject: `${member ?? '*'}/${user}`,
+          createdBy: VOUCHED.idp,
+          createdAt: Date.now() / 1000,
+          disabledAt: null,
+        } satisfies UserRecord;
+        await store.createUser(u);
+      } else if (!u.roles.includes(role as Role)) {
+        const roles = [...u.roles, role as Role];
+        await store.updateUser(u.id, { roles });
+        u = { ...u, roles };
+      }
+      const { secret } = await issueToken(
+        store,
+        { name: `${user}-${role}`, user: u, role: role as Role, ttlSeconds: 90 * 86400 },
+        Date.now() / 1000,
+      );
+      return secret;
     },
     async waitFor(what, fn, timeoutMs = 20_000) {
       const end = Date.now() + timeoutMs;

@@ -6,7 +6,19 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SubmitRequest, type JobState } from '../../src/api/contract.js';
 import { StoreClosedError, type KyselyStore } from '../../src/store/index.js';
-import type { JobRequest, JobUpdate, NewJob, StoredJob, Submission, SubmitOutcome, TokenRecord } from '../../src/store/store.js';
+import { sql } from 'kysely';
+import {
+  UserExistsError,
+  VOUCHED,
+  type JobRequest,
+  type JobUpdate,
+  type NewJob,
+  type StoredJob,
+  type Submission,
+  type SubmitOutcome,
+  type TokenRecord,
+  type UserRecord,
+} from '../../src/store/store.js';
 
 /** A fresh location for one test; open() may be called again for a second connection to it. */
 export interface StoreHarness {
@@ -68,9 +80,26 @@ function token(overrides: Partial<TokenRecord>): TokenRecord {
     member: 'pharma',
     role: 'researcher',
     user: 'ada',
+    userId: 'usr_ada',
     createdAt: T0,
     expiresAt: null,
     revokedAt: null,
+    ...overrides,
+  };
+}
+
+function user(overrides: Partial<UserRecord>): UserRecord {
+  return {
+    id: 'usr_ada',
+    member: 'pharma',
+    name: 'ada',
+    roles: ['researcher'],
+    origin: 'local',
+    issuer: null,
+    subject: null,
+    createdBy: 'usr_pam',
+    createdAt: T0,
+    disabledAt: null,
     ...overrides,
   };
 }
@@ -512,6 +541,129 @@ export function storeConformance(engine: 'sqlite' | 'postgres', newHarness: () =
         expect(await store.revokeToken('ph', T0 + 200)).toBe(true);
         expect((await store.tokenById('ph'))!.revokedAt).toBe(T0 + 100);
         expect(await store.revokeToken('nope', T0)).toBe(false);
+      });
+    });
+
+    describe('users', () => {
+      const pam = user({ id: 'usr_pam', name: 'pam', roles: ['member-admin'], createdBy: VOUCHED.bootstrap });
+      const ada = user({});
+      const op = user({ id: 'usr_op', member: null, name: 'root', roles: ['operator'], createdBy: VOUCHED.server });
+      const oidc = user({
+        id: 'usr_oidc',
+        member: 'bank',
+        name: 'dana',
+        origin: 'oidc',
+        issuer: 'https://idp',
+        subject: 'u-1',
+        createdBy: VOUCHED.idp,
+        createdAt: T0 + 1,
+      });
+
+      it('finds users by id, name within their member, and OIDC subject; lists them oldest first', async () => {
+        for (const u of [pam, ada, op, oidc]) await store.createUser(u);
+        expect(await store.userById('usr_ada')).toEqual(ada);
+        expect(await store.userById('nope')).toBeUndefined();
+        expect(await store.userByName('pharma', 'ada')).toEqual(ada);
+        expect(await store.userByName('bank', 'ada')).toBeUndefined();
+        expect(await store.userByName(null, 'root')).toEqual(op);
+        expect(await store.userByName('pharma', 'root')).toBeUndefined();
+        expect(await store.userBySubject('https://idp', 'u-1')).toEqual(oidc);
+        expect(await store.userBySubject('https://other', 'u-1')).toBeUndefined();
+        expect((await store.listUsers()).map((u) => u.id)).toEqual(['usr_ada', 'usr_op', 'usr_pam', 'usr_oidc']);
+        expect(await store.listUsers('pharma')).toEqual([ada, pam]);
+        expect(await store.listUsers(null)).toEqual([op]);
+      });
+
+      it('refuses a name taken in the same member (or among those of no member) and a subject taken', async () => {
+        for (const u of [ada, op, oidc]) await store.createUser(u);
+        await expect(store.createUser(user({ id: 'usr_2' }))).rejects.toBeInstanceOf(UserExistsError);
+        await expect(store.createUser({ ...op, id: 'usr_3' })).rejects.toBeInstanceOf(UserExistsError);
+        await expect(store.createUser({ ...oidc, id: 'usr_4', name: 'other' })).rejects.toBeInstanceOf(UserExistsError);
+        // The same name in another member is another person.
+        await store.createUser(user({ id: 'usr_5', member: 'telecom' }));
+        expect(await store.listUsers()).toHaveLength(4);
+      });
+
+      it('updates a user in place; a name taken by another is refused', async () => {
+        for (const u of [ada, pam]) await store.createUser(u);
+        expect(await store.updateUser('usr_ada', { roles: ['auditor', 'researcher'], disabledAt: T0 + 5 })).toBe(true);
+        expect(await store.userById('usr_ada')).toEqual({ ...ada, roles: ['auditor', 'researcher'], disabledAt: T0 + 5 });
+        expect(await store.updateUser('nope', { name: 'x' })).toBe(false);
+        await expect(store.updateUser('usr_ada', { name: 'pam' })).rejects.toBeInstanceOf(UserExistsError);
+        expect(await store.updateUser('usr_ada', { member: 'bank', name: 'pam' })).toBe(true);
+      });
+
+      it('bootstraps at most `max` first admins, and none once a member has people of its own', async () => {
+        const admin = (n: number) =>
+          user({ id: `usr_b${n}`, name: `b${n}`, roles: ['member-admin'], createdBy: VOUCHED.bootstrap });
+        expect(await store.bootstrapUser(admin(1), 2)).toBe('created');
+        expect(await store.bootstrapUser(admin(2), 2)).toBe('created');
+        expect(await store.bootstrapUser(admin(3), 2)).toBe('full');
+        await expect(store.bootstrapUser(admin(1), 5)).rejects.toBeInstanceOf(UserExistsError);
+        await store.createUser(user({ id: 'usr_t', member: 'telecom', name: 't' }));
+        expect(await store.bootstrapUser({ ...admin(4), member: 'telecom' }, 2)).toBe('closed');
+        expect((await store.listUsers('pharma')).map((u) => u.name)).toEqual(['b1', 'b2']);
+      });
+
+      it('bootstraps from several calls (and PostgreSQL connections) at once without passing the limit', async () => {
+        // better-sqlite3 waits for a lock synchronously: a second connection in this process would
+        // block the one that holds it. Replicas are processes; on SQLite, calls at once share one.
+        const others = engine === 'postgres' ? await Promise.all([open(), open()]) : [store, store];
+        const outcomes = await Promise.all(
+          [store, ...others, store, ...others].map((s, i) =>
+            s.bootstrapUser(user({ id: `usr_c${i}`, name: `c${i}`, roles: ['member-admin'], createdBy: VOUCHED.bootstrap }), 2),
+          ),
+        );
+        expect(outcomes.filter((o) => o === 'created')).toHaveLength(2);
+        expect(await store.listUsers('pharma')).toHaveLength(2);
+      });
+
+      it("lists a user's tokens, newest first", async () => {
+        await store.createToken(token({ id: 'a', createdAt: T0 }));
+        await store.createToken(token({ id: 'b', hash: 'b'.repeat(64), createdAt: T0 + 1 }));
+        await store.createToken(token({ id: 'c', hash: 'c'.repeat(64), userId: 'usr_other' }));
+        expect((await store.userTokens('usr_ada')).map((t) => t.id)).toEqual(['b', 'a']);
+      });
+
+      it('migration 008 makes a user of each (member, name) that tokens carried, vouched for by legacy', async () => {
+        // Back to the schema before 008, with tokens that name users in free text.
+        const db = store.db as unknown as import('kysely').Kysely<Record<string, Record<string, unknown>>>;
+        await sql`drop index tokens_user_id`.execute(db);
+        await db.schema.dropTable('users').execute();
+        await db.schema.alterTable('tokens').dropColumn('user_id').execute();
+        await db.schema.alterTable('approvals').dropColumn('requested_by_id').execute();
+        await db.deleteFrom('kysely_migration').where('name', '=', '008_users').execute();
+        const row = (id: string, member: string | null, username: string, role: string, at: number) => ({
+          id,
+          hash: id.repeat(64).slice(0, 64),
+          prefix: 'fbk_x',
+          name: id,
+          member,
+          role,
+          username,
+          created_at: at,
+          expires_at: null,
+          revoked_at: null,
+        });
+        await db
+          .insertInto('tokens')
+          .values([
+            row('a', 'pharma', 'pam', 'member-admin', T0),
+            row('b', 'pharma', 'pam', 'researcher', T0 + 1),
+            row('c', 'telecom', 'pam', 'researcher', T0 + 2),
+            row('d', null, 'operator', 'operator', T0 + 3),
+          ])
+          .execute();
+        await store.migrate();
+        const users = await store.listUsers();
+        expect(users.map((u) => [u.member, u.name, u.roles, u.createdBy, u.origin])).toEqual([
+          ['pharma', 'pam', ['member-admin', 'researcher'], 'legacy', 'local'],
+          ['telecom', 'pam', ['researcher'], 'legacy', 'local'],
+          [null, 'operator', ['operator'], 'legacy', 'local'],
+        ]);
+        expect((await store.tokenById('b'))!.userId).toBe(users[0].id);
+        expect((await store.tokenById('c'))!.userId).toBe(users[1].id);
+        expect((await store.tokenById('d'))!.userId).toBe(users[2].id);
       });
     });
 

@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Site } from '../../core/site.js';
-import { complete, refuseApproval } from '../../governance/approvals.js';
+import { approverPerson, complete, refuseApproval, requesterPerson, vouchingChain } from '../../governance/approvals.js';
 import { CLASSIFICATIONS } from '../../governance/model.js';
 import {
   agreementsUsed,
@@ -75,8 +75,10 @@ const ApprovalView = z.object({
   member: z.string(),
   reason: z.string(),
   requestedBy: z.string(),
+  requestedById: z.string().nullable(),
   state: z.enum(['pending', 'approved', 'used', 'expired']),
-  approvers: z.array(z.object({ user: z.string(), role: z.string(), at: z.string() })),
+  /** userId: the person (a name may change or repeat); absent for approvals given before users were records. */
+  approvers: z.array(z.object({ user: z.string(), userId: z.string().optional(), role: z.string(), at: z.string() })),
   createdAt: z.string(),
   expiresAt: z.string(),
   approvedAt: z.string().nullable(),
@@ -142,6 +144,7 @@ function approvalView(a: Approval, now: number): z.infer<typeof ApprovalView> {
     member: a.member,
     reason: a.reason,
     requestedBy: a.requestedBy,
+    requestedById: a.requestedById,
     state: a.state === 'used' ? 'used' : a.expiresAt <= now ? 'expired' : a.state,
     approvers: a.approvers.map((x) => ({ ...x, at: isoTime(x.at) })),
     createdAt: isoTime(a.createdAt),
@@ -168,8 +171,35 @@ function placementOf(j: StoredJob, site: Site): Lineage['placement'] {
   return { zone: zones.length === 1 ? zones[0] : zones.length > 1 ? zones.join('+') : j.request.zone, nodes };
 }
 
-/** Job routes whose answer holds a member's job details: with break-glass on, operators need an approval. */
+/**
+ * Job routes that read a member's job details (its script, environment, output, history): with
+ * break-glass on, operators need an approval first. The others (the list, cancel, explain) answer
+ * without one, with the script, command and environment sealed (SEALED below).
+ */
 const JOB_DETAILS = new Set(['/v1/jobs/:id', '/v1/jobs/:id/logs', '/v1/jobs/:id/events']);
+const HIDDEN = '(break-glass)';
+
+/** A job view with what break-glass protects replaced: the command, the script and the env values. */
+function sealed(j: { spec: Record<string, unknown> }) {
+  const { command, script, env, ...spec } = j.spec;
+  return {
+    ...j,
+    spec: {
+      ...spec,
+      ...(command !== undefined ? { command: [HIDDEN] } : {}),
+      ...(script !== undefined ? { script: HIDDEN } : {}),
+      env: Object.fromEntries(Object.keys((env ?? {}) as object).map((k) => [k, HIDDEN])),
+    },
+  };
+}
+
+type MaybeJob = { member?: unknown; spec?: unknown };
+const isJobView = (v: unknown): v is { member: string; spec: Record<string, unknown> } =>
+  !!v &&
+  typeof v === 'object' &&
+  typeof (v as MaybeJob).member === 'string' &&
+  !!(v as MaybeJob).spec &&
+  typeof (v as MaybeJob).spec === 'object';
 
 export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -192,12 +222,14 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
     return ctx.controller.activeJob(id) ?? (await ctx.store.job(id));
   }
 
-  /** The approved break-glass request of this operator for this job, if any. */
+  /** The approved break-glass request of this operator (the person, not the name) for this job, if any. */
   async function breakGlassGrant(p: Principal, jobId: string): Promise<Approval | undefined> {
     const now = ctx.now();
     const all = await models.approvals({ kind: 'break-glass', subject: `job:${jobId}` });
-    return all.find((a) => a.state === 'approved' && a.requestedBy === p.user && a.expiresAt > now);
+    return all.find((a) => a.state === 'approved' && a.requestedById === p.userId && a.expiresAt > now);
   }
+  /** Requests whose job details an operator may read now: its grant was checked in the preHandler. */
+  const granted = new WeakSet<FastifyRequest>();
 
   // Break-glass: an operator's read of a member's job details, where the member asked for it. The
   // job routes stay as they are; this hook stands in front of them.
@@ -214,36 +246,35 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
         'APPROVAL_REQUIRED',
         `member ${j.member} requires break-glass: request it (POST /v1/approvals, kind break-glass, subject job:${j.id}) and have a member admin of ${j.member} and another operator approve it`,
       );
+    granted.add(req);
     await record(p, 'breakglass.read', j.member, `job:${j.id}`, { approval: grant.id, route: req.routeOptions.url });
   });
 
-  // The job list is operations' view of the queue: it stays, without the commands and environment
-  // of members that require break-glass.
+  // SEALED: every other answer of the job routes that holds a job (the list is operations' view of
+  // the queue; a cancel answers with the job it stopped) goes to an operator without the commands
+  // and environment of members that require break-glass. A route added to jobs.ts is covered too.
+  // Not a submission's answer: that is what the operator itself just sent.
   app.addHook('preSerialization', async (req: FastifyRequest, _reply, payload: unknown) => {
     const p = req.principal;
-    if (!p || p.role !== 'operator' || req.method !== 'GET' || req.routeOptions.url !== '/v1/jobs') return payload;
-    const body = payload as { jobs?: { member: string; spec: Record<string, unknown> }[] };
-    if (!Array.isArray(body?.jobs)) return payload;
-    const sealed = new Map<string, boolean>();
-    for (const m of new Set(body.jobs.map((j) => j.member))) sealed.set(m, await models.breakGlassRequired(m));
-    return {
-      ...body,
-      jobs: body.jobs.map((j) => {
-        if (!sealed.get(j.member)) return j;
-        const { command, script, env, ...spec } = j.spec;
-        const hidden = '(break-glass)';
-        return {
-          ...j,
-          spec: {
-            ...spec,
-            ...(command !== undefined ? { command: [hidden] } : {}),
-            ...(script !== undefined ? { script: hidden } : {}),
-            env: Object.fromEntries(Object.keys((env ?? {}) as object).map((k) => [k, hidden])),
-          },
-        };
-      }),
-    };
+    const url = req.routeOptions.url ?? '';
+    if (!p || p.role !== 'operator' || !url.startsWith('/v1/jobs') || granted.has(req)) return payload;
+    if (req.method === 'POST' && url === '/v1/jobs') return payload;
+    const list = (payload as { jobs?: unknown })?.jobs;
+    const jobs = isJobView(payload) ? [payload] : Array.isArray(list) ? list.filter(isJobView) : [];
+    const seal = new Map<string, boolean>();
+    for (const m of new Set(jobs.map((j) => j.member))) seal.set(m, await models.breakGlassRequired(m));
+    if (![...seal.values()].some(Boolean)) return payload;
+    const each = (j: unknown) => (isJobView(j) && seal.get(j.member) ? sealed(j) : j);
+    if (isJobView(payload)) return each(payload);
+    return { ...(payload as object), jobs: (list as unknown[]).map(each) };
   });
+
+  /** The vouching chains of these people (user ids; a pre-008 approver's `name:` is a chain of itself). */
+  async function chains(people: readonly string[]): Promise<(person: string) => readonly string[]> {
+    const out = new Map<string, string[]>();
+    for (const id of new Set(people)) out.set(id, await vouchingChain(id, (x) => ctx.store.userById(x)));
+    return (person) => out.get(person) ?? [person];
+  }
 
   r.post(
     '/v1/models',
@@ -456,7 +487,7 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (needsApproval(m)) {
         const now = ctx.now();
         const mine = (await models.approvals({ kind: 'model-export', subject })).filter(
-          (a) => a.requestedBy === p.user && a.expiresAt > now,
+          (a) => a.requestedById === p.userId && a.expiresAt > now,
         );
         used = mine.find((a) => a.state === 'approved') ?? null;
         if (!used || !(await models.useApproval(used.id, now))) {
@@ -546,6 +577,7 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
         member,
         reason: b.reason,
         requestedBy: p.user,
+        requestedById: p.userId,
         requestedRole: p.role,
         createdAt: now,
         expiresAt: now + APPROVAL_TTL[b.kind],
@@ -577,10 +609,11 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
         if (!a || !visible(a)) throw notFound(`approval ${req.params.id}`);
         requireRole(p, 'approval.approve');
         const now = ctx.now();
-        const refusal = refuseApproval(a, p, now);
+        const chainOf = await chains([p.userId, requesterPerson(a), ...a.approvers.map(approverPerson)]);
+        const refusal = refuseApproval(a, p, chainOf, now);
         if (refusal) throw new ApiError(refusal.status, refusal.status === 403 ? 'FORBIDDEN' : 'CONFLICT', refusal.message);
-        const after = [...a.approvers, { user: p.user, role: p.role, at: now }];
-        const done = complete(a.kind, after);
+        const after = [...a.approvers, { user: p.user, userId: p.userId, role: p.role, at: now }];
+        const done = complete(a, after, chainOf);
         if (!(await models.setApprovers(a.id, a.approvers, after, done ? now : null))) continue;
         await record(p, 'approval.approved', a.member, `approval:${a.id}`, {
           kind: a.kind,

@@ -106,6 +106,12 @@ export interface Executor {
    * engines that have their own view; the scheduler keeps work off nodes that are not up.
    */
   nodeHealth?(): Promise<readonly NodeHealth[]>;
+  /**
+   * Where the server reaches a TCP port a running job serves on (a model replica's engine), for
+   * executors that keep jobs off the host's network: a URL such as `http+unix://<socket>` that
+   * only the server can use. Absent, or null for a job: at its node's address, on that port.
+   */
+  endpoint?(job: string, port: number): string | null;
   /** Subscribes to events; events are delivered in order per job. */
   onEvent(listener: (e: ExecutorEvent) => void): void;
   /** Stops watching; running jobs keep running (the server may be restarting). */

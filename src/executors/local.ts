@@ -4,12 +4,13 @@
 // taking its jobs along. The handle names every rank by pid, process group and start time; a new
 // executor instance finds the ranks again from it and watches them by polling /proc.
 import { execFileSync, spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import {
   type ExecutorLogger,
@@ -23,6 +24,10 @@ import {
   silentLogger,
 } from './common.js';
 import type { ExecJob, ExecNode, Executor, ExecutorEvent, ExitReason, RecoveryResult } from './executor.js';
+import { ensureUnixUser, unixUserOf } from './identity.js';
+import { createJobCgroup, type JobCgroup, removeJobCgroup } from './isolation/cgroup.js';
+import { createNetns, deleteNetns } from './isolation/netns.js';
+import { type IsolationProbe, isInside, STAGE_DIR, sandboxPlan } from './isolation/sandbox.js';
 import { bootId, isSameProcess, processStartTime } from './proc.js';
 import { type ExitRecord, RANK_WRAPPER_SOURCE, type RankSpec } from './rank-wrapper.js';
 
@@ -94,7 +99,39 @@ export interface LocalExecutorOptions {
   /** Seconds since the epoch (default: the system clock). */
   readonly now?: () => number;
   readonly logger?: ExecutorLogger;
+  /** Run every job isolated (its member's Unix user, namespaces, cgroup); null or absent: as this process's user. */
+  readonly isolation?: LocalIsolation | null;
 }
+
+/** What an isolated job gets beyond its placement: its request's limits and the datasets it was admitted to. */
+export interface JobResources {
+  /** Per rank; default: the node slot's share of this host's CPUs. */
+  readonly cpusPerTask?: number | null;
+  /** Per rank; default: the node slot's share of this host's memory. */
+  readonly memoryMb?: number | null;
+  /** Bound read-only at their location. */
+  readonly datasets?: readonly { readonly name: string; readonly location: string }[];
+}
+
+export interface LocalIsolation {
+  /** What the host offers (probeIsolation): bubblewrap's path and the cgroup controllers. */
+  readonly probe: IsolationProbe;
+  /** A Fabrik user's Unix user, `{member}` and `{user}` replaced (default `{member}-{user}`, as on Slurm). */
+  readonly userName?: string;
+  /** Where the GPUs' device files are, `nvidia<N>` (default /dev; tests use fake ones). */
+  readonly deviceDir?: string;
+  /** Folders jobs may read besides /usr (default: this Fabrik installation, for its bundled engine). */
+  readonly readOnly?: readonly string[];
+  /** Most processes a job may have (default 4096). */
+  readonly pids?: number;
+  /** The TCP port a job serves on that the server must reach (a model replica's engine), or null. */
+  readonly servicePort?: (job: ExecJob) => number | null;
+  /** The job's limits and datasets (the server reads them from its request and from governance). */
+  readonly resources?: (job: ExecJob) => Promise<JobResources>;
+}
+
+/** The Fabrik installation (three folders above this file): jobs may read it, to run `fabrik engine`. */
+const FABRIK_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export interface LocalExecutor extends Executor {
   /** Where the GPUs came from, for the server to show. */
@@ -123,8 +160,17 @@ const HandleSchema = z.object({
       }),
     )
     .min(1),
+  /** Isolated jobs: what to clean up when they end, and where a replica is reached. */
+  sandbox: z
+    .object({
+      netns: z.string(),
+      cgroup: z.object({ procs: z.array(z.string()), dirs: z.array(z.string()) }).nullable(),
+      forward: z.object({ socket: z.string(), port: z.number().int() }).nullable(),
+    })
+    .optional(),
 });
 type LocalHandle = z.infer<typeof HandleSchema>;
+type SandboxHandle = NonNullable<LocalHandle['sandbox']>;
 
 const ExitRecordSchema = z.object({ code: z.number().int().nullable(), signal: z.string().nullable(), at: z.number() });
 
@@ -160,11 +206,20 @@ interface Tracked {
   pendingStopGrace: number | null;
   cancelKill: (() => void) | null;
   cancelWalltime: (() => void) | null;
+  /** An isolated job's network namespace, cgroup and replica socket, removed when it ends. */
+  sandbox: SandboxHandle | null;
 }
 
 /** A job as the executor starts watching it: launched here, or found again after a restart. */
-function tracked(job: ExecJob, startedAt: number, ranks: Rank[], launched: boolean): Tracked {
+function tracked(
+  job: ExecJob,
+  startedAt: number,
+  ranks: Rank[],
+  launched: boolean,
+  sandbox: SandboxHandle | null = null,
+): Tracked {
   return {
+    sandbox,
     job,
     startedAt,
     ranks,
@@ -189,6 +244,11 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
   const dataDir = path.resolve(options.dataDir);
   const wrapperPath = path.join(dataDir, 'fabrik-rank.cjs');
   const boot = bootId();
+  const isolation = options.isolation ?? null;
+  // Names of this installation's namespaces and cgroups: two servers on one host (two data
+  // folders) never clean up each other's.
+  const tag = createHash('sha256').update(dataDir).digest('hex').slice(0, 8);
+  if (isolation) fs.mkdirSync(STAGE_DIR, { recursive: true, mode: 0o755 });
   // The server's environment may hold secrets (database URLs, tokens): jobs get only these.
   const safeEnv: Record<string, string> = {};
   for (const k of ['PATH', 'HOME', 'LANG']) if (process.env[k] !== undefined) safeEnv[k] = process.env[k]!;
@@ -293,6 +353,7 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
     t.cancelWalltime?.();
     jobs.delete(t.job.id);
     stopPollingIfIdle();
+    if (t.sandbox) void cleanUp(t.job.id, t.sandbox);
     const verdict = gangVerdict(t.ranks);
     const at = now();
     if (verdict.kind === 'lost') {
@@ -381,7 +442,212 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
     }
   }
 
+  /** An isolated job's namespace and cgroup are gone; failures are logged (the next start of the id reuses them). */
+  async function cleanUp(job: string, sb: SandboxHandle): Promise<void> {
+    try {
+      if (sb.cgroup) await removeJobCgroup(sb.cgroup);
+      await deleteNetns(sb.netns);
+      if (sb.forward) await fsp.rm(sb.forward.socket, { force: true });
+    } catch (err) {
+      logger.warn({ err, job }, 'cannot clean up the job’s sandbox');
+    }
+  }
+
+  /**
+   * An isolated launch: the job's folder belongs to its member's Unix user, its ranks run in one
+   * network namespace and one cgroup of the job's own, each in a bubblewrap sandbox (see
+   * rank-wrapper.ts). The wrapper's own files (specs, exit records) are in a root-only folder
+   * beside the jobs', where the job cannot plant links for root to follow.
+   */
+  async function launchSandboxed(t: Tracked, iso: LocalIsolation): Promise<LocalHandle> {
+    const { job } = t;
+    const step = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+      try {
+        return await fn();
+      } catch (err) {
+        throw new JobSetupError(job.id, what, err);
+      }
+    };
+    const jobsDir = path.join(dataDir, 'jobs');
+    const dir = path.join(jobsDir, job.id);
+    const control = path.join(dataDir, 'exec', job.id);
+    const cwd = job.workdir ? path.resolve(dir, job.workdir) : dir;
+    const output = path.resolve(dir, job.output);
+    const error = path.resolve(dir, job.error);
+    // An isolated job sees only its own folder: a log or working directory elsewhere would not exist for it.
+    for (const [what, p] of [
+      ['working directory', cwd],
+      ['output', output],
+      ['error log', error],
+    ] as const)
+      if (!isInside(p, dir))
+        throw new InvalidJobError(
+          job.id,
+          `its ${what} ${p} is outside its folder ${dir}; an isolated job sees only its own folder`,
+        );
+    let argv: string[];
+    if (job.command !== null) {
+      if (job.command.length === 0) throw new InvalidJobError(job.id, 'empty command');
+      argv = [...job.command];
+    } else if (job.script !== null) argv = ['bash', path.join(dir, 'script.sh')];
+    else throw new InvalidJobError(job.id, 'neither command nor script');
+
+    const userName = unixUserOf(iso.userName ?? '{member}-{user}', job);
+    const user = await step(`Unix user ${userName}`, () => ensureUnixUser(userName));
+    const port = await freePort().catch((err) => {
+      throw new JobSetupError(job.id, 'a free TCP port for MASTER_PORT', err);
+    });
+    await step(dataDir, ensureWrapper);
+    await step(jobsDir, () => fsp.mkdir(jobsDir, { recursive: true, mode: 0o700 }));
+    await step(dir, async () => {
+      await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+      // lchown: a link the job left in its place (a requeue) must not hand root's files to it.
+      await fsp.lchown(dir, user.uid, user.gid);
+      await fsp.chmod(dir, 0o700);
+    });
+    await step(control, async () => {
+      await fsp.rm(control, { recursive: true, force: true });
+      await fsp.mkdir(control, { recursive: true, mode: 0o700 });
+    });
+    if (job.script !== null) {
+      const script = argv[1];
+      await step(script, async () => {
+        // Removed and created anew (O_EXCL never follows a link): the folder is the job's, and a
+        // link left there by an earlier run must not make root write through it.
+        await fsp.rm(script, { force: true });
+        const fh = await fsp.open(script, 'wx', 0o700);
+        try {
+          await fh.writeFile(job.script!);
+          await fh.chown(user.uid, user.gid);
+        } finally {
+          await fh.close();
+        }
+      });
+    }
+    const resources = iso.resources ? await step('the job’s resources', () => iso.resources!(job)) : {};
+    const notes: string[] = [];
+    const datasets: string[] = [];
+    for (const d of resources.datasets ?? []) {
+      if (fs.existsSync(d.location)) datasets.push(path.resolve(d.location));
+      else notes.push(`dataset ${d.name}: its location ${d.location} is not on this host; it is not mounted`);
+    }
+    const ranks = job.placement.length;
+    const slotShare = 1 / nodes.length;
+    const cpusPerRank = resources.cpusPerTask ?? Math.max(1, os.availableParallelism() * slotShare);
+    const memoryPerRank = (resources.memoryMb ?? Math.floor((os.totalmem() * slotShare) / 2 ** 20)) * 2 ** 20;
+    const servicePort = iso.servicePort?.(job) ?? null;
+    const plans = job.placement.map((entry, rank) =>
+      sandboxPlan({
+        jobDir: dir,
+        cwd,
+        datasets,
+        readOnly: iso.readOnly ?? [FABRIK_ROOT],
+        hidden: [dataDir],
+        deviceDir: iso.deviceDir ?? '/dev',
+        gpus: entry.gpus,
+        env: {
+          ...safeEnv,
+          HOME: dir,
+          USER: user.name,
+          LOGNAME: user.name,
+          ...job.env,
+          ...rankVariables(job, entry, rank, port),
+        },
+      }),
+    );
+    const name = `fabrik-${tag}-${job.id}`;
+    const forward = servicePort === null ? null : { socket: path.join(control, 'service.sock'), port: servicePort };
+    // A Unix socket's path has room for 107 bytes.
+    if (forward && Buffer.byteLength(forward.socket) > 107)
+      throw new JobSetupError(
+        job.id,
+        forward.socket,
+        new Error('the path is too long for a Unix socket; use a shorter data folder'),
+      );
+    const netns = await step(`network namespace ${name}`, () => createNetns(name));
+    let cgroup: JobCgroup | null = null;
+    const sandbox: SandboxHandle = { netns: name, cgroup: null, forward };
+    try {
+      cgroup = await step(`cgroup ${name}`, () =>
+        createJobCgroup(iso.probe.cgroups, name, {
+          memoryBytes: memoryPerRank * ranks,
+          cpus: cpusPerRank * ranks,
+          pids: iso.pids ?? 4096,
+          devices: [...new Set(plans.flatMap((p) => p.devices))],
+        }),
+      );
+      (sandbox as { cgroup: SandboxHandle['cgroup'] }).cgroup = cgroup && { procs: [...cgroup.procs], dirs: [...cgroup.dirs] };
+      const specs = plans.map((plan, rank) => {
+        const argsFile = path.join(control, `rank-${rank}.args`);
+        const spec: RankSpec = {
+          title: `fabrik-rank job=${job.id} rank=${rank}`,
+          argv,
+          cwd,
+          env: {},
+          exitFile: path.join(control, `rank-${rank}.exit`),
+          sandbox: {
+            uid: user.uid,
+            gid: user.gid,
+            cgroupProcs: cgroup?.procs ?? [],
+            oomEvents: cgroup?.oomEvents ?? null,
+            stage: STAGE_DIR,
+            mounts: plan.stage,
+            bwrap: iso.probe.bwrap ?? 'bwrap',
+            argsFile,
+            infoFile: path.join(control, `rank-${rank}.info`),
+            forward: rank === 0 ? forward : null,
+            notes: rank === 0 ? notes : [],
+          },
+        };
+        const specFile = path.join(control, `rank-${rank}.json`);
+        try {
+          // Root's only: bubblewrap's arguments hold the job's environment.
+          fs.writeFileSync(argsFile, plan.bwrapArgs.map((a) => `${a}\0`).join(''), { mode: 0o600 });
+          fs.writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600 });
+        } catch (e) {
+          throw new JobSetupError(job.id, specFile, e);
+        }
+        return { specFile, exitFile: spec.exitFile };
+      });
+      const handleRanks: LocalHandle['ranks'] = [];
+      // Opened here, before any rank runs: a rank already running could otherwise swap a folder
+      // of the log's path for a link while the next rank's wrapper opens it.
+      const out = await step(output, () => openJobLog(dir, output, user));
+      const err =
+        error === output
+          ? out
+          : await step(error, () => openJobLog(dir, error, user)).catch((e) => {
+              fs.closeSync(out);
+              throw e;
+            });
+      try {
+        // From here on nothing awaits: the ranks' exits cannot be seen before all are launched.
+        job.placement.forEach((entry, rank) => {
+          const { specFile, exitFile } = specs[rank];
+          // nsenter with only --net execs the wrapper in the job's network without forking: the
+          // pid watched is the wrapper's.
+          const child = spawn('nsenter', [`--net=${netns}`, '--', process.execPath, wrapperPath, specFile], {
+            detached: true,
+            stdio: ['ignore', out, err],
+            cwd: control,
+            env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+          });
+          handleRanks.push(watchRank(t, child, rank, entry.node, exitFile, path.join(control, 'spawn-errors.log')));
+        });
+      } finally {
+        fs.closeSync(out);
+        if (err !== out) fs.closeSync(err);
+      }
+      t.sandbox = sandbox;
+      return { version: 1, boot, startedAt: t.startedAt, dir, ranks: handleRanks, sandbox };
+    } catch (err) {
+      await cleanUp(job.id, { ...sandbox, cgroup: cgroup && { procs: [...cgroup.procs], dirs: [...cgroup.dirs] } });
+      throw err;
+    }
+  }
+
   async function launch(t: Tracked): Promise<LocalHandle> {
+    if (isolation) return launchSandboxed(t, isolation);
     const { job } = t;
     const dir = path.join(dataDir, 'jobs', job.id);
     const port = await freePort().catch((err) => {
@@ -398,20 +664,7 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
           argv,
           cwd,
           exitFile: path.join(dir, `rank-${rank}.exit`),
-          env: {
-            ...safeEnv,
-            ...job.env,
-            // Exactly the GPUs placed here; an empty value hides all of them, which unset would not.
-            CUDA_VISIBLE_DEVICES: entry.gpus.join(','),
-            FABRIK_JOB_ID: job.id,
-            FABRIK_JOB_NAME: job.name,
-            RANK: String(rank),
-            WORLD_SIZE: String(job.placement.length),
-            LOCAL_RANK: String(job.placement.slice(0, rank).filter((e) => e.node === entry.node).length),
-            NODE_RANK: String(rank),
-            MASTER_ADDR: '127.0.0.1',
-            MASTER_PORT: String(port),
-          },
+          env: { ...safeEnv, ...job.env, ...rankVariables(job, entry, rank, port) },
         };
         const specFile = path.join(dir, `rank-${rank}.json`);
         try {
@@ -431,39 +684,7 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
           cwd: dir,
           env: {},
         });
-        const r: Rank = {
-          rank,
-          node: entry.node,
-          pid: child.pid ?? 0,
-          pgid: child.pid ?? 0,
-          startTime: child.pid ? processStartTime(child.pid) : null,
-          exitFile,
-          ours: true,
-          gone: false,
-          outcome: null,
-          goneOrder: 0,
-          signalled: null,
-        };
-        t.ranks.push(r);
-        child.unref();
-        child.on('error', (e) => {
-          // Only a failed spawn of the wrapper itself (fork refused, node binary gone) ends up here.
-          // The record is written for the wrapper, so that a recovery reads the same outcome.
-          const record: ExitRecord = { code: 127, signal: null, at: now() };
-          try {
-            fs.appendFileSync(path.resolve(dir, job.error), `fabrik: cannot start rank ${rank}: ${e.message}\n`);
-            fs.writeFileSync(exitFile, JSON.stringify(record));
-          } catch (writeErr) {
-            logger.error({ err: writeErr, job: job.id }, 'cannot record a failed rank');
-          }
-          if (!closed) rankGone(t, r, record);
-        });
-        child.on('exit', (code, signal) => {
-          if (closed) return;
-          const record = readExitRecord(exitFile);
-          rankGone(t, r, record ?? { code, signal: signal === null ? null : signal.replace(/^SIG/, ''), at: now() });
-        });
-        handleRanks.push({ rank, node: entry.node, pid: r.pid, pgid: r.pgid, startTime: r.startTime, exitFile });
+        handleRanks.push(watchRank(t, child, rank, entry.node, exitFile, path.resolve(dir, job.error)));
       });
     } finally {
       fs.closeSync(out);
@@ -472,11 +693,60 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
     return { version: 1, boot, startedAt: t.startedAt, dir, ranks: handleRanks };
   }
 
+  /** Follows a wrapper just spawned; `errorLog`: where a failure to spawn it is told. */
+  function watchRank(
+    t: Tracked,
+    child: ReturnType<typeof spawn>,
+    rank: number,
+    node: string,
+    exitFile: string,
+    errorLog: string,
+  ): LocalHandle['ranks'][number] {
+    const r: Rank = {
+      rank,
+      node,
+      pid: child.pid ?? 0,
+      pgid: child.pid ?? 0,
+      startTime: child.pid ? processStartTime(child.pid) : null,
+      exitFile,
+      ours: true,
+      gone: false,
+      outcome: null,
+      goneOrder: 0,
+      signalled: null,
+    };
+    t.ranks.push(r);
+    child.unref();
+    child.on('error', (e) => {
+      // Only a failed spawn of the wrapper itself (fork refused, node binary gone) ends up here.
+      // The record is written for the wrapper, so that a recovery reads the same outcome.
+      const record: ExitRecord = { code: 127, signal: null, at: now() };
+      try {
+        fs.appendFileSync(errorLog, `fabrik: cannot start rank ${rank}: ${e.message}\n`);
+        fs.writeFileSync(exitFile, JSON.stringify(record));
+      } catch (writeErr) {
+        logger.error({ err: writeErr, job: t.job.id }, 'cannot record a failed rank');
+      }
+      if (!closed) rankGone(t, r, record);
+    });
+    child.on('exit', (code, signal) => {
+      if (closed) return;
+      const record = readExitRecord(exitFile);
+      rankGone(t, r, record ?? { code, signal: signal === null ? null : signal.replace(/^SIG/, ''), at: now() });
+    });
+    return { rank, node, pid: r.pid, pgid: r.pgid, startTime: r.startTime, exitFile };
+  }
+
   return {
     type: 'executor/local',
     gpuSource,
 
     nodes: () => nodes,
+
+    endpoint(jobId, port) {
+      const forward = jobs.get(jobId)?.sandbox?.forward;
+      return forward && forward.port === port ? unixSocketUrl(forward.socket) : null;
+    },
 
     async start(job) {
       if (closed) throw new ExecutorClosedError(job.id);
@@ -544,6 +814,7 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
           ranks.sort((a, b) => (a.outcome?.at ?? Infinity) - (b.outcome?.at ?? Infinity) || a.rank - b.rank);
           ranks.forEach((r, i) => (r.goneOrder = i + 1));
           const verdict = gangVerdict(ranks);
+          if (h.sandbox) await cleanUp(job.id, h.sandbox);
           if (verdict.kind === 'lost') {
             logger.warn({ job: job.id, reason: verdict.reason }, 'job lost');
             lost.push(job.id);
@@ -554,7 +825,7 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
           continue;
         }
         for (const r of ranks) if (r.gone) r.goneOrder = ++goneCounter;
-        const t = tracked(job, h.startedAt, ranks, true);
+        const t = tracked(job, h.startedAt, ranks, true, h.sandbox ?? null);
         jobs.set(job.id, t);
         found.push(job.id);
         armWalltime(t);
@@ -632,6 +903,61 @@ function splitIntoSlots(host: string, k: number, gpus: readonly number[], domain
     next += count;
   }
   return slots;
+}
+
+/**
+ * Opens (appends to) a log inside the job's folder, which belongs to the job's user: as root, so
+ * nothing on the way may be a link the job left there (a requeued job ran before), and a file
+ * hard-linked from elsewhere is refused. A log it creates is the job's user's.
+ */
+async function openJobLog(dir: string, file: string, user: { uid: number; gid: number }): Promise<number> {
+  const rel = path.relative(dir, file).split(path.sep);
+  let at = dir;
+  for (const part of rel.slice(0, -1)) {
+    at = path.join(at, part);
+    try {
+      await fsp.mkdir(at, { mode: 0o700 });
+      await fsp.chown(at, user.uid, user.gid);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    if (!(await fsp.lstat(at)).isDirectory()) throw new Error(`${at} is not a folder (a link?)`);
+  }
+  const fd = fs.openSync(
+    file,
+    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
+    0o600,
+  );
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || st.nlink !== 1) throw new Error(`${file} is not a plain file of its own (a link?)`);
+    if (st.uid === 0) fs.fchownSync(fd, user.uid, user.gid);
+    return fd;
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+}
+
+/** A URL for an HTTP server behind a Unix socket (the convention of requests-unixsocket and Docker's clients). */
+export function unixSocketUrl(socket: string): string {
+  return `http+unix://${encodeURIComponent(socket)}`;
+}
+
+/** What a rank is told about its gang (the names torchrun and most launchers read) and its GPUs. */
+function rankVariables(job: ExecJob, entry: ExecJob['placement'][number], rank: number, port: number): Record<string, string> {
+  return {
+    // Exactly the GPUs placed here; an empty value hides all of them, which unset would not.
+    CUDA_VISIBLE_DEVICES: entry.gpus.join(','),
+    FABRIK_JOB_ID: job.id,
+    FABRIK_JOB_NAME: job.name,
+    RANK: String(rank),
+    WORLD_SIZE: String(job.placement.length),
+    LOCAL_RANK: String(job.placement.slice(0, rank).filter((e) => e.node === entry.node).length),
+    NODE_RANK: String(rank),
+    MASTER_ADDR: '127.0.0.1',
+    MASTER_PORT: String(port),
+  };
 }
 
 /** A TCP port free right now on the loopback, for the gang's rendezvous (MASTER_PORT). */

@@ -5,10 +5,13 @@
 // never per request); missing Unix users only when the operator says so (`createUnixUsers`),
 // because on a real cluster users come from the directory (LDAP, SSSD) that every node shares.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { PRIORITY_RANK, type PriorityClass } from '../core/job.js';
 import type { ExecJob } from './executor.js';
+import { slurmName, unixUserOf } from './identity.js';
+
+// The name mapping is shared with the local executor, which runs jobs as the same Unix users.
+export { slurmName, unixUserOf };
 
 const run = promisify(execFile);
 
@@ -41,24 +44,6 @@ export interface SlurmIdentity {
 /** A Slurm account, user or wckey could not be made, or the Unix user does not exist. */
 export class SlurmIdentityError extends Error {
   override readonly name = 'SlurmIdentityError';
-}
-
-/**
- * A name both Unix and Slurm accept: lowercase letters, digits, `-` and `_`, starting with a
- * letter, at most 32 characters (useradd's limit). A name that had to be shortened keeps a hash
- * of the original so that two long names never become one.
- */
-export function slurmName(raw: string): string {
-  const cleaned = raw.toLowerCase().replace(/[^a-z0-9_-]+/g, '-');
-  const s = /^[a-z_]/.test(cleaned) ? cleaned : `u${cleaned}`;
-  if (s === raw && s.length <= 32) return s;
-  const hash = createHash('sha256').update(raw).digest('hex').slice(0, 6);
-  return `${s.slice(0, 25).replace(/-+$/, '')}-${hash}`;
-}
-
-/** The Unix user name for a job's Fabrik user under the `userName` template. */
-export function unixUserOf(template: string, job: Pick<ExecJob, 'member' | 'user'>): string {
-  return slurmName(template.replace(/\{member\}/g, job.member).replace(/\{user\}/g, job.user));
 }
 
 export class SlurmIdentities {

@@ -61,10 +61,93 @@ export class InvalidPolicyError extends Error {
 
 const uid = (type: string, id: string) => ({ __entity: { type: `Fabrik::${type}`, id } });
 
-/** Checks an operator's Cedar text; throws InvalidPolicyError with Cedar's message. */
+/**
+ * How deep an operator's policy may nest. Cedar (cedar-wasm) parses and evaluates by recursion on
+ * a fixed stack: a few hundred nested brackets, or a few hundred `+` or `.attr` in a chain, and it
+ * throws (RangeError, or a wasm "memory access out of bounds") instead of answering, once at the
+ * PUT and then at every admission. An admission rule is a few lines: these bounds are far above
+ * any real one and far below what breaks Cedar, and they are checked before Cedar sees the text.
+ */
+export const POLICY_LIMITS = {
+  /** Brackets ( [ { inside one another. */
+  nesting: 32,
+  /** Operators, `.`, `if`, `has`, `like`, `in`, `is` and opening brackets in one policy: each may add a level. */
+  operators: 256,
+} as const;
+
+/** Checks an operator's Cedar text; throws InvalidPolicyError naming the policy and what is wrong. */
 export function checkPolicyText(id: string, text: string): void {
-  const answer = checkParsePolicySet({ staticPolicies: { [id]: text } });
+  checkPolicyShape(id, text);
+  let answer: ReturnType<typeof checkParsePolicySet>;
+  try {
+    answer = checkParsePolicySet({ staticPolicies: { [id]: text } });
+  } catch (e) {
+    // Cedar answers failures as values; a throw is its stack giving out, on a shape the bounds missed.
+    throw new InvalidPolicyError(`policy ${id}: Cedar could not read it (${(e as Error).message}); simplify it`);
+  }
   if (answer.type === 'failure') throw new InvalidPolicyError(`policy ${id}: ${answer.errors.map((e) => e.message).join('; ')}`);
+  // Evaluated once, the way admission will: a policy that parses but cannot be evaluated never lands.
+  try {
+    isAuthorized({
+      principal: uid('Job', 'probe'),
+      action: { type: 'Fabrik::Action', id: 'use' },
+      resource: uid('Dataset', 'probe'),
+      context: { now: 0, zone: '', cotenants: [] },
+      policies: { staticPolicies: { [id]: text } },
+      entities: [],
+    });
+  } catch (e) {
+    throw new InvalidPolicyError(`policy ${id}: Cedar could not evaluate it (${(e as Error).message}); simplify it`);
+  }
+}
+
+const OPENING = new Set(['(', '[', '{']);
+const CLOSING: Record<string, string> = { ')': '(', ']': '[', '}': '{' };
+const DEEPENING_WORDS = new Set(['if', 'has', 'like', 'in', 'is']);
+
+/**
+ * The policy's nesting and operator count, from its tokens (strings and comments skipped), against
+ * POLICY_LIMITS; the error names the line and column where a limit was passed.
+ */
+function checkPolicyShape(id: string, text: string): void {
+  let depth = 0;
+  let operators = 0;
+  let line = 1;
+  let lineStart = 0;
+  const at = (i: number) => `line ${line}, column ${i - lineStart + 1}`;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\n') {
+      line++;
+      lineStart = i + 1;
+    } else if (c === '"') {
+      // A string literal: backslash escapes; an unclosed one is left for Cedar to name.
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    } else if (c === '/' && text[i + 1] === '/') {
+      while (i + 1 < text.length && text[i + 1] !== '\n') i++;
+    } else if (OPENING.has(c)) {
+      operators++;
+      if (++depth > POLICY_LIMITS.nesting)
+        throw new InvalidPolicyError(
+          `policy ${id}: brackets nested more than ${POLICY_LIMITS.nesting} deep (at ${at(i)}); an admission rule needs far fewer`,
+        );
+    } else if (c in CLOSING) {
+      depth = Math.max(0, depth - 1);
+    } else if ('!=<>&|+-*.'.includes(c)) {
+      // `==`, `&&`, `<=`… are one operator.
+      if ('=&|'.includes(text[i + 1] ?? '') && c !== '.') i++;
+      operators++;
+    } else if (/[A-Za-z_]/.test(c)) {
+      let end = i + 1;
+      while (end < text.length && /\w/.test(text[end])) end++;
+      if (DEEPENING_WORDS.has(text.slice(i, end))) operators++;
+      i = end - 1;
+    }
+    if (operators > POLICY_LIMITS.operators)
+      throw new InvalidPolicyError(
+        `policy ${id}: more than ${POLICY_LIMITS.operators} operators (at ${at(i)}); split it into several policies`,
+      );
+  }
 }
 
 export class AdmissionPolicies {

@@ -3,7 +3,14 @@
 // with the expected rule.
 import { describe, expect, it } from 'vitest';
 import type { Agreement, Dataset } from '../../src/governance/model.js';
-import { AdmissionPolicies, InvalidPolicyError, checkPolicyText } from '../../src/governance/policies.js';
+import fc from 'fast-check';
+import {
+  AdmissionPolicies,
+  BUILT_IN_POLICIES,
+  InvalidPolicyError,
+  POLICY_LIMITS,
+  checkPolicyText,
+} from '../../src/governance/policies.js';
 
 const NOW = 1_800_000_000;
 const dataset = (over: Partial<Dataset>): Dataset => ({
@@ -123,5 +130,92 @@ describe('admission policies', () => {
   it('names a policy that does not parse', () => {
     expect(() => checkPolicyText('broken', 'forbid (principal, action, resource) when { ;')).toThrow(InvalidPolicyError);
     expect(() => checkPolicyText('broken', 'forbid (principal, action, resource) when { ;')).toThrow(/policy broken/);
+  });
+});
+
+/** Shapes that took Cedar's stack (RangeError, or a wasm out-of-bounds trap) at a few hundred levels. */
+const DEEP: Record<string, (n: number) => string> = {
+  brackets: (n) => `${'('.repeat(n)}true${')'.repeat(n)}`,
+  sets: (n) => `${'['.repeat(n)}1${']'.repeat(n)} == 1`,
+  records: (n) => `${'{a:'.repeat(n)}1${'}'.repeat(n)} == 1`,
+  sums: (n) => `${Array(n).fill('1').join(' + ')} == 1`,
+  attributes: (n) => `context${'.a'.repeat(n)}`,
+  ifs: (n) => `${'if true then '.repeat(n)}true${' else false'.repeat(n)}`,
+  conjunctions: (n) => Array(n).fill('true').join(' && '),
+};
+const policy = (when: string) => `forbid (principal, action, resource) when { ${when} };`;
+
+describe('operator policies are bounded before Cedar reads them', () => {
+  it('refuses deep nesting and long operator chains with InvalidPolicyError, naming the policy, the limit and where', () => {
+    for (const [shape, deep] of Object.entries(DEEP))
+      for (const n of [1_000, 10_000]) {
+        const e = (() => {
+          try {
+            checkPolicyText('deep', policy(deep(n)));
+          } catch (err) {
+            return err as Error;
+          }
+          return null;
+        })();
+        expect(e, `${shape} × ${n}`).toBeInstanceOf(InvalidPolicyError);
+        expect(e!.message, shape).toMatch(
+          /^policy deep: (brackets nested more than 32 deep|more than 256 operators) \(at line 1, column \d+\)/,
+        );
+      }
+  });
+
+  it('accepts what stays within the limits, and Cedar evaluates it at admission', () => {
+    // The policy's own `when { }` is one level.
+    const n = POLICY_LIMITS.nesting - 1;
+    const within = policy(`${'('.repeat(n)}resource.classification == "x"${')'.repeat(n)}`);
+    expect(() => checkPolicyText('one-more', policy(`(${'('.repeat(n)}true${')'.repeat(n)})`))).toThrow(
+      /nested more than 32 deep/,
+    );
+    expect(() => checkPolicyText('within', within)).not.toThrow();
+    const d = dataset({ classification: 'internal' });
+    expect(
+      new AdmissionPolicies({ within }).decide(
+        { member: 'pharma', project: 'p', purpose: 'x' },
+        d,
+        [],
+        PLACES['general, alone'],
+        NOW,
+      ).allow,
+    ).toBe(true);
+    // Strings and comments are not code: brackets in them do not count.
+    expect(() =>
+      checkPolicyText('quoted', `// ${'('.repeat(500)}\n` + policy(`resource.classification == "${'['.repeat(500)}\\""`)),
+    ).not.toThrow();
+    for (const [id, text] of Object.entries(BUILT_IN_POLICIES))
+      expect(() => checkPolicyText(`copy-of-${id}`, text)).not.toThrow();
+  });
+
+  it('any nesting of any shape: an answer (accepted or InvalidPolicyError), never another error (property)', () => {
+    const expr: fc.Memo<string> = fc.memo((n) =>
+      n <= 1
+        ? fc.constantFrom('true', '1', 'context.zone', '"s"', 'principal', '[]', '{}')
+        : fc.oneof(
+            fc
+              .tuple(fc.constantFrom('(', '[', '{a: '), expr(n - 1))
+              .map(([o, e]) => `${o}${e}${o === '(' ? ')' : o === '[' ? ']' : '}'}`),
+            fc
+              .tuple(expr(n - 1), fc.constantFrom(' + ', ' && ', ' == ', ' || ', ' < ', ' in '), expr(n - 1))
+              .map(([a, op, b]) => a + op + b),
+            expr(n - 1).map((e) => `!${e}`),
+            expr(n - 1).map((e) => `if ${e} then ${e} else ${e}`),
+            fc.tuple(expr(n - 1), fc.integer({ min: 1, max: 600 })).map(([e, k]) => `${'('.repeat(k)}${e}${')'.repeat(k)}`),
+            fc.tuple(expr(n - 1), fc.integer({ min: 1, max: 600 })).map(([e, k]) => `${e}${'.a'.repeat(k)}`),
+          ),
+    );
+    fc.assert(
+      fc.property(expr(6), (when) => {
+        try {
+          checkPolicyText('fuzzed', policy(when));
+        } catch (e) {
+          if (!(e instanceof InvalidPolicyError)) throw e;
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });

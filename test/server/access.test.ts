@@ -8,7 +8,17 @@ import { ERROR_CODES, type JobView, type Role } from '../../src/api/contract.js'
 import { testServer, type TestServer } from './helpers.js';
 
 type Action =
-  'job.submit' | 'job.read' | 'job.logs' | 'job.cancel' | 'token.manage' | 'node.manage' | 'member.read' | 'metrics.read';
+  | 'job.submit'
+  | 'job.read'
+  | 'job.logs'
+  | 'job.cancel'
+  | 'token.manage'
+  | 'token.issue'
+  | 'user.manage'
+  | 'user.read'
+  | 'node.manage'
+  | 'member.read'
+  | 'metrics.read';
 /** all: every member's; member: the asker's member's (everyone's for a consortium-wide asker);
  * own-jobs: only the asker's own jobs; consortium: only askers of no member; none: never. */
 type Scope = 'all' | 'member' | 'own-jobs' | 'consortium' | 'none';
@@ -18,7 +28,12 @@ const TABLE: Record<Action, Record<Role, Scope>> = {
   'job.read': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'member' },
   'job.logs': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'none' },
   'job.cancel': { operator: 'all', 'member-admin': 'member', researcher: 'own-jobs', auditor: 'none' },
+  // Listing and revoking: an operator may stop any token, and see them all.
   'token.manage': { operator: 'all', 'member-admin': 'member', researcher: 'none', auditor: 'none' },
+  // Making a member's users and their tokens: the member's admins only, never an operator (people, not names).
+  'token.issue': { operator: 'none', 'member-admin': 'member', researcher: 'none', auditor: 'none' },
+  'user.manage': { operator: 'none', 'member-admin': 'member', researcher: 'none', auditor: 'none' },
+  'user.read': { operator: 'all', 'member-admin': 'member', researcher: 'none', auditor: 'member' },
   'node.manage': { operator: 'all', 'member-admin': 'none', researcher: 'none', auditor: 'none' },
   'member.read': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'member' },
   // Metrics carry every member's GPUs in use: operators and consortium-wide auditors only.
@@ -71,6 +86,9 @@ let t: TestServer;
 const tokens = new Map<string, string>();
 let alice: string;
 let carol: string;
+/** Telecom's member admin: it makes telecom's users and their tokens. */
+let carolAdmin: string;
+let made = 0;
 /** A finished job of each member with a log, an env value and (telecom) an array. */
 const done: Record<Whose, JobView> = {} as never;
 let telecomArray: string;
@@ -95,12 +113,19 @@ async function finished(id: string): Promise<JobView> {
 }
 /** A job that waits for ever: 4 GPUs are more than any member's quota of this 4-GPU host. */
 const waiting = (whose: Whose) => submit(ownerOf(whose), { name: 'waiting', command: ['true'], gpus: 4 });
+/** The member admin of `whose` member: the one who makes its users. */
+const adminOf = (whose: Whose) => (whose === 'own' ? tokenOf(ASKERS[1]) : carolAdmin);
+/** A new researcher of `whose` member, made by its member admin; its id. */
+async function newUser(whose: Whose): Promise<string> {
+  const name = `${whose === 'own' ? 'dave' : 'erin'}-${++made}`;
+  const r = await t.call<{ user: { id: string } }>(adminOf(whose), 'POST', '/v1/users', { name, roles: ['researcher'] });
+  expect(r.status).toBe(201);
+  return r.body.user.id;
+}
 async function newToken(whose: Whose): Promise<string> {
-  const r = await t.call<{ token: { id: string } }>(t.operator, 'POST', '/v1/tokens', {
+  const r = await t.call<{ token: { id: string } }>(adminOf(whose), 'POST', '/v1/tokens', {
     name: whose === 'own' ? 'pharma-token' : 'tel-token',
-    user: whose === 'own' ? 'dave' : 'erin',
-    role: 'researcher',
-    member: memberOf(whose),
+    user: await newUser(whose),
   });
   expect(r.status).toBe(201);
   return r.body.token.id;
@@ -170,8 +195,9 @@ const ROWS: readonly Row[] = [
     check: (body, asker, w) => expect(jobsOf({ body })[0]).toMatchObject({ member: memberOf(w), user: asker.user }),
   },
   {
+    // frank: a researcher that each member's admin created (so only that admin may make his tokens).
     endpoint: 'POST /v1/tokens {member}',
-    action: 'token.manage',
+    action: 'token.issue',
     object: true,
     hidden: 403,
     ok: 201,
@@ -180,7 +206,40 @@ const ROWS: readonly Row[] = [
       path: '/v1/tokens',
       body: { name: 'matrix', user: 'frank', role: 'researcher', member: memberOf(w) },
     }),
-    check: (body, _a, w) => expect(body).toMatchObject({ token: { member: memberOf(w), role: 'researcher' } }),
+    check: (body, _a, w) => expect(body).toMatchObject({ token: { member: memberOf(w), role: 'researcher', user: 'frank' } }),
+  },
+  {
+    endpoint: 'POST /v1/users {member}',
+    action: 'user.manage',
+    object: true,
+    hidden: 403,
+    ok: 201,
+    request: async (w) => ({
+      method: 'POST',
+      path: '/v1/users',
+      body: { name: `matrix-${++made}`, roles: ['researcher'], member: memberOf(w) },
+    }),
+    check: (body, _a, w) => expect(body).toMatchObject({ user: { member: memberOf(w), roles: ['researcher'], origin: 'local' } }),
+  },
+  {
+    endpoint: 'POST /v1/users/:id/disable',
+    action: 'user.manage',
+    object: true,
+    ok: 200,
+    request: async (w) => ({ method: 'POST', path: `/v1/users/${await newUser(w)}/disable` }),
+    check: (body, _a, w) => expect(body).toMatchObject({ member: memberOf(w), disabledAt: expect.any(String) }),
+  },
+  {
+    endpoint: 'GET /v1/users',
+    action: 'user.read',
+    object: false,
+    ok: 200,
+    request: async () => ({ method: 'GET', path: `/v1/users?member=${OTHER}` }),
+    check(body, asker) {
+      const members = new Set((body as { users: { member: string | null }[] }).users.map((x) => x.member));
+      // member= narrows a consortium-wide list; it never widens a member's.
+      expect([...members]).toEqual(asker.member === null ? [OTHER] : []);
+    },
   },
   {
     endpoint: 'DELETE /v1/tokens/:id',
@@ -286,7 +345,11 @@ beforeAll(async () => {
   carol = await t.token(OTHER, 'researcher', 'carol');
   tokens.set('operator', t.operator);
   for (const a of ASKERS.slice(1)) tokens.set(a.label, await t.token(a.member, a.role, a.user));
-  await t.token(OTHER, 'member-admin', 'carol-admin');
+  carolAdmin = await t.token(OTHER, 'member-admin', 'carol-admin');
+  for (const whose of ['own', 'other'] as const) {
+    const r = await t.call(adminOf(whose), 'POST', '/v1/users', { name: 'frank', roles: ['researcher'] });
+    expect(r.status).toBe(201);
+  }
   const own = await submit(alice, {
     name: 'pharma-job',
     command: ['sh', '-c', 'echo PHARMA-LOG'],
@@ -481,8 +544,13 @@ describe('scopes that cannot be escaped', () => {
     expect(jobsOf(c)[0].id).not.toBe(jobsOf(a)[0].id);
   });
 
-  it('member admins hand out tokens of their own member only, and never operator tokens', async () => {
+  it('member admins make users and tokens of their own member only, and never operator ones', async () => {
     const admin = tokenOf(ASKERS[1]);
+    const mallory = await t.call(admin, 'POST', '/v1/users', {
+      name: 'mallory',
+      roles: ['member-admin', 'researcher', 'auditor'],
+    });
+    expect(mallory.status).toBe(201);
     const op = await t.call<{ error: { code: string; field: string } }>(admin, 'POST', '/v1/tokens', {
       name: 'x',
       user: 'mallory',
@@ -494,6 +562,10 @@ describe('scopes that cannot be escaped', () => {
     expect(opNull.status).toBe(403);
     const other = await t.call(admin, 'POST', '/v1/tokens', { name: 'x', user: 'mallory', role: 'researcher', member: OTHER });
     expect(other.status).toBe(403);
+    const opUser = await t.call<{ error: { field: string } }>(admin, 'POST', '/v1/users', { name: 'o', roles: ['operator'] });
+    expect([opUser.status, opUser.body.error.field]).toEqual([403, 'body.roles']);
+    const wideUser = await t.call(admin, 'POST', '/v1/users', { name: 'o', roles: ['auditor'], member: OTHER });
+    expect(wideUser.status).toBe(403);
     // An auditor token asked for without a member is one of the admin's member, not consortium-wide.
     const aud = await t.call<{ token: { member: string | null } }>(admin, 'POST', '/v1/tokens', {
       name: 'x',
@@ -508,14 +580,41 @@ describe('scopes that cannot be escaped', () => {
       expect(r.status).toBe(201);
       expect(r.body.token.member).toBe(OWN);
     }
+    // A user of several roles: the token says which; a role the user lacks is refused.
+    const which = await t.call<{ error: { field: string } }>(admin, 'POST', '/v1/tokens', { name: 'x', user: 'mallory' });
+    expect([which.status, which.body.error.field]).toEqual([400, 'body.role']);
+    const lacks = await t.call<{ error: { field: string } }>(admin, 'POST', '/v1/tokens', {
+      name: 'x',
+      user: 'frank',
+      role: 'auditor',
+    });
+    expect([lacks.status, lacks.body.error.field]).toEqual([400, 'body.role']);
+    // Not a user the admin created: alice is a person of her own.
+    const notMine = await t.call<{ error: { code: string; field: string } }>(admin, 'POST', '/v1/tokens', {
+      name: 'x',
+      user: 'alice',
+    });
+    expect(notMine.status).toBe(403);
+    expect(notMine.body.error).toMatchObject({ code: 'FORBIDDEN', field: 'body.user' });
+    const nobody = await t.call<{ error: { code: string; field: string } }>(admin, 'POST', '/v1/tokens', {
+      name: 'x',
+      user: 'nobody',
+    });
+    expect(nobody.body.error).toMatchObject({ code: 'NOT_FOUND', field: 'body.user' });
     // Operator tokens are no member's: a member admin cannot even find one to revoke.
     const all = await t.call<{ tokens: { id: string; role: string }[] }>(t.operator, 'GET', '/v1/tokens');
     const opToken = all.body.tokens.find((x) => x.role === 'operator')!;
     const revoke = await t.call<{ error: { code: string } }>(admin, 'DELETE', `/v1/tokens/${opToken.id}`);
     expect([revoke.status, revoke.body.error.code]).toEqual([404, 'NOT_FOUND']);
-    // An operator may not give an operator token a member.
-    const scoped = await t.call(t.operator, 'POST', '/v1/tokens', { name: 'x', user: 'o', role: 'operator', member: OWN });
-    expect(scoped.status).toBe(400);
+    // An operator makes no token of a member's user, and no operator token with a member.
+    for (const body of [
+      { name: 'x', user: 'mallory', role: 'researcher', member: OWN },
+      { name: 'x', user: 'operator', role: 'operator', member: OWN },
+    ]) {
+      const r = await t.call<{ error: { code: string; field: string } }>(t.operator, 'POST', '/v1/tokens', body);
+      expect(r.status).toBe(403);
+      expect(r.body.error).toMatchObject({ code: 'FORBIDDEN', field: 'body.member' });
+    }
   });
 
   it('only operators drain nodes', async () => {
@@ -580,6 +679,7 @@ describe('who is not let in', () => {
   }
 
   it('a revoked token is refused at once, also when it was just used (cached)', async () => {
+    await t.call(tokenOf(ASKERS[1]), 'POST', '/v1/users', { name: 'gina', roles: ['researcher'] });
     const r = await t.call<{ token: { id: string }; secret: string }>(tokenOf(ASKERS[1]), 'POST', '/v1/tokens', {
       name: 'short',
       user: 'gina',
@@ -594,12 +694,11 @@ describe('who is not let in', () => {
     let skew = 0;
     const s = await testServer({ now: () => Date.now() / 1000 + skew });
     try {
-      const r = await s.call<{ secret: string }>(s.operator, 'POST', '/v1/tokens', {
-        name: 'day',
-        user: 'hank',
-        role: 'researcher',
+      // A bootstrap admin's token lives a day.
+      const r = await s.call<{ secret: string }>(s.operator, 'POST', '/v1/users', {
+        name: 'hank',
+        roles: ['member-admin'],
         member: OWN,
-        ttlDays: 1,
       });
       expect((await s.call(r.body.secret, 'GET', '/v1/jobs')).status).toBe(200);
       skew = 86_400 + 1;

@@ -38,11 +38,11 @@ describe('kill -9 while keys are created and a deployment is rescaled', () => {
       });
       return { status: res.status, body: (await res.json()) as T };
     };
+    // Pharma's first admin, made by the operator (bootstrap): it comes with a token.
     const admin = (
-      await call<{ secret: string }>(operator, 'POST', '/v1/tokens', {
+      await call<{ secret: string }>(operator, 'POST', '/v1/users', {
         name: 'pam',
-        user: 'pam',
-        role: 'member-admin',
+        roles: ['member-admin'],
         member: 'pharma',
       })
     ).body.secret;

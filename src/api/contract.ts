@@ -72,6 +72,65 @@ export function isoTime(seconds: number | null): string | null {
   return seconds === null ? null : new Date(seconds * 1000).toISOString();
 }
 
+/**
+ * Fabrik's own credentials never travel into a job (its process, its stored request, its view):
+ * a job acts with the rights it was given at admission, never with its submitter's API token.
+ * The rule, for `env` and `secretEnv` alike:
+ * - a name in Fabrik's namespace that holds a credential is refused: FABRIK_TOKEN, FABRIK_STORE
+ *   (a database URL with its password), FABRIK_OIDC_*, and any FABRIK_* name with a word TOKEN,
+ *   SECRET, PASSWORD, PASSWD, CREDENTIAL or KEY in it (case ignored). Other FABRIK_* names are
+ *   settings, not credentials, and pass: the deployments controller sets FABRIK_ENGINE_PORT,
+ *   FABRIK_ENGINE_HOST, FABRIK_DEPLOYMENT and FABRIK_MODEL, the simulated executor reads
+ *   FABRIK_SIMULATED_*; the executor itself sets FABRIK_JOB_ID and FABRIK_JOB_NAME.
+ * - a value that holds a Fabrik API token (`fbk_` and at least 16 token characters), under any
+ *   name, is refused. Gateway keys (`fgk_…`) are the member's to give a job: in `secretEnv`.
+ * Returns why the variable is refused, or null. The message never repeats the value.
+ */
+export function fabrikCredentialIn(name: string, value: string): string | null {
+  const upper = name.toUpperCase();
+  if (upper.startsWith('FABRIK_')) {
+    const words = upper.slice('FABRIK_'.length).split('_');
+    if (
+      upper === 'FABRIK_STORE' ||
+      words[0] === 'OIDC' ||
+      words.some((w) => /^(TOKENS?|SECRETS?|PASSWORDS?|PASSWD|CREDENTIALS?|KEYS?)$/.test(w))
+    )
+      return `${name} is a Fabrik credential or server setting that holds one: it never goes into a job`;
+  }
+  if (API_TOKEN.test(value))
+    return `${name}'s value holds a Fabrik API token (fbk_…): a job never gets an API token; give it nothing, or a gateway key (fgk_…) in secretEnv`;
+  return null;
+}
+const API_TOKEN = /fbk_[A-Za-z0-9_-]{16,}/;
+
+/**
+ * Where a job's logs may go: its own folder (`<data>/jobs/<id>/`), by a relative path without `..`,
+ * which is read from that folder whatever the working directory (Slurm reads `-o` against `-D`);
+ * or /dev/null (sbatch's `-o none`). The server serves logs from that folder only, so a path
+ * elsewhere (`/proc/self/environ`, the store, another job's folder) is refused here, at submit.
+ * Names of the executor's own files in the folder (its script, its ranks' specs and exit records)
+ * are refused too: a log there would be read back with them. Returns why, or null.
+ */
+export function logPathProblem(path: string): string | null {
+  if (path === DEV_NULL) return null;
+  const where =
+    "logs go in the job's own folder: give a relative path such as %x-%j.out (Slurm's -o %x-%j.out means the same here, " +
+    "in the job's folder whatever -D says) or /dev/null; fabrik logs <id> reads them";
+  if (path.startsWith('/')) return `an absolute path is not allowed: ${where}`;
+  if (path.includes('\0')) return `a NUL character is not allowed in a path: ${where}`;
+  const parts = path.split('/');
+  if (parts.includes('..')) return `'..' is not allowed: ${where}`;
+  const first = parts.filter((p) => p !== '' && p !== '.')[0] ?? '';
+  if (parts.filter((p) => p !== '' && p !== '.').length === 1 && EXECUTOR_FILES.test(first))
+    return `${first} is a file Fabrik keeps in the job's folder (its script, its ranks' records): give another name`;
+  if (first === '') return `give a file name: ${where}`;
+  return null;
+}
+/** sbatch's `-o none`: the log is discarded, and the log API serves it as empty. */
+export const DEV_NULL = '/dev/null';
+/** The executor's own files at the top of a job's folder (see executors/local.ts). */
+const EXECUTOR_FILES = /^(script\.sh|rank-\d+\.(json|exit(\.tmp|\.signalled)?))$/;
+
 /** One job, or an array of them (`array`), as `sbatch` would take it. */
 export const SubmitRequest = z
   .strictObject({
@@ -84,7 +143,17 @@ export const SubmitRequest = z
     command: z.array(z.string().max(65_536)).min(1).max(4096).optional(),
     script: z.string().min(1).max(1_048_576).optional(),
     env: z.record(envName, z.string().max(65_536)).default({}),
-    /** Working directory on the execution host (default: the executor's job folder). */
+    /**
+     * Variables the job gets like `env`, whose values are secrets: kept encrypted (AES-256-GCM, a
+     * key the store does not hold), decrypted only to start the job, and never shown to anyone
+     * (views show the name and "(secret)"). A name is in env or here, not both.
+     */
+    secretEnv: z.record(envName, z.string().max(65_536)).default({}),
+    /**
+     * Working directory on the execution host (default: the job's folder). A relative one is
+     * inside the job's folder (no `..`); an absolute one may not be in the control plane's data
+     * folder (checked by the server).
+     */
     workdir: z.string().min(1).max(4096).optional(),
     /** Either a GPU count that the scheduler shapes into nodes, or nodes × GPUs per node. */
     gpus: z.number().int().min(1).max(100_000).optional(),
@@ -134,6 +203,24 @@ export const SubmitRequest = z
     purpose: id.nullable().default(null),
   })
   .superRefine((r, ctx) => {
+    for (const field of ['env', 'secretEnv'] as const)
+      for (const [name, value] of Object.entries(r[field])) {
+        const why = fabrikCredentialIn(name, value);
+        if (why) ctx.addIssue({ code: 'custom', path: [field, name], message: why });
+      }
+    for (const name of Object.keys(r.secretEnv))
+      if (Object.hasOwn(r.env, name))
+        ctx.addIssue({ code: 'custom', path: ['secretEnv', name], message: `${name} is in env too: give it in one of them` });
+    for (const field of ['output', 'error'] as const) {
+      const why = r[field] === undefined ? null : logPathProblem(r[field]);
+      if (why) ctx.addIssue({ code: 'custom', path: [field], message: why });
+    }
+    if (r.workdir !== undefined && (r.workdir.split('/').includes('..') || r.workdir.includes('\0')))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['workdir'],
+        message: "'..' and NUL are not allowed: a relative working directory is inside the job's folder",
+      });
     if (r.datasets.length > 0 && r.purpose === null)
       ctx.addIssue({ code: 'custom', path: ['purpose'], message: 'a job that uses datasets names its purpose' });
     if ((r.command === undefined) === (r.script === undefined))
@@ -174,7 +261,14 @@ export const JobView = z.object({
   arrayJobId: z.string().nullable(),
   arrayTaskId: z.number().int().nullable(),
   requeues: z.number().int(),
-  spec: z.record(z.string(), z.unknown()),
+  /**
+   * The request as submitted, less who and which array task. `env`: values for the job's owner
+   * only, "(hidden)" for everyone else; `secretEnv`: "(secret)" for everyone.
+   */
+  spec: z.looseObject({
+    env: z.record(z.string(), z.string()),
+    secretEnv: z.record(z.string(), z.string()),
+  }),
 });
 export type JobView = z.infer<typeof JobView>;
 

@@ -10,15 +10,18 @@
 //   --qos         Fabrik's priority classes (inference, training, batch, lab); Slurm-style
 //                 normal → training, standby/preemptible → batch, low/scavenger → lab. No `high`:
 //                 the top class is production inference, and nobody should land there by habit.
-//   --export      Default ALL, like sbatch: the submitting environment goes with the job.
+//   --export      Default ALL, like sbatch: the submitting environment goes with the job, less
+//                 Fabrik's own FABRIK_* variables and any value holding an API token (said on
+//                 stderr). A credential named in --export is refused (see fabrikCredentialIn).
 //   --signal      The signal Fabrik sends when it stops the job (cancel, preemption) and the
 //                 grace before SIGKILL; Slurm sends it that long before the time limit.
 //   script args   Refused: SubmitRequest has no field for them (sbatch passes them to the script).
 //
 // Fabrik extensions (not in sbatch): --topology, --checkpoint-interval, --min-runtime, --grace,
 // --member, --priority-class (alias of --qos), --dataset and --purpose (admission against the
-// data-use agreements), and `-- cmd args…` (run argv without a shell).
-import { SubmitRequest } from '../api/contract.js';
+// data-use agreements), --secret-env NAME (a variable sent encrypted and never shown), and
+// `-- cmd args…` (run argv without a shell).
+import { fabrikCredentialIn, SubmitRequest } from '../api/contract.js';
 import { InvalidSlurmTimeError, parseSlurmTime, UNLIMITED } from './slurm-time.js';
 
 type PriorityClass = NonNullable<SubmitRequest['priorityClass']>;
@@ -158,6 +161,8 @@ interface Fields {
   array: ArraySpec;
   requeue: boolean;
   export: ExportSpec;
+  /** --secret-env: names whose values are read from the environment and sent as secretEnv. */
+  secretNames: string[];
   wrap: string;
   ntasks: number;
   ntasksPerNode: number;
@@ -168,6 +173,8 @@ type State = { [K in keyof Fields]?: { value: Fields[K]; origin: Origin } };
 interface Apply {
   readonly origin: Origin;
   set<K extends keyof Fields>(field: K, value: Fields[K]): void;
+  /** What an earlier option set (repeatable options add to it). */
+  get<K extends keyof Fields>(field: K): Fields[K] | undefined;
   warn(message: string): void;
 }
 
@@ -279,6 +286,13 @@ const OPTIONS: readonly OptionSpec[] = [
   { names: ['output'], short: 'o', arity: 'required', apply: logFile('output') },
   { names: ['error'], short: 'e', arity: 'required', apply: logFile('error') },
   { names: ['export'], arity: 'required', apply: (v, at) => at.set('export', parseExport(need(v))) },
+  {
+    // Fabrik's: variables whose values are secrets, read from the environment like --export NAME
+    // (never from the command line, where ps and shell history keep them). Repeatable.
+    names: ['secret-env'],
+    arity: 'required',
+    apply: (v, at) => at.set('secretNames', [...(at.get('secretNames') ?? []), ...parseSecretEnv(need(v))]),
+  },
   // --- resources
   { names: ['nodes'], short: 'N', arity: 'required', slot: 'nodes', apply: nodes },
   { names: ['gpus'], short: 'G', arity: 'required', slot: 'gpus', apply: (v, at) => at.set('gpus', gpuCount(need(v), at)) },
@@ -618,6 +632,20 @@ function parseExport(text: string): ExportSpec {
   return { mode: mode === 'none' && vars.size ? 'listed' : mode, vars };
 }
 
+/** `NAME[,NAME…]`: names only, their values come from the environment. */
+function parseSecretEnv(text: string): string[] {
+  if (text === '') throw new Invalid('give the names of variables set in your environment');
+  return text.split(',').map((name) => {
+    if (name.includes('='))
+      throw new Invalid(
+        `give ${name.slice(0, name.indexOf('='))} its value in your environment, not on the command line (where ps and shell history keep it)`,
+      );
+    if (!ENV_NAME.test(name) || name.length > 256) throw new Invalid(`'${name}' is not an environment variable name`);
+    if (name === '__proto__') throw new Invalid("'__proto__' cannot be sent: the API's JSON objects drop it");
+    return name;
+  });
+}
+
 /**
  * The server expands %j (job id), %x (name), %A (array job id), %a (array index) and %%. Slurm's
  * other patterns are left as written, with a warning; anything else is a mistake.
@@ -651,8 +679,11 @@ function chdir(value: string | undefined, at: Apply): void {
   const v = need(value);
   if (v === '') throw new Invalid('give a directory');
   // sbatch resolves a relative directory against the submission directory; the server does not
-  // know that directory, so it would resolve it against its own.
-  if (!v.startsWith('/')) at.warn('a relative directory is resolved on the execution host, not here: give an absolute one');
+  // know that directory: a relative one is inside the job's own folder.
+  if (!v.startsWith('/'))
+    at.warn(
+      "a relative directory is inside the job's own folder on the execution host, not here: give an absolute one for yours",
+    );
   at.set('workdir', v);
 }
 
@@ -962,6 +993,7 @@ export function parseSubmission(input: SubmissionInput): ParsedSubmission {
       set: (field, value) => {
         (state as Record<string, unknown>)[field] = { value, origin: occ.origin };
       },
+      get: (field) => state[field]?.value,
       warn: (message) => warnings.push(`${label}: ${message}`),
     };
     try {
@@ -1012,7 +1044,8 @@ export function parseSubmission(input: SubmissionInput): ParsedSubmission {
 
   if (!failedSlots.has('gpus') && !failedSlots.has('nodes')) shape(state, put, late);
   tasks(state, request, warnings);
-  exportEnv(state.export, env, put, warnings, late);
+  const secretNames = secretEnv(state.secretNames, env, put, late);
+  exportEnv(state.export, env, secretNames, put, warnings, late);
   const sbatchVars = Object.keys(env).filter((k) => k.startsWith('SBATCH_'));
   if (sbatchVars.length)
     warnings.push(`environment: ${sbatchVars.join(', ')} not read: fabrik submit takes options, not SBATCH_* variables`);
@@ -1104,14 +1137,45 @@ function tasks(state: State, request: SubmitRequest, warnings: string[]): void {
     );
 }
 
+/** --secret-env: each name's value from the environment; the names, to keep them out of env. */
+function secretEnv(
+  spec: State['secretNames'],
+  env: Record<string, string | undefined>,
+  put: <K extends keyof SubmitRequest>(field: K, value: SubmitRequest[K], origin: string) => void,
+  problems: SubmitProblem[],
+): Set<string> {
+  if (!spec) return new Set();
+  const origin = describe(spec.origin);
+  const out = new Map<string, string>();
+  for (const name of spec.value) {
+    const value = Object.hasOwn(env, name) ? env[name] : undefined;
+    const why = value === undefined ? null : fabrikCredentialIn(name, value);
+    if (value === undefined)
+      problems.push({
+        directive: origin,
+        message: `${name} is not set in the environment: --secret-env takes its value from there`,
+      });
+    else if (why) problems.push({ directive: origin, message: why });
+    else if (value.length > MAX_ENV_VALUE)
+      problems.push({ directive: origin, message: `${name}'s value is longer than ${MAX_ENV_VALUE} characters` });
+    else out.set(name, value);
+  }
+  put('secretEnv', Object.fromEntries(out), origin);
+  return new Set(spec.value);
+}
+
 /**
  * The job's environment. Default ALL, as sbatch: every variable of the submitting environment
  * whose name the contract accepts (exported bash functions and the like are left out silently;
  * values too long for the contract with a warning). `NAME=value` wins over the environment.
+ * ALL never takes Fabrik's own variables (FABRIK_*: the CLI's token, the server's settings) nor a
+ * value holding an API token, and says which it left out; naming a credential is refused.
+ * Variables given with --secret-env go there, not here.
  */
 function exportEnv(
   spec: State['export'],
   env: Record<string, string | undefined>,
+  secret: ReadonlySet<string>,
   put: <K extends keyof SubmitRequest>(field: K, value: SubmitRequest[K], origin: string) => void,
   warnings: string[],
   problems: SubmitProblem[],
@@ -1120,21 +1184,33 @@ function exportEnv(
   const mode = spec?.value.mode ?? 'all';
   const out = new Map<string, string>();
   const tooLong: string[] = [];
+  const leftOut: string[] = [];
   if (mode === 'all')
     for (const [name, value] of Object.entries(env)) {
       if (!ENV_NAME.test(name) || name.length > 256 || name === '__proto__' || typeof value !== 'string') continue;
-      if (value.length > MAX_ENV_VALUE) tooLong.push(name);
+      if (secret.has(name)) continue;
+      if (name.toUpperCase().startsWith('FABRIK_') || fabrikCredentialIn(name, value) !== null) leftOut.push(name);
+      else if (value.length > MAX_ENV_VALUE) tooLong.push(name);
       else out.set(name, value);
     }
   const unset: string[] = [];
   for (const [name, value] of spec?.value.vars ?? []) {
     const v = value ?? (Object.hasOwn(env, name) ? env[name] : undefined);
-    if (v === undefined) unset.push(name);
+    const why = v === undefined ? null : fabrikCredentialIn(name, v);
+    if (secret.has(name))
+      problems.push({ directive: origin, message: `${name} is given with --secret-env too: give it in one of them` });
+    else if (v === undefined) unset.push(name);
+    else if (why) problems.push({ directive: origin, message: why });
     else if (v.length > MAX_ENV_VALUE)
       problems.push({ directive: origin, message: `${name}'s value is longer than ${MAX_ENV_VALUE} characters` });
     else out.set(name, v);
   }
   if (tooLong.length) warnings.push(`${origin}: not exported, longer than ${MAX_ENV_VALUE} characters: ${tooLong.join(', ')}`);
   if (unset.length) warnings.push(`${origin}: not set in the environment, not exported: ${unset.join(', ')}`);
+  if (leftOut.length)
+    warnings.push(
+      `${origin}: not exported: ${leftOut.sort().join(', ')} (Fabrik's own variables and API tokens never go into a job; ` +
+        'name a FABRIK_* setting in --export to send it, or give a secret with --secret-env)',
+    );
   put('env', Object.fromEntries(out), origin);
 }

@@ -48,6 +48,9 @@ export function submitCommand(): Command {
         console.log(
           'Options follow sbatch: -N, --gpus, --gpus-per-node, --gres, -t, -J, -A, -p, --qos, -o, -e, --array, -d afterok:…, --signal, …',
         );
+        console.log(
+          '--export (default ALL) never sends FABRIK_* variables or API tokens; --secret-env NAME sends $NAME encrypted, shown to no one.',
+        );
         return;
       }
       const path = scriptPathOf(args);

@@ -6,7 +6,7 @@
 import { join, isAbsolute } from 'node:path';
 import type { Logger } from 'pino';
 import type { JobState, Placement } from '../api/contract.js';
-import { FINAL_STATES } from '../api/contract.js';
+import { DEV_NULL, FINAL_STATES, logPathProblem } from '../api/contract.js';
 import type { AuditSink } from '../core/audit.js';
 import type { Consortium } from '../core/consortium.js';
 import type { Allocation, GangRequest, PendingJob, RunningJob } from '../core/job.js';
@@ -16,6 +16,7 @@ import { cycle } from '../scheduler/cycle.js';
 import { DEFAULT_CONFIG, type Decision, type Explanation, type SchedulerConfig } from '../scheduler/types.js';
 import type { ExecJob, Executor, ExecutorEvent, ExecNode } from '../executors/executor.js';
 import type { JobUpdate, NodeStateRecord, StoredJob, Store } from '../store/store.js';
+import { SecretBox, SecretKeyError, SecretOpenError } from './secrets.js';
 
 const ACTIVE: readonly JobState[] = ['pending', 'starting', 'running', 'preempting'];
 const ON_GPUS: readonly JobState[] = ['starting', 'running', 'preempting'];
@@ -55,6 +56,11 @@ export interface ControllerOptions {
    * an agreement revoked since the submission stops the job here.
    */
   readonly admitPlacement?: (job: StoredJob, zone: string, cotenants: string[]) => Promise<string | null>;
+  /**
+   * The key that seals jobs' secret environment (see secrets.ts): an operator's file (32 bytes,
+   * base64, mode 0600), or by default `<dataDir>/secrets.key`, made on first use.
+   */
+  readonly secretsKeyFile?: string;
 }
 
 export interface CycleStats {
@@ -94,8 +100,13 @@ export class Controller {
   private lastCycleEndMs = -Infinity;
   private explainedAt = -Infinity;
   readonly stats: CycleStats = { cycles: 0, lastCycleSeconds: 0, lastDecisions: 0 };
+  /** Seals secretEnv at submission, opens it only to start the job. */
+  readonly secrets: SecretBox;
 
   constructor(private readonly o: ControllerOptions) {
+    this.secrets = o.secretsKeyFile
+      ? new SecretBox(o.secretsKeyFile, false)
+      : new SecretBox(join(o.dataDir, 'secrets.key'), true);
     this.site = o.site;
     this.nodeIndex = new Map(o.site.nodes.map((n, i) => [n.name, i]));
     this.execNodes = new Map(o.executor.nodes().map((n) => [n.name, n]));
@@ -439,9 +450,20 @@ export class Controller {
         continue;
       }
       try {
-        const handle = await this.o.executor.start(this.execJob(current));
+        const handle = await this.o.executor.start(this.execJob(current, { secrets: true }));
         handles.push({ id: job.id, from: ON_GPUS, set: { handle }, event: null });
       } catch (err) {
+        if (err instanceof SecretKeyError || err instanceof SecretOpenError) {
+          // Nothing started: the job cannot have its secrets here, and waiting will not bring them.
+          this.o.log.error({ err, job: job.id }, "the job's secret environment cannot be opened");
+          handles.push({
+            id: job.id,
+            from: ON_GPUS,
+            set: { state: 'failed', endedAt: now, reason: `SecretsUnavailable: ${err.message}` },
+            event: this.ev('failed', 'executor', now, 'SecretsUnavailable'),
+          });
+          continue;
+        }
         if ((err as { transient?: unknown }).transient === true) {
           // The engine is down or restarting (slurmctld): the job waits for it, it did not fail,
           // and is not offered again at once (each refused Slurm submit leaves a cancelled job).
@@ -691,20 +713,42 @@ export class Controller {
     return { ...toPending(j), startedAt: j.startedAt ?? now, allocation, lastCheckpointAt: null, preempting };
   }
 
-  execJob(j: StoredJob): ExecJob {
-    const dir = join(this.o.dataDir, 'jobs', j.id);
-    const base = j.request.workdir ?? dir;
-    const expand = (pattern: string) => {
-      const p = pattern
+  /** The control plane's data folder (the store, keys, jobs' folders): no job's working directory. */
+  get dataDir(): string {
+    return this.o.dataDir;
+  }
+
+  /** The job's own folder: its logs, its script, its ranks' records; the only place logs are served from. */
+  jobDir(id: string): string {
+    return join(this.o.dataDir, 'jobs', id);
+  }
+
+  /**
+   * The job as the executor gets it. Logs are always in the job's own folder (see
+   * logPathProblem): a pattern that would lead out of it once expanded (a job name `..`), or a
+   * request stored before the rule (an absolute path), gets the default log instead. `secrets`:
+   * the secret environment is opened and added to env, only to start the job.
+   */
+  execJob(j: StoredJob, o: { secrets?: boolean } = {}): ExecJob {
+    const dir = this.jobDir(j.id);
+    // A job name goes into a file name: no folder separators, no `.`/`..` of its own.
+    const name = j.name.replace(/[/\0]/g, '_').replace(/^\.{1,2}$/, (d) => '_'.repeat(d.length));
+    const expand = (pattern: string) =>
+      pattern
         .replace(/%%/g, '\u0000')
         .replace(/%j/g, j.id)
-        .replace(/%x/g, j.name)
+        .replace(/%x/g, name)
         .replace(/%A/g, j.arrayJobId ?? j.id)
         .replace(/%a/g, String(j.arrayTaskId ?? 0))
         .replace(/\u0000/g, '%');
-      return isAbsolute(p) ? p : join(base, p);
+    const log = (pattern: string | undefined): string => {
+      if (pattern === DEV_NULL) return DEV_NULL;
+      const wanted = pattern === undefined || logPathProblem(pattern) !== null ? null : expand(pattern);
+      return join(dir, wanted !== null && logPathProblem(wanted) === null ? wanted : expand(DEFAULT_LOG));
     };
-    const output = expand(j.request.output ?? join(dir, 'fabrik-%j.out'));
+    const output = log(j.request.output);
+    const workdir = j.request.workdir;
+    const secretEnv = o.secrets ? this.secrets.openAll(j, j.request.secretEnv ?? {}) : {};
     return {
       id: j.id,
       name: j.name,
@@ -714,17 +758,20 @@ export class Controller {
       priorityClass: j.request.priorityClass,
       command: j.request.command ?? null,
       script: j.request.script ?? null,
-      env: j.request.env,
-      workdir: j.request.workdir ?? null,
+      env: { ...j.request.env, ...secretEnv },
+      workdir: workdir === undefined ? null : isAbsolute(workdir) ? workdir : join(dir, workdir),
       placement: j.placement ?? [],
       walltimeSeconds: j.request.walltimeSeconds,
       gracePeriodSeconds: j.request.gracePeriodSeconds,
       signal: j.request.signal,
       output,
-      error: j.request.error ? expand(j.request.error) : output,
+      error: j.request.error ? log(j.request.error) : output,
     };
   }
 }
+
+/** sbatch's default log name, in the job's folder. */
+const DEFAULT_LOG = 'fabrik-%j.out';
 
 export function gangOf(j: StoredJob): GangRequest {
   const r = j.request;

@@ -248,7 +248,12 @@ export class KyselyStore implements Store {
       query = query.where('array_job_id', '=', arrayJobId);
     }
     // A number, not the text: '10' < '9' as strings.
-    if (filter.after !== undefined) query = query.where('id', '>', cursor(filter.after));
+    if (filter.after !== undefined) {
+      const after = cursor(filter.after);
+      // Past every id the engines can hold (and that JavaScript counts exactly): nothing follows.
+      if (after === null) return [];
+      query = query.where('id', '>', after);
+    }
     return (await query.execute()).map(toJob);
   }
 
@@ -349,9 +354,14 @@ async function applyUpdate(trx: Db, update: JobUpdate, now: number): Promise<boo
   return true;
 }
 
-function cursor(after: string): number {
-  if (after === '0') return 0;
-  const id = parseJobId(after);
-  if (id === undefined) throw new RangeError(`jobs: the cursor '${after}' is not a job id`);
-  return id;
+/**
+ * The id a page starts after; null when it is beyond every id there can be. A cursor is any
+ * decimal number (leading zeros too): `GET /v1/jobs?after=999999999999999999` must not reach the
+ * database, whose integer it overflows (PostgreSQL's bigint, JavaScript's safe integers).
+ */
+function cursor(after: string): number | null {
+  if (!/^[0-9]+$/.test(after)) throw new RangeError(`jobs: the cursor '${after}' is not a job id`);
+  const digits = after.replace(/^0+(?=.)/, '');
+  if (digits === '0') return 0;
+  return parseJobId(digits) ?? null;
 }

@@ -207,7 +207,7 @@ describe('options accepted with a warning', () => {
     [['--gres=gpu:2,nvme:1'], /^--gres=gpu:2,nvme:1: ignored: nvme:1/],
     [['--output=%u-%N-%j.out'], /^--output=%u-%N-%j.out: %u %N stay as written/],
     [['--error=%n.%t.%s.err'], /^--error=%n.%t.%s.err: %n %t %s stay as written/],
-    [['-D', 'runs/1'], /^-D runs\/1: a relative directory is resolved on the execution host/],
+    [['-D', 'runs/1'], /^-D runs\/1: a relative directory is inside the job's own folder on the execution host/],
     [['--exclusive=user'], /^--exclusive=user: read as --exclusive/],
     [['--signal=R:USR1@60'], /^--signal=R:USR1@60: 'R:' has no meaning in Fabrik/],
   ])('%j', (options, warning) => {
@@ -267,6 +267,79 @@ describe('--export', () => {
     ]);
     const withProto = JSON.parse('{"__proto__":"x","HOME":"/h"}') as Record<string, string>;
     expect(run([], withProto).request.env).toEqual({ HOME: '/h' });
+  });
+});
+
+describe("Fabrik's credentials stay out of jobs; --secret-env", () => {
+  const token = `fbk_${'A'.repeat(43)}`;
+  const env = { HOME: '/home/ada', FABRIK_TOKEN: token, FABRIK_URL: 'http://f:8080', MY_COPY: `x${token}`, LR: '0.1' };
+
+  it('--export=ALL (the default) leaves out every FABRIK_* and any value holding an API token, and says so once', () => {
+    for (const args of [[], ['--export=ALL']]) {
+      const { request, warnings } = run(args, env);
+      expect(request.env).toEqual({ HOME: '/home/ada', LR: '0.1' });
+      expect(JSON.stringify(request)).not.toContain(token);
+      expect(warnings).toEqual([expect.stringMatching(/not exported: FABRIK_TOKEN, FABRIK_URL, MY_COPY \(Fabrik's own/)]);
+    }
+    // Nothing left out: nothing said.
+    expect(run([], { HOME: '/h' }).warnings).toEqual([]);
+  });
+
+  it('refuses a credential named in --export, by name or by value, and takes a FABRIK_* setting named there', () => {
+    expect(problemsOf({ args: ['--export=FABRIK_TOKEN', '--', 'true'], env })).toEqual([
+      { directive: '--export=FABRIK_TOKEN', message: expect.stringMatching(/FABRIK_TOKEN is a Fabrik credential/) },
+    ]);
+    for (const spec of ['FABRIK_STORE=postgres://u:pw@db/f', 'FABRIK_OIDC_SECRET=x', 'fabrik_api_key=x', `X=${token}`, 'MY_COPY'])
+      expect(problemsOf({ args: [`--export=${spec}`, '--', 'true'], env })[0].message, spec).toMatch(/credential|API token/);
+    expect(run(['--export=FABRIK_SIMULATED_SECONDS=5,LR'], env).request.env).toEqual({
+      FABRIK_SIMULATED_SECONDS: '5',
+      LR: '0.1',
+    });
+  });
+
+  it('--secret-env takes values from the environment, repeatable and from #SBATCH lines, and keeps them out of env', () => {
+    const secrets = { ...env, HF_TOKEN: 'hf_abc', DB_PW: 's3cret', WANDB: 'w' };
+    const { request } = run(['--secret-env', 'HF_TOKEN', '--secret-env=DB_PW,WANDB'], secrets);
+    expect(request.secretEnv).toEqual({ HF_TOKEN: 'hf_abc', DB_PW: 's3cret', WANDB: 'w' });
+    expect(Object.keys(request.env!)).not.toEqual(expect.arrayContaining(['HF_TOKEN']));
+    expect(request.env).toEqual({ HOME: '/home/ada', LR: '0.1' });
+    const script = batch('#!/bin/bash\n#SBATCH --secret-env=HF_TOKEN\ntrue\n', [], secrets);
+    expect(script.request.secretEnv).toEqual({ HF_TOKEN: 'hf_abc' });
+  });
+
+  it.each<[string[], RegExp]>([
+    [['--secret-env=HF_TOKEN=abc'], /not on the command line/],
+    [['--secret-env=NOPE'], /NOPE is not set in the environment/],
+    [['--secret-env=FABRIK_TOKEN'], /FABRIK_TOKEN is a Fabrik credential/],
+    [['--secret-env=MY_COPY'], /holds a Fabrik API token/],
+    [['--secret-env=1BAD'], /not an environment variable name/],
+    [['--secret-env=LR', '--export=LR'], /LR is given with --secret-env too/],
+  ])('refuses %j', (args, message) => {
+    const problems = problemsOf({ args: [...args, '--', 'true'], env });
+    expect(problems.map((p) => p.message).join('\n')).toMatch(message);
+    expect(JSON.stringify(problems)).not.toContain(token);
+  });
+});
+
+describe("logs go in the job's own folder", () => {
+  it.each([
+    ['/scratch/ada/%j.out', /an absolute path is not allowed: logs go in the job's own folder/],
+    ['/proc/self/environ', /an absolute path is not allowed/],
+    ['../other/%j.out', /'\.\.' is not allowed/],
+    ['logs/../../x', /'\.\.' is not allowed/],
+    ['rank-0.json', /a file Fabrik keeps in the job's folder/],
+  ])('-o %s is refused, and says where logs may go', (output, message) => {
+    const problems = problemsWith([`--output=${output}`]);
+    expect(problems).toEqual([{ directive: `--output=${output}`, message: expect.stringMatching(message) }]);
+    if (!output.startsWith('rank-')) expect(problems[0].message).toMatch(/relative path such as %x-%j.out/);
+  });
+
+  it("takes relative names and sbatch's none", () => {
+    expect(run(['-o', '%x-%j.out', '-e', 'logs/%x-%j.err']).request).toMatchObject({
+      output: '%x-%j.out',
+      error: 'logs/%x-%j.err',
+    });
+    expect(run(['--output=none']).request.output).toBe('/dev/null');
   });
 });
 

@@ -1,6 +1,6 @@
 // /v1/jobs: submit (idempotent), list, get, cancel, logs (follow), explain, events.
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, realpathSync, statSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
@@ -23,15 +23,38 @@ import { authorize, requireRole, seesMember } from '../access.js';
 import type { Principal } from '../auth.js';
 import { ApiError, notFound } from '../errors.js';
 import type { ServerContext } from '../context.js';
+import { LogRefusedError, openJobLog, type OpenLog } from '../job-logs.js';
+import { HIDDEN_SHOWN, SECRET_SHOWN, type SecretBox } from '../secrets.js';
 import { UnknownDatasetError, type Admission } from '../../governance/governance.js';
 
 const JobId = z.object({ id: z.string().regex(/^\d{1,18}$/, 'a job id') });
 const Jobs = z.object({ jobs: z.array(JobView) });
 
-/** Env values are the owner's business: others in the member see the names only. */
+/**
+ * The routes whose answers hold a job's details (its spec, reason, events or log). Each builds
+ * them with `jobView` (through the routes' `view`), so that one redaction covers them all; a hook
+ * that seals job details (break-glass) must stand in front of every one of these.
+ */
+export const JOB_DETAIL_ROUTES: readonly { readonly method: string; readonly url: string }[] = [
+  { method: 'POST', url: '/v1/jobs' },
+  { method: 'GET', url: '/v1/jobs' },
+  { method: 'GET', url: '/v1/jobs/:id' },
+  { method: 'POST', url: '/v1/jobs/:id/cancel' },
+  { method: 'GET', url: '/v1/jobs/:id/events' },
+  { method: 'GET', url: '/v1/jobs/:id/explain' },
+  { method: 'GET', url: '/v1/jobs/:id/logs' },
+];
+
+/**
+ * A job as anyone sees it. Env values are the owner's business (the user who submitted it, in
+ * its member): everyone else, operators included, sees the names with "(hidden)". Secret
+ * variables are shown to no one, the owner included: their names with "(secret)".
+ */
 export function jobView(j: StoredJob, p: Principal): JobView {
-  const owner = p.role === 'operator' || p.user === j.user;
-  const env = owner ? j.request.env : Object.fromEntries(Object.keys(j.request.env).map((k) => [k, '(hidden)']));
+  const owner = p.role !== 'operator' && p.member === j.member && p.user === j.user;
+  const names = (env: Readonly<Record<string, string>> | undefined, shown: string) =>
+    Object.fromEntries(Object.keys(env ?? {}).map((k) => [k, shown]));
+  const env = owner ? j.request.env : names(j.request.env, HIDDEN_SHOWN);
   return {
     id: j.id,
     name: j.name,
@@ -51,12 +74,19 @@ export function jobView(j: StoredJob, p: Principal): JobView {
     arrayJobId: j.arrayJobId,
     arrayTaskId: j.arrayTaskId,
     requeues: j.requeues,
-    spec: { ...j.request, env },
+    spec: { ...j.request, env, secretEnv: names(j.request.secretEnv, SECRET_SHOWN) },
   };
 }
 
-/** Same request, same hash: key order does not matter. */
-function requestHash(body: unknown): string {
+/**
+ * Same request, same hash: key order does not matter. The hash is stored: secret values go into
+ * it as keyed fingerprints, never as themselves.
+ */
+function requestHash(spec: SubmitSpec, secrets: SecretBox): string {
+  // A request without secrets hashes as it did before secretEnv existed.
+  const { secretEnv: plain, ...rest } = spec;
+  const secretEnv = Object.fromEntries(Object.entries(plain).map(([k, v]) => [k, secrets.fingerprint(v)]));
+  const body: unknown = Object.keys(secretEnv).length > 0 ? { ...rest, secretEnv } : rest;
   const canon = (v: unknown): unknown =>
     Array.isArray(v)
       ? v.map(canon)
@@ -123,7 +153,7 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const key = req.headers['idempotency-key'];
       const outcome = await store.submit({
         jobs,
-        idempotency: key ? { member: member.id, user: p.user, key, requestHash: requestHash(spec) } : null,
+        idempotency: key ? { member: member.id, user: p.user, key, requestHash: requestHash(spec, controller.secrets) } : null,
       });
       if (outcome.kind === 'conflict')
         throw new ApiError(
@@ -285,27 +315,29 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
       authorize(p, 'job.logs', { member: j.member, user: j.user, what: `job ${j.id}` });
       const exec = controller.execJob(j);
       const path = req.query.stream === 'error' ? exec.error : exec.output;
-      if (
-        !servableLog(controller.execJob({ ...j, request: { ...j.request, workdir: undefined, output: undefined } }).output, path)
-      )
-        throw new ApiError(
-          403,
-          'FORBIDDEN',
-          `job ${j.id} names a log file in the control plane's data folder outside its own job folder; it is not served`,
-        );
+      const dir = controller.jobDir(j.id);
+      const open = async (): Promise<OpenLog> => {
+        try {
+          return await openJobLog(dir, path);
+        } catch (err) {
+          if (err instanceof LogRefusedError)
+            throw new ApiError(403, 'FORBIDDEN', `job ${j.id}'s ${req.query.stream} log is not served: ${err.why}`);
+          throw err;
+        }
+      };
+      // Opened (and checked) before the first byte goes out: a refusal is a 403, not a cut stream.
+      const first = await open();
       reply.type('text/plain; charset=utf-8');
       if (!req.query.follow) {
-        if (!isFile(path)) return '';
-        return createReadStream(path, { start: req.query.offset });
+        if (!first) return '';
+        return first.handle.createReadStream({ start: req.query.offset, autoClose: true });
       }
       return Readable.from(
         follow(
-          path,
+          first,
+          open,
           req.query.offset,
-          async () => {
-            const now = controller.activeJob(j.id);
-            return !now;
-          },
+          async () => !controller.activeJob(j.id),
           () => req.raw.destroyed,
         ),
       );
@@ -313,41 +345,57 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
   );
 }
 
-const isFile = (path: string) => existsSync(path) && statSync(path).isFile();
-
-const inside = (dir: string, path: string) => {
-  const rel = relative(dir, path);
-  return rel.split(sep)[0] !== '..' && !isAbsolute(rel);
-};
-
-/**
- * Output paths are the submitter's choice (absolute, or relative with `..`), but the server reads
- * them with its own rights: it must not serve the data folder's other files (the database, the
- * operator token, other members' job logs). `defaultLog` is the job's default log, in its own folder
- * under <data>/jobs/<id>/; the real path is checked too, so a symlink does not lead out of it.
- */
-function servableLog(defaultLog: string, path: string): boolean {
-  const own = dirname(defaultLog);
-  const data = dirname(dirname(own));
-  const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
-  const ok = (ownDir: string, dataDir: string, p: string) => inside(ownDir, p) || !inside(dataDir, p);
-  return ok(own, data, resolve(path)) && ok(real(own), real(data), real(path));
+/** An absolute path in the data folder (as written, and where it leads once links are read). */
+function inDataFolder(dataDir: string, path: string): boolean {
+  const inside = (dir: string, p: string) => {
+    const rel = relative(dir, p);
+    return rel === '' || (rel.split(sep)[0] !== '..' && !isAbsolute(rel));
+  };
+  /** The real path of the longest part of `p` that exists, with the rest appended. */
+  const real = (p: string): string => {
+    try {
+      return realpathSync(p);
+    } catch {
+      const parent = dirname(p);
+      return parent === p ? p : resolve(real(parent), relative(parent, p));
+    }
+  };
+  return inside(resolve(dataDir), resolve(path)) || inside(real(dataDir), real(path));
 }
 
-/** Yields what is appended to a file until `ended()` and everything written has been read. */
-async function* follow(path: string, offset: number, ended: () => Promise<boolean>, gone: () => boolean): AsyncGenerator<Buffer> {
+/**
+ * Yields what is appended to the log until `ended()` and everything written has been read. The
+ * descriptor opened (and checked) once is read on; a log that did not exist yet is opened, with
+ * the same checks, when it appears. A log refused later ends the stream.
+ */
+async function* follow(
+  first: OpenLog,
+  open: () => Promise<OpenLog>,
+  offset: number,
+  ended: () => Promise<boolean>,
+  gone: () => boolean,
+): AsyncGenerator<Buffer> {
+  let log = first;
   let at = offset;
-  for (;;) {
-    const done = await ended();
-    if (isFile(path)) {
-      const size = statSync(path).size;
-      if (size > at) {
-        for await (const chunk of createReadStream(path, { start: at, end: size - 1 })) yield chunk as Buffer;
-        at = size;
+  try {
+    for (;;) {
+      const done = await ended();
+      if (!log) log = await open().catch(() => null);
+      if (log) {
+        const size = (await log.handle.stat()).size;
+        while (size > at) {
+          const chunk = Buffer.alloc(Math.min(size - at, 64 * 1024));
+          const { bytesRead } = await log.handle.read(chunk, 0, chunk.length, at);
+          if (bytesRead === 0) break;
+          at += bytesRead;
+          yield chunk.subarray(0, bytesRead);
+        }
       }
+      if (done || gone()) return;
+      await new Promise((r) => setTimeout(r, 250));
     }
-    if (done || gone()) return;
-    await new Promise((r) => setTimeout(r, 250));
+  } finally {
+    await log?.handle.close();
   }
 }
 
@@ -430,7 +478,15 @@ function buildJobs(spec: SubmitSpec, member: Member, user: string, now: number, 
     );
   if (spec.gpusPerNode !== undefined && spec.gpusPerNode > site.maxGpusPerNode)
     bad('body.gpusPerNode', `nodes here have at most ${site.maxGpusPerNode} GPUs`);
-  const { member: _m, project: _p, name, array, ...rest } = spec;
+  if (spec.workdir !== undefined && isAbsolute(spec.workdir) && inDataFolder(ctx.controller.dataDir, spec.workdir))
+    bad(
+      'body.workdir',
+      "the working directory may not be in the control plane's data folder: give a path relative to the job's own folder, or one outside it",
+    );
+  const { member: _m, project: _p, name, array, secretEnv, ...plain } = spec;
+  // Sealed here, before anything is stored: the store, the idempotency record and every view
+  // only ever hold the ciphertext (see secrets.ts).
+  const rest = { ...plain, secretEnv: ctx.controller.secrets.sealAll({ member: member.id, user }, secretEnv) };
   const request = spec.gpus === undefined && spec.nodes === undefined ? { ...rest, gpus: 1 } : rest;
   const gpus = gangGpus(
     request.gpus !== undefined ? { gpus: request.gpus } : { nodes: request.nodes!, gpusPerNode: request.gpusPerNode! },

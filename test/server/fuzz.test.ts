@@ -12,6 +12,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES, ErrorBody, type JobView } from '../../src/api/contract.js';
+import { forEachEngine, type Location } from '../audit/engines.js';
 import { testServer, type TestServer } from './helpers.js';
 
 const RUNS = Number(process.env.FABRIK_FUZZ_RUNS ?? 250);
@@ -279,6 +280,11 @@ const queryString = fc
           'error',
           '%ff',
           'x'.repeat(300),
+          // Ids and cursors beyond every engine's integer (SQLite's and PostgreSQL's int8, JavaScript's safe integers).
+          '999999999999999999',
+          '9223372036854775808',
+          '9007199254740993',
+          '000000000000000001',
         ),
         fc.string({ unit: 'grapheme', maxLength: 10 }).map(encodeURIComponent),
       ),
@@ -686,6 +692,10 @@ describe('fuzzing the API', () => {
       [json(alice, 'GET', `/v1/jobs?state=${big(201)}`), 400, 'query.state'],
       [json(alice, 'GET', `/v1/jobs?member=${big(65)}`), 400, 'query.member'],
       [json(alice, 'GET', `/v1/jobs?limit=1001`), 400, 'query.limit'],
+      [json(alice, 'GET', `/v1/jobs?after=${'9'.repeat(18)}`), 200],
+      [json(alice, 'GET', `/v1/jobs?after=${'9'.repeat(19)}`), 400, 'query.after'],
+      [json(alice, 'GET', `/v1/jobs/${'9'.repeat(18)}`), 404],
+      [sub({ afterOk: ['9'.repeat(18)] }), 400, 'body.afterOk'],
       [json(alice, 'GET', `/v1/jobs?name=${big(10_000)}`), 400, 'query.name'],
       [json(alice, 'GET', `/v1/jobs/${'1'.repeat(19)}`), 400, 'params.id'],
       [json(alice, 'GET', `/v1/jobs/${'1'.repeat(201)}`), 414],
@@ -782,5 +792,52 @@ describe('fuzzing Cedar policies (PUT /v1/policies/:id)', () => {
     expect(ds.status, ds.text).toBe(201);
     expect((await send(json(padmin, 'GET', '/v1/datasets/fuzz-policies/uses'))).status).toBe(200);
     for (const id of accepted) expect((await send(json(t.operator, 'DELETE', `/v1/policies/${id}`))).status).toBe(200);
+  });
+});
+
+// Ids beyond the engines' integers, in every id parameter and cursor: 4xx (or an empty page), never
+// a 500, on both stores (PostgreSQL's int8 overflows where SQLite's compare quietly).
+forEachEngine('ids beyond the integer range', (engine, location) => {
+  describe(`ids beyond every integer answer 4xx, not 500 (${engine})`, () => {
+    let loc: Location;
+    let s: TestServer;
+    beforeAll(async () => {
+      loc = await location();
+      s = await testServer(engine === 'postgres' ? { store: loc.url } : {});
+    });
+    afterAll(async () => {
+      await s?.close();
+      await loc?.dispose();
+    });
+
+    it('every id parameter and cursor', async () => {
+      const tok = await s.token('pharma', 'member-admin', 'big');
+      const ids = ['999999999999999999', '9223372036854775808', '9007199254740993', '18446744073709551616', '0', '-1', '1e99'];
+      const requests: [string, string, unknown?][] = [];
+      for (const id of ids) {
+        for (const sub of ['', '/events', '/explain', '/logs']) requests.push(['GET', `/v1/jobs/${id}${sub}`]);
+        requests.push(['POST', `/v1/jobs/${id}/cancel`]);
+        for (const q of ['after', 'array']) requests.push(['GET', `/v1/jobs?${q}=${id}`]);
+        requests.push(['POST', '/v1/jobs', { command: ['true'], afterOk: [id] }]);
+        requests.push(['DELETE', `/v1/tokens/${id}`]);
+        requests.push(['POST', `/v1/users/${id}/disable`]);
+        for (const p of ['/v1/deployments/', '/v1/agreements/', '/v1/policies/', '/v1/datasets/', '/v1/members/'])
+          requests.push(['GET', `${p}${id}${p === '/v1/datasets/' ? '/uses' : p === '/v1/members/' ? '/break-glass' : ''}`]);
+        requests.push(['DELETE', `/v1/deployments/${id}`]);
+        requests.push(['DELETE', `/v1/keys/${id}`]);
+        requests.push(['POST', `/v1/approvals/${id}/approve`, {}]);
+        requests.push(['GET', `/v1/models/m/versions/${id}`]);
+        requests.push(['GET', `/v1/audit/events?after=${id}`]);
+        requests.push(['GET', `/v1/audit/proofs/inclusion?index=${id}&size=${id}`]);
+      }
+      for (const [method, path, body] of requests)
+        for (const token of [tok, s.operator]) {
+          const r = await s.call(token, method, path, body);
+          const what = `${method} ${path} -> ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`;
+          expect(r.status, what).toBeLessThan(500);
+          if (path.startsWith('/v1/jobs?after=') || path.startsWith('/v1/jobs?array='))
+            expect(r.status === 400 || (r.body as { jobs: unknown[] }).jobs.length === 0, what).toBe(true);
+        }
+    });
   });
 });

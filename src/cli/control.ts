@@ -208,24 +208,28 @@ export function controlCommands(): Command[] {
     });
   tokens
     .command('create')
-    .requiredOption('--name <name>', 'what the token is for')
-    .requiredOption('--user <id>', 'who uses it')
+    .description('a token for yourself or a user you created (fabrik users create); the secret is shown once')
+    .requiredOption('--user <name>', 'whose it is: an existing user (its name, or its id)')
+    .option('--name <name>', 'what the token is for (default: the user name)')
     .addOption(
-      new Option('--role <role>', 'its role')
-        .choices(['operator', 'member-admin', 'researcher', 'auditor'])
-        .makeOptionMandatory(),
+      new Option('--role <role>', "its role, one of the user's (default: its only one)").choices([
+        'operator',
+        'member-admin',
+        'researcher',
+        'auditor',
+      ]),
     )
-    .option('--member <id>', 'its member (operators creating member tokens)')
+    .option('--member <id>', "the user's member (default: yours)")
     .option('--ttl-days <n>', 'days until it expires', '90')
     .option('--json', 'JSON for scripts')
     .action(async (o) => {
       const ttl = Number(o.ttlDays);
       if (!Number.isInteger(ttl) || ttl < 1) throw new Error(`--ttl-days must be a whole number of days, got '${o.ttlDays}'`);
       const r = await client().request<{ token: { id: string }; secret: string }>('POST', '/v1/tokens', {
-        name: o.name,
+        name: o.name ?? o.user,
         user: o.user,
-        role: o.role,
-        member: o.member ?? null,
+        ...(o.role !== undefined ? { role: o.role } : {}),
+        ...(o.member !== undefined ? { member: o.member } : {}),
         ttlDays: ttl,
       });
       if (o.json) return json(r);

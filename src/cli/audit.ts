@@ -21,6 +21,8 @@ import { verifyStore } from '../audit/verify.js';
 import { openStore } from '../store/index.js';
 import { ApiClient, ApiRequestError, DEFAULT_DATA_DIR } from './client.js';
 
+import { line, terminalJson } from './printable.js';
+
 /** A check failed: the log was changed, shrank, or does not hold an event (exit 1). */
 export class AuditVerificationError extends Error {
   override readonly name = 'AuditVerificationError';
@@ -80,11 +82,11 @@ async function checkpointCommand(o: { out: string; json?: boolean }): Promise<vo
     throw new AuditVerificationError(`the server's checkpoint (size ${checkpoint.size}) is not signed by the key it serves`);
   const saved: SavedCheckpoint = { checkpoint, publicKey: key.publicKey, server: api.url, savedAt: new Date().toISOString() };
   writeFileSync(o.out, JSON.stringify(saved, null, 2) + '\n');
-  if (o.json) return console.log(JSON.stringify(saved, null, 2));
+  if (o.json) return console.log(terminalJson(saved));
   console.log(
-    `saved checkpoint of ${checkpoint.origin}: size ${checkpoint.size}, root ${checkpoint.rootHash}, at ${checkpoint.at}`,
+    line`saved checkpoint of ${checkpoint.origin}: size ${checkpoint.size}, root ${checkpoint.rootHash}, at ${checkpoint.at}`,
   );
-  console.log(`signed by ${key.fingerprint} (compare it with what your consortium publishes) -> ${o.out}`);
+  console.log(line`signed by ${key.fingerprint} (compare it with what your consortium publishes) -> ${o.out}`);
 }
 
 /** The latest checkpoint; when asked for events it does not cover yet, waits for the next (one a second). */
@@ -107,7 +109,7 @@ async function verifyAgainstServer(o: { checkpoint: string; event?: number[]; sa
     throw new AuditVerificationError(
       `${o.checkpoint}: the saved checkpoint's signature does not verify with the saved key (the file was changed)`,
     );
-  console.log(`saved checkpoint: size ${was.size}, signed by ${fp}: ok`);
+  console.log(line`saved checkpoint: size ${was.size}, signed by ${fp}: ok`);
 
   const api = ApiClient.fromEnv();
   const events = o.event ?? [];
@@ -116,7 +118,7 @@ async function verifyAgainstServer(o: { checkpoint: string; event?: number[]; sa
     throw new AuditVerificationError(`the server's log is ${now.origin}, the saved checkpoint's is ${was.origin}`);
   if (!checkpointSignedBy(now, key))
     throw new AuditVerificationError(`the latest checkpoint (size ${now.size}) is not signed by the saved key ${fp}`);
-  console.log(`latest checkpoint: size ${now.size}, at ${now.at}, signed by ${fp}: ok`);
+  console.log(line`latest checkpoint: size ${now.size}, at ${now.at}, signed by ${fp}: ok`);
   if (now.size < was.size)
     throw new AuditVerificationError(`the log shrank: ${now.size} events now, ${was.size} in the saved checkpoint`);
   const c = await api.request<ConsistencyProofView>('GET', `/v1/audit/proofs/consistency?from=${was.size}&to=${now.size}`);
@@ -124,7 +126,7 @@ async function verifyAgainstServer(o: { checkpoint: string; event?: number[]; sa
     throw new AuditVerificationError(
       `the log was rewritten: the tree of ${now.size} events does not extend the saved tree of ${was.size} (consistency proof fails)`,
     );
-  console.log(`consistency ${was.size} -> ${now.size}: ok (the log only grew)`);
+  console.log(line`consistency ${was.size} -> ${now.size}: ok (the log only grew)`);
 
   const failed: string[] = [];
   for (const seq of events) {
@@ -148,15 +150,15 @@ async function verifyAgainstServer(o: { checkpoint: string; event?: number[]; sa
       failed.push(`event ${seq}: its stored content (${describe(p.event)}) is not the leaf in the signed tree: it was changed`);
       continue;
     }
-    console.log(`event ${seq}: ${describe(p.event)}: included in ${now.size}: ok`);
+    console.log(line`event ${seq}: ${describe(p.event)}: included in ${now.size}: ok`);
   }
   if (failed.length > 0) {
-    for (const f of failed) console.log(`FAILED ${f}`);
+    for (const f of failed) console.log(line`FAILED ${f}`);
     throw new AuditVerificationError(failed[0]);
   }
   if (o.save) {
     writeFileSync(o.checkpoint, JSON.stringify({ ...saved, checkpoint: now, savedAt: new Date().toISOString() }, null, 2) + '\n');
-    console.log(`saved the latest checkpoint (size ${now.size}) to ${o.checkpoint}`);
+    console.log(line`saved the latest checkpoint (size ${now.size}) to ${o.checkpoint}`);
   }
   console.log('verified');
 }
@@ -183,12 +185,12 @@ async function verifyOnStore(o: { store: string; publicKey?: string; data: strin
     const origin = `fabrik/${await store.installationId()}`;
     const r = await verifyStore(store.db, { origin, publicKey: key });
     if (r.firstBad) {
-      console.log(`rehashed ${r.events} events and ${r.checkpoints} checkpoints before the first bad entry`);
+      console.log(line`rehashed ${r.events} events and ${r.checkpoints} checkpoints before the first bad entry`);
       throw new AuditVerificationError(`${r.firstBad.entry}: ${r.firstBad.problem}`);
     }
-    console.log(`${origin}: rehashed ${r.events} events from their content: ok`);
+    console.log(line`${origin}: rehashed ${r.events} events from their content: ok`);
     console.log(
-      `${r.checkpoints} checkpoints match the rebuilt tree: ok; signatures ${key ? `checked with ${keyFingerprint(key)}: ok` : 'not checked (no key: give --public-key FILE or --data DIR)'}`,
+      line`${r.checkpoints} checkpoints match the rebuilt tree: ok; signatures ${key ? `checked with ${keyFingerprint(key)}: ok` : 'not checked (no key: give --public-key FILE or --data DIR)'}`,
     );
     console.log('verified');
   } finally {
@@ -228,8 +230,8 @@ export function auditCommand(): Command {
     .action(async (o) => {
       const q = new URLSearchParams({ limit: o.limit, ...(o.after !== undefined ? { after: o.after } : {}) });
       const r = await ApiClient.fromEnv().request<{ events: AuditEventView[] }>('GET', `/v1/audit/events?${q}`);
-      if (o.json) return console.log(JSON.stringify(r.events, null, 2));
-      for (const e of r.events) console.log(`${e.seq}\t${describe(e)}`);
+      if (o.json) return console.log(terminalJson(r.events));
+      for (const e of r.events) console.log(line`${e.seq}\t${describe(e)}`);
     });
   return audit;
 }

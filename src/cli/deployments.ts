@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import type { DeploymentView } from '../inference/deployments/api.js';
 import { table } from './table.js';
 import { client, commaList, json } from './output.js';
+import { line } from './printable.js';
 
 function int(name: string, min: number) {
   return (v: string) => {
@@ -24,13 +25,13 @@ const replicasLine = (d: DeploymentView) =>
   `${d.ready}/${d.target}${d.target === 0 && d.scaleToZeroSeconds !== null ? ' (asleep)' : ''}`;
 
 function show(d: DeploymentView): void {
-  console.log(`deployment ${d.id}: model ${d.model} (member ${d.member}, project ${d.project}) ${d.state}`);
-  console.log(`  command        ${d.command.join(' ')}`);
-  console.log(`  replicas       ${replicasLine(d)} ready; min ${d.min}, max ${d.max}; ${d.gpus} GPU(s) each`);
+  console.log(line`deployment ${d.id}: model ${d.model} (member ${d.member}, project ${d.project}) ${d.state}`);
+  console.log(line`  command        ${d.command.join(' ')}`);
+  console.log(line`  replicas       ${replicasLine(d)} ready; min ${d.min}, max ${d.max}; ${d.gpus} GPU(s) each`);
   console.log(
-    `  accredited for ${d.accreditations.join(', ')}; zone ${d.zone ?? 'any'}${d.reasoning ? '; reasoning model' : ''}`,
+    line`  accredited for ${d.accreditations.join(', ')}; zone ${d.zone ?? 'any'}${d.reasoning ? '; reasoning model' : ''}`,
   );
-  console.log(`  scale to zero  ${d.scaleToZeroSeconds === null ? 'off' : `after ${d.scaleToZeroSeconds} s idle`}`);
+  console.log(line`  scale to zero  ${d.scaleToZeroSeconds === null ? 'off' : `after ${d.scaleToZeroSeconds} s idle`}`);
   if (d.replicas.length === 0) return;
   console.log(
     table(
@@ -90,7 +91,7 @@ export function deploymentCommands(): Command[] {
       });
       if (o.json) return json(d);
       console.log(
-        `deployment ${d.id}: model ${d.model}, ${d.min}–${d.max} replicas of ${d.gpus} GPU(s); see \`fabrik deployments show ${d.id}\``,
+        line`deployment ${d.id}: model ${d.model}, ${d.min}–${d.max} replicas of ${d.gpus} GPU(s); see \`fabrik deployments show ${d.id}\``,
       );
     });
 
@@ -147,7 +148,7 @@ export function deploymentCommands(): Command[] {
         ...(o.scaleToZero !== undefined ? { scaleToZeroSeconds: o.scaleToZero } : {}),
       });
       if (o.json) return json(d);
-      console.log(`deployment ${d.id}: min ${d.min}, max ${d.max}, now ${d.target} replica(s)`);
+      console.log(line`deployment ${d.id}: min ${d.min}, max ${d.max}, now ${d.target} replica(s)`);
     });
   deployments
     .command('delete')
@@ -155,7 +156,7 @@ export function deploymentCommands(): Command[] {
     .description('delete a deployment and stop its replicas')
     .action(async (id: string) => {
       const d = await client().request<DeploymentView>('DELETE', `/v1/deployments/${encodeURIComponent(id)}`);
-      console.log(`deployment ${d.id} (${d.model}): deleted; its replicas are stopping`);
+      console.log(line`deployment ${d.id} (${d.model}): deleted; its replicas are stopping`);
     });
   return [deploy, deployments];
 }

@@ -3,6 +3,7 @@
 // importing every error class would load the modules that throw them (test/cli/errors.test.ts
 // makes each class and checks that it is known).
 import { ApiRequestError } from './client.js';
+import { printable, printableText } from './printable.js';
 
 /** Errors in what a person typed or wrote: exit 2. */
 const USAGE_ERRORS = new Set([
@@ -30,13 +31,15 @@ const FAILURES = new Set([
 /** The line to print and the exit code, or null for an error that is a bug (its trace is printed). */
 export function cliFailure(e: unknown): { line: string; code: 1 | 2 } | null {
   if (!(e instanceof Error)) return null;
-  if (USAGE_ERRORS.has(e.name)) return { line: `fabrik: ${e.message}`, code: 2 };
+  if (USAGE_ERRORS.has(e.name)) return { line: `fabrik: ${printableText(e.message)}`, code: 2 };
   if (e instanceof ApiRequestError) {
+    // The server's words, with what others wrote in them (a job's name, a dataset id): one clean line.
+    const message = printable(e.message);
     // Validation messages already start with the field they are about: named once.
-    const field = e.field && !e.message.startsWith(e.field) ? ` (${e.field})` : '';
-    return { line: `fabrik: ${e.message}${field} [${e.code}]`, code: 1 };
+    const field = e.field && !e.message.startsWith(e.field) ? ` (${printable(e.field)})` : '';
+    return { line: `fabrik: ${message}${field} [${printable(e.code)}]`, code: 1 };
   }
-  if (FAILURES.has(e.name)) return { line: `fabrik: ${e.message}`, code: 1 };
+  if (FAILURES.has(e.name)) return { line: `fabrik: ${printableText(e.message)}`, code: 1 };
   // `fabrik up` on a port another program holds.
   if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE')
     return { line: `fabrik: ${e.message}: another program listens there; choose another with --port`, code: 1 };

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { table } from './table.js';
 import { client, commaList, json, print } from './output.js';
+import { line, printableText } from './printable.js';
 
 const day = (iso: string | null) => (iso === null ? '' : iso.slice(0, 16).replace('T', ' '));
 
@@ -71,7 +72,7 @@ export function governanceCommands(): Command[] {
         ...(o.owner ? { owner: o.owner } : {}),
       });
       if (o.json) return json(d);
-      console.log(`dataset ${d.id} registered for ${d.owner}: ${d.classification}, zones ${d.zones.join(', ')}`);
+      console.log(line`dataset ${d.id} registered for ${d.owner}: ${d.classification}, zones ${d.zones.join(', ')}`);
     });
   datasets
     .command('uses')
@@ -145,7 +146,7 @@ export function governanceCommands(): Command[] {
         noExport: o.export === false,
       });
       if (o.json) return json(a);
-      console.log(`agreement ${a.id} proposed: ${a.grantor} → ${a.grantee}; a member admin of ${a.grantor} approves it`);
+      console.log(line`agreement ${a.id} proposed: ${a.grantor} → ${a.grantee}; a member admin of ${a.grantor} approves it`);
     });
   for (const verb of ['approve', 'revoke'] as const)
     agreements
@@ -155,7 +156,7 @@ export function governanceCommands(): Command[] {
       .action(async (id: string, o) => {
         const a = await client().request<AgreementView>('POST', `/v1/agreements/${encodeURIComponent(id)}/${verb}`);
         if (o.json) return json(a);
-        console.log(`agreement ${a.id} ${a.state}`);
+        console.log(line`agreement ${a.id} ${a.state}`);
       });
 
   const policies = new Command('policies').description('admission policies in Cedar: the built-in rules and the site-wide ones');
@@ -169,7 +170,7 @@ export function governanceCommands(): Command[] {
         ['built-in', r.builtIn],
         ['site', r.site],
       ] as const)
-        for (const [id, text] of Object.entries(set)) console.log(`// ${kind}: ${id}\n${text}\n`);
+        for (const [id, text] of Object.entries(set)) console.log(line`// ${kind}: ${id}` + `\n${printableText(text)}\n`);
     });
   policies
     .command('put')
@@ -186,14 +187,14 @@ export function governanceCommands(): Command[] {
         );
       }
       await client().request('PUT', `/v1/policies/${encodeURIComponent(id)}`, { cedar });
-      console.log(`policy ${id} in force`);
+      console.log(line`policy ${id} in force`);
     });
   policies
     .command('delete')
     .argument('<id>')
     .action(async (id: string) => {
       await client().request('DELETE', `/v1/policies/${encodeURIComponent(id)}`);
-      console.log(`policy ${id} removed`);
+      console.log(line`policy ${id} removed`);
     });
 
   return [datasets, agreements, policies];

@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatSlurmTime } from './slurm-time.js';
 import { table } from './table.js';
 import { client, commaList, json, print } from './output.js';
+import { line } from './printable.js';
 
 interface KeyView {
   id: string;
@@ -39,8 +40,8 @@ export function keysCommand(): Command {
     .option('--json', 'JSON for scripts')
     .action(async (o) => {
       const r = await client().request<{ keys: KeyView[] }>('GET', '/v1/keys');
-      if (o.json) return console.log(JSON.stringify(r.keys, null, 2));
-      for (const line of table(
+      if (o.json) return json(r.keys);
+      for (const row of table(
         ['ID', 'NAME', 'PREFIX', 'MEMBER', 'USER', 'MODELS', 'CLASS', 'EXPIRES', 'REVOKED'],
         r.keys.map((k) => [
           k.id,
@@ -54,7 +55,7 @@ export function keysCommand(): Command {
           k.revokedAt ?? '',
         ]),
       ))
-        console.log(line);
+        console.log(row);
     });
   keys
     .command('create')
@@ -86,15 +87,15 @@ export function keysCommand(): Command {
         tokensPerDay: o.tokensPerDay ?? null,
         tokensPerMonth: o.tokensPerMonth ?? null,
       });
-      if (o.json) return console.log(JSON.stringify(r, null, 2));
-      console.log(`key ${r.key.id} created for ${r.key.member}; its secret is shown only now:\n${r.secret}`);
+      if (o.json) return json(r);
+      console.log(line`key ${r.key.id} created for ${r.key.member}; its secret is shown only now:\n${r.secret}`);
     });
   keys
     .command('revoke')
     .argument('<id>')
     .action(async (id: string) => {
       await client().request('DELETE', `/v1/keys/${encodeURIComponent(id)}`);
-      console.log(`key ${id} revoked`);
+      console.log(line`key ${id} revoked`);
     });
   return keys;
 }
@@ -134,7 +135,7 @@ export function usageCommand(): Command {
           reasoningTokens: number;
         }[];
       }>('GET', `/v1/usage${q.size ? `?${q}` : ''}`);
-      if (o.json) return console.log(JSON.stringify(r.usage, null, 2));
+      if (o.json) return json(r.usage);
       const head = ['MEMBER', 'KEY', 'NAME', 'MODEL', 'REQUESTS', 'PROMPT', 'COMPLETION', 'REASONING'];
       print(
         table(
@@ -251,7 +252,7 @@ export function gatewayCommand(): Command {
             });
       if (o.json) return json(r);
       console.log(
-        `logging ${r.logging ? 'on' : 'off'} for ${r.member}: ${r.logging ? 'prompts and completions are kept' : 'prompts and completions are not kept'}`,
+        line`logging ${r.logging ? 'on' : 'off'} for ${r.member}: ${r.logging ? 'prompts and completions are kept' : 'prompts and completions are not kept'}`,
       );
     });
   gateway

@@ -4,6 +4,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { table } from './table.js';
 import { client, json } from './output.js';
+import { line, printableText, terminalJson } from './printable.js';
 
 interface ModelView {
   name: string;
@@ -68,7 +69,9 @@ export function modelsCommand(): Command {
         ...(o.set ? { card: o.set } : {}),
       });
       if (o.json) return json(m);
-      console.log(`model ${m.name} ${m.version} (member ${m.member}): ${m.restrictions.classification}, export ${exportRule(m)}`);
+      console.log(
+        line`model ${m.name} ${m.version} (member ${m.member}): ${m.restrictions.classification}, export ${exportRule(m)}`,
+      );
     });
 
   models
@@ -114,18 +117,18 @@ export function modelsCommand(): Command {
         placement: { zone: string | null; nodes: { node: string }[] };
       };
       const r = m.restrictions;
-      console.log(`model ${m.name} ${m.version}  member ${m.member}  artifact ${m.artifact}`);
+      console.log(line`model ${m.name} ${m.version}  member ${m.member}  artifact ${m.artifact}`);
       console.log(
-        `  restrictions: ${r.classification}; purposes ${r.purposes?.join(', ') ?? 'any'}; zones ${r.zones?.join(', ') ?? 'any'}; export ${exportRule(m)}`,
+        line`  restrictions: ${r.classification}; purposes ${r.purposes?.join(', ') ?? 'any'}; zones ${r.zones?.join(', ') ?? 'any'}; export ${exportRule(m)}`,
       );
-      for (const d of lineage.datasets) console.log(`  dataset   ${d.id} (${d.owner}, ${d.classification})`);
+      for (const d of lineage.datasets) console.log(line`  dataset   ${d.id} (${d.owner}, ${d.classification})`);
       for (const a of lineage.agreements)
         console.log(
-          `  agreement ${a.id} from ${a.grantor}: ${a.purposes.join(', ')}; produces ${a.produces}${a.noExport ? '; no export' : ''}`,
+          line`  agreement ${a.id} from ${a.grantor}: ${a.purposes.join(', ')}; produces ${a.produces}${a.noExport ? '; no export' : ''}`,
         );
-      console.log(`  job       ${lineage.job.id} (project ${lineage.job.project}, purpose ${lineage.job.purpose ?? '-'})`);
+      console.log(line`  job       ${lineage.job.id} (project ${lineage.job.project}, purpose ${lineage.job.purpose ?? '-'})`);
       console.log(
-        `  placement zone ${lineage.placement.zone ?? '-'} on ${lineage.placement.nodes.map((n) => n.node).join(', ') || '-'}`,
+        line`  placement zone ${lineage.placement.zone ?? '-'} on ${lineage.placement.nodes.map((n) => n.node).join(', ') || '-'}`,
       );
     });
 
@@ -141,7 +144,8 @@ export function modelsCommand(): Command {
       if (o.set) await c.request('PATCH', `${path(name, version)}/card`, o.set);
       const res = await c.stream(`${path(name, version)}/card?format=${o.format}`);
       const text = await res.text();
-      console.log(o.format === 'json' ? JSON.stringify(JSON.parse(text), null, 2) : text);
+      // The card is the member's text (markdown): its lines stay, its escapes do not.
+      console.log(o.format === 'json' ? terminalJson(JSON.parse(text)) : printableText(text));
     });
 
   models
@@ -157,7 +161,7 @@ export function modelsCommand(): Command {
       );
       if (o.json) return json(r);
       console.log(
-        `exported ${name} ${version}: ${r.artifact}${r.approval ? ` (approval ${r.approval} by ${r.approvers.join(' and ')})` : ''}`,
+        line`exported ${name} ${version}: ${r.artifact}${r.approval ? ` (approval ${r.approval} by ${r.approvers.join(' and ')})` : ''}`,
       );
     });
   return models;
@@ -176,7 +180,7 @@ export function approvalsCommand(): Command {
     .action(async (kind: string, subject: string, o) => {
       const a = await client().request<ApprovalView>('POST', '/v1/approvals', { kind, subject, reason: o.reason });
       if (o.json) return json(a);
-      console.log(`approval ${a.id}: ${a.kind} of ${a.subject}, waiting for two approvers until ${a.expiresAt}`);
+      console.log(line`approval ${a.id}: ${a.kind} of ${a.subject}, waiting for two approvers until ${a.expiresAt}`);
     });
 
   approvals
@@ -187,7 +191,7 @@ export function approvalsCommand(): Command {
     .action(async (id: string, o) => {
       const a = await client().request<ApprovalView>('POST', `/v1/approvals/${encodeURIComponent(id)}/approve`);
       if (o.json) return json(a);
-      console.log(`approval ${a.id}: ${a.state} (${a.approvers.map((x) => x.user).join(', ')})`);
+      console.log(line`approval ${a.id}: ${a.state} (${a.approvers.map((x) => x.user).join(', ')})`);
     });
 
   approvals
@@ -226,7 +230,7 @@ export function approvalsCommand(): Command {
           ? await client().request<{ required: boolean }>('GET', url)
           : await client().request<{ required: boolean }>('PUT', url, { required: setting === 'on' });
       console.log(
-        `member ${member}: break-glass ${r.required ? 'required' : 'not required'} for operators' reads of job details`,
+        line`member ${member}: break-glass ${r.required ? 'required' : 'not required'} for operators' reads of job details`,
       );
     });
   return approvals;

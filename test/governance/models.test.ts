@@ -375,3 +375,125 @@ describe('two-person rule', () => {
     expect(read).toMatchObject({ actor: expect.stringMatching(/^operator:/), subject: `job:${trainJob}` });
   });
 });
+
+describe('people, not names: sock puppets and side doors', () => {
+  /** A user `admin` makes in its member, and a token for it (what a sock puppet takes). */
+  async function puppet(admin: string, name: string, role: string): Promise<string> {
+    const u = await t.call(admin, 'POST', '/v1/users', { name, roles: [role] });
+    expect(u.status, JSON.stringify(u.body)).toBe(201);
+    const tk = await t.call<{ secret: string }>(admin, 'POST', '/v1/tokens', { name, user: name });
+    expect(tk.status, JSON.stringify(tk.body)).toBe(201);
+    return tk.body.secret;
+  }
+
+  it('a member admin and the admins it made are one person: the two-person rule needs someone else', async () => {
+    const sock = await puppet(tok.tara, 'tara-sockpuppet', 'member-admin');
+    const sock2 = await puppet(tok.tara, 'tara-puppet-2', 'member-admin');
+    // A puppet's puppet is tara's too.
+    const deep = await puppet(sock, 'tara-puppet-3', 'member-admin');
+    const m = await t.call(tok.telecom, 'POST', '/v1/models', {
+      name: 'cell-ran',
+      version: 'sp',
+      jobId: trainJob,
+      artifact: '/m/sp',
+    });
+    expect(m.status).toBe(201);
+    const asked = await t.call<Approval>(tok.telecom, 'POST', '/v1/approvals', {
+      kind: 'model-export',
+      subject: 'model:cell-ran@sp',
+      reason: 'publish',
+    });
+    const id = asked.body.id;
+    expect((await t.call<Approval>(tok.tara, 'POST', `/v1/approvals/${id}/approve`)).body.state).toBe('pending');
+    for (const p of [sock, sock2, deep]) {
+      const r = await t.call<Err>(p, 'POST', `/v1/approvals/${id}/approve`);
+      expect(r.status).toBe(403);
+      expect(r.body.error.code).toBe('FORBIDDEN');
+      expect(r.body.error.message).toContain('they count as one person');
+    }
+    expect((await t.call<Err>(tok.telecom, 'POST', '/v1/models/cell-ran/versions/sp/export')).body.error.code).toBe(
+      'APPROVAL_REQUIRED',
+    );
+    // Two puppets of one admin, neither approving first, are one person as well.
+    const other = await t.call<Approval>(tok.telecom, 'POST', '/v1/approvals', {
+      kind: 'model-export',
+      subject: 'model:cell-ran@sp',
+      reason: 'again',
+    });
+    expect((await t.call(sock, 'POST', `/v1/approvals/${other.body.id}/approve`)).status).toBe(200);
+    expect((await t.call(sock2, 'POST', `/v1/approvals/${other.body.id}/approve`)).status).toBe(403);
+    // Someone else: tim is a person of his own.
+    expect((await t.call<Approval>(tok.tim, 'POST', `/v1/approvals/${id}/approve`)).body.state).toBe('approved');
+    const done = await t.call<{ approvers: string[] }>(tok.telecom, 'POST', '/v1/models/cell-ran/versions/sp/export');
+    expect(done.body.approvers).toEqual(['tara', 'tim']);
+  });
+
+  it("the requester's own users never approve its request", async () => {
+    const sock = await puppet(tok.tess, 'tess-sockpuppet', 'member-admin');
+    const asked = await t.call<Approval>(tok.tess, 'POST', '/v1/approvals', {
+      kind: 'model-export',
+      subject: 'model:cell-ran@sp',
+      reason: 'mine',
+    });
+    const r = await t.call<Err>(sock, 'POST', `/v1/approvals/${asked.body.id}/approve`);
+    expect(r.status).toBe(403);
+    expect(r.body.error.message).toBe(
+      'tess-sockpuppet was created by the requester tess (or by a user they created): the same person may be behind both, and the requester does not approve',
+    );
+  });
+
+  it('an operator cannot become a member admin to lift break-glass, nor approve its own break-glass through an operator it made', async () => {
+    expect((await t.call(tok.tara, 'PUT', '/v1/members/telecom/break-glass', { required: true })).status).toBe(200);
+    const steal = await t.call<Err>(t.operator, 'POST', '/v1/tokens', { name: 'x', user: 'tara', member: 'telecom' });
+    expect(steal.status).toBe(403);
+    expect(steal.body.error).toMatchObject({ code: 'FORBIDDEN', field: 'body.member' });
+    const mint = await t.call<Err>(t.operator, 'POST', '/v1/users', {
+      name: 'fake-admin',
+      roles: ['member-admin'],
+      member: 'telecom',
+    });
+    expect(mint.status).toBe(403);
+    expect(mint.body.error.message).toBe('member telecom has people of its own: only its member admins create its users now');
+
+    const opUser = await t.call(t.operator, 'POST', '/v1/users', { name: 'op-puppet', roles: ['operator'] });
+    expect(opUser.status).toBe(201);
+    const op2 = (await t.call<{ secret: string }>(t.operator, 'POST', '/v1/tokens', { name: 'p', user: 'op-puppet' })).body
+      .secret;
+    const waiting = await t.call<{ jobs: JobView[] }>(tok.telecom, 'POST', '/v1/jobs', {
+      script: '#!/bin/bash\necho TELECOM-SCRIPT-SECRET\n',
+      env: { API_KEY: 'TELECOM-ENV-SECRET' },
+      gpus: 4,
+    });
+    const jobId = waiting.body.jobs[0].id;
+    const asked = await t.call<Approval>(t.operator, 'POST', '/v1/approvals', {
+      kind: 'break-glass',
+      subject: `job:${jobId}`,
+      reason: 'x',
+    });
+    const r = await t.call<Err>(op2, 'POST', `/v1/approvals/${asked.body.id}/approve`);
+    expect(r.status).toBe(403);
+    expect(r.body.error.message).toContain('was created by the requester operator');
+
+    // Side doors: every answer of the job routes holds the same seal for the operator.
+    for (const path of ['/events', '/logs', '']) {
+      const denied = await t.call<Err>(t.operator, 'GET', `/v1/jobs/${jobId}${path}`);
+      expect(denied.body.error.code, path).toBe('APPROVAL_REQUIRED');
+    }
+    const explain = await t.call(t.operator, 'GET', `/v1/jobs/${jobId}/explain`);
+    expect(explain.status).toBe(200);
+    const list = await t.call(t.operator, 'GET', '/v1/jobs?member=telecom&limit=1000');
+    const cancel = await t.call<JobView>(t.operator, 'POST', `/v1/jobs/${jobId}/cancel`);
+    expect(cancel.status).toBe(200);
+    expect(cancel.body.state).toBe('cancelled');
+    expect(cancel.body.spec).toMatchObject({ script: '(break-glass)', env: { API_KEY: '(break-glass)' } });
+    for (const answer of [explain, list, cancel]) {
+      const text = JSON.stringify(answer.body);
+      expect(text).not.toContain('TELECOM-SCRIPT-SECRET');
+      expect(text).not.toContain('TELECOM-ENV-SECRET');
+    }
+    // The member itself still sees its job whole.
+    const own = await t.call<JobView>(tok.telecom, 'GET', `/v1/jobs/${jobId}`);
+    expect(own.body.spec).toMatchObject({ env: { API_KEY: 'TELECOM-ENV-SECRET' } });
+    expect((await t.call(tok.tara, 'PUT', '/v1/members/telecom/break-glass', { required: false })).status).toBe(200);
+  });
+});

@@ -53,6 +53,12 @@ export interface ServerOptions {
   /** `local`: GPUs when nvidia-smi is absent, and how many node slots the host is split into. */
   readonly localGpus?: number;
   readonly localNodes?: number;
+  /**
+   * The key that seals jobs' secret environment: a file of 32 random bytes in base64, mode 0600
+   * (`openssl rand -base64 32`). Default `<data>/secrets.key`, made on first use; a key kept apart
+   * from the data folder keeps a copy of the folder (the store) from opening the secrets.
+   */
+  readonly secretsKeyFile?: string;
   readonly logger?: Logger;
   readonly now?: () => number;
   /** The replicas the gateway routes to, and where it reports their load. */
@@ -127,6 +133,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     now,
     log,
     cycleSeconds: o.cycleSeconds ?? 5,
+    secretsKeyFile: o.secretsKeyFile,
     audit,
     admitPlacement: async (j, zone, cotenants) => {
       const { member, project } = j;

@@ -362,39 +362,67 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     };
   });
 
+  // What a member sees of the machine stops at its own work: another member's GPUs per node or per
+  // rack tell a competitor how big and where its isolated runs are (a defense gang on a rack of
+  // its own). Members see their own use per node and all other members' together, site-wide
+  // ("others"); operators and consortium auditors (no member) see every member's use per node.
   const NodeView = z.object({
     name: z.string(),
     domain: z.string(),
     zone: z.string(),
     state: z.enum(NODE_STATES),
     gpus: z.number().int(),
+    /** Operators and consortium auditors: every member's GPUs in use here. Members: their own member's. */
     gpusInUse: z.number().int(),
+    /** Operators and consortium auditors only: GPUs in use here, per member. */
+    byMember: z.record(z.string(), z.number().int()).optional(),
   });
-  const nodes = () => {
+  const nodes = (p: Principal) => {
     const site = controller.currentSite();
-    const used = new Map<string, number>();
+    const used = new Map<string, Map<string, number>>();
     for (const j of controller.onGpus())
-      for (const p of j.placement ?? []) used.set(p.node, (used.get(p.node) ?? 0) + p.gpus.length);
-    return site.nodes.map((n) => ({
-      name: n.name,
-      domain: site.domains[n.domain].name,
-      zone: site.domains[n.domain].zone,
-      state: n.state,
-      gpus: n.gpus,
-      gpusInUse: used.get(n.name) ?? 0,
-    }));
+      for (const at of j.placement ?? []) {
+        let perMember = used.get(at.node);
+        if (!perMember) used.set(at.node, (perMember = new Map()));
+        perMember.set(j.member, (perMember.get(j.member) ?? 0) + at.gpus.length);
+      }
+    let others = 0;
+    const view = site.nodes.map((n) => {
+      const perMember = used.get(n.name) ?? new Map<string, number>();
+      let total = 0;
+      for (const g of perMember.values()) total += g;
+      const base = {
+        name: n.name,
+        domain: site.domains[n.domain].name,
+        zone: site.domains[n.domain].zone,
+        state: n.state,
+        gpus: n.gpus,
+      };
+      if (p.member === null) return { ...base, gpusInUse: total, byMember: Object.fromEntries(perMember) };
+      const own = perMember.get(p.member) ?? 0;
+      others += total - own;
+      return { ...base, gpusInUse: own };
+    });
+    return { nodes: view, others: p.member === null ? null : { gpusInUse: others } };
   };
   r.get(
     '/v1/nodes',
     {
       schema: {
-        summary: 'Nodes, their state and GPUs in use (sinfo).',
-        response: { 200: z.object({ nodes: z.array(NodeView) }) },
+        summary:
+          "Nodes, their state and GPUs in use (sinfo): a member sees its own use per node, and other members' only as one site-wide sum.",
+        response: {
+          200: z.object({
+            nodes: z.array(NodeView),
+            /** Members only: all other members' GPUs in use on the whole site, never per node or rack. */
+            others: z.object({ gpusInUse: z.number().int() }).nullable(),
+          }),
+        },
       },
     },
     async (req) => {
       requireRole(req.principal, 'member.read');
-      return { nodes: nodes() };
+      return nodes(req.principal);
     },
   );
 
@@ -419,7 +447,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
         by: p.user,
         at: ctx.now(),
       });
-      return nodes().find((n) => n.name === req.params.name)!;
+      return nodes(p).nodes.find((n) => n.name === req.params.name)!;
     },
   );
 }

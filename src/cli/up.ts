@@ -12,6 +12,7 @@ import {
   serverConfigFromEnv,
   type ServerFileConfig,
 } from '../config/index.js';
+import { describeIsolation, probeIsolation } from '../executors/isolation/sandbox.js';
 import { startServer } from '../server/index.js';
 
 function whole(name: string, min: number) {
@@ -49,6 +50,11 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
       'seconds between scheduling cycles when nothing happens (default 5)',
       whole('--cycle-seconds', 1),
     )
+    .option(
+      '--single-tenant',
+      'local executor: run jobs unisolated even for several members where this host cannot isolate them (members that trust each other only)',
+    )
+    .option('--gpu-devices <dir>', 'local executor: where the GPU device files (nvidia0, nvidiactl…) are (default /dev)')
     .option('--slurm-url <url>', 'slurm executor: slurmrestd (default http://127.0.0.1:6820)')
     .option('--slurm-jwt-key <file>', "slurm executor: the cluster's JWT key (default /var/spool/slurm/ctld/jwt_hs256.key)")
     .option('--slurm-partition <name>', 'slurm executor: the partition to submit to (default: the cluster default)')
@@ -72,6 +78,8 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
         gpus: o.gpus,
         nodes: o.nodes,
         cycleSeconds: o.cycleSeconds,
+        singleTenant: o.singleTenant,
+        local: o.gpuDevices ? { deviceDir: o.gpuDevices } : undefined,
         oidc: o.oidcIssuer ? { issuer: o.oidcIssuer, jwks: o.oidcJwks, audience: o.oidcAudience } : undefined,
         slurm:
           o.slurmUrl || o.slurmJwtKey || o.slurmPartition || o.slurmUserName || o.slurmCreateUsers
@@ -104,6 +112,11 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
         consortium.members.map((m) => m.id),
         o.config,
       );
+      const localIsolation = c.executor === 'local' ? isolationFor(consortium.members.length, c.singleTenant === true) : null;
+      if (localIsolation !== null && localIsolation.refusal) {
+        console.error(localIsolation.refusal);
+        process.exit(2);
+      }
       const jwks = c.oidc?.jwks;
       const server = await startServer({
         dataDir: c.data!,
@@ -115,6 +128,9 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
         port: c.port,
         localGpus: c.gpus,
         localNodes: c.nodes,
+        localIsolation: localIsolation?.probe.available
+          ? { probe: localIsolation.probe, deviceDir: c.local?.deviceDir, userName: c.local?.userName }
+          : null,
         cycleSeconds: c.cycleSeconds,
         gateway: c.gateway,
         slurm: c.slurm && {
@@ -143,6 +159,7 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
         console.error('fabrik: first start: the operator token (shown once; also in the data folder, readable by you only):');
         console.log(server.bootstrapToken);
       }
+      if (localIsolation) console.error(`fabrik: ${describeIsolation(localIsolation.probe)}`);
       const stop = () => {
         console.error('fabrik: stopping');
         void server.close().then(() => process.exit(0));
@@ -150,4 +167,21 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
+}
+
+/**
+ * Whether the local executor isolates jobs: always where the host can; where it cannot, it runs
+ * them as the server's own user only for one member, or when the operator said --single-tenant.
+ */
+function isolationFor(members: number, singleTenant: boolean) {
+  const probe = probeIsolation();
+  if (probe.available || members <= 1 || singleTenant) return { probe, refusal: null };
+  return {
+    probe,
+    refusal:
+      `fabrik: refusing to run the local executor for ${members} members: this host cannot isolate their jobs ` +
+      `(${probe.problems.join('; ')}), so each member's jobs could read the others' data and the server's secrets. ` +
+      'Run Fabrik as root with bubblewrap installed (sudo scripts/isolation/install.sh), or, if every member trusts ' +
+      'every other, pass --single-tenant.',
+  };
 }

@@ -23,6 +23,19 @@ const serverSchema = strictObject({
   gpus: whole.optional(),
   nodes: whole.optional(),
   cycleSeconds: whole.optional(),
+  /**
+   * Local executor: run jobs without isolation even for several members, where the host cannot
+   * isolate them (not root, no bubblewrap, no user namespaces). Only for a consortium whose
+   * members trust each other; without it `fabrik up` refuses.
+   */
+  singleTenant: z.boolean().optional(),
+  /** Local executor: the isolated jobs' settings. */
+  local: strictObject({
+    /** Where the GPUs' device files are (`nvidia<N>`, `nvidiactl`…; default /dev). */
+    deviceDir: z.string().min(1).optional(),
+    /** A Fabrik user's Unix user, `{member}` and `{user}` replaced (default `{member}-{user}`, as on Slurm). */
+    userName: z.string().min(1).optional(),
+  }).optional(),
   slurm: strictObject({
     /** slurmrestd, e.g. http://127.0.0.1:6820. */
     url: z.url().optional(),
@@ -88,6 +101,7 @@ export function loadServerConfig(path: string): ServerFileConfig {
         : c.store,
     oidc: c.oidc && { ...c.oidc, jwks: jwks && !/^https?:/.test(jwks) ? rel(jwks) : jwks },
     slurm: c.slurm && { ...c.slurm, jwtKey: rel(c.slurm.jwtKey) },
+    local: c.local && { ...c.local, deviceDir: rel(c.local.deviceDir) },
   };
 }
 
@@ -111,6 +125,13 @@ export function serverConfigFromEnv(env: NodeJS.ProcessEnv): ServerFileConfig {
     if (!Number.isInteger(n) || n < min) throw new InvalidEnvironmentError(name, v, `a whole number ≥ ${min}`);
     return n;
   };
+  const bool = (name: string): boolean | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    if (v === 'true' || v === '1') return true;
+    if (v === 'false' || v === '0') return false;
+    throw new InvalidEnvironmentError(name, v, 'true or false');
+  };
   const executor = env.FABRIK_EXECUTOR;
   if (executor !== undefined && executor !== 'local' && executor !== 'slurm' && executor !== 'simulated')
     throw new InvalidEnvironmentError('FABRIK_EXECUTOR', executor, 'local, slurm or simulated');
@@ -126,6 +147,7 @@ export function serverConfigFromEnv(env: NodeJS.ProcessEnv): ServerFileConfig {
     gpus: num('FABRIK_GPUS', 1),
     nodes: num('FABRIK_NODES', 1),
     cycleSeconds: num('FABRIK_CYCLE_SECONDS', 1),
+    singleTenant: bool('FABRIK_SINGLE_TENANT'),
     oidc: issuer
       ? { issuer, jwks: env.FABRIK_OIDC_JWKS || undefined, audience: env.FABRIK_OIDC_AUDIENCE || undefined }
       : undefined,

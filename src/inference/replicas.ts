@@ -2,6 +2,7 @@
 // the load the gateway measures on them (what the autoscaler scales on). The deployments
 // controller (src/inference/deployments) is the source; the gateway (src/inference/gateway)
 // reads it on every request, so lookups are in memory.
+import { request as httpRequest } from 'node:http';
 import type { Classification } from '../governance/model.js';
 
 /** One running replica of a deployment: an OpenAI-compatible server reachable at `url`. */
@@ -13,7 +14,10 @@ export interface Replica {
   readonly member: string;
   /** The model name clients call (`model` in the request). */
   readonly model: string;
-  /** Root of its OpenAI-compatible API, without `/v1` (e.g. `http://10.0.3.7:8101`). */
+  /**
+   * Root of its OpenAI-compatible API, without `/v1` (e.g. `http://10.0.3.7:8101`), or
+   * `http+unix://<encoded socket path>` for a replica the executor keeps off every network.
+   */
   readonly url: string;
   readonly zone: string;
   /** The data classifications it is accredited to process. */
@@ -42,4 +46,51 @@ export interface LoadSink {
   load(replica: string, inFlight: number, queuedTokens: number): void;
   /** A replica failed before the first byte (connection refused, 5xx): worth a health check now. */
   failed(replica: string): void;
+}
+
+/** Where a replica's URL leads: a TCP host and port, or a Unix socket (`http+unix://<encoded path>`). */
+export interface Upstream {
+  readonly host: string;
+  readonly port: number;
+  /** Set for `http+unix://` URLs: the local executor's isolated replicas are reached only so. */
+  readonly socketPath?: string;
+  /** Path prefix of the API root, without a trailing slash. */
+  readonly base: string;
+}
+
+const UNIX_SCHEME = 'http+unix://';
+
+export function upstreamOf(url: string): Upstream {
+  if (url.startsWith(UNIX_SCHEME)) {
+    const rest = url.slice(UNIX_SCHEME.length);
+    const slash = rest.indexOf('/');
+    const socketPath = decodeURIComponent(slash < 0 ? rest : rest.slice(0, slash));
+    return { host: 'localhost', port: 80, socketPath, base: slash < 0 ? '' : rest.slice(slash).replace(/\/$/, '') };
+  }
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)),
+    base: u.pathname.replace(/\/$/, ''),
+  };
+}
+
+/** GET `path` of the replica: its status code, or an error (refused, timed out). For health checks. */
+export function getStatus(url: string, path: string, timeoutMs: number): Promise<number> {
+  const t = upstreamOf(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      t.socketPath
+        ? { socketPath: t.socketPath, path: t.base + path, timeout: timeoutMs }
+        : { host: t.host, port: t.port, path: t.base + path, timeout: timeoutMs },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
 }

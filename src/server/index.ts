@@ -8,6 +8,7 @@ import type { Consortium } from '../core/consortium.js';
 import type { Site } from '../core/site.js';
 import type { Executor } from '../executors/executor.js';
 import { createLocalExecutor } from '../executors/local.js';
+import type { IsolationProbe } from '../executors/isolation/sandbox.js';
 import { createSimulatedExecutor, simulatedNodesFor } from '../executors/simulated.js';
 import { createSlurmExecutor } from '../executors/slurm.js';
 import { SlurmIdentities, type SlurmIdentityOptions } from '../executors/slurm-identity.js';
@@ -53,6 +54,11 @@ export interface ServerOptions {
   /** `local`: GPUs when nvidia-smi is absent, and how many node slots the host is split into. */
   readonly localGpus?: number;
   readonly localNodes?: number;
+  /**
+   * `local`: isolate jobs (fabrik up decides from what the host offers; see probeIsolation). Absent
+   * or null: jobs run as this process's user, for a single tenant.
+   */
+  readonly localIsolation?: { readonly probe: IsolationProbe; readonly deviceDir?: string; readonly userName?: string } | null;
   /**
    * The key that seals jobs' secret environment: a file of 32 random bytes in base64, mode 0600
    * (`openssl rand -base64 32`). Default `<data>/secrets.key`, made on first use; a key kept apart
@@ -106,7 +112,28 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
             installation: await store.installationId(),
             logger: log,
           })
-        : createLocalExecutor({ dataDir, nodes: o.localNodes ?? 1, fallbackGpus: o.localGpus ?? 4, logger: log });
+        : createLocalExecutor({
+            dataDir,
+            nodes: o.localNodes ?? 1,
+            fallbackGpus: o.localGpus ?? 4,
+            logger: log,
+            isolation: o.localIsolation && {
+              ...o.localIsolation,
+              // A model replica's engine port (see the deployments controller): served to the gateway only.
+              servicePort: (j) => Number(j.env.FABRIK_ENGINE_PORT) || null,
+              // The request's limits and the datasets admission allowed, bound read-only at their location.
+              resources: async (j) => {
+                const stored = await store.job(j.id);
+                const ids = stored?.request.datasets ?? [];
+                const datasets = ids.length ? await new GovernanceStore(store.db).datasets(ids) : [];
+                return {
+                  cpusPerTask: stored?.request.cpusPerTask ?? null,
+                  memoryMb: stored?.request.memoryMb ?? null,
+                  datasets: datasets.map((d) => ({ name: d.id, location: d.location })),
+                };
+              },
+            },
+          });
     site = siteForExecutor(o.executor, o.site, executor.nodes());
     // The consortium was written for the big site: the same shares of the machine at hand.
     consortium = scaleConsortium(o.consortium, site.totalGpus / o.site.totalGpus);
@@ -156,6 +183,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     log,
     now,
     hostOf: o.executor === 'local' ? () => '127.0.0.1' : (node) => addresses.get(node) ?? node,
+    endpointOf: executor.endpoint && ((job, port) => executor.endpoint!(job, port)),
     listenHost: o.executor === 'local' ? '127.0.0.1' : '0.0.0.0',
     allocatePort: o.executor === 'local' ? undefined : rangePorts(),
     settings: o.deployments,

@@ -13,7 +13,7 @@ import type { Site } from '../../core/site.js';
 import type { Controller } from '../../server/controller.js';
 import type { Database } from '../../store/schema.js';
 import type { NewJob, StoredJob, Store } from '../../store/store.js';
-import type { LoadSink, Replica, ReplicaSource } from '../replicas.js';
+import { getStatus, type LoadSink, type Replica, type ReplicaSource } from '../replicas.js';
 import { DeploymentStore, type Deployment, type ReplicaRecord } from './store.js';
 
 export interface DeploymentSettings {
@@ -58,6 +58,11 @@ export interface DeploymentControllerOptions {
    * is what the server must be able to reach.
    */
   readonly hostOf: (node: string) => string;
+  /**
+   * Where the replica job serves its port when the executor keeps it off the network
+   * (Executor.endpoint: a Unix socket of the local executor's sandbox); null: `hostOf(node):port`.
+   */
+  readonly endpointOf?: (job: string, port: number) => string | null;
   /** What a replica's engine is told to listen on (`FABRIK_ENGINE_HOST`): loopback, or 0.0.0.0 on cluster nodes. */
   readonly listenHost?: string;
   /**
@@ -421,7 +426,7 @@ export class DeploymentController implements ReplicaSource, LoadSink {
       if (first) {
         r.node = first.node;
         r.zone = this.zoneOfNode.get(first.node) ?? null;
-        r.url = `http://${this.o.hostOf(first.node)}:${r.rec.port}`;
+        r.url = this.o.endpointOf?.(r.rec.jobId, r.rec.port) ?? `http://${this.o.hostOf(first.node)}:${r.rec.port}`;
       } else {
         // Pending, starting or preempted back to the queue: not ready, and no load on it.
         r.node = null;
@@ -631,13 +636,12 @@ export class DeploymentController implements ReplicaSource, LoadSink {
     try {
       let ok = false;
       try {
-        const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(this.settings.healthTimeoutMs) });
-        await res.arrayBuffer();
-        ok = res.ok;
-        if (res.status === 404) {
-          const models = await fetch(`${url}/v1/models`, { signal: AbortSignal.timeout(this.settings.healthTimeoutMs) });
-          await models.arrayBuffer();
-          ok = models.ok;
+        // node:http rather than fetch: it reaches replicas behind a Unix socket too.
+        const status = await getStatus(url, '/health', this.settings.healthTimeoutMs);
+        ok = status >= 200 && status < 300;
+        if (status === 404) {
+          const models = await getStatus(url, '/v1/models', this.settings.healthTimeoutMs);
+          ok = models >= 200 && models < 300;
         }
       } catch {
         ok = false;

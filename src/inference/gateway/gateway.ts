@@ -6,7 +6,7 @@ import { Agent, request as httpRequest, type IncomingMessage, type ServerRespons
 import type { Logger } from 'pino';
 import type { Consortium, Member } from '../../core/consortium.js';
 import type { Classification } from '../../governance/model.js';
-import type { LoadSink, Replica, ReplicaSource } from '../replicas.js';
+import { type LoadSink, type Replica, type ReplicaSource, type Upstream, upstreamOf } from '../replicas.js';
 import { countTokens } from '../tokens.js';
 import { hashSecret, newSecret } from '../../server/auth.js';
 import { errorBody, GatewayError, invalid } from './errors.js';
@@ -158,7 +158,7 @@ export class Gateway {
   private readonly memberLimits = new Map<string, Limits>();
   private readonly members: ReadonlyMap<string, Member>;
   private readonly salts = new Map<string, string>();
-  private readonly targets = new Map<string, { host: string; port: number; base: string }>();
+  private readonly targets = new Map<string, Upstream>();
   /** What was metered since the last flush, per key, model and second. */
   private meter = new Map<string, { member: string; keyId: string; model: string; at: number; m: Meter }>();
   private logs: LogRow[] = [];
@@ -538,8 +538,7 @@ export class Gateway {
   private target(url: string) {
     let t = this.targets.get(url);
     if (!t) {
-      const u = new URL(url);
-      t = { host: u.hostname, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), base: u.pathname.replace(/\/$/, '') };
+      t = upstreamOf(url);
       this.targets.set(url, t);
     }
     return t;
@@ -865,19 +864,13 @@ interface Answer {
 }
 
 /** The upstream response once its status line arrived (the first byte); rejects before that. */
-function send(
-  agent: Agent,
-  t: { host: string; port: number; base: string },
-  path: string,
-  body: string,
-  client: ServerResponse,
-): Promise<IncomingMessage> {
+function send(agent: Agent, t: Upstream, path: string, body: string, client: ServerResponse): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       {
         agent,
-        host: t.host,
-        port: t.port,
+        // An isolated replica (local executor) is reached through its Unix socket only.
+        ...(t.socketPath ? { socketPath: t.socketPath } : { host: t.host, port: t.port }),
         path: t.base + path,
         method: 'POST',
         headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },

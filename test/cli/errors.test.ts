@@ -12,6 +12,7 @@ import { SubmitUsageError } from '../../src/cli/submit.js';
 import { InvalidEnvironmentError } from '../../src/config/index.js';
 import { InvalidDescriptionError } from '../../src/core/errors.js';
 import { SlurmRestError } from '../../src/executors/slurm-rest.js';
+import { DataDirError } from '../../src/server/data-dir.js';
 import { SiteMismatchError } from '../../src/server/site.js';
 import { UnknownPolicyError } from '../../src/sim/run.js';
 import { StoreMigrationError, StoreUnavailableError, StoreUrlError } from '../../src/store/errors.js';
@@ -28,6 +29,7 @@ describe('cliFailure', () => {
       new SiteMismatchError('x'),
       new AuditFileError('f.json', 'x'),
       new EngineUsageError('x'),
+      new DataDirError('/x', 'x'),
     ])
       expect(cliFailure(e), e.constructor.name).toEqual({ line: `fabrik: ${e.message}`, code: 2 });
   });

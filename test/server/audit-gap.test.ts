@@ -2,15 +2,17 @@
 // and on both stores: kill -9 during a burst of keyed submissions, one more job committed by hand
 // while the server is down (exactly what a kill between the two commits leaves: a job, no event),
 // then a restart and the clients' keyed retries. Afterwards every job in the store, acknowledged,
-// retried or never answered, has exactly one `job.submitted`: none lost, none doubled.
+// retried or never answered, has exactly one `job.submitted`: none lost, none doubled. And, on a
+// live server, the keyed retry itself logs what is missing (the route's call of ensureSubmitted).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
-import { openStore, type NewJob } from '../../src/store/index.js';
+import { openStore, type KyselyStore, type NewJob } from '../../src/store/index.js';
 import { forEachEngine } from '../audit/engines.js';
+import { testServer } from './helpers.js';
 import { killHard, operatorToken, spawnServer, type SpawnedServer } from './spawned.js';
 
 const BODY = { member: 'bank', command: ['true'], gpus: 1 };
@@ -140,5 +142,52 @@ forEachEngine('audit gap after kill -9', (engine, location) => {
         await after.close();
       }
     }, 300_000); // two server starts from the TypeScript sources on a busy 2-core machine
+  });
+});
+
+forEachEngine('audit gap, keyed retry', (engine, location) => {
+  describe(`audit gap, keyed retry on a live server (${engine})`, () => {
+    // Fails until POST /v1/jobs calls ensureSubmitted() for a replayed outcome (issue 17; the lines
+    // are in the audit engineer's report): then turn it.fails into it.
+    it.fails(
+      'a keyed retry of a job committed without its event logs job.submitted, once, however many retry at once',
+      async () => {
+        const place = await location();
+        const t = await testServer({ store: engine === 'sqlite' ? undefined : place.url });
+        try {
+          // One request through the route, to learn the hash the route keeps for this body (it
+          // fingerprints the request with the server's own key).
+          const body = { member: 'bank', command: ['true'], gpus: 1, name: 'retried' };
+          const first = await t.call<{ jobs: JobView[] }>(t.operator, 'POST', '/v1/jobs', body, { 'idempotency-key': 'k-0' });
+          expect(first.status).toBe(201);
+          const stored = (await t.server.store.job(first.body.jobs[0].id))!;
+          const db = (t.server.store as KyselyStore).db;
+          const { request_hash } = await db
+            .selectFrom('idempotency_keys')
+            .select('request_hash')
+            .where('key', '=', 'k-0')
+            .executeTakeFirstOrThrow();
+          // The same request under another key, committed as the route commits it, its audit append
+          // never made (it failed, or the process died before it).
+          const outcome = await t.server.store.submit({
+            jobs: [{ ...stored, submittedAt: Date.now() / 1000 }],
+            idempotency: { member: 'bank', user: 'operator', key: 'k-1', requestHash: request_hash },
+          });
+          const id = outcome.kind === 'created' ? outcome.jobs[0].id : '';
+          const retries = await Promise.all(
+            [1, 2, 3].map(() => t.call<{ jobs: JobView[] }>(t.operator, 'POST', '/v1/jobs', body, { 'idempotency-key': 'k-1' })),
+          );
+          expect(retries.map((r) => [r.status, r.body.jobs[0].id])).toEqual([1, 2, 3].map(() => [200, id]));
+          const events = (await t.server.audit.events({ after: -1, limit: 1000 })).filter(
+            (e) => e.kind === 'job.submitted' && e.subject === id,
+          );
+          expect(events).toHaveLength(1);
+          expect(events[0]).toMatchObject({ actor: 'operator', member: 'bank', data: { loggedLate: 'keyed-retry' } });
+        } finally {
+          await t.close();
+          await place.dispose();
+        }
+      },
+    );
   });
 });

@@ -82,7 +82,7 @@ export function isoTime(seconds: number | null): string | null {
  *   settings, not credentials, and pass: the deployments controller sets FABRIK_ENGINE_PORT,
  *   FABRIK_ENGINE_HOST, FABRIK_DEPLOYMENT and FABRIK_MODEL, the simulated executor reads
  *   FABRIK_SIMULATED_*; the executor itself sets FABRIK_JOB_ID and FABRIK_JOB_NAME.
- * - a value that holds a Fabrik API token (`fbk_` and at least 16 token characters), under any
+ * - a value that holds a Fabrik API token (`fbk_` and its 43 base64url characters), under any
  *   name, is refused. Gateway keys (`fgk_…`) are the member's to give a job: in `secretEnv`.
  * Returns why the variable is refused, or null. The message never repeats the value.
  */
@@ -101,7 +101,8 @@ export function fabrikCredentialIn(name: string, value: string): string | null {
     return `${name}'s value holds a Fabrik API token (fbk_…): a job never gets an API token; give it nothing, or a gateway key (fgk_…) in secretEnv`;
   return null;
 }
-const API_TOKEN = /fbk_[A-Za-z0-9_-]{16,}/;
+/** An API token as auth.ts makes them: `fbk_` and 32 random bytes in base64url (43 characters). */
+const API_TOKEN = /fbk_[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/;
 
 /**
  * Where a job's logs may go: its own folder (`<data>/jobs/<id>/`), by a relative path without `..`,

@@ -193,7 +193,7 @@ forEachEngine('job secrets', (engine, location) => {
       // Settings that are not credentials pass: the ones Fabrik itself gives jobs, for one.
       const ok = await call<{ jobs: JobView[] }>(alice, 'POST', '/v1/jobs', {
         command: ['true'],
-        env: { FABRIK_ENGINE_PORT: '8000', FABRIK_MODEL: 'm', HF_HOME: '/cache' },
+        env: { FABRIK_ENGINE_PORT: '8000', FABRIK_MODEL: 'm', HF_HOME: '/cache', DOC: 'fbk_ is the prefix of API tokens' },
         secretEnv: { GATEWAY_KEY: `fgk_${'x'.repeat(43)}` },
       });
       expect(ok.status, JSON.stringify(ok.body)).toBe(201);

@@ -102,11 +102,19 @@ export async function testServer(o: Partial<ServerOptions> = {}, dataDir?: strin
         await store.updateUser(u.id, { roles });
         u = { ...u, roles };
       }
-      const { secret } = await issueToken(
+      const { record, secret } = await issueToken(
         store,
         { name: `${user}-${role}`, user: u, role: role as Role, ttlSeconds: 90 * 86400 },
         Date.now() / 1000,
       );
+      // Every token is in the audit log, as one the API made would be.
+      await server.audit.append({
+        kind: 'token.issued',
+        actor: 'test-helper',
+        member,
+        subject: record.id,
+        data: { name: record.name, role, user, userId: u.id, expiresAt: record.expiresAt },
+      });
       return secret;
     },
     async waitFor(what, fn, timeoutMs = 20_000) {

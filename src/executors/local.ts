@@ -25,8 +25,8 @@ import {
 } from './common.js';
 import type { ExecJob, ExecNode, Executor, ExecutorEvent, ExitReason, RecoveryResult } from './executor.js';
 import { ensureUnixUser, unixUserOf } from './identity.js';
-import { createJobCgroup, type JobCgroup, removeJobCgroup } from './isolation/cgroup.js';
-import { createNetns, deleteNetns } from './isolation/netns.js';
+import { createJobCgroup, type JobCgroup, jobCgroupAt, removeJobCgroup } from './isolation/cgroup.js';
+import { createNetns, deleteNetns, NETNS_DIR } from './isolation/netns.js';
 import { type IsolationProbe, isInside, STAGE_DIR, sandboxPlan } from './isolation/sandbox.js';
 import { bootId, isSameProcess, processStartTime } from './proc.js';
 import { type ExitRecord, RANK_WRAPPER_SOURCE, type RankSpec } from './rank-wrapper.js';
@@ -454,6 +454,27 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
   }
 
   /**
+   * After a restart: namespaces and cgroups of this installation that no job the server still
+   * has names (their job ended while nobody watched, and its handle is gone) are removed.
+   */
+  async function sweepSandboxes(known: ReadonlySet<string>): Promise<void> {
+    const prefix = `fabrik-${tag}-`;
+    let names: string[] = [];
+    try {
+      names = (await fsp.readdir(NETNS_DIR)).filter((n) => n.startsWith(prefix));
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const id = name.slice(prefix.length);
+      if (known.has(id) || jobs.has(id)) continue;
+      logger.info({ job: id, netns: name }, 'removing the sandbox of a job that is no longer known');
+      const cg = jobCgroupAt(isolation!.probe.cgroups, name);
+      await cleanUp(id, { netns: name, cgroup: cg && { procs: [...cg.procs], dirs: [...cg.dirs] }, forward: null });
+    }
+  }
+
+  /**
    * An isolated launch: the job's folder belongs to its member's Unix user, its ranks run in one
    * network namespace and one cgroup of the job's own, each in a bubblewrap sandbox (see
    * rank-wrapper.ts). The wrapper's own files (specs, exit records) are in a root-only folder
@@ -833,6 +854,7 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
         // A rank that failed while nobody watched still brings the gang down.
         settle(t);
       }
+      if (isolation) await sweepSandboxes(new Set(list.map((x) => x.job.id)));
       logger.info({ found: found.length, exited: exited.length, lost: lost.length }, 'recovered jobs');
       return { found, exited, lost } satisfies RecoveryResult;
     },

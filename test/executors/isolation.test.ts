@@ -117,7 +117,7 @@ suite(`the local executor, isolated${reason}`, () => {
         user: 'alice',
         env: { PHARMA_API_KEY: 'sk-pharma-secret' },
         placement: [{ node: node.name, gpus: [0] }],
-        script: '#!/bin/bash\necho "pharma results" > results.txt\ntouch started\nsleep 31.5\n',
+        script: '#!/bin/bash\necho "pharma results" > results.txt\nsleep 31.5 &\ntouch started\nwait\n',
       });
       await ex.start(pharma);
       await until('pharma’s job to start', () => fs.existsSync(path.join(jobDir(pharma.id), 'started')));
@@ -149,8 +149,8 @@ suite(`the local executor, isolated${reason}`, () => {
       expect(log).toContain('user=telecom-tom uid=');
       for (const w of ['no-token', 'no-store', 'no-output', 'no-environ', 'no-kill', 'no-postgres', 'no-api', 'usr-read-only'])
         expect(log).toContain(w);
-      // Its own PID namespace: bubblewrap's init, bash and the ls.
-      expect(Number(/processes=(\d+)/.exec(log)?.[1])).toBeLessThan(6);
+      // Its own PID namespace: bubblewrap's init, bash, its subshell, ls and grep.
+      expect(Number(/processes=(\d+)/.exec(log)?.[1])).toBeLessThan(8);
       expect(log).toContain('gpus=nvidia2 nvidia3 nvidiactl');
       expect(log).toContain('visible=2,3');
       // The job's folder and what it wrote belong to its member's user, not to root.

@@ -141,6 +141,16 @@ export async function createJobCgroup(c: CgroupSupport, name: string, limits: Jo
   };
 }
 
+/** Where the cgroup of that name is (whether or not it exists): to remove one no handle names. */
+export function jobCgroupAt(c: CgroupSupport, name: string): Pick<JobCgroup, 'procs' | 'dirs'> | null {
+  if (c.version === null) return null;
+  const dirs =
+    c.version === 'v2'
+      ? [path.join(c.root, 'fabrik', name)]
+      : V1_CONTROLLERS.filter((ctl) => c[ctl]).map((ctl) => path.join(c.root, ctl, 'fabrik', name));
+  return { procs: dirs.map((d) => path.join(d, 'cgroup.procs')), dirs };
+}
+
 /** The pids in the job's cgroup now (every process of the job, in the host's pid namespace). */
 export function cgroupPids(procsFile: string): number[] {
   try {

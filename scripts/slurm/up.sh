@@ -77,6 +77,8 @@ StorageUser=slurm
 StoragePass=$DB_PASS
 StorageLoc=slurm_acct_db
 TrackWCKey=yes
+# sacct and sshare read here: a member sees its own jobs and usage only (slurm.conf says the same).
+PrivateData=accounts,events,jobs,reservations,usage,users
 EOF
 chmod 600 "$CONF/slurmdbd.conf"
 if alive /run/slurmdbd.pid && [[ $changed == *" slurmdbd.conf "* ]]; then
@@ -123,6 +125,9 @@ MpiDefault=none
 JobCompType=jobcomp/none
 # Fabrik charges a job to its member's account and names its project as the wckey.
 TrackWCKey=yes
+# Members are competitors: a job (or a member's login) must not list other members' jobs, users,
+# accounts or usage with squeue, scontrol, sacct or sshare. Fabrik reads as SlurmUser and sees all.
+PrivateData=accounts,events,jobs,reservations,usage,users
 MaxJobCount=1000000
 ${nodes}PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF

@@ -1,0 +1,124 @@
+// The attack suite on the Slurm executor (scripts/slurm/up.sh), on both stores: the attacker's job
+// runs on a real Slurm node as telecom's Unix user, beside pharma's job, and tries what it tried on
+// the local executor, plus Slurm's own windows onto other members' work (squeue, scontrol, sacct).
+// Fabrik does not run the processes here: what holds is the member's own Unix user, the data
+// folder's modes, Slurm's PrivateData, and the API's refusals (docs/security.md says what the site
+// must add, such as a store the nodes cannot reach without a password).
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobView } from '../../src/api/contract.js';
+import { forEachEngine, type Location } from '../audit/engines.js';
+import { slurmReachable } from '../slurm-cluster.js';
+import { killHard, operatorToken, spawnServer, type SpawnedServer } from '../server/spawned.js';
+import { apiClient, type ApiClient } from './client.js';
+import { attackerScript, expectNoneOf, plant, serverSecrets, victimJob, type Planted } from './attack-kit.js';
+
+const reachable = await slurmReachable('the attack suite on Slurm');
+
+forEachEngine('attack suite, Slurm executor', (engine, location) => {
+  describe.runIf(reachable)(`attacks through jobs (Slurm executor, ${engine})`, () => {
+    let loc: Location;
+    let dir: string;
+    let data: string;
+    let s: SpawnedServer;
+    let api: ApiClient;
+    let pia: string;
+    let tom: string;
+    let planted: Planted;
+    let victim: JobView;
+    const serverSecret = `server-secret-${randomBytes(12).toString('hex')}`;
+
+    beforeAll(async () => {
+      loc = await location();
+      dir = mkdtempSync(join(tmpdir(), 'fabrik-attack-slurm-'));
+      // The members' users pass through to their own job folders (the data folder itself is 0711).
+      chmodSync(dir, 0o711);
+      data = join(dir, 'data');
+      s = await spawnServer(
+        data,
+        [
+          '--executor',
+          'slurm',
+          '--slurm-create-users',
+          '--store',
+          engine === 'sqlite' ? `sqlite:${join(data, 'fabrik.db')}` : loc.url,
+        ],
+        { FABRIK_ATTACK_SERVER_SECRET: serverSecret },
+      );
+      api = apiClient(s.url);
+      const people = await api.people(operatorToken(data), { pharma: ['pia'], telecom: ['tom'] });
+      pia = people.pharma.pia;
+      tom = people.telecom.tom;
+      planted = plant();
+      victim = await api.startRunning(pia, victimJob(planted));
+    }, 120_000);
+    afterAll(async () => {
+      if (victim) await api.call(pia, 'POST', `/v1/jobs/${victim.id}/cancel`).catch(() => undefined);
+      if (s) await killHard(s);
+      await loc?.dispose();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("gives the attacker's Slurm job nothing of the server, the store or the victim, and lets it stop nothing", async () => {
+      const operatorBefore = operatorToken(data);
+      const script = attackerScript({
+        dataDir: data,
+        victimJobId: victim.id,
+        ports: {},
+        victimFolders: [join(data, 'jobs', victim.id)],
+      }).replace(
+        'echo "attack done"',
+        [
+          "# Slurm itself: other members' jobs, users, accounts and usage.",
+          'echo "== squeue"; squeue -a -h -o "%i|%u|%a|%j|%k" 2>&1',
+          'echo "== scontrol"; scontrol show jobs 2>&1 | head -c 65536',
+          'echo "== sacct"; sacct -a -X -n -P -o jobid,user,account,jobname -S 2020-01-01 2>&1 | head -c 65536',
+          'echo "== sshare"; sshare -a -h 2>&1 | head -c 65536',
+          'echo "== scancel"; squeue -a -h -o "%i" 2>/dev/null | xargs -r scancel 2>&1',
+          'echo "attack done"',
+        ].join('\n'),
+      );
+      const { job, log, err } = await api.runToEnd(tom, { name: 'attacker', script }, 120_000);
+      const all = log + err;
+      expect(log, err).toContain('attack done');
+      expect(log).toMatch(/whoami: uid=\d+\(telecom-tom\)/);
+      expectNoneOf(
+        all,
+        [serverSecret, planted.victimSecret, planted.victimEnv, planted.victimOutput, ...serverSecrets(data)],
+        `the attacker's log (job ${job.id})`,
+      );
+      // Slurm shows it nothing of pharma's.
+      expect(all).not.toContain('pharma');
+      expect(readFileSync(join(data, 'operator-token'), 'utf8').trim()).toBe(operatorBefore);
+      if (engine === 'sqlite') expect(readFileSync(join(data, 'fabrik.db'), 'latin1')).not.toContain('tampered');
+      const v = await api.call<JobView>(pia, 'GET', `/v1/jobs/${victim.id}`);
+      expect(v.body.state).toBe('running');
+    }, 180_000);
+
+    it('gives the victim its secret and shows it to no one through the API', async () => {
+      const { log } = await api.runToEnd(
+        pia,
+        { name: 'own-secret', script: '#!/bin/bash\necho "mine=$MINE"\n', secretEnv: { MINE: planted.victimSecret } },
+        120_000,
+      );
+      expect(log).toContain(`mine=${planted.victimSecret}`);
+      const operator = operatorToken(data);
+      for (const token of [operator, pia, tom]) {
+        const text = JSON.stringify((await api.call(token, 'GET', '/v1/jobs?limit=1000')).body);
+        expectNoneOf(text, [planted.victimSecret], 'the job list');
+      }
+    }, 180_000);
+
+    it('refuses log paths outside the job folder on Slurm too', async () => {
+      const r = await api.call<{ error: { field: string } }>(tom, 'POST', '/v1/jobs', {
+        command: ['true'],
+        output: '/proc/self/environ',
+      });
+      expect(r.status).toBe(400);
+      expect(r.body.error.field).toBe('body.output');
+    });
+  });
+});

@@ -1165,6 +1165,13 @@ function secretEnv(
 }
 
 /**
+ * The CLI's own connection settings: never a job's business, and set in every shell that uses the
+ * CLI, so they are left out without a word (a warning on every submit would teach people to skip
+ * warnings). Any other FABRIK_* variable left out is named.
+ */
+const CLI_OWN = new Set(['FABRIK_TOKEN', 'FABRIK_URL', 'FABRIK_DATA']);
+
+/**
  * The job's environment. Default ALL, as sbatch: every variable of the submitting environment
  * whose name the contract accepts (exported bash functions and the like are left out silently;
  * values too long for the contract with a warning). `NAME=value` wins over the environment.
@@ -1189,6 +1196,7 @@ function exportEnv(
     for (const [name, value] of Object.entries(env)) {
       if (!ENV_NAME.test(name) || name.length > 256 || name === '__proto__' || typeof value !== 'string') continue;
       if (secret.has(name)) continue;
+      if (CLI_OWN.has(name)) continue;
       if (name.toUpperCase().startsWith('FABRIK_') || fabrikCredentialIn(name, value) !== null) leftOut.push(name);
       else if (value.length > MAX_ENV_VALUE) tooLong.push(name);
       else out.set(name, value);

@@ -274,14 +274,18 @@ describe("Fabrik's credentials stay out of jobs; --secret-env", () => {
   const token = `fbk_${'A'.repeat(43)}`;
   const env = { HOME: '/home/ada', FABRIK_TOKEN: token, FABRIK_URL: 'http://f:8080', MY_COPY: `x${token}`, LR: '0.1' };
 
-  it('--export=ALL (the default) leaves out every FABRIK_* and any value holding an API token, and says so once', () => {
+  it('--export=ALL (the default) leaves out every FABRIK_* and any value holding an API token, and names all but the CLI own', () => {
     for (const args of [[], ['--export=ALL']]) {
-      const { request, warnings } = run(args, env);
+      const { request, warnings } = run(args, { ...env, FABRIK_STORE_COPY: 'x' });
       expect(request.env).toEqual({ HOME: '/home/ada', LR: '0.1' });
       expect(JSON.stringify(request)).not.toContain(token);
-      expect(warnings).toEqual([expect.stringMatching(/not exported: FABRIK_TOKEN, FABRIK_URL, MY_COPY \(Fabrik's own/)]);
+      expect(warnings).toEqual([expect.stringMatching(/not exported: FABRIK_STORE_COPY, MY_COPY \(Fabrik's own/)]);
     }
-    // Nothing left out: nothing said.
+    // The CLI's own connection settings (in every shell that uses it) go unsaid; nothing left out: nothing said.
+    expect(run([], { HOME: '/h', FABRIK_TOKEN: token, FABRIK_URL: 'http://f:8080' })).toMatchObject({
+      request: { env: { HOME: '/h' } },
+      warnings: [],
+    });
     expect(run([], { HOME: '/h' }).warnings).toEqual([]);
   });
 

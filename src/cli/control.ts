@@ -4,6 +4,7 @@
 import { Command, Option } from 'commander';
 import type { ExplainView, JobView } from '../api/contract.js';
 import { formatSlurmTime } from './slurm-time.js';
+import { line } from './printable.js';
 import { table } from './table.js';
 import { client, json, print } from './output.js';
 
@@ -95,7 +96,8 @@ export function controlCommands(): Command[] {
       const done: JobView[] = [];
       for (const id of ids) done.push(await client().request<JobView>('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`));
       if (o.json) return json(done);
-      for (const j of done) console.log(`job ${j.id}: ${j.state === 'cancelled' ? 'cancelled' : `stopping (was ${j.state})`}`);
+      for (const j of done)
+        console.log(line`job ${j.id}: ${j.state === 'cancelled' ? 'cancelled' : `stopping (was ${j.state})`}`);
     });
 
   const logs = new Command('logs')
@@ -117,9 +119,9 @@ export function controlCommands(): Command[] {
       const e = await client().request<ExplainView>('GET', `/v1/jobs/${encodeURIComponent(id)}/explain`);
       if (o.json) return json(e);
       console.log(
-        `job ${e.job}: ${e.state}${e.reason ? `, reason ${e.reason}` : ''}${e.position ? `, position ${e.position}` : ''}`,
+        line`job ${e.job}: ${e.state}${e.reason ? `, reason ${e.reason}` : ''}${e.position ? `, position ${e.position}` : ''}`,
       );
-      console.log(`  ${e.message}`);
+      console.log(line`  ${e.message}`);
     });
 
   const nodes = new Command('nodes').description('nodes and their GPUs, like sinfo; drain and resume them (operators)');
@@ -152,7 +154,7 @@ export function controlCommands(): Command[] {
           state,
           reason: o.reason ?? null,
         });
-        console.log(`node ${n.name}: ${n.state}`);
+        console.log(line`node ${n.name}: ${n.state}`);
       });
 
   const members = new Command('members')

@@ -151,9 +151,7 @@ forEachEngine('audit gap after kill -9', (engine, location) => {
 
 forEachEngine('audit gap, keyed retry', (engine, location) => {
   describe(`audit gap, keyed retry on a live server (${engine})`, () => {
-    // Fails until POST /v1/jobs calls ensureSubmitted() for a replayed outcome (issue 17; the lines
-    // are in the audit engineer's report): then turn it.fails into it.
-    it.fails(
+    it(
       'a keyed retry of a job committed without its event logs job.submitted, once, however many retry at once',
       async () => {
         const place = await location();

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { ensureSubmitted } from '../../audit/reconcile.js';
 import {
   ExplainView,
   FINAL_STATES,
@@ -178,6 +179,10 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
           ),
         );
       }
+      if (outcome.kind === 'replayed')
+        // A keyed retry of jobs whose first reply a crash (or a failed audit append) cut off: log
+        // the job.submitted they may lack, once, before the reply (src/audit/reconcile.ts).
+        await ensureSubmitted(ctx.audit, outcome.jobs, p.user);
       return reply.code(outcome.kind === 'created' ? 201 : 200).send({ jobs: outcome.jobs.map((j) => jobView(j, p)) });
     },
   );

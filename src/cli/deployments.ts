@@ -1,7 +1,7 @@
 // `fabrik deploy` and `fabrik deployments` (list, show, scale, delete): model endpoints over the
 // API. Tables for people, --json for scripts.
 import { isAbsolute, resolve } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { DeploymentView } from '../inference/deployments/api.js';
 import { table } from './table.js';
 import { client, commaList, json } from './output.js';
@@ -67,7 +67,14 @@ export function deploymentCommands(): Command[] {
       'stop every replica after this long idle; the next request brings one up',
       int('--scale-to-zero', 1),
     )
-    .option('--member <id>', 'operators: the member it is for')
+    // Once operators' way to deploy for a member: refused with why, never dropped quietly.
+    .addOption(
+      new Option('--member <id>').hideHelp().argParser(() => {
+        throw new InvalidArgumentError(
+          "Fabrik no longer takes --member: a deployment is your token's member's, made by its people; an operator runs the machine, not a member's work (it may delete a deployment)",
+        );
+      }),
+    )
     .option('--project <id>', 'the project its GPU-hours are charged to')
     .option('--json', 'JSON for scripts')
     .argument('<command...>', 'the engine command, after --')
@@ -86,7 +93,6 @@ export function deploymentCommands(): Command[] {
         ...(o.zone ? { zone: o.zone } : {}),
         ...(o.reasoning ? { reasoning: true } : {}),
         ...(o.scaleToZero !== undefined ? { scaleToZeroSeconds: o.scaleToZero } : {}),
-        ...(o.member ? { member: o.member } : {}),
         ...(o.project ? { project: o.project } : {}),
       });
       if (o.json) return json(d);

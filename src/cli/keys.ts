@@ -60,8 +60,15 @@ export function keysCommand(): Command {
   keys
     .command('create')
     .requiredOption('--name <name>', 'what the key is for')
-    .option('--member <id>', 'its member (operators)')
-    .option('--models <list>', 'comma-separated models it may call (default: all of the member)')
+    // Once operators' way to make a key for a member: refused with why, never dropped quietly.
+    .addOption(
+      new Option('--member <id>').hideHelp().argParser(() => {
+        throw new InvalidArgumentError(
+          "Fabrik no longer takes --member: a key is your token's member's, created by its people; an operator runs the machine, not a member's work (it may revoke a key)",
+        );
+      }),
+    )
+    .option('--models <list>', 'comma-separated models it may call (default: all of your member)')
     .addOption(
       new Option('--classification <c>', 'the data it may carry')
         .choices(['public', 'internal', 'confidential', 'restricted'])
@@ -77,7 +84,6 @@ export function keysCommand(): Command {
     .action(async (o) => {
       const r = await client().request<{ key: KeyView; secret: string }>('POST', '/v1/keys', {
         name: o.name,
-        member: o.member ?? null,
         models: o.models ? commaList(String(o.models)) : ['*'],
         classification: o.classification,
         zones: o.zones ? commaList(String(o.zones)) : null,

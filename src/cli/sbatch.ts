@@ -18,9 +18,10 @@
 //   script args   Refused: SubmitRequest has no field for them (sbatch passes them to the script).
 //
 // Fabrik extensions (not in sbatch): --topology, --checkpoint-interval, --min-runtime, --grace,
-// --member, --priority-class (alias of --qos), --dataset and --purpose (admission against the
+// --priority-class (alias of --qos), --dataset and --purpose (admission against the
 // data-use agreements), --secret-env NAME (a variable sent encrypted and never shown), and
-// `-- cmd args…` (run argv without a shell).
+// `-- cmd args…` (run argv without a shell). --member, once an operator's way to submit for a
+// member, is refused with why: a job is its submitter's member's, and operators submit none.
 import { fabrikCredentialIn, SubmitRequest } from '../api/contract.js';
 import { InvalidSlurmTimeError, parseSlurmTime, UNLIMITED } from './slurm-time.js';
 
@@ -133,7 +134,6 @@ interface ExportSpec {
 
 interface Fields {
   name: string;
-  member: string;
   project: string;
   workdir: string;
   zone: string;
@@ -385,7 +385,17 @@ const OPTIONS: readonly OptionSpec[] = [
     slot: 'grace',
     apply: (v, at) => at.set('gracePeriodSeconds', integer(need(v), 0, 'seconds')),
   },
-  { names: ['member'], arity: 'required', apply: (v, at) => at.set('member', need(v)) },
+  {
+    // Refused, not ignored: someone who passes it means another member than their own, and the
+    // job would otherwise run as theirs without a word.
+    names: ['member'],
+    arity: 'required',
+    apply: () => {
+      throw new Invalid(
+        "Fabrik no longer takes --member: a job is submitted for your token's member by that member's people; an operator runs the machine, not a member's work",
+      );
+    },
+  },
   // --- accepted, not honoured
   warnOnly(['constraint'], 'required', 'ignored: Fabrik has no node features to constrain on', 'C'),
   warnOnly(['mail-type'], 'required', 'not honoured: Fabrik sends no mail'),
@@ -1033,7 +1043,7 @@ export function parseSubmission(input: SubmissionInput): ParsedSubmission {
     }
   }
 
-  for (const field of ['name', 'member', 'project', 'workdir', 'zone', 'output', 'error'] as const) copy(field);
+  for (const field of ['name', 'project', 'workdir', 'zone', 'output', 'error'] as const) copy(field);
   for (const field of ['priorityClass', 'topology', 'cpusPerTask', 'walltimeSeconds', 'minRuntimeSeconds'] as const) copy(field);
   for (const field of ['checkpointIntervalSeconds', 'signal', 'exclusive', 'afterOk', 'array', 'requeue'] as const) copy(field);
   for (const field of ['datasets', 'purpose'] as const) copy(field);

@@ -1,8 +1,11 @@
 // Who may do what, in one place. A member's objects are invisible to everyone outside it (the
 // API answers 404, never 403, so not even their existence leaks); within a member, roles decide.
+// An operator runs the machine and protects it; it never does a member's work for it (MEMBERS_WORK):
+// a job it submitted for telecom naming pharma's dataset would be admitted under telecom's
+// agreement with pharma and read pharma's data; a key it made for pharma would call pharma's models.
 //
 //   action          operator   member-admin    researcher        auditor
-//   job.submit      any member own member      own member        —
+//   job.submit      —⁴         own member      own member        —
 //   job.read        all        own member      own member        own member (all if consortium-wide)
 //   job.logs        all        own member      own member        —   (logs hold the member's data)
 //   job.cancel      all        own member      own jobs          —
@@ -11,9 +14,9 @@
 //   user.read       all        own member      —                 own member (all if consortium-wide)
 //   node.manage     yes        —               —                 —
 //   member.read     all        own             own               own (all if consortium-wide)
-//   data.register   any member own member      own member        —
+//   data.register   —⁴         own member      own member        —
 //   data.read       all        own + granted   own + granted     own + granted (all if consortium-wide)
-//   agreement.propose any member own member    own member        —
+//   agreement.propose —⁴       own member      own member        —
 //   agreement.approve —        own (grantor)   —                 —
 //   agreement.revoke  all      own (grantor)   —                 —
 //   policy.manage   yes        —               —                 —
@@ -24,9 +27,13 @@
 //   approval.request break-glass own (export)  own (export)      —
 //   approval.approve break-glass own member    —                 —
 //   breakglass.manage —        own member      —                 —
-//   deployment.manage any member own member    own member        —
+//   deployment.create —⁴       own member      own member        —
+//   deployment.scale  —⁴       own member      own member        —
+//   deployment.delete all      own member      own member        —   (stops the replicas, like cancel)
 //   deployment.read all        own member      own member        own member (all if consortium-wide)
-//   gateway.key.manage any member own member   own member²       —
+//   gateway.key.create —⁴      own member      own member        —
+//   gateway.key.read  all      own member      own member        —
+//   gateway.key.revoke all     own member      own keys²         —
 //   gateway.logging —          own member      —                 —   (whether its prompts are kept)
 //   gateway.logs.read —        own member      —                 —   (the prompts themselves)
 //
@@ -34,11 +41,14 @@
 //   users of its own member; an operator creates operators and consortium-wide auditors. Tokens are
 //   made for yourself and for users you created (directly or through users you created) only: so an
 //   operator never holds a token of a member's user, and nobody holds another person's.
-// ³ and a member's first member admins, once, before the member has people of its own (bootstrap).
 // ² a researcher revokes only the gateway keys they created.
+// ³ and a member's first member admins, once, before the member has people of its own (bootstrap).
+// ⁴ a member's work, done by its people only: an operator is refused with who may (MEMBERS_WORK).
+//   What an operator keeps is operations and protection: reading, cancelling any job, draining
+//   nodes, revoking agreements and keys, deleting deployments, break-glass, site policies.
 import type { Role } from '../api/contract.js';
 import type { Principal } from './auth.js';
-import { forbidden, notFound } from './errors.js';
+import { ApiError, forbidden, notFound } from './errors.js';
 
 export type Action =
   | 'job.submit'
@@ -63,14 +73,18 @@ export type Action =
   | 'approval.request'
   | 'approval.approve'
   | 'breakglass.manage'
-  | 'deployment.manage'
+  | 'deployment.create'
+  | 'deployment.scale'
+  | 'deployment.delete'
   | 'deployment.read'
-  | 'gateway.key.manage'
+  | 'gateway.key.create'
+  | 'gateway.key.read'
+  | 'gateway.key.revoke'
   | 'gateway.logging'
   | 'gateway.logs.read';
 
 const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
-  'job.submit': ['operator', 'member-admin', 'researcher'],
+  'job.submit': ['member-admin', 'researcher'],
   'job.read': ['operator', 'member-admin', 'researcher', 'auditor'],
   'job.logs': ['operator', 'member-admin', 'researcher'],
   'job.cancel': ['operator', 'member-admin', 'researcher'],
@@ -79,9 +93,9 @@ const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'user.read': ['operator', 'member-admin', 'auditor'],
   'node.manage': ['operator'],
   'member.read': ['operator', 'member-admin', 'researcher', 'auditor'],
-  'data.register': ['operator', 'member-admin', 'researcher'],
+  'data.register': ['member-admin', 'researcher'],
   'data.read': ['operator', 'member-admin', 'researcher', 'auditor'],
-  'agreement.propose': ['operator', 'member-admin', 'researcher'],
+  'agreement.propose': ['member-admin', 'researcher'],
   'agreement.approve': ['member-admin'],
   'agreement.revoke': ['operator', 'member-admin'],
   'policy.manage': ['operator'],
@@ -92,9 +106,13 @@ const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'approval.request': ['operator', 'member-admin', 'researcher'],
   'approval.approve': ['operator', 'member-admin'],
   'breakglass.manage': ['member-admin'],
-  'deployment.manage': ['operator', 'member-admin', 'researcher'],
+  'deployment.create': ['member-admin', 'researcher'],
+  'deployment.scale': ['member-admin', 'researcher'],
+  'deployment.delete': ['operator', 'member-admin', 'researcher'],
   'deployment.read': ['operator', 'member-admin', 'researcher', 'auditor'],
-  'gateway.key.manage': ['operator', 'member-admin', 'researcher'],
+  'gateway.key.create': ['member-admin', 'researcher'],
+  'gateway.key.read': ['operator', 'member-admin', 'researcher'],
+  'gateway.key.revoke': ['operator', 'member-admin', 'researcher'],
   'gateway.logging': ['member-admin'],
   'gateway.logs.read': ['member-admin'],
 };
@@ -127,16 +145,43 @@ const DOING: Readonly<Record<Action, string>> = {
   'approval.request': 'request approvals',
   'approval.approve': 'approve requests',
   'breakglass.manage': 'change the break-glass setting',
-  'deployment.manage': 'manage deployments',
+  'deployment.create': 'create deployments',
+  'deployment.scale': 'scale deployments',
+  'deployment.delete': 'delete deployments',
   'deployment.read': 'read deployments',
-  'gateway.key.manage': 'manage gateway keys',
+  'gateway.key.create': 'create gateway keys',
+  'gateway.key.read': 'read gateway keys',
+  'gateway.key.revoke': 'revoke gateway keys',
   'gateway.logging': "decide whether a member's prompts are kept",
   'gateway.logs.read': "read a member's kept prompts",
 };
 
+/**
+ * A member's own work, and the answer an operator gets when it tries to do it for a member: who
+ * does it instead, and the field of the request that names the member, where it has one.
+ */
+const OPERATIONS = "an operator runs the machine, not a member's work";
+const MEMBERS_WORK: Readonly<Partial<Record<Action, { readonly message: string; readonly field?: string }>>> = {
+  'job.submit': { message: `jobs are submitted by a member's people; ${OPERATIONS}`, field: 'body.member' },
+  'data.register': { message: `datasets are registered by a member's people; ${OPERATIONS}`, field: 'body.owner' },
+  'agreement.propose': { message: `data-use agreements are proposed by a member's people; ${OPERATIONS}` },
+  'deployment.create': {
+    message: `models are deployed by a member's people; ${OPERATIONS} (it may delete a deployment)`,
+    field: 'body.member',
+  },
+  'deployment.scale': { message: `deployments are scaled by a member's people; ${OPERATIONS} (it may delete a deployment)` },
+  'gateway.key.create': {
+    message: `gateway keys are created by a member's people; ${OPERATIONS} (it may revoke a key)`,
+    field: 'body.member',
+  },
+};
+
 /** Throws 403 if the role may never do this. */
 export function requireRole(p: Principal, action: Action): void {
-  if (!ALLOWED[action].includes(p.role)) throw forbidden(`a ${p.role} may not ${DOING[action]}`);
+  if (ALLOWED[action].includes(p.role)) return;
+  const work = p.role === 'operator' ? MEMBERS_WORK[action] : undefined;
+  if (work) throw new ApiError(403, 'FORBIDDEN', work.message, work.field);
+  throw forbidden(`a ${p.role} may not ${DOING[action]}`);
 }
 
 /**
@@ -148,6 +193,6 @@ export function authorize(p: Principal, action: Action, object: { member: string
   requireRole(p, action);
   if (action === 'job.cancel' && p.role === 'researcher' && object.user !== p.user)
     throw forbidden('a researcher may cancel only their own jobs');
-  if (action === 'gateway.key.manage' && p.role === 'researcher' && object.user !== p.user)
+  if (action === 'gateway.key.revoke' && p.role === 'researcher' && object.user !== p.user)
     throw forbidden('a researcher may revoke only their own keys');
 }

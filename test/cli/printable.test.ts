@@ -88,17 +88,17 @@ describe('through the real CLI against a server', () => {
   beforeAll(async () => {
     t = await testServer();
     env = { FABRIK_URL: t.server.url, FABRIK_TOKEN: t.operator, FABRIK_DATA: t.dataDir };
+    // What pharma's researcher wrote; the operator's CLI prints it (a member's people submit and register).
+    const pia = await t.token('pharma', 'researcher', 'pia');
     // Held: 4 GPUs are more than pharma may take on this 4-GPU host, so the job stays in the queue.
-    const job = await t.call(t.operator, 'POST', '/v1/jobs', {
+    const job = await t.call(pia, 'POST', '/v1/jobs', {
       name: EVIL.slice(0, 128),
       command: ['true'],
       gpus: 4,
-      member: 'pharma',
     });
     expect(job.status, JSON.stringify(job.body)).toBe(201);
-    const ds = await t.call(t.operator, 'POST', '/v1/datasets', {
+    const ds = await t.call(pia, 'POST', '/v1/datasets', {
       id: 'trials',
-      owner: 'pharma',
       name: EVIL,
       classification: 'internal',
       zones: ['general'],

@@ -87,7 +87,6 @@ describe('each option, and what it sets', () => {
     [['--account=NLP-Lab'], { project: 'nlp-lab' }],
     [['-p', 'sovereign'], { zone: 'sovereign' }],
     [['--partition=general'], { zone: 'general' }],
-    [['--member=acme'], { member: 'acme' }],
     [['-D', '/scratch/run1'], { workdir: '/scratch/run1' }],
     [['--chdir=/scratch/run1'], { workdir: '/scratch/run1' }],
     // priority classes, Fabrik's and Slurm-style names
@@ -405,7 +404,9 @@ describe('bad values: each is named', () => {
     [['--exclusive=nodes'], '--exclusive=nodes', /not one of sbatch's user, mcs, topo/],
     [['-J', 'x'.repeat(200)], `-J ${'x'.repeat(200)}`, /<=128 characters \(name\)/],
     [['-p', 'General'], '-p General', /lower-case letters.* \(zone\)/],
-    [['--member=ACME'], '--member=ACME', /\(member\)/],
+    // Once an operator's way to submit for a member: refused with why, never dropped quietly.
+    [['--member=acme'], '--member=acme', /no longer takes --member: a job is submitted for your token's member/],
+    [['--member', 'pharma'], '--member pharma', /an operator runs the machine, not a member's work/],
     [['--account=lab one'], '--account=lab one', /\(project\)/],
     // options
     [['--tiem=1:00'], '--tiem=1:00', /unknown option: did you mean --time\?/],

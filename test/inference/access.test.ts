@@ -13,9 +13,12 @@ import { testServer, type TestServer } from '../server/helpers.js';
 
 type Action =
   | 'logs.read'
-  | 'deployment.manage'
+  | 'deployment.create'
+  | 'deployment.scale'
+  | 'deployment.delete'
   | 'deployment.read'
-  | 'key.manage'
+  | 'key.create'
+  | 'key.read'
   | 'key.revoke'
   | 'usage.read'
   | 'limits.read'
@@ -26,9 +29,15 @@ type Action =
 type Scope = 'all' | 'member' | 'own' | 'none';
 
 const TABLE: Record<Action, Record<Role, Scope>> = {
-  'deployment.manage': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'none' },
+  // Deploying and scaling are a member's own work: an operator deploying as pharma would serve code
+  // under pharma's name. Deleting stops replicas, an operational act like cancelling a job.
+  'deployment.create': { operator: 'none', 'member-admin': 'member', researcher: 'member', auditor: 'none' },
+  'deployment.scale': { operator: 'none', 'member-admin': 'member', researcher: 'member', auditor: 'none' },
+  'deployment.delete': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'none' },
   'deployment.read': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'member' },
-  'key.manage': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'none' },
+  // A key an operator made for pharma would call pharma's models: only a member's people create keys.
+  'key.create': { operator: 'none', 'member-admin': 'member', researcher: 'member', auditor: 'none' },
+  'key.read': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'none' },
   // A researcher revokes only the keys they made themselves.
   'key.revoke': { operator: 'all', 'member-admin': 'member', researcher: 'own', auditor: 'none' },
   'usage.read': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'member' },
@@ -103,7 +112,7 @@ const onlyVisible = (members: Iterable<string>, asker: Asker) =>
 const ROWS: readonly Row[] = [
   {
     endpoint: 'POST /v1/deployments {member}',
-    action: 'deployment.manage',
+    action: 'deployment.create',
     object: true,
     hidden: 403,
     ok: 201,
@@ -136,7 +145,7 @@ const ROWS: readonly Row[] = [
   },
   {
     endpoint: 'PATCH /v1/deployments/:id',
-    action: 'deployment.manage',
+    action: 'deployment.scale',
     object: true,
     ok: 200,
     request: async (w) => ({ method: 'PATCH', path: `/v1/deployments/${deployment[w]}`, body: { max: 2 } }),
@@ -144,7 +153,7 @@ const ROWS: readonly Row[] = [
   },
   {
     endpoint: 'DELETE /v1/deployments/:id',
-    action: 'deployment.manage',
+    action: 'deployment.delete',
     object: true,
     ok: 200,
     request: async (w) => ({ method: 'DELETE', path: `/v1/deployments/${await deploy(w)}` }),
@@ -152,7 +161,7 @@ const ROWS: readonly Row[] = [
   },
   {
     endpoint: 'POST /v1/keys {member}',
-    action: 'key.manage',
+    action: 'key.create',
     object: true,
     hidden: 403,
     ok: 201,
@@ -163,7 +172,7 @@ const ROWS: readonly Row[] = [
   },
   {
     endpoint: 'GET /v1/keys',
-    action: 'key.manage',
+    action: 'key.read',
     object: false,
     ok: 200,
     request: async () => ({ method: 'GET', path: '/v1/keys' }),
@@ -325,6 +334,34 @@ describe('the inference access matrix: endpoint × role × own or other member',
       }
     });
   }
+
+  it("an operator does no member's work: it is told who does, and the field naming the member", async () => {
+    const cases: [string, string, unknown, string, string | undefined][] = [
+      ['POST', '/v1/deployments', { member: OWN, model: 'by-operator', command: ['true'] }, 'models are deployed', 'body.member'],
+      ['PATCH', `/v1/deployments/${deployment.own}`, { max: 3 }, 'deployments are scaled', undefined],
+      ['POST', '/v1/keys', { name: 'by-operator', member: OWN }, 'gateway keys are created', 'body.member'],
+      // Without naming a member, too: there is no member to act for.
+      ['POST', '/v1/keys', { name: 'by-operator' }, 'gateway keys are created', 'body.member'],
+    ];
+    for (const [method, path, body, says, field] of cases) {
+      const r = await t.call<{ error: { code: string; message: string; field?: string } }>(t.operator, method, path, body);
+      expect(r.status, `${method} ${path}`).toBe(403);
+      expect(r.body.error.code).toBe('FORBIDDEN');
+      expect(r.body.error.message).toContain(says);
+      expect(r.body.error.message).toContain("by a member's people; an operator runs the machine, not a member's work");
+      expect(r.body.error.field).toBe(field);
+    }
+    // Nothing was made or changed.
+    const deployments = await t.call<{ deployments: { model: string; max: number; id: string }[] }>(
+      t.operator,
+      'GET',
+      '/v1/deployments',
+    );
+    expect(deployments.body.deployments.map((d) => d.model)).not.toContain('by-operator');
+    expect(deployments.body.deployments.find((d) => d.id === deployment.own)!.max).not.toBe(3);
+    const keys = await t.call<{ keys: { name: string }[] }>(t.operator, 'GET', '/v1/keys');
+    expect(keys.body.keys.map((k) => k.name)).not.toContain('by-operator');
+  });
 
   it('a researcher revokes the keys they made', async () => {
     const bob = tokens.get('researcher')!;

@@ -184,12 +184,18 @@ describe('deployments on the local executor', () => {
     const auditor = await t.token('pharma', 'auditor', 'aud');
     expect((await t.call(auditor, 'GET', `/v1/deployments/${id}`)).status).toBe(200);
     expect((await t.call(auditor, 'DELETE', `/v1/deployments/${id}`)).status).toBe(403);
-    const noMember = await t.call<{ error: { field: string } }>(t.operator, 'POST', '/v1/deployments', {
-      model: 'x',
-      command: engine('x'),
-    });
-    expect(noMember.status).toBe(400);
-    expect(noMember.body.error.field).toBe('body.member');
+    // An operator deploys for no member, and scales no member's deployment; it may delete one (an
+    // operational act like cancelling a job: the last test deletes as pharma's researcher instead).
+    for (const [method, path, body] of [
+      ['POST', '/v1/deployments', { model: 'x', command: engine('x') }],
+      ['POST', '/v1/deployments', { model: 'x', command: engine('x'), member: 'pharma' }],
+      ['PATCH', `/v1/deployments/${id}`, { max: 1 }],
+    ] as const) {
+      const r = await t.call<{ error: { code: string; message: string } }>(t.operator, method, path, body);
+      expect(r.status, `${method} ${path}`).toBe(403);
+      expect(r.body.error.code).toBe('FORBIDDEN');
+      expect(r.body.error.message).toMatch(/by a member's people; an operator runs the machine, not a member's work/);
+    }
   });
 
   it('deletes: its replicas stop and it is gone from the replica source', async () => {

@@ -24,7 +24,8 @@ type Action =
 type Scope = 'all' | 'member' | 'own-jobs' | 'consortium' | 'none';
 
 const TABLE: Record<Action, Record<Role, Scope>> = {
-  'job.submit': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'none' },
+  // A member's work, done by its people: an operator runs the machine and submits for no member.
+  'job.submit': { operator: 'none', 'member-admin': 'member', researcher: 'member', auditor: 'none' },
   'job.read': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'member' },
   'job.logs': { operator: 'all', 'member-admin': 'member', researcher: 'member', auditor: 'none' },
   'job.cancel': { operator: 'all', 'member-admin': 'member', researcher: 'own-jobs', auditor: 'none' },
@@ -519,7 +520,6 @@ describe('scopes that cannot be escaped', () => {
       const cases: [string, Record<string, unknown>, number][] = [
         [pharma, { zone: 'sovereign' }, 403],
         [defense, { zone: 'general' }, 403],
-        [s.operator, { member: OWN, zone: 'sovereign' }, 403],
         [pharma, { zone: 'general' }, 201],
         [defense, { zone: 'sovereign' }, 201],
         [defense, {}, 201],
@@ -535,6 +535,53 @@ describe('scopes that cannot be escaped', () => {
     } finally {
       await s.close();
     }
+  });
+
+  it("an operator does no member's work: submitting, registering data, proposing agreements", async () => {
+    type Err = { error: { code: string; message: string; field?: string } };
+    // A job for telecom naming pharma's data would be admitted under telecom's agreement with pharma.
+    const cases: [string, unknown, string, string | undefined][] = [
+      [
+        '/v1/jobs',
+        { member: OTHER, command: ['true'], datasets: ['trials'], purpose: 'drug-discovery' },
+        'jobs are submitted',
+        'body.member',
+      ],
+      ['/v1/jobs', { command: ['true'] }, 'jobs are submitted', 'body.member'],
+      [
+        '/v1/datasets',
+        { id: 'by-operator', owner: OWN, classification: 'internal', zones: ['general'], location: '/x' },
+        'datasets are registered',
+        'body.owner',
+      ],
+      [
+        '/v1/agreements',
+        {
+          id: 'by-operator',
+          grantee: OTHER,
+          datasets: [`${OWN}/trials`],
+          purposes: ['drug-discovery'],
+          zones: ['general'],
+          expires: '2099-01-01T00:00:00Z',
+          produces: 'confidential',
+        },
+        'agreements are proposed',
+        undefined,
+      ],
+    ];
+    const before = (await t.call<{ jobs: JobView[] }>(t.operator, 'GET', '/v1/jobs?limit=1000')).body.jobs.length;
+    for (const [path, body, says, field] of cases) {
+      const r = await t.call<Err>(t.operator, 'POST', path, body);
+      expect(r.status, `${path}: ${JSON.stringify(r.body)}`).toBe(403);
+      expect(r.body.error.code).toBe('FORBIDDEN');
+      expect(r.body.error.message).toContain(says);
+      expect(r.body.error.message).toContain("by a member's people; an operator runs the machine, not a member's work");
+      expect(r.body.error.field).toBe(field);
+    }
+    expect((await t.call<{ jobs: JobView[] }>(t.operator, 'GET', '/v1/jobs?limit=1000')).body.jobs).toHaveLength(before);
+    const datasets = await t.call<{ datasets: { id: string }[] }>(t.operator, 'GET', '/v1/datasets');
+    expect(datasets.body.datasets.map((d) => d.id)).not.toContain('by-operator');
+    // What stays an operator's: protecting the machine (cancel, drain) is in the matrix above.
   });
 
   it('an Idempotency-Key of one member says nothing about another', async () => {

@@ -6,10 +6,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
-import { killHard, operatorToken, spawnServer, type SpawnedServer } from './spawned.js';
+import { bootstrapAdmin, killHard, operatorToken, spawnServer, type SpawnedServer } from './spawned.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fabrik-kill9-'));
 const children: ChildProcess[] = [];
+/** Each member's first admin, made once (the bootstrap) and kept across restarts: its people submit. */
+const admins = new Map<string, string>();
+async function adminOf(server: SpawnedServer, member: string): Promise<string> {
+  if (!admins.has(member)) admins.set(member, await bootstrapAdmin(server.url, operatorToken(dir), member));
+  return admins.get(member)!;
+}
 
 async function up(): Promise<SpawnedServer> {
   const s = await spawnServer(dir);
@@ -25,8 +31,13 @@ afterAll(async () => {
 describe('kill -9 during a burst of submissions', () => {
   it('keeps every acknowledged job, holds no GPU twice, finds running processes again, and requeues a lost one', async () => {
     let server = await up();
-    const token = operatorToken(dir);
-    const call = async (method: string, path: string, body?: unknown, key?: string) => {
+    const [pharma, telecom, bank] = [
+      await adminOf(server, 'pharma'),
+      await adminOf(server, 'telecom'),
+      await adminOf(server, 'bank'),
+    ];
+    const operator = operatorToken(dir);
+    const call = async (method: string, path: string, body?: unknown, key?: string, token = operator) => {
       const res = await fetch(server.url + path, {
         method,
         headers: {
@@ -40,12 +51,12 @@ describe('kill -9 during a burst of submissions', () => {
     };
     // Two long jobs hold GPUs across the crash.
     const longIds: string[] = [];
-    for (const m of ['pharma', 'telecom']) {
-      const r = await call('POST', '/v1/jobs', { member: m, command: ['sleep', '120'], gpus: 1, gracePeriodSeconds: 1 });
+    for (const member of [pharma, telecom]) {
+      const r = await call('POST', '/v1/jobs', { command: ['sleep', '120'], gpus: 1, gracePeriodSeconds: 1 }, undefined, member);
       longIds.push((r.body as { jobs: JobView[] }).jobs[0].id);
     }
     const doomed = (
-      (await call('POST', '/v1/jobs', { member: 'pharma', command: ['sleep', '121.25'], gpus: 1, gracePeriodSeconds: 1 }))
+      (await call('POST', '/v1/jobs', { command: ['sleep', '121.25'], gpus: 1, gracePeriodSeconds: 1 }, undefined, pharma))
         .body as { jobs: JobView[] }
     ).jobs[0].id;
     longIds.push(doomed);
@@ -63,7 +74,7 @@ describe('kill -9 during a burst of submissions', () => {
     const clients = Array.from({ length: 20 }, async (_, c) => {
       try {
         for (let i = 0; !stop; i++) {
-          const r = await call('POST', '/v1/jobs', { member: 'bank', command: ['true'], gpus: 4 }, `burst-${c}-${i}`);
+          const r = await call('POST', '/v1/jobs', { command: ['true'], gpus: 4 }, `burst-${c}-${i}`, bank);
           expect(r.status).toBe(201);
           acknowledged.push((r.body as { jobs: JobView[] }).jobs[0].id);
         }
@@ -117,12 +128,11 @@ describe('kill -9 during a burst of submissions', () => {
 
   it('stops gracefully on SIGTERM: exit code 0, and its jobs keep running for the next start', async () => {
     const server = await up();
-    const token = operatorToken(dir);
-    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const headers = { authorization: `Bearer ${operatorToken(dir)}`, 'content-type': 'application/json' };
     const r = await fetch(`${server.url}/v1/jobs`, {
       method: 'POST',
-      headers,
-      body: JSON.stringify({ member: 'telecom', command: ['sleep', '60'], gracePeriodSeconds: 1 }),
+      headers: { ...headers, authorization: `Bearer ${await adminOf(server, 'telecom')}` },
+      body: JSON.stringify({ command: ['sleep', '60'], gracePeriodSeconds: 1 }),
     });
     const id = ((await r.json()) as { jobs: JobView[] }).jobs[0].id;
     const state = async (url: string) => ((await (await fetch(`${url}/v1/jobs/${id}`, { headers })).json()) as JobView).state;

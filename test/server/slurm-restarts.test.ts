@@ -13,7 +13,7 @@ import type { JobView } from '../../src/api/contract.js';
 import { openStore } from '../../src/store/open.js';
 import { testServer } from './helpers.js';
 import { closeAndCancel, slurmJobsTagged, slurmReachable } from '../slurm-cluster.js';
-import { killHard, spawnServer, type SpawnedServer } from './spawned.js';
+import { bootstrapAdmin, killHard, spawnServer, type SpawnedServer } from './spawned.js';
 
 const reachable = await slurmReachable('slurm restart tests');
 
@@ -54,7 +54,8 @@ describe.runIf(reachable)('restarts between Fabrik and Slurm', () => {
     };
 
     let server = await up();
-    const token = readFileSync(join(dir, 'operator-token'), 'utf8').trim();
+    // Pharma's first admin submits: an operator does no member's work.
+    const token = await bootstrapAdmin(server.url, readFileSync(join(dir, 'operator-token'), 'utf8').trim(), 'pharma');
     const call = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
       const res = await fetch(server.url + path, {
         method,
@@ -68,7 +69,6 @@ describe.runIf(reachable)('restarts between Fabrik and Slurm', () => {
     const ids: string[] = [];
     for (const delayMs of [0, 150, 400, 700, 1000, 1500]) {
       const r = await call<{ jobs: JobView[] }>('POST', '/v1/jobs', {
-        member: 'pharma',
         name: `kill9-${delayMs}`,
         script: '#!/bin/bash\nsleep 2\necho ran\n',
         gpus: 1,
@@ -101,8 +101,9 @@ describe.runIf(reachable)('restarts between Fabrik and Slurm', () => {
   it('restarting slurmctld while jobs run loses nothing: each job ends in the right state', async () => {
     const t = await testServer({ executor: 'slurm', slurm: { createUnixUsers: true } }, dataDir());
     try {
+      const bank = await t.token('bank', 'researcher', 'bo');
       const submit = async (name: string, script: string) => {
-        const r = await t.call<{ jobs: JobView[] }>(t.operator, 'POST', '/v1/jobs', { member: 'bank', name, script, gpus: 1 });
+        const r = await t.call<{ jobs: JobView[] }>(bank, 'POST', '/v1/jobs', { name, script, gpus: 1 });
         expect(r.status).toBe(201);
         return r.body.jobs[0].id;
       };

@@ -65,3 +65,20 @@ export async function killHard(s: SpawnedServer): Promise<void> {
 
 /** The operator token `fabrik up` wrote on its first start. */
 export const operatorToken = (dir: string) => readFileSync(join(dir, 'operator-token'), 'utf8').trim();
+
+/**
+ * A token of `member`'s first member admin, made by the operator (the bootstrap: once per member, the
+ * token good for a day). Only a member's people submit jobs, deploy models or make gateway keys, and a
+ * spawned server has only the operator's token at first.
+ */
+export async function bootstrapAdmin(url: string, operator: string, member: string): Promise<string> {
+  const res = await fetch(`${url}/v1/users`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${operator}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: `${member}-admin`, roles: ['member-admin'], member }),
+  });
+  const body = (await res.json()) as { secret?: string };
+  if (res.status !== 201 || !body.secret)
+    throw new Error(`bootstrapping ${member}'s first admin: ${res.status} ${JSON.stringify(body)}`);
+  return body.secret;
+}

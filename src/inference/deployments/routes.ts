@@ -1,7 +1,9 @@
 // /v1/deployments: a member's model endpoints. Create, list (with each replica's job, state, URL,
 // health and load), show, scale (min, max, scale to zero) and delete. Another member's deployment
-// does not exist for you (404). Who may do what: deployment.manage (create, scale, delete) and
-// deployment.read in src/server/access.ts.
+// does not exist for you (404). Who may do what: deployment.create, .scale, .delete and .read in
+// src/server/access.ts. Creating and scaling are the member's people's: an operator deploying code as
+// pharma would serve pharma's models under pharma's name. Deleting stops the replicas, an
+// operational act like cancelling a job, which an operator keeps.
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -51,7 +53,11 @@ export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext & { de
   deploymentMetrics(ctx.metrics.registry, c);
 
   /** The deployment if the principal may do `action` on it: 404 when it is another member's, 403 for the role. */
-  async function visible(p: Principal, id: string, action: 'deployment.read' | 'deployment.manage'): Promise<Deployment> {
+  async function visible(
+    p: Principal,
+    id: string,
+    action: 'deployment.read' | 'deployment.scale' | 'deployment.delete',
+  ): Promise<Deployment> {
     const d = await c.get(id);
     if (!d) throw notFound(`deployment ${id}`);
     authorize(p, action, { member: d.member, what: `deployment ${id}` });
@@ -69,14 +75,14 @@ export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext & { de
     },
     async (req, reply) => {
       const p = req.principal;
-      requireRole(p, 'deployment.manage');
+      requireRole(p, 'deployment.create');
       const b = req.body;
-      const memberId = p.member ?? b.member;
-      if (!memberId) throw bad('body.member', 'an operator deploys on behalf of a member: give member');
-      if (p.member !== null && b.member !== undefined && b.member !== p.member)
+      // Only a member's people get here; `member` may repeat their own and nothing else.
+      if (p.member === null) throw new ApiError(403, 'FORBIDDEN', "models are deployed by a member's people", 'body.member');
+      if (b.member !== undefined && b.member !== p.member)
         throw new ApiError(403, 'FORBIDDEN', `you deploy for member ${p.member} only`, 'body.member');
-      const member = ctx.consortium.members.find((m) => m.id === memberId);
-      if (!member) throw bad('body.member', `no member ${memberId}`);
+      const member = ctx.consortium.members.find((m) => m.id === p.member);
+      if (!member) throw bad('body.member', `no member ${p.member}`);
       const project = b.project ?? member.projects[0] ?? 'default';
       if (member.projects.length > 0 && !member.projects.includes(project))
         throw bad('body.project', `member ${member.id} has no project ${project} (it has ${member.projects.join(', ')})`);
@@ -149,7 +155,7 @@ export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext & { de
     },
     async (req) => {
       const p = req.principal;
-      const d = await visible(p, req.params.id, 'deployment.manage');
+      const d = await visible(p, req.params.id, 'deployment.scale');
       if (d.state !== 'active') throw new ApiError(409, 'CONFLICT', `deployment ${d.id} was deleted`);
       try {
         const after = await c.scale(d.id, req.body, p.user);
@@ -173,7 +179,7 @@ export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext & { de
     },
     async (req) => {
       const p = req.principal;
-      const d = await visible(p, req.params.id, 'deployment.manage');
+      const d = await visible(p, req.params.id, 'deployment.delete');
       if (d.state !== 'active') throw new ApiError(409, 'CONFLICT', `deployment ${d.id} was already deleted`);
       const after = await c.delete(d.id, p.user);
       if (!after) throw new ApiError(409, 'CONFLICT', `deployment ${d.id} was already deleted`);

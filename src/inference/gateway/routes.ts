@@ -230,7 +230,8 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
     },
     async (req, reply) => {
       const p = req.principal;
-      requireRole(p, 'gateway.key.manage');
+      // A member's people only: a key an operator made for pharma would call pharma's models.
+      requireRole(p, 'gateway.key.create');
       const b = req.body;
       const member = memberOf(p, b.member, members, 'body.member');
       // A member bound to a zone is served there only: a key for other zones could never be used.
@@ -282,7 +283,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
     },
     async (req) => {
       const p = req.principal;
-      requireRole(p, 'gateway.key.manage');
+      requireRole(p, 'gateway.key.read');
       return { keys: (await store.keys(p.member)).map(keyView) };
     },
   );
@@ -300,7 +301,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: ServerContext): P
       const p = req.principal;
       const k = await store.key(req.params.id);
       if (!k) throw notFound(`key ${req.params.id}`);
-      authorize(p, 'gateway.key.manage', { member: k.member, user: k.user, what: `key ${req.params.id}` });
+      authorize(p, 'gateway.key.revoke', { member: k.member, user: k.user, what: `key ${req.params.id}` });
       if (await store.revokeKey(k.id, ctx.now())) {
         gateway.forgetKey(k.id);
         await ctx.audit.append({

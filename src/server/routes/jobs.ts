@@ -451,13 +451,17 @@ function bad(field: string, message: string): never {
   throw new ApiError(400, 'VALIDATION_FAILED', message, field);
 }
 
+/**
+ * The member a job is for: the submitter's own, always. Only a member's people submit (job.submit
+ * in access.ts); `member` in the body may repeat their own and nothing else.
+ */
 function memberFor(p: Principal, spec: SubmitSpec, members: readonly Member[]): Member {
-  const id = p.member ?? spec.member;
-  if (!id) bad('body.member', 'an operator submits on behalf of a member: give member');
-  if (p.member !== null && spec.member !== undefined && spec.member !== p.member)
+  // requireRole has refused everyone of no member already; this keeps it so if the table changes.
+  if (p.member === null) throw new ApiError(403, 'FORBIDDEN', "jobs are submitted by a member's people", 'body.member');
+  if (spec.member !== undefined && spec.member !== p.member)
     throw new ApiError(403, 'FORBIDDEN', `you submit for member ${p.member} only`, 'body.member');
-  const m = members.find((x) => x.id === id);
-  if (!m) bad('body.member', `no member ${id}`);
+  const m = members.find((x) => x.id === p.member);
+  if (!m) bad('body.member', `no member ${p.member}`);
   return m;
 }
 

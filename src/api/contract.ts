@@ -198,8 +198,21 @@ export const SubmitRequest = z
       .optional(),
     /** Requeue after a node failure (preempted jobs are always requeued). */
     requeue: z.boolean().default(true),
-    /** Input datasets: admission checks each against its data-use agreements (Cedar policies). */
-    datasets: z.array(id).max(64).default([]),
+    /**
+     * Input datasets: admission checks each against its data-use agreements (Cedar policies). A
+     * dataset is `trials` (the member's own, else the one another member granted it by that id) or
+     * `pharma/trials`; the job keeps the qualified names.
+     */
+    datasets: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .max(129)
+          .regex(/^([a-z0-9][a-z0-9._-]*\/)?[a-z0-9][a-z0-9._-]*$/, 'a dataset: id, or owner/id'),
+      )
+      .max(64)
+      .default([]),
     /** What the job is for; with datasets, an agreement must permit it. */
     purpose: id.nullable().default(null),
   })

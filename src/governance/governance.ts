@@ -3,7 +3,20 @@
 // and, for confidential or restricted data, to NVLink domains of its own. The same policies are
 // asked again when the scheduler has chosen the nodes (a revocation since the submission stops the
 // job there), and answer "who can use this dataset, and for what?".
-import { CLASSIFICATION_RANK, type Agreement, type Dataset } from './model.js';
+//
+// Jobs name datasets the way people do: `trials` (their member's own, else the one other member's
+// granted to them by that name) or `pharma/trials`. Admission resolves each name once, and the job
+// keeps the qualified names it was admitted with (Admission.datasets), so that a dataset named
+// `trials` registered later by anyone never changes what the job uses.
+import {
+  AmbiguousNameError,
+  CLASSIFICATION_RANK,
+  datasetVisibleTo,
+  qualified,
+  resolveName,
+  type Agreement,
+  type Dataset,
+} from './model.js';
 import { AdmissionPolicies, checkPolicyText, type UseDecision } from './policies.js';
 import type { GovernanceStore } from './store.js';
 
@@ -11,6 +24,7 @@ export interface AdmissionRequest {
   readonly member: string;
   readonly project: string;
   readonly purpose: string;
+  /** As the job names them: `id` or `owner/id`. */
   readonly datasets: readonly string[];
   /** The zone the job asked for, if any. */
   readonly zone: string | null;
@@ -24,15 +38,34 @@ export type Admission =
       readonly zone: string | null;
       readonly exclusive: boolean;
       readonly uses: readonly UseDecision[];
+      /** The datasets it was admitted with, `owner/id`, in the order it named them: what the job keeps. */
+      readonly datasets: readonly string[];
     }
   | { readonly allow: false; readonly refusal: UseDecision; readonly message: string };
 
-/** A dataset the member may not see (unknown, or another's without an agreement naming it). */
+/**
+ * A dataset the member may not see (unknown, or another's without an agreement naming it): the
+ * message names only what the caller gave, the same for both.
+ */
 export class UnknownDatasetError extends Error {
   override readonly name = 'UnknownDatasetError';
   constructor(readonly dataset: string) {
     super(`dataset ${dataset} does not exist`);
   }
+}
+
+/** The one dataset a name means to this member (null: operators, consortium auditors), among those it sees. */
+function resolveDataset(name: string, member: string | null, visible: readonly Dataset[]): Dataset {
+  const r = resolveName(
+    name,
+    member,
+    visible,
+    (d) => d.owner,
+    (d) => d.id,
+  );
+  if (r.ambiguous.length > 0) throw new AmbiguousNameError('dataset', name, r.ambiguous);
+  if (!r.found) throw new UnknownDatasetError(name);
+  return r.found;
 }
 
 export interface UseGrant {
@@ -78,23 +111,27 @@ export class Governance {
     return gone;
   }
 
-  /** Whether a member sees a dataset: it owns it, or an agreement (in any state) names it for the member. */
+  /** Whether a member sees a dataset: it owns it, or an agreement of its owner (in any state) names it for the member. */
   visible(d: Dataset, member: string | null, agreements: readonly Agreement[]): boolean {
-    return (
-      member === null || d.owner === member || agreements.some((a) => a.granteeMember === member && a.datasets.includes(d.id))
-    );
+    return datasetVisibleTo(d, member, agreements);
   }
 
-  /** The datasets a job names, each visible to its member; throws UnknownDatasetError otherwise. */
-  private async inputs(member: string, ids: readonly string[]): Promise<{ datasets: Dataset[]; agreements: Agreement[] }> {
+  /**
+   * The datasets a job names, each resolved for its member among those it sees; throws
+   * UnknownDatasetError (none: absent and another member's alike) or AmbiguousNameError.
+   */
+  private async inputs(member: string, names: readonly string[]): Promise<{ datasets: Dataset[]; agreements: Agreement[] }> {
     const agreements = await this.store.agreementsFor(member);
-    const found = new Map((await this.store.datasets(ids)).map((d) => [d.id, d]));
-    const datasets = ids.map((id) => {
-      const d = found.get(id);
-      if (!d || !this.visible(d, member, agreements)) throw new UnknownDatasetError(id);
-      return d;
-    });
-    return { datasets, agreements };
+    const visible = await this.store.visibleNamed(member, names);
+    const datasets = names.map((name) => resolveDataset(name, member, visible));
+    // `trials` and `pharma/trials` may be one dataset: it is used once.
+    const unique = [...new Map(datasets.map((d) => [qualified(d.owner, d.id), d])).values()];
+    return { datasets: unique, agreements };
+  }
+
+  /** The one dataset a name means to this viewer (null: all of them are visible); throws as inputs() does. */
+  async dataset(name: string, viewer: string | null): Promise<Dataset> {
+    return resolveDataset(name, viewer, await this.store.visibleNamed(viewer, [name]));
   }
 
   async admit(r: AdmissionRequest): Promise<Admission> {
@@ -116,12 +153,12 @@ export class Governance {
       zones = new Set([...zones].filter((z) => here[candidates.indexOf(z)].allow));
       uses.push(allowed[0]);
     }
-    if (zones.size === 0)
-      return refuse({ dataset: datasets.map((d) => d.id).join('+'), allow: false, agreement: null, rules: ['no-common-zone'] });
+    const names = datasets.map((d) => qualified(d.owner, d.id));
+    if (zones.size === 0) return refuse({ dataset: names.join('+'), allow: false, agreement: null, rules: ['no-common-zone'] });
     const zone = r.zone ?? (zones.size === this.zones.length ? null : this.zones.find((z) => zones.has(z))!);
     const exclusive =
       r.exclusive || datasets.some((d) => CLASSIFICATION_RANK[d.classification] >= CLASSIFICATION_RANK.confidential);
-    return { allow: true, zone, exclusive, uses };
+    return { allow: true, zone, exclusive, uses, datasets: names };
   }
 
   /** At placement: the refusals for these nodes' zone and neighbours (empty: it may start). */
@@ -137,6 +174,9 @@ export class Governance {
     } catch (err) {
       if (err instanceof UnknownDatasetError)
         return [{ dataset: err.dataset, allow: false, agreement: null, rules: ['dataset-gone'] }];
+      // Only a bare name of a job from before 011 can be: refused, never guessed.
+      if (err instanceof AmbiguousNameError)
+        return [{ dataset: err.given, allow: false, agreement: null, rules: ['dataset-ambiguous'] }];
       throw err;
     }
     const policies = await this.policies();
@@ -150,10 +190,9 @@ export class Governance {
    * Who can use the dataset, and for what, from the same policies: the owner, and each grantee of
    * an agreement naming it, with the purposes and zones the policies allow today.
    */
-  async whoCanUse(id: string, viewer: string | null): Promise<{ dataset: Dataset; grants: UseGrant[] }> {
-    const d = await this.store.dataset(id);
-    const all = await this.store.agreements();
-    if (!d || !this.visible(d, viewer, all)) throw new UnknownDatasetError(id);
+  async whoCanUse(name: string, viewer: string | null): Promise<{ dataset: Dataset; grants: UseGrant[] }> {
+    const d = await this.dataset(name, viewer);
+    const all = (await this.store.agreements()).filter((a) => a.grantor === d.owner && a.datasets.includes(d.id));
     const policies = await this.policies();
     const now = this.now();
     const zonesFor = (job: { member: string; project: string; purpose: string }, a: Agreement[]) =>
@@ -167,7 +206,7 @@ export class Governance {
         until: null,
       },
     ];
-    for (const a of all.filter((x) => x.datasets.includes(id))) {
+    for (const a of all) {
       const project = a.granteeProject ?? '*';
       const purposes = a.purposes.filter(
         (purpose) =>

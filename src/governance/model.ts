@@ -21,6 +21,12 @@ const purpose = z
   .min(1)
   .max(64)
   .regex(/^[a-z0-9][a-z0-9._-]*$/, 'a purpose: lower-case letters, digits, dot, dash and underscore');
+/** A dataset as agreements and jobs name it: `trials`, or `pharma/trials` (its owner's, across members). */
+export const datasetName = z
+  .string()
+  .min(1)
+  .max(129)
+  .regex(/^([a-z0-9][a-z0-9._-]*\/)?[a-z0-9][a-z0-9._-]*$/, 'a dataset: id, or owner/id');
 
 export const DatasetInput = z.strictObject({
   id,
@@ -50,7 +56,8 @@ export const AgreementInput = z.strictObject({
   id,
   /** A member (`telecom`) or one of its projects (`telecom/ran-model`). */
   grantee: z.string().regex(/^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)?$/, 'a member, or member/project'),
-  datasets: z.array(id).min(1).max(256),
+  /** The grantor's datasets: `trials`, or `pharma/trials` (what an operator proposing for a member gives). */
+  datasets: z.array(datasetName).min(1).max(256),
   purposes: z.array(purpose).min(1).max(64),
   zones: z.array(id).min(1).max(64),
   expires: z.iso.datetime({ offset: true }),
@@ -88,3 +95,74 @@ export function granteeParts(grantee: string): { member: string; project: string
   const [member, project] = grantee.split('/');
   return { member, project: project ?? null };
 }
+
+/**
+ * Ids are a member's own: pharma's `trials` and telecom's `trials` are two datasets (and the same
+ * goes for agreements and models), so that creating one never tells a member that another member
+ * has one by that name. `owner/id` names one across members; a bare `id` is the caller's own, or
+ * the one other member's that it may use.
+ */
+export const qualified = (member: string, id: string) => `${member}/${id}`;
+
+/** `pharma/trials` → member pharma, id trials; `trials` → no member. */
+export function nameParts(name: string): { member: string | null; id: string } {
+  const at = name.indexOf('/');
+  return at < 0 ? { member: null, id: name } : { member: name.slice(0, at), id: name.slice(at + 1) };
+}
+
+/** A bare name that more than one object the caller may use answers to: it must give one of `choices`. */
+export class AmbiguousNameError extends Error {
+  override readonly name = 'AmbiguousNameError';
+  constructor(
+    readonly kind: 'dataset' | 'agreement' | 'model',
+    readonly given: string,
+    /** The qualified names the caller may use instead (all of them visible to it). */
+    readonly choices: readonly string[],
+  ) {
+    super(`${kind} ${given} names more than one you may use: give one of ${choices.join(', ')}`);
+  }
+}
+
+/** What a name means: one object (found), none (found null, nothing ambiguous), or several (their qualified names). */
+export interface Resolution<T> {
+  readonly found: T | null;
+  readonly ambiguous: readonly string[];
+}
+
+/**
+ * Which of `candidates` (the objects with the name's id that the caller may see) a name means:
+ * `member/id` that member's; a bare id the caller's member's own first, else the only other one.
+ * Several others: ambiguous, with their qualified names (none of them hidden from the caller, so
+ * the list says nothing an answer of theirs would not). None: not found, like an absent name.
+ */
+export function resolveName<T>(
+  name: string,
+  viewer: string | null,
+  candidates: readonly T[],
+  memberOf: (t: T) => string,
+  idOf: (t: T) => string,
+): Resolution<T> {
+  const { member, id } = nameParts(name);
+  const named = candidates.filter((c) => idOf(c) === id);
+  if (member !== null) return { found: named.find((c) => memberOf(c) === member) ?? null, ambiguous: [] };
+  const own = viewer === null ? undefined : named.find((c) => memberOf(c) === viewer);
+  if (own !== undefined) return { found: own, ambiguous: [] };
+  if (named.length <= 1) return { found: named[0] ?? null, ambiguous: [] };
+  return { found: null, ambiguous: named.map((c) => qualified(memberOf(c), id)).sort() };
+}
+
+/** Whether a member sees a dataset: it owns it, or an agreement of its owner (in any state) names it for the member. */
+export function datasetVisibleTo(d: Dataset, member: string | null, agreements: readonly Agreement[]): boolean {
+  return (
+    member === null ||
+    d.owner === member ||
+    agreements.some((a) => a.granteeMember === member && a.grantor === d.owner && a.datasets.includes(d.id))
+  );
+}
+
+/** Whether a member sees an agreement: it grants or receives it (operators and consortium auditors: all). */
+export const agreementVisibleTo = (a: Agreement, member: string | null) =>
+  member === null || a.grantor === member || a.granteeMember === member;
+
+/** `Fabrik::Dataset::"trials"` (or Agreement), with Cedar's optional spaces around `::`, and a bare id. */
+export const ENTITY_REFERENCE = /(Fabrik\s*::\s*(Dataset|Agreement)\s*::\s*)"([^"/\\]*)"/g;

@@ -3,6 +3,7 @@
 // engines, like the rest of the store: they are read whole and never queried inside.
 import type { Kysely, Migration } from 'kysely';
 
+/** Keyed by (member, name, version) since migration 011 (src/governance/schema.ts). */
 export interface ModelVersionsTable {
   name: string;
   version: string;
@@ -108,3 +109,40 @@ export const modelMigrations: Record<string, Migration> = {
     },
   },
 };
+
+export const MODEL_VERSION_COLUMNS = [
+  'name',
+  'version',
+  'member',
+  'job_id',
+  'artifact',
+  'restrictions',
+  'lineage',
+  'grantors',
+  'card',
+  'created_at',
+  'created_by',
+  'card_updated_at',
+  'card_updated_by',
+];
+
+/** model_versions as migration 011 keys it, under `name` (the migration renames it after the copy). */
+export async function createScopedModelVersions(db: Kysely<unknown>, name: string): Promise<void> {
+  await db.schema
+    .createTable(name)
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('version', 'text', (c) => c.notNull())
+    .addColumn('member', 'text', (c) => c.notNull())
+    .addColumn('job_id', 'text', (c) => c.notNull())
+    .addColumn('artifact', 'text', (c) => c.notNull())
+    .addColumn('restrictions', 'text', (c) => c.notNull())
+    .addColumn('lineage', 'text', (c) => c.notNull())
+    .addColumn('grantors', 'text', (c) => c.notNull())
+    .addColumn('card', 'text', (c) => c.notNull())
+    .addColumn('created_at', 'double precision', (c) => c.notNull())
+    .addColumn('created_by', 'text', (c) => c.notNull())
+    .addColumn('card_updated_at', 'double precision')
+    .addColumn('card_updated_by', 'text')
+    .addPrimaryKeyConstraint('model_versions_member_name_version_pk', ['member', 'name', 'version'])
+    .execute();
+}

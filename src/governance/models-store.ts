@@ -1,6 +1,7 @@
 // Model versions, two-person approvals and break-glass settings in the store (both engines,
 // through the same Kysely db). Approvals change by compare-and-set on their approver list, so two
-// approvers answering at the same moment never lose one another's approval.
+// approvers answering at the same moment never lose one another's approval. A model version is
+// its member's: (member, name, version), so that a name never tells one member about another's.
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.js';
 import type { ApprovalsTable, ModelVersionsTable } from './models-schema.js';
@@ -79,15 +80,9 @@ function approval(r: ApprovalsTable & { requested_by_id: string | null }): Appro
 export class ModelStore {
   constructor(private readonly db: Kysely<Database>) {}
 
+  /** Adds it; AlreadyExistsError when its member has this name and version already. */
   async addModel(m: ModelRecord): Promise<void> {
-    const taken = await this.db
-      .selectFrom('model_versions')
-      .select('name')
-      .where('name', '=', m.name)
-      .where('version', '=', m.version)
-      .executeTakeFirst();
-    if (taken) throw new AlreadyExistsError(`model ${m.name} version ${m.version} exists`);
-    await this.db
+    const r = await this.db
       .insertInto('model_versions')
       .values({
         name: m.name,
@@ -104,35 +99,52 @@ export class ModelStore {
         card_updated_at: m.cardUpdatedAt,
         card_updated_by: m.cardUpdatedBy,
       })
-      .execute();
+      .onConflict((oc) => oc.columns(['member', 'name', 'version']).doNothing())
+      .executeTakeFirst();
+    if (Number(r.numInsertedOrUpdatedRows ?? 0) !== 1)
+      throw new AlreadyExistsError(`model ${m.name} version ${m.version} exists`);
   }
 
-  async model(name: string, version: string): Promise<ModelRecord | undefined> {
+  async model(member: string, name: string, version: string): Promise<ModelRecord | undefined> {
     const r = await this.db
       .selectFrom('model_versions')
       .selectAll()
+      .where('member', '=', member)
       .where('name', '=', name)
       .where('version', '=', version)
       .executeTakeFirst();
     return r && model(r);
   }
 
-  /** The member that owns a model name (its first version's), if any. */
-  async nameOwner(name: string): Promise<string | undefined> {
-    const r = await this.db.selectFrom('model_versions').select('member').where('name', '=', name).executeTakeFirst();
-    return r?.member;
-  }
-
-  /** All versions, by name and registration (few: a consortium registers models, not jobs). */
-  async models(): Promise<ModelRecord[]> {
-    const rows = await this.db.selectFrom('model_versions').selectAll().orderBy('name').orderBy('created_at').execute();
+  /** Every member's versions with this name and version (at most one each), by member. */
+  async modelsNamed(name: string, version: string): Promise<ModelRecord[]> {
+    const rows = await this.db
+      .selectFrom('model_versions')
+      .selectAll()
+      .where('name', '=', name)
+      .where('version', '=', version)
+      .orderBy('member')
+      .execute();
     return rows.map(model);
   }
 
-  async updateCard(name: string, version: string, card: CardFields, by: string, at: number): Promise<boolean> {
+  /** All versions, by name, member and registration (few: a consortium registers models, not jobs). */
+  async models(): Promise<ModelRecord[]> {
+    const rows = await this.db
+      .selectFrom('model_versions')
+      .selectAll()
+      .orderBy('name')
+      .orderBy('member')
+      .orderBy('created_at')
+      .execute();
+    return rows.map(model);
+  }
+
+  async updateCard(member: string, name: string, version: string, card: CardFields, by: string, at: number): Promise<boolean> {
     const r = await this.db
       .updateTable('model_versions')
       .set({ card: JSON.stringify(card), card_updated_at: at, card_updated_by: by })
+      .where('member', '=', member)
       .where('name', '=', name)
       .where('version', '=', version)
       .executeTakeFirst();

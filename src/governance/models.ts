@@ -5,7 +5,7 @@
 // routes gather the records, these decide.
 import { z } from 'zod';
 import type { GpuModel } from '../core/site.js';
-import { CLASSIFICATION_RANK, type Agreement, type Classification, type Dataset } from './model.js';
+import { CLASSIFICATION_RANK, qualified, type Agreement, type Classification, type Dataset } from './model.js';
 import { isoTime } from '../api/contract.js';
 
 /** What a model may be used for, where, and whether it may leave the factory. */
@@ -53,15 +53,20 @@ export function agreementsUsed(
   const used = new Map<string, Agreement>();
   for (const d of datasets) {
     if (d.owner === job.member) continue;
+    // An agreement grants its grantor's datasets: another member's agreement naming an id like
+    // this one is about another dataset.
     const naming = agreements.filter(
-      (a) => a.datasets.includes(d.id) && (a.grantee === job.member || a.grantee === `${job.member}/${job.project}`),
+      (a) =>
+        a.grantor === d.owner &&
+        a.datasets.includes(d.id) &&
+        (a.grantee === job.member || a.grantee === `${job.member}/${job.project}`),
     );
     // Admission allowed the job under an agreement for its purpose; if none says so any more, all
     // that named the dataset for it count: lineage errs towards more restriction, never less.
     const forPurpose = naming.filter((a) => job.purpose !== null && a.purposes.includes(job.purpose));
-    for (const a of forPurpose.length > 0 ? forPurpose : naming) used.set(a.id, a);
+    for (const a of forPurpose.length > 0 ? forPurpose : naming) used.set(qualified(a.grantor, a.id), a);
   }
-  return [...used.values()].sort((a, b) => a.id.localeCompare(b.id));
+  return [...used.values()].sort((a, b) => a.id.localeCompare(b.id) || a.grantor.localeCompare(b.grantor));
 }
 
 export interface Lineage {
@@ -338,9 +343,8 @@ export function modelCard(m: ModelRecord, site: CardSite) {
             dataset: d.id,
             owner: d.owner,
             classification: d.classification,
-            agreements: data.agreements
-              .filter((a) => m.lineage.agreements.find((x) => x.id === a.id)?.datasets.includes(d.id))
-              .map((a) => a.id),
+            // The agreements of its owner that name it: ids are each member's own.
+            agreements: m.lineage.agreements.filter((a) => a.grantor === d.owner && a.datasets.includes(d.id)).map((a) => a.id),
           })),
         }),
         dataCuration: provider('dataCuration'),

@@ -3,9 +3,11 @@
 // decided it (Cedar's diagnostics), so that "denied: agreement-expired" is the rule itself, not a
 // paraphrase. The owner of a dataset uses it under its own rules (zones, co-tenancy); anyone else
 // needs an agreement that names the dataset and the job's member or project, and every forbid
-// below must stay silent.
+// below must stay silent. Datasets and agreements are Cedar entities by their qualified names
+// (`Fabrik::Dataset::"pharma/trials"`, `Fabrik::Agreement::"pharma/dua-trials"`): two members'
+// `trials` are two entities, and no policy can mean one and match the other.
 import { checkParsePolicySet, isAuthorized, type CedarValueJson, type EntityJson } from '@cedar-policy/cedar-wasm/nodejs';
-import type { Agreement, Dataset } from './model.js';
+import { ENTITY_REFERENCE, qualified, type Agreement, type Dataset } from './model.js';
 
 /** The built-in rules, by id: the id is what a refusal names. */
 export const BUILT_IN_POLICIES: Readonly<Record<string, string>> = {
@@ -46,9 +48,10 @@ export interface AdmissionPlace {
 }
 
 export interface UseDecision {
+  /** `owner/id`. */
   readonly dataset: string;
   readonly allow: boolean;
-  /** The agreement that allowed it (null: the owner's own data, or a refusal). */
+  /** The agreement that allowed it, `grantor/id` (null: the owner's own data, or a refusal). */
   readonly agreement: string | null;
   /** On a refusal: the ids of the rules that decided it (`no-agreement` when nothing could allow it). */
   readonly rules: readonly string[];
@@ -78,6 +81,7 @@ export const POLICY_LIMITS = {
 /** Checks an operator's Cedar text; throws InvalidPolicyError naming the policy and what is wrong. */
 export function checkPolicyText(id: string, text: string): void {
   checkPolicyShape(id, text);
+  checkEntityNames(id, text);
   let answer: ReturnType<typeof checkParsePolicySet>;
   try {
     answer = checkParsePolicySet({ staticPolicies: { [id]: text } });
@@ -98,6 +102,19 @@ export function checkPolicyText(id: string, text: string): void {
     });
   } catch (e) {
     throw new InvalidPolicyError(`policy ${id}: Cedar could not evaluate it (${(e as Error).message}); simplify it`);
+  }
+}
+
+/**
+ * A dataset or agreement named by its bare id would match no entity (they are `owner/id`), so the
+ * policy would quietly never apply: refused, with the form to use.
+ */
+function checkEntityNames(id: string, text: string): void {
+  for (const m of text.matchAll(ENTITY_REFERENCE)) {
+    const owner = m[2] === 'Dataset' ? 'owner' : 'grantor';
+    throw new InvalidPolicyError(
+      `policy ${id}: Fabrik::${m[2]}::"${m[3]}" names no member: ${m[2].toLowerCase()}s are Fabrik::${m[2]}::"<${owner}>/${m[3] || '<id>'}" (e.g. "pharma/${m[3] || 'trials'}")`,
+    );
   }
 }
 
@@ -164,9 +181,13 @@ export class AdmissionPolicies {
       dataset.owner === job.member
         ? [null]
         : agreements.filter(
-            (a) => a.datasets.includes(dataset.id) && (a.grantee === job.member || a.grantee === `${job.member}/${job.project}`),
+            (a) =>
+              a.grantor === dataset.owner &&
+              a.datasets.includes(dataset.id) &&
+              (a.grantee === job.member || a.grantee === `${job.member}/${job.project}`),
           );
-    if (candidates.length === 0) return { dataset: dataset.id, allow: false, agreement: null, rules: ['no-agreement'] };
+    const name = qualified(dataset.owner, dataset.id);
+    if (candidates.length === 0) return { dataset: name, allow: false, agreement: null, rules: ['no-agreement'] };
     let first: UseDecision | null = null;
     for (const a of candidates) {
       const d = this.evaluate(job, dataset, a, place, now);
@@ -183,6 +204,7 @@ export class AdmissionPolicies {
     place: AdmissionPlace,
     now: number,
   ): UseDecision {
+    const name = qualified(dataset.owner, dataset.id);
     const entities: EntityJson[] = [
       { uid: uid('Member', job.member), attrs: {}, parents: [] },
       { uid: uid('Project', `${job.member}/${job.project}`), attrs: {}, parents: [uid('Member', job.member)] },
@@ -196,7 +218,7 @@ export class AdmissionPolicies {
         parents: [],
       },
       {
-        uid: uid('Dataset', dataset.id),
+        uid: uid('Dataset', name),
         attrs: { owner: uid('Member', dataset.owner), classification: dataset.classification, zones: [...dataset.zones] },
         parents: [],
       },
@@ -206,12 +228,14 @@ export class AdmissionPolicies {
       zone: place.zone,
       cotenants: [...place.cotenants],
     };
-    if (agreement) {
+    const agreementName = agreement && qualified(agreement.grantor, agreement.id);
+    if (agreement && agreementName) {
       entities.push({
-        uid: uid('Agreement', agreement.id),
+        uid: uid('Agreement', agreementName),
         attrs: {
           grantee: agreement.granteeProject ? uid('Project', agreement.grantee) : uid('Member', agreement.granteeMember),
-          datasets: agreement.datasets.map((d) => uid('Dataset', d)),
+          // An agreement grants its grantor's datasets only.
+          datasets: agreement.datasets.map((d) => uid('Dataset', qualified(agreement.grantor, d))),
           purposes: [...agreement.purposes],
           zones: [...agreement.zones],
           expiresAt: Math.floor(agreement.expiresAt),
@@ -220,12 +244,12 @@ export class AdmissionPolicies {
         },
         parents: [],
       });
-      context.agreement = uid('Agreement', agreement.id);
+      context.agreement = uid('Agreement', agreementName);
     }
     const answer = isAuthorized({
       principal: uid('Job', 'this'),
       action: { type: 'Fabrik::Action', id: 'use' },
-      resource: uid('Dataset', dataset.id),
+      resource: uid('Dataset', name),
       context,
       policies: { staticPolicies: this.policies },
       entities,
@@ -238,6 +262,6 @@ export class AdmissionPolicies {
     let rules: string[] = [];
     if (decision === 'deny') rules = diagnostics.reason.length > 0 ? [...diagnostics.reason].sort() : ['no-permit'];
     else if (!allow) rules = errors;
-    return { dataset: dataset.id, allow, agreement: allow ? (agreement?.id ?? null) : null, rules };
+    return { dataset: name, allow, agreement: allow ? agreementName : null, rules };
   }
 }

@@ -1,10 +1,19 @@
 // Datasets, agreements and site policies in the store (both engines, through the same Kysely db).
+// Each member names its own: a dataset is (owner, id), an agreement (grantor, id).
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.js';
-import { granteeParts, type Agreement, type Classification, type Dataset } from './model.js';
+import {
+  datasetVisibleTo,
+  granteeParts,
+  nameParts,
+  resolveName,
+  type Agreement,
+  type Classification,
+  type Dataset,
+} from './model.js';
 import type { AgreementsTable, DatasetsTable } from './schema.js';
 
-/** A dataset or agreement id that is taken. */
+/** A dataset or agreement id that its member has taken already. */
 export class AlreadyExistsError extends Error {
   override readonly name = 'AlreadyExistsError';
 }
@@ -51,10 +60,9 @@ function agreement(r: AgreementsTable): Agreement {
 export class GovernanceStore {
   constructor(private readonly db: Kysely<Database>) {}
 
+  /** Adds it; AlreadyExistsError when its owner has one by that id (two at once: one wins, on both engines). */
   async addDataset(d: Dataset): Promise<void> {
-    const taken = await this.db.selectFrom('datasets').select('id').where('id', '=', d.id).executeTakeFirst();
-    if (taken) throw new AlreadyExistsError(`dataset ${d.id} exists`);
-    await this.db
+    const r = await this.db
       .insertInto('datasets')
       .values({
         id: d.id,
@@ -66,27 +74,57 @@ export class GovernanceStore {
         created_at: d.createdAt,
         created_by: d.createdBy,
       })
-      .execute();
+      .onConflict((oc) => oc.columns(['owner', 'id']).doNothing())
+      .executeTakeFirst();
+    if (Number(r.numInsertedOrUpdatedRows ?? 0) !== 1) throw new AlreadyExistsError(`dataset ${d.id} exists`);
   }
 
-  async dataset(id: string): Promise<Dataset | undefined> {
-    const r = await this.db.selectFrom('datasets').selectAll().where('id', '=', id).executeTakeFirst();
+  async dataset(owner: string, id: string): Promise<Dataset | undefined> {
+    const r = await this.db.selectFrom('datasets').selectAll().where('owner', '=', owner).where('id', '=', id).executeTakeFirst();
     return r && dataset(r);
   }
 
+  /** Every member's datasets (ids: those with these ids, whoever owns them), by id, then owner. */
   async datasets(ids?: readonly string[]): Promise<Dataset[]> {
-    let q = this.db.selectFrom('datasets').selectAll().orderBy('id');
+    let q = this.db.selectFrom('datasets').selectAll().orderBy('id').orderBy('owner');
     if (ids) {
       if (ids.length === 0) return [];
-      q = q.where('id', 'in', [...ids]);
+      q = q.where('id', 'in', [...new Set(ids)]);
     }
     return (await q.execute()).map(dataset);
   }
 
+  /**
+   * The datasets a job of this member names, as admission resolved them: `owner/id` since 011;
+   * a bare id (a job from before) as it resolves now. Names that no longer resolve to one dataset
+   * the member may use are left out: their job is refused where it is placed (dataset-gone).
+   */
+  async jobDatasets(member: string, names: readonly string[]): Promise<Dataset[]> {
+    if (names.length === 0) return [];
+    const visible = await this.visibleNamed(member, names);
+    return names.flatMap((n) => {
+      const r = resolveName(
+        n,
+        member,
+        visible,
+        (d) => d.owner,
+        (d) => d.id,
+      );
+      return r.found ? [r.found] : [];
+    });
+  }
+
+  /** The datasets with these names' ids that `member` may see (all of them for null: operators, consortium auditors). */
+  async visibleNamed(member: string | null, names: readonly string[]): Promise<Dataset[]> {
+    const all = await this.datasets(names.map((n) => nameParts(n).id));
+    if (member === null) return all;
+    const agreements = await this.agreementsFor(member);
+    return all.filter((d) => datasetVisibleTo(d, member, agreements));
+  }
+
+  /** Adds it; AlreadyExistsError when its grantor has one by that id. */
   async addAgreement(a: Agreement): Promise<void> {
-    const taken = await this.db.selectFrom('agreements').select('id').where('id', '=', a.id).executeTakeFirst();
-    if (taken) throw new AlreadyExistsError(`agreement ${a.id} exists`);
-    await this.db
+    const r = await this.db
       .insertInto('agreements')
       .values({
         id: a.id,
@@ -105,16 +143,26 @@ export class GovernanceStore {
         revoked_at: a.revokedAt,
         revoked_by: a.revokedBy,
       })
-      .execute();
+      .onConflict((oc) => oc.columns(['grantor', 'id']).doNothing())
+      .executeTakeFirst();
+    if (Number(r.numInsertedOrUpdatedRows ?? 0) !== 1) throw new AlreadyExistsError(`agreement ${a.id} exists`);
   }
 
-  async agreement(id: string): Promise<Agreement | undefined> {
-    const r = await this.db.selectFrom('agreements').selectAll().where('id', '=', id).executeTakeFirst();
+  async agreement(grantor: string, id: string): Promise<Agreement | undefined> {
+    const r = await this.db
+      .selectFrom('agreements')
+      .selectAll()
+      .where('grantor', '=', grantor)
+      .where('id', '=', id)
+      .executeTakeFirst();
     return r && agreement(r);
   }
 
-  async agreements(): Promise<Agreement[]> {
-    return (await this.db.selectFrom('agreements').selectAll().orderBy('id').execute()).map(agreement);
+  /** Every member's agreements (id: those with this id, whoever grants them), by id, then grantor. */
+  async agreements(id?: string): Promise<Agreement[]> {
+    let q = this.db.selectFrom('agreements').selectAll().orderBy('id').orderBy('grantor');
+    if (id !== undefined) q = q.where('id', '=', id);
+    return (await q.execute()).map(agreement);
   }
 
   /** Agreements granting to this member or one of its projects (few: filtered here, not with LIKE, whose `_` is a wildcard). */
@@ -123,10 +171,11 @@ export class GovernanceStore {
   }
 
   /** Approves (once); false when it was approved or revoked already. */
-  async approveAgreement(id: string, by: string, at: number): Promise<boolean> {
+  async approveAgreement(grantor: string, id: string, by: string, at: number): Promise<boolean> {
     const r = await this.db
       .updateTable('agreements')
       .set({ approved_at: at, approved_by: by })
+      .where('grantor', '=', grantor)
       .where('id', '=', id)
       .where('approved_at', 'is', null)
       .where('revoked_at', 'is', null)
@@ -135,10 +184,11 @@ export class GovernanceStore {
   }
 
   /** Revokes (once); false when it was revoked already. */
-  async revokeAgreement(id: string, by: string, at: number): Promise<boolean> {
+  async revokeAgreement(grantor: string, id: string, by: string, at: number): Promise<boolean> {
     const r = await this.db
       .updateTable('agreements')
       .set({ revoked_at: at, revoked_by: by })
+      .where('grantor', '=', grantor)
       .where('id', '=', id)
       .where('revoked_at', 'is', null)
       .executeTakeFirst();

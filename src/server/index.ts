@@ -125,7 +125,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
               resources: async (j) => {
                 const stored = await store.job(j.id);
                 const ids = stored?.request.datasets ?? [];
-                const datasets = ids.length ? await new GovernanceStore(store.db).datasets(ids) : [];
+                const datasets = stored ? await new GovernanceStore(store.db).jobDatasets(stored.member, ids) : [];
                 return {
                   cpusPerTask: stored?.request.cpusPerTask ?? null,
                   memoryMb: stored?.request.memoryMb ?? null,

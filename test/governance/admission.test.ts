@@ -100,10 +100,11 @@ describe('data-use agreements and admission', () => {
       job({ datasets: ['trials'], purpose: 'drug-discovery' }),
     );
     expect(ok.status).toBe(201);
-    expect(ok.body.jobs[0].spec).toMatchObject({ datasets: ['trials'], purpose: 'drug-discovery', exclusive: true });
+    // The job keeps the dataset it was admitted with, by its qualified name.
+    expect(ok.body.jobs[0].spec).toMatchObject({ datasets: ['pharma/trials'], purpose: 'drug-discovery', exclusive: true });
     const wrong = await t.call<Err>(telecom, 'POST', '/v1/jobs', job({ datasets: ['trials'], purpose: 'marketing' }));
     expect(wrong.status).toBe(403);
-    expect(wrong.body.error.message).toBe('admission refused: dataset trials: refused by purpose-not-permitted');
+    expect(wrong.body.error.message).toBe('admission refused: dataset pharma/trials: refused by purpose-not-permitted');
     const noPurpose = await t.call<Err>(telecom, 'POST', '/v1/jobs', job({ datasets: ['trials'] }));
     expect(noPurpose.body.error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'body.purpose' });
     // Not named in any agreement: the dataset does not exist for bank.
@@ -150,7 +151,7 @@ describe('data-use agreements and admission', () => {
       const j = (await t.call<JobView>(telecom, 'GET', `/v1/jobs/${waiting.body.jobs[0].id}`)).body;
       return j.state === 'failed' ? j : undefined;
     });
-    expect(ended.reason).toBe('AdmissionDenied: dataset trials: refused by agreement-revoked');
+    expect(ended.reason).toBe('AdmissionDenied: dataset pharma/trials: refused by agreement-revoked');
     const uses = await t.call<{ grants: { grantee: string }[] }>(pharma, 'GET', '/v1/datasets/trials/uses');
     expect(uses.body.grants.map((g) => g.grantee)).toEqual(['pharma']);
   });
@@ -170,7 +171,7 @@ describe('data-use agreements and admission', () => {
     });
     expect(put.status).toBe(200);
     const owner = await t.call<Err>(pharma, 'POST', '/v1/jobs', job({ datasets: ['trials'], purpose: 'anything' }));
-    expect(owner.body.error.message).toBe('admission refused: dataset trials: refused by no-confidential-for-anything');
+    expect(owner.body.error.message).toBe('admission refused: dataset pharma/trials: refused by no-confidential-for-anything');
     expect((await t.call(t.operator, 'DELETE', '/v1/policies/no-confidential-for-anything')).status).toBe(200);
     expect((await t.call(pharma, 'POST', '/v1/jobs', job({ datasets: ['trials'], purpose: 'anything' }))).status).toBe(201);
   });

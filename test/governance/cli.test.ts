@@ -71,7 +71,7 @@ describe('fabrik datasets, agreements and submit --dataset', () => {
     expect(refused.code).toBe(1);
     // The last line: the one before says which FABRIK_* variables --export=ALL left out (the token).
     expect(refused.err.trim().split('\n').at(-1)).toBe(
-      'fabrik: admission refused: dataset genomes: refused by purpose-not-permitted (body.datasets) [ADMISSION_DENIED]',
+      'fabrik: admission refused: dataset pharma/genomes: refused by purpose-not-permitted (body.datasets) [ADMISSION_DENIED]',
     );
 
     const uses = await fabrik('pia', ['datasets', 'uses', 'genomes']);

@@ -75,16 +75,30 @@ forEachEngine('model store', (engine, location) => {
       await models.addModel(model);
       await models.addModel({ ...model, version: '2', createdAt: model.createdAt + 1 });
       await expect(models.addModel(model)).rejects.toThrow(/exists/);
-      expect(await models.model('cell-ran', '1')).toEqual(model);
-      expect(await models.model('cell-ran', '3')).toBeUndefined();
-      expect(await models.nameOwner('cell-ran')).toBe('telecom');
+      expect(await models.model('telecom', 'cell-ran', '1')).toEqual(model);
+      expect(await models.model('telecom', 'cell-ran', '3')).toBeUndefined();
+      expect(await models.model('bank', 'cell-ran', '1')).toBeUndefined();
       expect((await models.models()).map((m) => m.version)).toEqual(['1', '2']);
-      expect(await models.updateCard('cell-ran', '1', { limitations: 'none known' }, 'tim', 99.5)).toBe(true);
-      expect(await models.model('cell-ran', '1')).toMatchObject({
+      expect(await models.updateCard('telecom', 'cell-ran', '1', { limitations: 'none known' }, 'tim', 99.5)).toBe(true);
+      expect(await models.updateCard('bank', 'cell-ran', '1', { limitations: 'x' }, 'bea', 99.5)).toBe(false);
+      expect(await models.model('telecom', 'cell-ran', '1')).toMatchObject({
         card: { limitations: 'none known' },
         cardUpdatedAt: 99.5,
         cardUpdatedBy: 'tim',
       });
+    });
+
+    it("keys versions by member: another member's name and version is a model of its own", async () => {
+      await models.addModel(model);
+      const banks = { ...model, member: 'bank', artifact: '/lustre/bank/1', createdAt: model.createdAt + 5 };
+      await models.addModel(banks);
+      await expect(models.addModel({ ...banks, artifact: '/again' })).rejects.toThrow(/exists/);
+      expect((await models.modelsNamed('cell-ran', '1')).map((m) => [m.member, m.artifact])).toEqual([
+        ['bank', '/lustre/bank/1'],
+        ['telecom', '/lustre/m/1'],
+      ]);
+      expect(await models.model('bank', 'cell-ran', '1')).toEqual(banks);
+      expect(await models.modelsNamed('cell-ran', '2')).toEqual([]);
     });
 
     it('adds approvers by compare-and-set and uses an approval once', async () => {

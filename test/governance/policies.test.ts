@@ -96,7 +96,7 @@ describe('admission policies', () => {
     const decision = policies.decide({ member, project: 'ran', purpose: 'drug-discovery' }, d, agreements, PLACES[place], NOW);
     const want = expected(member, classification, a, place);
     expect(decision.allow ? 'allow' : decision.rules.join(',')).toBe(want);
-    if (decision.allow) expect(decision.agreement).toBe(member === 'pharma' ? null : AGREEMENTS[a]!.id);
+    if (decision.allow) expect(decision.agreement).toBe(member === 'pharma' ? null : `pharma/${AGREEMENTS[a]!.id}`);
   });
 
   it('refuses a zone the dataset does not allow, even to its owner', () => {
@@ -113,7 +113,7 @@ describe('admission policies', () => {
       PLACES['general, alone'],
       NOW,
     );
-    expect(decision).toEqual({ dataset: 'trials', allow: true, agreement: 'dua-2', rules: [] });
+    expect(decision).toEqual({ dataset: 'pharma/trials', allow: true, agreement: 'pharma/dua-2', rules: [] });
   });
 
   it("adds an operator's site-wide rule, which names itself when it refuses", () => {
@@ -125,6 +125,52 @@ describe('admission policies', () => {
     const job = { member: 'pharma', project: 'p', purpose: 'x' };
     expect(site.decide(job, d, [], PLACES['general, alone'], NOW).rules).toEqual(['restricted-only-in-sovereign']);
     expect(site.decide(job, d, [], PLACES['sovereign, alone'], NOW).allow).toBe(true);
+  });
+
+  it("never confuses two members' datasets or agreements of one id", () => {
+    // Telecom has a trials of its own, and pharma's agreement names pharma's trials only.
+    const telecoms = dataset({ owner: 'telecom', location: '/data/telecom/trials' });
+    const pharmas = dataset({});
+    const grant = agreement({ grantee: 'bank', granteeMember: 'bank' });
+    const job = { member: 'bank', project: 'p', purpose: 'drug-discovery' };
+    expect(policies.decide(job, pharmas, [grant], PLACES['general, alone'], NOW)).toMatchObject({
+      allow: true,
+      agreement: 'pharma/dua-1',
+    });
+    expect(policies.decide(job, telecoms, [grant], PLACES['general, alone'], NOW)).toEqual({
+      dataset: 'telecom/trials',
+      allow: false,
+      agreement: null,
+      rules: ['no-agreement'],
+    });
+    // An agreement that claims another grantor's dataset (a forged row) grants nothing either:
+    // Cedar sees telecom's agreement listing telecom/trials, not pharma's.
+    const forged = agreement({ grantor: 'telecom', grantee: 'bank', granteeMember: 'bank' });
+    expect(policies.decide(job, pharmas, [forged], PLACES['general, alone'], NOW).rules).toEqual(['no-agreement']);
+    // A site policy names a dataset by owner/id, and only that one.
+    const site = new AdmissionPolicies({
+      'no-pharma-trials': 'forbid (principal, action, resource) when { resource == Fabrik::Dataset::"pharma/trials" };',
+    });
+    const own = (owner: string) => ({ member: owner, project: 'p', purpose: 'x' });
+    expect(site.decide(own('pharma'), pharmas, [], PLACES['general, alone'], NOW).rules).toEqual(['no-pharma-trials']);
+    expect(site.decide(own('telecom'), telecoms, [], PLACES['general, alone'], NOW).allow).toBe(true);
+  });
+
+  it('refuses a policy that names a dataset or agreement without its member (it would match nothing)', () => {
+    for (const [text, message] of [
+      [
+        'forbid (principal, action, resource) when { resource == Fabrik::Dataset::"trials" };',
+        'policy bare: Fabrik::Dataset::"trials" names no member: datasets are Fabrik::Dataset::"<owner>/trials" (e.g. "pharma/trials")',
+      ],
+      [
+        'forbid (principal, action, resource) when { context.agreement == Fabrik :: Agreement :: "dua" };',
+        'policy bare: Fabrik::Agreement::"dua" names no member: agreements are Fabrik::Agreement::"<grantor>/dua" (e.g. "pharma/dua")',
+      ],
+    ])
+      expect(() => checkPolicyText('bare', text)).toThrow(message);
+    expect(() =>
+      checkPolicyText('qualified', 'forbid (principal, action, resource) when { resource == Fabrik::Dataset::"pharma/trials" };'),
+    ).not.toThrow();
   });
 
   it('names a policy that does not parse', () => {

@@ -89,10 +89,14 @@ describe('model restrictions', () => {
           for (const z of r.zones!) expect(a.zones).toContain(z);
           if (a.noExport) expect(r.noExport).toBe(true);
         }
-        // Every other member's dataset the job used is covered by an agreement in the lineage.
+        // Every other member's dataset the job used is covered by an agreement of its owner in the lineage.
+        const ofOwner = (a: Agreement, d: Dataset) => a.grantor === d.owner && a.datasets.includes(d.id);
         for (const d of datasets.filter((x) => x.owner !== job.member))
-          if (all.some((a) => a.datasets.includes(d.id) && (a.grantee === 'telecom' || a.grantee === 'telecom/ran')))
-            expect(agreements.some((a) => a.datasets.includes(d.id))).toBe(true);
+          if (all.some((a) => ofOwner(a, d) && (a.grantee === 'telecom' || a.grantee === 'telecom/ran')))
+            expect(agreements.some((a) => ofOwner(a, d))).toBe(true);
+        // And only those: ids are each member's own, so bank's agreement naming `d0` says nothing
+        // about pharma's `d0` and never restricts (or explains) a model made from it.
+        for (const a of agreements) expect(datasets.some((d) => d.owner !== job.member && ofOwner(a, d))).toBe(true);
         // Never public: a model is its member's work at the least.
         expect(rank).toBeGreaterThanOrEqual(CLASSIFICATION_RANK.internal);
       }),

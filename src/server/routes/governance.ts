@@ -2,15 +2,24 @@
 // another member or project for named purposes and zones until a date, approves (member admin)
 // and revokes; operators add site-wide Cedar policies. "Who can use dataset D, and for what?" is
 // answered from the same policies that admit jobs.
+//
+// Ids are each member's own (pharma's `trials` is not telecom's): a route takes `id`, meaning the
+// caller's member's own or else the one other member's it may see by that id, or `owner/id`
+// (`pharma%2Ftrials` in a path). Another member's object it may not see answers exactly as an
+// absent one: the same status, code and message, which names only what the caller gave.
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { UnknownDatasetError } from '../../governance/governance.js';
 import {
   AgreementInput,
+  agreementVisibleTo,
+  AmbiguousNameError,
   CLASSIFICATIONS,
   DatasetInput,
   granteeParts,
+  qualified,
+  resolveName,
   type Agreement,
   type Dataset,
 } from '../../governance/model.js';
@@ -50,7 +59,11 @@ const AgreementView = z.object({
   revokedAt: z.string().nullable(),
   revokedBy: z.string().nullable(),
 });
-const Id = z.object({ id: z.string().min(1).max(64) });
+/** An id, or `owner/id` (a `/` in a path is sent as %2F). */
+const Id = z.object({ id: z.string().min(1).max(129) });
+
+/** Several objects the caller may see answer to a bare name: 400, with the qualified names to use. */
+const ambiguous = (err: AmbiguousNameError, field: string) => new ApiError(400, 'VALIDATION_FAILED', err.message, field);
 
 function datasetView(d: Dataset, p: Principal): z.infer<typeof DatasetView> {
   // The location is where the owner keeps its data: a grantee learns that it exists, not where.
@@ -90,11 +103,20 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
   const record = (p: Principal, kind: string, member: string | null, subject: string, data?: Record<string, unknown>) =>
     ctx.audit.append({ kind, actor: `${p.role}:${p.user}`, member, subject, data });
 
-  /** An agreement the principal may see: the grantor's or the grantee's; 404 otherwise. */
-  async function visibleAgreement(p: Principal, id: string): Promise<Agreement> {
-    const a = await store.agreement(id);
-    if (!a || (p.member !== null && p.member !== a.grantor && p.member !== a.granteeMember)) throw notFound(`agreement ${id}`);
-    return a;
+  /** The agreement a name means to the principal, among those it may see (the grantor's or the grantee's); 404 otherwise. */
+  async function visibleAgreement(p: Principal, name: string): Promise<Agreement> {
+    const id = name.slice(name.indexOf('/') + 1);
+    const visible = (await store.agreements(id)).filter((a) => agreementVisibleTo(a, p.member));
+    const r = resolveName(
+      name,
+      p.member,
+      visible,
+      (a) => a.grantor,
+      (a) => a.id,
+    );
+    if (r.ambiguous.length > 0) throw ambiguous(new AmbiguousNameError('agreement', name, r.ambiguous), 'params.id');
+    if (!r.found) throw notFound(`agreement ${name}`);
+    return r.found;
   }
 
   r.post(
@@ -125,10 +147,14 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
       try {
         await store.addDataset(d);
       } catch (err) {
+        // Only ever the owner's own id: another member's `trials` is no conflict.
         if (err instanceof AlreadyExistsError) throw new ApiError(409, 'CONFLICT', `dataset ${d.id} exists`, 'body.id');
         throw err;
       }
-      await record(p, 'dataset.registered', owner, `dataset:${d.id}`, { classification: d.classification, zones: d.zones });
+      await record(p, 'dataset.registered', owner, `dataset:${qualified(owner, d.id)}`, {
+        classification: d.classification,
+        zones: d.zones,
+      });
       return reply.code(201).send(datasetView(d, p));
     },
   );
@@ -183,6 +209,7 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
         };
       } catch (err) {
         if (err instanceof UnknownDatasetError) throw notFound(`dataset ${req.params.id}`);
+        if (err instanceof AmbiguousNameError) throw ambiguous(err, 'params.id');
         throw err;
       }
     },
@@ -201,17 +228,27 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
       const p = req.principal;
       requireRole(p, 'agreement.propose');
       const b = req.body;
-      const datasets = await store.datasets([...new Set(b.datasets)]);
-      const byId = new Map(datasets.map((d) => [d.id, d]));
-      const grantor = p.member ?? datasets[0]?.owner;
-      for (const id of b.datasets) {
-        const d = byId.get(id);
-        // Another member's dataset does not exist for you.
-        if (!d || (p.member !== null && d.owner !== p.member))
-          throw new ApiError(404, 'NOT_FOUND', `dataset ${id} not found`, 'body.datasets');
-        if (d.owner !== grantor)
-          throw new ApiError(400, 'VALIDATION_FAILED', 'the datasets of one agreement have one owner', 'body.datasets');
+      // A member grants its own datasets only: another member's does not exist for it here, even
+      // one granted to it. An operator proposes on a member's behalf, over any member's.
+      const candidates = (await store.datasets(b.datasets.map((n) => n.slice(n.indexOf('/') + 1)))).filter(
+        (d) => p.member === null || d.owner === p.member,
+      );
+      const datasets: Dataset[] = [];
+      for (const name of b.datasets) {
+        const r = resolveName(
+          name,
+          p.member,
+          candidates,
+          (d) => d.owner,
+          (d) => d.id,
+        );
+        if (r.ambiguous.length > 0) throw ambiguous(new AmbiguousNameError('dataset', name, r.ambiguous), 'body.datasets');
+        if (!r.found) throw new ApiError(404, 'NOT_FOUND', `dataset ${name} not found`, 'body.datasets');
+        datasets.push(r.found);
       }
+      const grantor = p.member ?? datasets[0].owner;
+      if (datasets.some((d) => d.owner !== grantor))
+        throw new ApiError(400, 'VALIDATION_FAILED', 'the datasets of one agreement have one owner', 'body.datasets');
       const g = granteeParts(b.grantee);
       const member = members.get(g.member);
       if (!member) throw new ApiError(400, 'VALIDATION_FAILED', `no member ${g.member}`, 'body.grantee');
@@ -226,11 +263,12 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
       if (expiresAt <= ctx.now()) throw new ApiError(400, 'VALIDATION_FAILED', 'the expiry is in the past', 'body.expires');
       const a: Agreement = {
         id: b.id,
-        grantor: grantor!,
+        grantor,
         grantee: b.grantee,
         granteeMember: g.member,
         granteeProject: g.project,
-        datasets: [...new Set(b.datasets)],
+        // The grantor's own ids: the grantor is the agreement's namespace for them.
+        datasets: [...new Set(datasets.map((d) => d.id))],
         purposes: [...new Set(b.purposes)],
         zones: [...new Set(b.zones)],
         expiresAt,
@@ -246,10 +284,11 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
       try {
         await store.addAgreement(a);
       } catch (err) {
+        // Only ever the grantor's own id.
         if (err instanceof AlreadyExistsError) throw new ApiError(409, 'CONFLICT', `agreement ${a.id} exists`, 'body.id');
         throw err;
       }
-      await record(p, 'agreement.proposed', a.grantor, `agreement:${a.id}`, {
+      await record(p, 'agreement.proposed', a.grantor, `agreement:${qualified(a.grantor, a.id)}`, {
         grantee: a.grantee,
         datasets: a.datasets,
         purposes: a.purposes,
@@ -269,8 +308,7 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
     async (req) => {
       const p = req.principal;
       requireRole(p, 'data.read');
-      const all = await store.agreements();
-      const mine = p.member === null ? all : all.filter((a) => a.grantor === p.member || a.granteeMember === p.member);
+      const mine = (await store.agreements()).filter((a) => agreementVisibleTo(a, p.member));
       return { agreements: mine.map((a) => agreementView(a, ctx.now())) };
     },
   );
@@ -304,11 +342,13 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
         if (p.member !== null && p.member !== a.grantor) throw forbidden(`only member ${a.grantor} may ${verb} this agreement`);
         const now = ctx.now();
         const done =
-          verb === 'approve' ? await store.approveAgreement(a.id, p.user, now) : await store.revokeAgreement(a.id, p.user, now);
+          verb === 'approve'
+            ? await store.approveAgreement(a.grantor, a.id, p.user, now)
+            : await store.revokeAgreement(a.grantor, a.id, p.user, now);
         if (!done)
           throw new ApiError(409, 'CONFLICT', `agreement ${a.id} is ${agreementView(a, now).state}: it cannot be ${verb}d`);
-        await record(p, kind, a.grantor, `agreement:${a.id}`, { grantee: a.grantee });
-        return agreementView((await store.agreement(a.id))!, now);
+        await record(p, kind, a.grantor, `agreement:${qualified(a.grantor, a.id)}`, { grantee: a.grantee });
+        return agreementView((await store.agreement(a.grantor, a.id))!, now);
       },
     );
   }

@@ -27,6 +27,7 @@ import type { ServerContext } from '../context.js';
 import { LogRefusedError, openJobLog, type OpenLog } from '../job-logs.js';
 import { HIDDEN_SHOWN, SECRET_SHOWN, type SecretBox } from '../secrets.js';
 import { UnknownDatasetError, type Admission } from '../../governance/governance.js';
+import { AmbiguousNameError } from '../../governance/model.js';
 
 const JobId = z.object({ id: z.string().regex(/^\d{1,18}$/, 'a job id') });
 const Jobs = z.object({ jobs: z.array(JobView) });
@@ -424,6 +425,7 @@ async function admitted(jobs: NewJob[], p: Principal, ctx: ServerContext): Promi
     });
   } catch (err) {
     if (err instanceof UnknownDatasetError) throw new ApiError(404, 'NOT_FOUND', err.message, 'body.datasets');
+    if (err instanceof AmbiguousNameError) throw new ApiError(400, 'VALIDATION_FAILED', err.message, 'body.datasets');
     throw err;
   }
   const actor = `${p.role}:${p.user}`;
@@ -441,10 +443,15 @@ async function admitted(jobs: NewJob[], p: Principal, ctx: ServerContext): Promi
     kind: 'admission.allowed',
     actor,
     member,
-    subject: `datasets:${r.datasets.join(',')}`,
+    subject: `datasets:${a.datasets.join(',')}`,
     data: { purpose: r.purpose, zone: a.zone, exclusive: a.exclusive, agreements: a.uses.map((u) => u.agreement) },
   });
-  return jobs.map((j) => ({ ...j, request: { ...j.request, zone: a.zone, exclusive: a.exclusive } }));
+  // The job keeps the qualified names it was admitted with (`pharma/trials`): a dataset of that
+  // bare name registered later never changes what it uses, where it is placed or in its lineage.
+  return jobs.map((j) => ({
+    ...j,
+    request: { ...j.request, datasets: [...a.datasets], zone: a.zone, exclusive: a.exclusive },
+  }));
 }
 
 function bad(field: string, message: string): never {

@@ -6,14 +6,18 @@
 // Who sees a model: its member (every role), operators and consortium-wide auditors (all of it);
 // a member whose datasets it was trained on (a grantor of one of its agreements) sees that it
 // exists and its lineage, with other members' datasets and agreements hidden, never its card or
-// artifact. Everyone else: 404.
+// artifact. Everyone else: 404, exactly as for a model that does not exist.
+//
+// A model version is its member's: (member, name, version). A route's name is the caller's own
+// member's model, else the one other member's it may see by that name and version, or
+// `member/name` (`telecom%2Fran-chem` in a path).
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Site } from '../../core/site.js';
 import { approverPerson, complete, refuseApproval, requesterPerson, vouchingChain } from '../../governance/approvals.js';
-import { CLASSIFICATIONS } from '../../governance/model.js';
+import { AmbiguousNameError, CLASSIFICATIONS, qualified, resolveName } from '../../governance/model.js';
 import {
   agreementsUsed,
   buildLineage,
@@ -42,7 +46,17 @@ const slug = (max: number) =>
     .min(1)
     .max(max)
     .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, dot, dash and underscore');
-const ModelId = z.object({ name: slug(128), version: slug(64) });
+const ModelId = z.object({
+  name: z
+    .string()
+    .min(1)
+    .max(193)
+    .regex(
+      /^([a-z0-9][a-z0-9._-]*\/)?[A-Za-z0-9][A-Za-z0-9._-]*$/,
+      'a model name (letters, digits, dot, dash and underscore), or member/name',
+    ),
+  version: slug(64),
+});
 const HOUR = 3600;
 /** How long a request waits for its approvers; a break-glass grant is good for as long. */
 const APPROVAL_TTL: Readonly<Record<ApprovalKind, number>> = { 'model-export': 7 * 24 * HOUR, 'break-glass': 24 * HOUR };
@@ -211,11 +225,24 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const record = (p: Principal, kind: string, member: string | null, subject: string, data?: Record<string, unknown>) =>
     ctx.audit.append({ kind, actor: `${p.role}:${p.user}`, member, subject, data });
 
+  /** The version a name means to the principal, among those it may see as `need` asks; 404 otherwise, 400 when several. */
   async function visibleModel(p: Principal, name: string, version: string, need: Access = 'full') {
-    const m = await models.model(name, version);
-    const access = m && accessTo(p, m);
-    if (!m || !access || (need === 'full' && access !== 'full')) throw notFound(`model ${name} version ${version}`);
-    return { m, access };
+    const id = name.slice(name.indexOf('/') + 1);
+    const seen = (await models.modelsNamed(id, version)).flatMap((m) => {
+      const access = accessTo(p, m);
+      return access && (need === 'lineage' || access === 'full') ? [{ m, access }] : [];
+    });
+    const r = resolveName(
+      name,
+      p.member,
+      seen,
+      (x) => x.m.member,
+      (x) => x.m.name,
+    );
+    if (r.ambiguous.length > 0)
+      throw new ApiError(400, 'VALIDATION_FAILED', new AmbiguousNameError('model', name, r.ambiguous).message, 'params.name');
+    if (!r.found) throw notFound(`model ${name} version ${version}`);
+    return r.found;
   }
 
   async function job(id: string): Promise<StoredJob | undefined> {
@@ -299,10 +326,8 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (!j || j.member !== p.member) throw new ApiError(404, 'NOT_FOUND', `job ${b.jobId} not found`, 'body.jobId');
       if (j.state !== 'succeeded')
         throw new ApiError(409, 'CONFLICT', `job ${j.id} is ${j.state}: models come from succeeded jobs`, 'body.jobId');
-      const owner = await models.nameOwner(b.name);
-      if (owner !== undefined && owner !== j.member)
-        throw new ApiError(409, 'CONFLICT', `the model name ${b.name} is taken`, 'body.name');
-      const datasets = await gov.datasets([...new Set(j.request.datasets ?? [])]);
+      // The names admission resolved (`owner/id`; a bare id from before 011 resolved as it is today).
+      const datasets = await gov.jobDatasets(j.member, [...new Set(j.request.datasets ?? [])]);
       const purpose = j.request.purpose ?? null;
       const agreements = agreementsUsed({ member: j.member, project: j.project, purpose }, datasets, await gov.agreements());
       const m: ModelRecord = {
@@ -341,6 +366,7 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
       try {
         await models.addModel(m);
       } catch (err) {
+        // Only ever the member's own name and version: another member's ran-chem is no conflict.
         if (err instanceof AlreadyExistsError)
           throw new ApiError(409, 'CONFLICT', `model ${m.name} version ${m.version} exists`, 'body.version');
         throw err;
@@ -348,8 +374,8 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const subject = `model:${m.name}@${m.version}`;
       const data = {
         job: j.id,
-        datasets: datasets.map((d) => d.id),
-        agreements: agreements.map((a) => a.id),
+        datasets: datasets.map((d) => qualified(d.owner, d.id)),
+        agreements: agreements.map((a) => qualified(a.grantor, a.id)),
         restrictions: m.restrictions,
       };
       await record(p, 'model.registered', m.member, subject, data);
@@ -442,7 +468,7 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
       requireRole(p, 'model.edit');
       if (p.member !== m.member) throw forbidden(`only member ${m.member} edits this card`);
       const card = patchCard(m.card, req.body);
-      await models.updateCard(m.name, m.version, card, p.user, ctx.now());
+      await models.updateCard(m.member, m.name, m.version, card, p.user, ctx.now());
       await record(p, 'model.card.updated', m.member, `model:${m.name}@${m.version}`, { fields: Object.keys(req.body) });
       return { card };
     },
@@ -545,9 +571,9 @@ export function modelRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (b.kind === 'model-export') {
         const at = /^model:([^@]+)@(.+)$/.exec(b.subject);
         if (!at) throw new ApiError(400, 'VALIDATION_FAILED', 'a model-export subject is model:<name>@<version>', 'body.subject');
-        const m = await models.model(at[1], at[2]);
-        if (!m || p.member !== m.member)
-          throw new ApiError(404, 'NOT_FOUND', `model ${at[1]} version ${at[2]} not found`, 'body.subject');
+        // A member exports its own models only: the subject names one of them (another's is absent).
+        const m = p.member === null ? undefined : await models.model(p.member, at[1], at[2]);
+        if (!m) throw new ApiError(404, 'NOT_FOUND', `model ${at[1]} version ${at[2]} not found`, 'body.subject');
         if (m.restrictions.noExport)
           throw new ApiError(
             403,

@@ -1,6 +1,8 @@
 // The commands of data sovereignty: datasets (register, list, who may use one), data-use
 // agreements (propose, approve, revoke, list) and the operators' site-wide Cedar policies.
-// Tables for people, --json for scripts.
+// Tables for people, --json for scripts. Ids are each member's own: `trials` is your member's, else
+// the one another member granted you by that id; `pharma/trials` names pharma's (the server says
+// which qualified names to use when a bare one could mean several).
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { table } from './table.js';
@@ -77,7 +79,7 @@ export function governanceCommands(): Command[] {
   datasets
     .command('uses')
     .description('who can use the dataset, and for what (from the admission policies)')
-    .argument('<id>')
+    .argument('<id>', "the dataset: id, or owner/id for another member's")
     .option('--json', 'JSON for scripts')
     .action(async (id: string, o) => {
       const r = await client().request<{
@@ -120,7 +122,7 @@ export function governanceCommands(): Command[] {
     .command('propose')
     .argument('<id>', 'the agreement id')
     .requiredOption('--grantee <member[/project]>', 'who may use the data: a member, or one of its projects')
-    .requiredOption('--datasets <ids>', "your member's datasets it covers, comma-separated")
+    .requiredOption('--datasets <ids>', "your member's datasets it covers, comma-separated (ids of your own)")
     .requiredOption('--purposes <purposes>', 'what the data may be used for, comma-separated')
     .requiredOption('--zones <zones>', 'zones the work may run in, comma-separated')
     .requiredOption('--expires <date>', 'when it ends (ISO 8601, e.g. 2027-06-30T00:00:00Z)')
@@ -151,7 +153,7 @@ export function governanceCommands(): Command[] {
   for (const verb of ['approve', 'revoke'] as const)
     agreements
       .command(verb)
-      .argument('<id>')
+      .argument('<id>', "the agreement: id, or grantor/id for another member's")
       .option('--json', 'JSON for scripts')
       .action(async (id: string, o) => {
         const a = await client().request<AgreementView>('POST', `/v1/agreements/${encodeURIComponent(id)}/${verb}`);

@@ -1,6 +1,7 @@
 // `fabrik models` (register, list, show, card, export) and `fabrik approvals` (request, approve,
 // list, break-glass): the model registry and the two-person rule, over the API. Tables for people,
-// --json for scripts; a card prints as Markdown by default, the way it is meant to be read.
+// --json for scripts; a card prints as Markdown by default, the way it is meant to be read. Names
+// are each member's own: `ran-chem` is yours, else the one you may see; `telecom/ran-chem` names one.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { table } from './table.js';
 import { client, json } from './output.js';
@@ -102,7 +103,7 @@ export function modelsCommand(): Command {
   models
     .command('show')
     .description('a model version and its lineage: datasets → agreements → job → placement → model')
-    .argument('<name>')
+    .argument('<name>', "the model: name, or member/name for another member's")
     .argument('<version>')
     .option('--json', 'JSON for scripts')
     .action(async (name: string, version: string, o) => {
@@ -135,7 +136,7 @@ export function modelsCommand(): Command {
   models
     .command('card')
     .description('the model card (Markdown or JSON), with the EU AI Act Annex XI fields; --set fills in fields first')
-    .argument('<name>')
+    .argument('<name>', "the model: name, or member/name for another member's")
     .argument('<version>')
     .addOption(new Option('--format <format>', 'markdown or json').choices(['markdown', 'json']).default('markdown'))
     .option('--set <field=value>', 'fill in (or, with an empty value, clear) a card field; repeatable', cardField)
@@ -151,7 +152,7 @@ export function modelsCommand(): Command {
   models
     .command('export')
     .description('export a model: never with noExport; a restricted one after two member admins approved your request')
-    .argument('<name>')
+    .argument('<name>', "the model: name, or member/name for another member's")
     .argument('<version>')
     .option('--json', 'JSON for scripts')
     .action(async (name: string, version: string, o) => {

@@ -64,7 +64,17 @@ describe('fabrik datasets, agreements and submit --dataset', () => {
     expect(dua.out).toContain('agreement dua-genomes proposed: pharma → telecom');
     expect((await fabrik('pam', ['agreements', 'approve', 'dua-genomes'])).out.trim()).toBe('agreement dua-genomes approved');
 
-    const ok = await fabrik('tom', ['submit', '--dataset', 'genomes', '--purpose', 'research', '--parsable', '--wrap', 'true']);
+    // Qualified (pharma's genomes), as the README does; the refused one below names it bare.
+    const ok = await fabrik('tom', [
+      'submit',
+      '--dataset',
+      'pharma/genomes',
+      '--purpose',
+      'research',
+      '--parsable',
+      '--wrap',
+      'true',
+    ]);
     expect(ok.code, ok.err).toBe(0);
     expect(ok.out.trim()).toMatch(/^\d+$/);
     const refused = await fabrik('tom', ['submit', '--dataset', 'genomes', '--purpose', 'advertising', '--wrap', 'true']);

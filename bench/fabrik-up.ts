@@ -17,8 +17,9 @@ export interface FabrikProcess {
 
 export async function startFabrik(flags: readonly string[]): Promise<FabrikProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'fabrik-bench-'));
-  // The slurm executor's jobs run as members' Unix users, who write their logs in it.
-  chmodSync(dir, 0o755);
+  // The slurm executor's jobs run as members' Unix users, who write their logs in it: they may pass
+  // through (0711, what `fabrik up` accepts for it); every other executor's folder is the server's alone.
+  chmodSync(dir, flags.includes('slurm') ? 0o711 : 0o700);
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', `${root}src/cli/main.ts`, 'up', '--data', dir, '--port', '0', ...flags],
@@ -50,4 +51,20 @@ export async function startFabrik(flags: readonly string[]): Promise<FabrikProce
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * A token of `member`'s first member admin, made by the operator (the bootstrap; good for a day):
+ * only a member's people submit jobs or make gateway keys, and a fresh server has only the operator.
+ */
+export async function memberAdminToken(url: string, operator: string, member: string): Promise<string> {
+  const res = await fetch(`${url}/v1/users`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${operator}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: `${member}-bench`, roles: ['member-admin'], member }),
+  });
+  const body = (await res.json()) as { secret?: string };
+  if (res.status !== 201 || !body.secret)
+    throw new Error(`bootstrapping ${member}'s admin: ${res.status} ${JSON.stringify(body)}`);
+  return body.secret;
 }

@@ -9,6 +9,7 @@
 // (p50 and p99 at BENCH_RATE, 500/s by default; rate_per_s: the highest rate held.)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
+import { memberAdminToken } from './fabrik-up.js';
 
 const root = new URL('../', import.meta.url).pathname;
 const RATES = (process.env.BENCH_RATES ?? '100,250,500,750').split(',').map(Number);
@@ -146,10 +147,12 @@ const engineUrl = em[1];
 const { proc: serverProc, match: sm } = await child([`${root}bench/gateway-server.ts`, engineUrl], /^(\{.*\})$/m, true);
 const { url: gatewayUrl, token } = JSON.parse(sm[1]) as { url: string; token: string };
 try {
+  // Pharma's admin makes the key: an operator makes none for a member.
+  const pharma = await memberAdminToken(gatewayUrl, token, 'pharma');
   const res = await fetch(`${gatewayUrl}/v1/keys`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'bench', member: 'pharma', models: ['bench'] }),
+    headers: { authorization: `Bearer ${pharma}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'bench', models: ['bench'] }),
   });
   const { secret } = (await res.json()) as { secret: string };
   console.log(

@@ -4,7 +4,7 @@
 // the Slurm job is R. Last line:
 // {"fabrik_submit_to_running_ms_p50":…,"sbatch_submit_to_running_ms_p50":…,"fabrik_submit_to_running_ms_p99":…,"sbatch_submit_to_running_ms_p99":…,"overhead_ms_p50":…}
 import { execFileSync, spawnSync } from 'node:child_process';
-import { startFabrik } from './fabrik-up.js';
+import { memberAdminToken, startFabrik } from './fabrik-up.js';
 
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 20);
 
@@ -24,9 +24,11 @@ async function untilRunning(match: (line: string) => boolean, timeoutMs = 30_000
   throw new Error('the job did not start within 30 s');
 }
 
-// Jobs run as the member's Unix user (pharma-operator here), made on the first job.
+// Jobs run as the member's Unix user (pharma-pharma-bench here, its admin's), made on the first job.
 const f = await startFabrik(['--executor', 'slurm', '--slurm-create-users']);
 const url = f.url;
+// Pharma's admin submits (an operator submits for no member); the operator cancels.
+const pharma = await memberAdminToken(f.url, f.token, 'pharma');
 const headers = { authorization: `Bearer ${f.token}`, 'content-type': 'application/json' };
 
 const fabrik: number[] = [];
@@ -37,9 +39,8 @@ try {
     let t0 = performance.now();
     const r = await fetch(`${url}/v1/jobs`, {
       method: 'POST',
-      headers,
+      headers: { ...headers, authorization: `Bearer ${pharma}` },
       body: JSON.stringify({
-        member: 'pharma',
         name: `bench-fabrik-${process.pid}`,
         script: '#!/bin/bash\nsleep 30\n',
         gpus: 1,

@@ -136,7 +136,7 @@ const EXECUTOR_FILES = /^(script\.sh|rank-\d+\.(json|exit(\.tmp|\.signalled)?))$
 export const SubmitRequest = z
   .strictObject({
     name: name.default('job'),
-    /** Operators submit on a member's behalf; everyone else submits for their own member. */
+    /** The submitter's own member, which it may repeat; another is refused (operators submit for none). */
     member: id.optional(),
     /** Default: the member's first project. */
     project: id.optional(),

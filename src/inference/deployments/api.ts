@@ -19,7 +19,7 @@ const idle = z
 
 export const CreateDeployment = z
   .strictObject({
-    /** Operators deploy on a member's behalf; everyone else for their own member. */
+    /** The deployer's own member, which it may repeat; another is refused (operators deploy for none). */
     member: id.optional(),
     /** Default: the member's first project (the replicas' GPU-hours are charged to it). */
     project: id.optional(),

@@ -181,7 +181,7 @@ export function requireRole(p: Principal, action: Action): void {
   if (ALLOWED[action].includes(p.role)) return;
   const work = p.role === 'operator' ? MEMBERS_WORK[action] : undefined;
   if (work) throw new ApiError(403, 'FORBIDDEN', work.message, work.field);
-  throw forbidden(`a ${p.role} may not ${DOING[action]}`);
+  throw forbidden(`${/^[aeiou]/.test(p.role) ? 'an' : 'a'} ${p.role} may not ${DOING[action]}`);
 }
 
 /**

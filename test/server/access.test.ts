@@ -483,8 +483,9 @@ describe('scopes that cannot be escaped', () => {
       const tok = tokenOf(auditor);
       const sub = await t.call(tok, 'POST', '/v1/jobs', { command: ['true'], member: OWN });
       const cancel = await t.call(tok, 'POST', `/v1/jobs/${(await waiting('own')).id}/cancel`);
-      const logs = await t.call(tok, 'GET', `/v1/jobs/${done.own.id}/logs`);
+      const logs = await t.call<{ error: { message: string } }>(tok, 'GET', `/v1/jobs/${done.own.id}/logs`);
       expect([sub.status, cancel.status, logs.status]).toEqual([403, 403, 403]);
+      expect(logs.body.error.message).toBe('an auditor may not read job logs');
     }
   });
 

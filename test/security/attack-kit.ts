@@ -46,7 +46,7 @@ export interface Targets {
  * The attacker's job: everything a member's job was seen to try. Each probe prints what it got;
  * the test then looks for the planted markers and the server's secrets in the log.
  */
-export function attackerScript(x: Targets): string {
+export function attackerScript(x: Targets, o: { harmful?: boolean } = { harmful: true }): string {
   const ports = Object.entries(x.ports)
     .map(([name, port]) => `probe_port ${name} ${port}`)
     .join('\n');
@@ -66,14 +66,21 @@ done
 # Ports it must not reach.
 probe_port() { if (exec 3<>/dev/tcp/127.0.0.1/$2) 2>/dev/null; then echo "CONNECTED $1 $2"; else echo "refused $1 $2"; fi; }
 ${ports}
-# Tamper with the store, and write into the victim's folder.
-echo tampered >> "${x.dataDir}/fabrik.db" 2>&1 && echo "WROTE store"
-echo tampered >> "${x.dataDir}/operator-token" 2>&1 && echo "WROTE operator-token"
-# Every process it can signal, killed (its own included, last).
-for p in /proc/[0-9]*; do q=\${p#/proc/}; [ "$q" != "$$" ] && kill -9 "$q" 2>/dev/null && echo "KILLED $q $(cat $p/comm 2>/dev/null)"; done
+${o.harmful ? HARM(x.dataDir) : ''}
 echo "attack done"
 `;
 }
+
+/**
+ * What the attacker breaks when it can: the store and the operator token tampered with, every
+ * process it can signal killed (its own shell last). Left out of the unconfined control run, which
+ * runs as root on the test host.
+ */
+const HARM = (dataDir: string) => `# Tamper with the store and the operator token.
+echo tampered >> "${dataDir}/fabrik.db" 2>&1 && echo "WROTE store"
+echo tampered >> "${dataDir}/operator-token" 2>&1 && echo "WROTE operator-token"
+# Every process it can signal, killed.
+for p in /proc/[0-9]*; do q=\${p#/proc/}; [ "$q" != "$$" ] && kill -9 "$q" 2>/dev/null && echo "KILLED $q $(cat $p/comm 2>/dev/null)"; done`;
 
 /** What must never be in an attacker's log: the planted markers, the server's secrets and the store's files. */
 export function serverSecrets(dataDir: string, extra: readonly string[] = []): string[] {

@@ -5,25 +5,21 @@
 // folder's modes, Slurm's PrivateData, and the API's refusals (docs/security.md says what the site
 // must add, such as a store the nodes cannot reach without a password).
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
-import { forEachEngine, type Location } from '../audit/engines.js';
+import { forEachEngine } from '../audit/engines.js';
 import { slurmReachable } from '../slurm-cluster.js';
-import { killHard, operatorToken, spawnServer, type SpawnedServer } from '../server/spawned.js';
-import { apiClient, type ApiClient } from './client.js';
+import { startTarget, type ApiClient, type Target } from './client.js';
 import { attackerScript, expectNoneOf, plant, serverSecrets, victimJob, type Planted } from './attack-kit.js';
 
 const reachable = await slurmReachable('the attack suite on Slurm');
 
 forEachEngine('attack suite, Slurm executor', (engine, location) => {
   describe.runIf(reachable)(`attacks through jobs (Slurm executor, ${engine})`, () => {
-    let loc: Location;
-    let dir: string;
+    let target: Target;
     let data: string;
-    let s: SpawnedServer;
     let api: ApiClient;
     let pia: string;
     let tom: string;
@@ -32,38 +28,25 @@ forEachEngine('attack suite, Slurm executor', (engine, location) => {
     const serverSecret = `server-secret-${randomBytes(12).toString('hex')}`;
 
     beforeAll(async () => {
-      loc = await location();
-      dir = mkdtempSync(join(tmpdir(), 'fabrik-attack-slurm-'));
       // The members' users pass through to their own job folders (the data folder itself is 0711).
-      chmodSync(dir, 0o711);
-      data = join(dir, 'data');
-      s = await spawnServer(
-        data,
-        [
-          '--executor',
-          'slurm',
-          '--slurm-create-users',
-          '--store',
-          engine === 'sqlite' ? `sqlite:${join(data, 'fabrik.db')}` : loc.url,
-        ],
-        { FABRIK_ATTACK_SERVER_SECRET: serverSecret },
-      );
-      api = apiClient(s.url);
-      const people = await api.people(operatorToken(data), { pharma: ['pia'], telecom: ['tom'] });
-      pia = people.pharma.pia;
-      tom = people.telecom.tom;
+      target = await startTarget(engine, await location(), {
+        flags: ['--executor', 'slurm', '--slurm-create-users'],
+        env: { FABRIK_ATTACK_SERVER_SECRET: serverSecret },
+        folderMode: 0o711,
+      });
+      ({ data, api } = target);
+      pia = target.people.pharma.pia;
+      tom = target.people.telecom.tom;
       planted = plant();
       victim = await api.startRunning(pia, victimJob(planted));
     }, 120_000);
     afterAll(async () => {
       if (victim) await api.call(pia, 'POST', `/v1/jobs/${victim.id}/cancel`).catch(() => undefined);
-      if (s) await killHard(s);
-      await loc?.dispose();
-      if (dir) rmSync(dir, { recursive: true, force: true });
+      await target?.close();
     });
 
     it("gives the attacker's Slurm job nothing of the server, the store or the victim, and lets it stop nothing", async () => {
-      const operatorBefore = operatorToken(data);
+      const operatorBefore = target.operator;
       const script = attackerScript({
         dataDir: data,
         victimJobId: victim.id,
@@ -105,7 +88,7 @@ forEachEngine('attack suite, Slurm executor', (engine, location) => {
         120_000,
       );
       expect(log).toContain(`mine=${planted.victimSecret}`);
-      const operator = operatorToken(data);
+      const operator = target.operator;
       for (const token of [operator, pia, tom]) {
         const text = JSON.stringify((await api.call(token, 'GET', '/v1/jobs?limit=1000')).body);
         expectNoneOf(text, [planted.victimSecret], 'the job list');

@@ -4,21 +4,20 @@
 // Every attack must be refused, and nothing of the server or of the victim may reach the attacker.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
-import { forEachEngine, type Location } from '../audit/engines.js';
-import { spawnServer, killHard, operatorToken, type SpawnedServer } from '../server/spawned.js';
-import { apiClient, type ApiClient } from './client.js';
+import { forEachEngine } from '../audit/engines.js';
+import { operatorToken, type SpawnedServer } from '../server/spawned.js';
+import { startTarget, type ApiClient, type Target } from './client.js';
 import { attackerScript, expectNoneOf, plant, serverSecrets, victimJob, type Planted } from './attack-kit.js';
 
 const BIN = new URL('../../bin/fabrik', import.meta.url).pathname;
 
 forEachEngine('attack suite, local executor', (engine, location) => {
   describe(`attacks through jobs and requests (local executor, ${engine})`, () => {
-    let loc: Location;
+    let target: Target;
     let dir: string;
     let s: SpawnedServer;
     let api: ApiClient;
@@ -29,30 +28,16 @@ forEachEngine('attack suite, local executor', (engine, location) => {
     const serverSecret = `server-secret-${randomBytes(12).toString('hex')}`;
 
     beforeAll(async () => {
-      loc = await location();
-      dir = mkdtempSync(join(tmpdir(), 'fabrik-attack-'));
       // The server's own environment holds a secret, as FABRIK_STORE's password would.
-      s = await spawnServer(
-        join(dir, 'data'),
-        ['--store', engine === 'sqlite' ? `sqlite:${join(dir, 'data', 'fabrik.db')}` : loc.url],
-        {
-          FABRIK_ATTACK_SERVER_SECRET: serverSecret,
-        },
-      );
-      api = apiClient(s.url);
-      const people = await api.people(operatorToken(join(dir, 'data')), {
-        pharma: ['pia'],
-        telecom: ['tom'],
-      });
-      pia = people.pharma.pia;
-      tom = people.telecom.tom;
+      target = await startTarget(engine, await location(), { env: { FABRIK_ATTACK_SERVER_SECRET: serverSecret } });
+      ({ dir, server: s, api } = target);
+      pia = target.people.pharma.pia;
+      tom = target.people.telecom.tom;
       planted = plant();
       victim = await api.startRunning(pia, victimJob(planted));
     }, 120_000);
     afterAll(async () => {
-      if (s) await killHard(s);
-      await loc?.dispose();
-      if (dir) rmSync(dir, { recursive: true, force: true });
+      await target?.close();
     });
 
     it('keeps the data folder 0700 and the store and the secrets in it 0600', () => {
@@ -101,12 +86,15 @@ forEachEngine('attack suite, local executor', (engine, location) => {
         'bash',
         [
           '-c',
-          attackerScript({
-            dataDir: data,
-            victimJobId: victim.id,
-            ports: {},
-            victimFolders: [join(data, 'jobs', victim.id)],
-          }).replace(/^for p in .*kill -9.*$/m, ''),
+          attackerScript(
+            {
+              dataDir: data,
+              victimJobId: victim.id,
+              ports: {},
+              victimFolders: [join(data, 'jobs', victim.id)],
+            },
+            { harmful: false },
+          ),
         ],
         { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
       );
@@ -205,6 +193,22 @@ forEachEngine('attack suite, local executor', (engine, location) => {
       });
       expect(log, err).toContain('probe done');
       expect(log).not.toContain('CONNECTED');
+      // While the gateway, for pharma's own key, does reach it.
+      const key = await api.call<{ secret: string }>(pia, 'POST', '/v1/keys', {
+        name: 'victim-app',
+        models: ['victim-model'],
+        classification: 'public',
+      });
+      expect(key.status, JSON.stringify(key.body)).toBe(201);
+      const answer = await api.waitFor('the replica to answer through the gateway', async () => {
+        const res = await fetch(`${api.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key.body.secret}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'victim-model', messages: [{ role: 'user', content: 'hello' }], max_tokens: 4 }),
+        });
+        return res.status === 200 ? ((await res.json()) as { choices: unknown[] }) : undefined;
+      });
+      expect(answer.choices.length).toBe(1);
       await api.call(pia, 'DELETE', `/v1/deployments/${dep.body.id}`);
     }, 120_000);
   });

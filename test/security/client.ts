@@ -1,8 +1,13 @@
 // A member's view of a running Fabrik, over HTTP and through the real CLI only: what an attacker
 // with an ordinary account has. Nothing here reaches into the server's process.
 import { execFile } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
+import type { Location } from '../audit/engines.js';
+import { killHard, operatorToken, spawnServer, type SpawnedServer } from '../server/spawned.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 export const FINAL = ['succeeded', 'failed', 'cancelled', 'timeout', 'lost'];
@@ -126,6 +131,51 @@ export function apiClient(url: string): ApiClient {
         }
       }
       return result as never;
+    },
+  };
+}
+
+/** A real `fabrik up` to attack, in its own process, with tokens for pharma's pia and telecom's tom. */
+export interface Target {
+  readonly dir: string;
+  /** Its data folder. */
+  readonly data: string;
+  readonly server: SpawnedServer;
+  readonly api: ApiClient;
+  readonly operator: string;
+  readonly people: Record<'pharma' | 'telecom', Record<string, string>>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `fabrik up` on a fresh data folder and the store of `engine` at `loc`, with `flags` and
+ * `env` (a secret planted in its own environment), and makes pharma's pia and telecom's tom.
+ */
+export async function startTarget(
+  engine: 'sqlite' | 'postgres',
+  loc: Location,
+  o: { flags?: readonly string[]; env?: Record<string, string>; folderMode?: number } = {},
+): Promise<Target> {
+  const dir = mkdtempSync(join(tmpdir(), 'fabrik-attack-'));
+  // The Slurm executor's users pass through to their own job folders.
+  if (o.folderMode !== undefined) chmodSync(dir, o.folderMode);
+  const data = join(dir, 'data');
+  const store = engine === 'sqlite' ? `sqlite:${join(data, 'fabrik.db')}` : loc.url;
+  const server = await spawnServer(data, [...(o.flags ?? []), '--store', store], o.env ?? {});
+  const api = apiClient(server.url);
+  const operator = operatorToken(data);
+  const people = await api.people(operator, { pharma: ['pia'], telecom: ['tom'] });
+  return {
+    dir,
+    data,
+    server,
+    api,
+    operator,
+    people,
+    async close() {
+      await killHard(server);
+      await loc.dispose();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

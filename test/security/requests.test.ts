@@ -4,15 +4,14 @@
 // the jobs API and the audit log, and the inputs that answered 500. Every one must be refused, and
 // the refusal must say no more than an absent object would.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
-import { forEachEngine, type Location } from '../audit/engines.js';
-import { killHard, operatorToken, spawnServer, type SpawnedServer } from '../server/spawned.js';
-import { apiClient, type ApiClient } from './client.js';
+import { forEachEngine } from '../audit/engines.js';
+import { startTarget, type ApiClient, type Target } from './client.js';
 
 const ISSUER = 'https://idp.attack.example';
 
@@ -20,42 +19,26 @@ type ErrorBody = { error: { code: string; message: string; field?: string } };
 
 forEachEngine('attack suite, requests', (engine, location) => {
   describe(`attacks through requests (${engine})`, () => {
-    let loc: Location;
-    let dir: string;
-    let s: SpawnedServer;
+    let target: Target;
     let api: ApiClient;
     let operator: string;
-    let people: Record<'pharma' | 'telecom', Record<string, string>>;
+    let people: Target['people'];
     let sign: (claims: JWTPayload, expires?: string | null) => Promise<string>;
 
     beforeAll(async () => {
-      loc = await location();
-      dir = mkdtempSync(join(tmpdir(), 'fabrik-attack-req-'));
       const { publicKey, privateKey } = await generateKeyPair('RS256');
-      const jwks = join(dir, 'jwks.json');
+      const jwks = join(mkdtempSync(join(tmpdir(), 'fabrik-attack-idp-')), 'jwks.json');
       writeFileSync(jwks, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k', alg: 'RS256', use: 'sig' }] }));
       sign = (claims, expires = '10m') => {
         const jwt = new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'k' }).setIssuer(ISSUER).setIssuedAt();
         if (expires !== null) jwt.setExpirationTime(expires);
         return jwt.sign(privateKey);
       };
-      const data = join(dir, 'data');
-      s = await spawnServer(data, [
-        '--store',
-        engine === 'sqlite' ? `sqlite:${join(data, 'fabrik.db')}` : loc.url,
-        '--oidc-issuer',
-        ISSUER,
-        '--oidc-jwks',
-        jwks,
-      ]);
-      api = apiClient(s.url);
-      operator = operatorToken(data);
-      people = await api.people(operator, { pharma: ['pia'], telecom: ['tom'] });
+      target = await startTarget(engine, await location(), { flags: ['--oidc-issuer', ISSUER, '--oidc-jwks', jwks] });
+      ({ api, operator, people } = target);
     }, 120_000);
     afterAll(async () => {
-      if (s) await killHard(s);
-      await loc?.dispose();
-      if (dir) rmSync(dir, { recursive: true, force: true });
+      await target?.close();
     });
 
     describe('people, not names', () => {

@@ -200,16 +200,17 @@ forEachEngine('job secrets', (engine, location) => {
       await ended(alice, ok.body.jobs[0].id);
     });
 
-    it('fabrik submit --export=ALL leaves FABRIK_TOKEN out (and says so), and sends --secret-env encrypted', async () => {
+    it('fabrik submit --export=ALL leaves FABRIK_* out (naming all but its own settings), and sends --secret-env encrypted', async () => {
       const out = await fabrik(['--wrap', 'env', '--secret-env', 'CLI_SECRET', '--parsable'], {
         FABRIK_URL: t.server.url,
         FABRIK_TOKEN: alice,
+        FABRIK_STORE: 'postgres://fabrik:pw@db/fabrik',
         OTHER_VAR: 'fine',
         CLI_SECRET: secret,
       });
       expect(out.code, out.err).toBe(0);
       expect(out.err.match(/not exported: /g)).toHaveLength(1);
-      expect(out.err).toMatch(/FABRIK_TOKEN/);
+      expect(out.err).toMatch(/not exported: FABRIK_STORE \(/);
       expect(out.err).not.toContain(alice);
       const id = out.out.trim();
       const j = await ended(alice, id);

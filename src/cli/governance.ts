@@ -62,7 +62,6 @@ export function governanceCommands(): Command[] {
     .requiredOption('--zones <zones>', 'zones its data may be processed in, comma-separated')
     .requiredOption('--location <path>', 'where it lives on the factory storage')
     .option('--name <name>', 'a name for people')
-    .option('--owner <member>', 'its member (operators registering for a member)')
     .option('--json', 'JSON for scripts')
     .action(async (id: string, o) => {
       const d = await client().request<DatasetView>('POST', '/v1/datasets', {
@@ -71,7 +70,6 @@ export function governanceCommands(): Command[] {
         zones: commaList(o.zones),
         location: o.location,
         ...(o.name ? { name: o.name } : {}),
-        ...(o.owner ? { owner: o.owner } : {}),
       });
       if (o.json) return json(d);
       console.log(line`dataset ${d.id} registered for ${d.owner}: ${d.classification}, zones ${d.zones.join(', ')}`);

@@ -30,7 +30,7 @@ export const datasetName = z
 
 export const DatasetInput = z.strictObject({
   id,
-  /** Operators register on a member's behalf; everyone else for their own member. */
+  /** The registering person's own member (it may be repeated, never another). */
   owner: id.optional(),
   name: z.string().min(1).max(256).optional(),
   classification: z.enum(CLASSIFICATIONS),
@@ -56,7 +56,7 @@ export const AgreementInput = z.strictObject({
   id,
   /** A member (`telecom`) or one of its projects (`telecom/ran-model`). */
   grantee: z.string().regex(/^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)?$/, 'a member, or member/project'),
-  /** The grantor's datasets: `trials`, or `pharma/trials` (what an operator proposing for a member gives). */
+  /** The grantor's own datasets: `trials`, or `pharma/trials`. */
   datasets: z.array(datasetName).min(1).max(256),
   purposes: z.array(purpose).min(1).max(64),
   zones: z.array(id).min(1).max(64),

@@ -185,6 +185,21 @@ export function requireRole(p: Principal, action: Action): void {
 }
 
 /**
+ * For a member's own work (MEMBERS_WORK: submitting, deploying, registering…): requireRole, then the
+ * member the work is for, which is always the asker's own. `named` is what the request says in its
+ * member field, where it has one: it may repeat the asker's member, and nothing else.
+ */
+export function memberOfWork(p: Principal, action: Action, named?: { value?: string | null; field: string }): string {
+  requireRole(p, action);
+  // Only a member's people pass requireRole for such work; this keeps it so if the table changes.
+  const work = MEMBERS_WORK[action];
+  if (p.member === null) throw new ApiError(403, 'FORBIDDEN', work?.message ?? `${p.role}s act for no member`, work?.field);
+  if (named?.value != null && named.value !== p.member)
+    throw new ApiError(403, 'FORBIDDEN', `you ${DOING[action]} of member ${p.member} only`, named.field);
+  return p.member;
+}
+
+/**
  * Checks an action on an object of `member` (owned by `user`, for jobs): 404 when the object is
  * another member's, 403 when it is visible but the role may not act on it.
  */

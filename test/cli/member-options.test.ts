@@ -65,8 +65,6 @@ describe("the CLI's --member options", () => {
       'datasets',
       'register',
       'trials',
-      '--owner',
-      'pharma',
       '--classification',
       'internal',
       '--zones',

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { isoTime } from '../../api/contract.js';
 import type { Principal } from '../../server/auth.js';
 import type { ServerContext } from '../../server/context.js';
-import { authorize, requireRole } from '../../server/access.js';
+import { authorize, memberOfWork, requireRole } from '../../server/access.js';
 import { ApiError, notFound } from '../../server/errors.js';
 import { CreateDeployment, DeploymentView, ScaleDeployment } from './api.js';
 import { DeploymentConflictError, type DeploymentController } from './controller.js';
@@ -75,14 +75,10 @@ export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext & { de
     },
     async (req, reply) => {
       const p = req.principal;
-      requireRole(p, 'deployment.create');
       const b = req.body;
-      // Only a member's people get here; `member` may repeat their own and nothing else.
-      if (p.member === null) throw new ApiError(403, 'FORBIDDEN', "models are deployed by a member's people", 'body.member');
-      if (b.member !== undefined && b.member !== p.member)
-        throw new ApiError(403, 'FORBIDDEN', `you deploy for member ${p.member} only`, 'body.member');
-      const member = ctx.consortium.members.find((m) => m.id === p.member);
-      if (!member) throw bad('body.member', `no member ${p.member}`);
+      const id = memberOfWork(p, 'deployment.create', { value: b.member, field: 'body.member' });
+      const member = ctx.consortium.members.find((m) => m.id === id);
+      if (!member) throw bad('body.member', `no member ${id}`);
       const project = b.project ?? member.projects[0] ?? 'default';
       if (member.projects.length > 0 && !member.projects.includes(project))
         throw bad('body.project', `member ${member.id} has no project ${project} (it has ${member.projects.join(', ')})`);

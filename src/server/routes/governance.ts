@@ -25,7 +25,7 @@ import {
 } from '../../governance/model.js';
 import { BUILT_IN_POLICIES, InvalidPolicyError } from '../../governance/policies.js';
 import { AlreadyExistsError } from '../../governance/store.js';
-import { requireRole } from '../access.js';
+import { memberOfWork, requireRole } from '../access.js';
 import type { Principal } from '../auth.js';
 import type { ServerContext } from '../context.js';
 import { ApiError, forbidden, notFound } from '../errors.js';
@@ -124,13 +124,7 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
     { schema: { summary: 'Register a dataset of your member.', body: DatasetInput, response: { 201: DatasetView } } },
     async (req, reply) => {
       const p = req.principal;
-      requireRole(p, 'data.register');
-      const owner = p.member ?? req.body.owner;
-      if (!owner)
-        throw new ApiError(400, 'VALIDATION_FAILED', 'an operator registers on behalf of a member: give owner', 'body.owner');
-      if (p.member !== null && req.body.owner !== undefined && req.body.owner !== p.member)
-        throw new ApiError(403, 'FORBIDDEN', `you register datasets of member ${p.member} only`, 'body.owner');
-      if (!members.has(owner)) throw new ApiError(400, 'VALIDATION_FAILED', `no member ${owner}`, 'body.owner');
+      const owner = memberOfWork(p, 'data.register', { value: req.body.owner, field: 'body.owner' });
       const zones = ctx.controller.currentSite().zones;
       const unknown = req.body.zones.find((z) => !zones.includes(z));
       if (unknown) throw new ApiError(400, 'VALIDATION_FAILED', `no zone ${unknown} (zones: ${zones.join(', ')})`, 'body.zones');
@@ -226,12 +220,12 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
     },
     async (req, reply) => {
       const p = req.principal;
-      requireRole(p, 'agreement.propose');
+      const grantor = memberOfWork(p, 'agreement.propose');
       const b = req.body;
       // A member grants its own datasets only: another member's does not exist for it here, even
-      // one granted to it. An operator proposes on a member's behalf, over any member's.
+      // one granted to it.
       const candidates = (await store.datasets(b.datasets.map((n) => n.slice(n.indexOf('/') + 1)))).filter(
-        (d) => p.member === null || d.owner === p.member,
+        (d) => d.owner === grantor,
       );
       const datasets: Dataset[] = [];
       for (const name of b.datasets) {
@@ -246,9 +240,6 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
         if (!r.found) throw new ApiError(404, 'NOT_FOUND', `dataset ${name} not found`, 'body.datasets');
         datasets.push(r.found);
       }
-      const grantor = p.member ?? datasets[0].owner;
-      if (datasets.some((d) => d.owner !== grantor))
-        throw new ApiError(400, 'VALIDATION_FAILED', 'the datasets of one agreement have one owner', 'body.datasets');
       const g = granteeParts(b.grantee);
       const member = members.get(g.member);
       if (!member) throw new ApiError(400, 'VALIDATION_FAILED', `no member ${g.member}`, 'body.grantee');

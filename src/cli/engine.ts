@@ -2,7 +2,8 @@
 // as a replica's command the way it would start vLLM; the port comes from --port, or from the
 // environment the deployment sets (FABRIK_ENGINE_PORT, then PORT), since a job learns its port
 // from the scheduler only when it starts. Once listening it prints FABRIK_ENGINE_URL=… on stdout
-// (the one line a supervisor reads) and the URL on stderr (for a person).
+// (the one line a supervisor reads) and the URL on stderr (for a person). A replica's key comes from
+// FABRIK_ENGINE_API_KEY only, never a flag: argv is readable by every user of the node (`ps`).
 import { Command, InvalidArgumentError } from 'commander';
 import { startEngine } from '../inference/engine/index.js';
 
@@ -29,6 +30,16 @@ function portFromEnv(env: NodeJS.ProcessEnv): number | undefined {
   return undefined;
 }
 
+/** The key callers must present (the deployment sets it as a secret of the replica's job), or none. */
+function apiKeyFromEnv(env: NodeJS.ProcessEnv): string | undefined {
+  const v = env.FABRIK_ENGINE_API_KEY;
+  if (v === undefined) return undefined;
+  // Set but empty is a mistake that would leave the engine open to every caller: refused, not ignored.
+  if (v.trim() === '')
+    throw new EngineUsageError('FABRIK_ENGINE_API_KEY is set but empty: give the key callers must present, or unset it.');
+  return v;
+}
+
 export function engineCommand(): Command {
   return new Command('engine')
     .description('start the bundled OpenAI-compatible engine (a Markov model of a public-domain corpus, on the CPU)')
@@ -50,8 +61,10 @@ export function engineCommand(): Command {
         itlMs: o.itlMs,
         reasoning: o.reasoning === true,
         seed: o.seed,
+        apiKey: apiKeyFromEnv(process.env),
       });
-      console.error(`fabrik engine: model ${o.model}${o.reasoning ? ' (reasoning)' : ''} at ${engine.url}/v1`);
+      const guarded = process.env.FABRIK_ENGINE_API_KEY === undefined ? '' : ', callers must present FABRIK_ENGINE_API_KEY';
+      console.error(`fabrik engine: model ${o.model}${o.reasoning ? ' (reasoning)' : ''} at ${engine.url}/v1${guarded}`);
       console.log(`FABRIK_ENGINE_URL=${engine.url}`);
       const stop = () => {
         void engine.close().then(() => process.exit(0));

@@ -26,7 +26,27 @@ export interface Replica {
   readonly reasoning: boolean;
   /** Answered its last health check; the gateway routes to healthy replicas only. */
   readonly healthy: boolean;
+  /**
+   * `Bearer <replica token>`: what the gateway presents on every upstream request, so that the
+   * replica serves the gateway and no other caller (see REPLICA_TOKEN_ENV). Computed once per
+   * replica, never per request.
+   */
+  readonly authorization?: string;
 }
+
+/**
+ * The secret variable a replica's job gets its token in: the bundled engine (`fabrik engine`)
+ * requires `Authorization: Bearer $FABRIK_ENGINE_API_KEY` on every route when it is set. A Fabrik
+ * credential name, so the API refuses it in any member's `env` and `secretEnv` (fabrikCredentialIn):
+ * only the deployments controller sets it, after the request's checks.
+ */
+export const REPLICA_TOKEN_ENV = 'FABRIK_ENGINE_API_KEY';
+/**
+ * The same token under the name vLLM reads by itself (`vllm serve` requires it on `/v1/*` when set,
+ * as `--api-key` would), so a vLLM replica is protected without a flag: a flag's value is in the
+ * process's argv, which every user of the node can read (`ps`).
+ */
+export const VLLM_TOKEN_ENV = 'VLLM_API_KEY';
 
 export interface ReplicaSource {
   /** The member's replicas serving `model` (any health; the caller filters). */
@@ -75,14 +95,18 @@ export function upstreamOf(url: string): Upstream {
   };
 }
 
-/** GET `path` of the replica: its status code, or an error (refused, timed out). For health checks. */
-export function getStatus(url: string, path: string, timeoutMs: number): Promise<number> {
+/**
+ * GET `path` of the replica, presenting `authorization` when given: its status code, or an error
+ * (refused, timed out). For health checks.
+ */
+export function getStatus(url: string, path: string, timeoutMs: number, authorization?: string): Promise<number> {
   const t = upstreamOf(url);
+  const headers = authorization === undefined ? {} : { authorization };
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       t.socketPath
-        ? { socketPath: t.socketPath, path: t.base + path, timeout: timeoutMs }
-        : { host: t.host, port: t.port, path: t.base + path, timeout: timeoutMs },
+        ? { socketPath: t.socketPath, path: t.base + path, timeout: timeoutMs, headers }
+        : { host: t.host, port: t.port, path: t.base + path, timeout: timeoutMs, headers },
       (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));

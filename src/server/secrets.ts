@@ -4,7 +4,7 @@
 // never in the store. AES-256-GCM (node:crypto), a fresh 96-bit nonce per value; the associated
 // data binds each value to its member, user and variable name, so that a ciphertext copied into
 // another member's job by someone with write access to the store does not open there.
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readFileSync, writeSync, constants } from 'node:fs';
 
 /** Sealed values start with this: a stored value without it is never taken for plaintext. */
@@ -42,6 +42,7 @@ export interface SecretOwner {
 
 export class SecretBox {
   private key: Buffer | null = null;
+  private readonly subKeys = new Map<string, Buffer>();
 
   /**
    * `file`: the key (32 bytes, base64). Created 0600 with a random key on first use when
@@ -89,6 +90,21 @@ export class SecretBox {
    */
   fingerprint(value: string): string {
     return createHmac('sha256', this.loadKey()).update('fabrik idempotency\0').update(value).digest('base64url');
+  }
+
+  /**
+   * A value derived from the key for `purpose` and `subject` (HMAC-SHA256 under an HKDF sub-key of
+   * the purpose, base64url): a credential Fabrik can compute again at any time instead of storing
+   * it. The sub-key is the key's use for that purpose alone, so no derived value ever equals a
+   * fingerprint, a sealing key or a value derived for another purpose.
+   */
+  derive(purpose: string, subject: string): string {
+    let sub = this.subKeys.get(purpose);
+    if (!sub) {
+      sub = Buffer.from(hkdfSync('sha256', this.loadKey(), Buffer.alloc(0), `fabrik ${purpose} v1`, KEY_BYTES));
+      this.subKeys.set(purpose, sub);
+    }
+    return createHmac('sha256', sub).update(subject).digest('base64url');
   }
 
   private loadKey(): Buffer {

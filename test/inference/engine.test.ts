@@ -2,6 +2,7 @@
 // tools members use, and the gateway can be tested against the engine as against vLLM.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { Agent, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import fc from 'fast-check';
@@ -339,6 +340,80 @@ describe('models, health and errors', () => {
   });
 });
 
+describe("a replica's key (FABRIK_ENGINE_API_KEY)", () => {
+  const key = 'replica-key-9f3b2c';
+  let guarded: RunningEngine;
+  beforeAll(async () => {
+    guarded = await startEngine({ model: 'fab-guarded', apiKey: key });
+  });
+  afterAll(async () => {
+    await guarded?.close();
+  });
+
+  it('refuses every route without the key or with a wrong one, in the OpenAI shape, and serves the right one', async () => {
+    const chat = JSON.stringify({ model: 'fab-guarded', messages: ask('hello'), max_tokens: 2 });
+    const wrong = [undefined, '', `Bearer ${key}x`, `Bearer ${key.slice(0, -1)}`, key, `Basic ${key}`, `bearer ${key}`];
+    for (const authorization of wrong)
+      for (const [method, path, body] of [
+        ['GET', '/health', undefined],
+        ['GET', '/v1/models', undefined],
+        ['GET', '/v1/models/fab-guarded', undefined],
+        ['POST', '/v1/chat/completions', chat],
+        ['POST', '/v1/embeddings', JSON.stringify({ model: 'fab-guarded', input: 'x' })],
+      ] as const) {
+        const res = await fetch(guarded.url + path, {
+          method,
+          body,
+          headers: authorization === undefined ? {} : { authorization },
+        });
+        expect(res.status, `${method} ${path} with ${authorization}`).toBe(401);
+        const err = (await res.json()) as { error: Record<string, unknown> };
+        expect(err.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_api_key', param: null });
+        expect(String(err.error.message)).toMatch(/(Missing|Incorrect) API key.*gateway/);
+        expect(String(err.error.message)).not.toContain(key);
+      }
+    // The openai client sends `Authorization: Bearer <apiKey>`: the right key is served, a wrong one is refused.
+    const refused = await new OpenAI({ baseURL: `${guarded.url}/v1`, apiKey: 'not-the-key', maxRetries: 0 }).chat.completions
+      .create({ model: 'fab-guarded', messages: ask('hello') })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.AuthenticationError);
+    const right = new OpenAI({ baseURL: `${guarded.url}/v1`, apiKey: key, maxRetries: 0 });
+    const r = await right.chat.completions.create({ model: 'fab-guarded', messages: ask('Shall I compare thee'), max_tokens: 3 });
+    expect(r.usage?.completion_tokens).toBe(3);
+    expect((await right.models.list()).data.map((m) => m.id)).toEqual(['fab-guarded']);
+    expect((await fetch(`${guarded.url}/health`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+  });
+
+  it('keeps the connection usable after refusing a request whose body it did not read', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const post = (authorization: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpRequest(
+          `${guarded.url}/v1/completions`,
+          { method: 'POST', agent, headers: { authorization, 'content-type': 'application/json' } },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify({ model: 'fab-guarded', prompt: 'x'.repeat(200_000), max_tokens: 1 }));
+      });
+    expect(await post('Bearer wrong')).toBe(401);
+    expect(await post(`Bearer ${key}`)).toBe(200);
+    agent.destroy();
+  });
+
+  it('an engine without a key ignores the header, as replicas started before keys existed do', async () => {
+    const res = await fetch(`${plain.url}/health`, { headers: { authorization: 'Bearer anything' } });
+    expect(res.status).toBe(200);
+  });
+
+  it('refuses an empty key instead of serving everyone', async () => {
+    await expect(startEngine({ model: 'fab-open', apiKey: '' })).rejects.toThrow(/empty/);
+  });
+});
+
 describe('usage', () => {
   it('completion_tokens equals the tokens streamed, whatever the prompt, seed, cap, temperature and effort', async () => {
     await fc.assert(
@@ -436,6 +511,22 @@ describe('fabrik engine (the command)', () => {
     expect(url).toBe(`http://127.0.0.1:${free}`);
     child.kill('SIGTERM');
     await once(child, 'exit');
+  });
+
+  it('requires FABRIK_ENGINE_API_KEY from callers when it is set, and refuses to start when it is empty', async () => {
+    const key = 'cli-replica-key-4e1d';
+    const { url, child } = await start(['--model', 'cli-key', '--port', '0'], { FABRIK_ENGINE_API_KEY: key });
+    expect((await fetch(`${url}/health`)).status).toBe(401);
+    expect((await fetch(`${url}/health`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    const c = new OpenAI({ baseURL: `${url}/v1`, apiKey: key, maxRetries: 0 });
+    expect(
+      (await c.chat.completions.create({ model: 'cli-key', messages: ask('Liberty'), max_tokens: 2 })).usage?.completion_tokens,
+    ).toBe(2);
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+    await expect(start(['--model', 'cli-empty', '--port', '0'], { FABRIK_ENGINE_API_KEY: ' ' })).rejects.toThrow(
+      /FABRIK_ENGINE_API_KEY is set but empty/,
+    );
   });
 
   it('listens where FABRIK_ENGINE_HOST says when --host is absent (replicas on cluster nodes get 0.0.0.0)', async () => {

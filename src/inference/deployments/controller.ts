@@ -4,6 +4,12 @@
 // (NVLink domains, isolation, zones, preemption). It watches their states, replaces the ones that
 // end, health-checks the running ones, tells the gateway where they are (ReplicaSource), and
 // scales on the load the gateway reports (LoadSink).
+//
+// A replica serves the gateway only: its job gets a token of its own as a secret variable
+// (REPLICA_TOKEN_ENV), which its engine requires, and the gateway and the health checks present.
+// The token is derived, never stored: HMAC of the replica's identity (installation, deployment,
+// replica number) under a sub-key of the server's secrets key, so it is computed again after a
+// restart, and whoever reads the store learns nothing to call a replica with.
 import { createServer } from 'node:net';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
@@ -13,7 +19,7 @@ import type { Site } from '../../core/site.js';
 import type { Controller } from '../../server/controller.js';
 import type { Database } from '../../store/schema.js';
 import type { NewJob, StoredJob, Store } from '../../store/store.js';
-import { getStatus, type LoadSink, type Replica, type ReplicaSource } from '../replicas.js';
+import { getStatus, REPLICA_TOKEN_ENV, VLLM_TOKEN_ENV, type LoadSink, type Replica, type ReplicaSource } from '../replicas.js';
 import { DeploymentStore, type Deployment, type ReplicaRecord } from './store.js';
 
 export interface DeploymentSettings {
@@ -44,6 +50,8 @@ export const DEFAULT_DEPLOYMENT_SETTINGS: DeploymentSettings = {
 /** Replicas run until stopped; the longest time limit a job may have. */
 const REPLICA_WALLTIME_SECONDS = 366 * 86_400;
 const ACTOR = 'deployments';
+/** The purpose of the secrets key's sub-key that replica tokens are derived under. */
+const TOKEN_PURPOSE = 'replica token';
 
 export interface DeploymentControllerOptions {
   readonly db: Kysely<Database>;
@@ -112,6 +120,10 @@ export class DeploymentConflictError extends Error {
 
 interface ReplicaState {
   readonly rec: ReplicaRecord;
+  /** `Bearer <its token>`, what the gateway and the health checks present. */
+  readonly authorization: string;
+  /** The replica refused its token once (logged once, not every second). */
+  refusedToken: boolean;
   job: StoredJob | undefined;
   url: string | null;
   node: string | null;
@@ -148,6 +160,8 @@ export class DeploymentController implements ReplicaSource, LoadSink {
   private kicked = false;
   private closed = false;
   private zoneOfNode = new Map<string, string>();
+  /** The store's installation id: part of every replica token, so no two installations share one. */
+  private installation: string | null = null;
 
   constructor(private readonly o: DeploymentControllerOptions) {
     this.settings = { ...DEFAULT_DEPLOYMENT_SETTINGS, ...o.settings };
@@ -157,6 +171,7 @@ export class DeploymentController implements ReplicaSource, LoadSink {
   /** Loads the active deployments and their replicas (after the scheduling loop has loaded its jobs), then keeps them. */
   async start(): Promise<void> {
     this.zoneOfNode = zones(this.o.controller.currentSite());
+    this.installation = await this.o.store.installationId();
     const now = this.o.now();
     const records = await this.deployments.replicas();
     for (const d of await this.deployments.active()) {
@@ -337,6 +352,7 @@ export class DeploymentController implements ReplicaSource, LoadSink {
           accreditations: l.d.accreditations,
           reasoning: l.d.reasoning,
           healthy: r.healthy,
+          authorization: r.authorization,
         });
       }
     }
@@ -517,6 +533,8 @@ export class DeploymentController implements ReplicaSource, LoadSink {
     l.d = { ...d, nextReplica: k + 1 };
     const port = await this.allocatePort();
     const name = `deploy-${d.id}-r${k}`;
+    this.installation ??= await this.o.store.installationId();
+    const token = this.token(d.id, k);
     const {
       name: _n,
       member: _m,
@@ -537,12 +555,19 @@ export class DeploymentController implements ReplicaSource, LoadSink {
       walltimeSeconds: REPLICA_WALLTIME_SECONDS,
       zone: d.zone,
     });
+    const owner = { member: d.member, user: d.createdBy };
     const job: NewJob = {
       name,
       member: d.member,
       project: d.project,
       user: d.createdBy,
-      request,
+      // The token goes in after SubmitRequest's checks, on purpose: they refuse FABRIK_* credentials
+      // from members (fabrikCredentialIn), and this one is the controller's to give. Sealed like any
+      // secretEnv (stored encrypted, shown as "(secret)" to everyone), opened only to start the job.
+      request: {
+        ...request,
+        secretEnv: this.o.controller.secrets.sealAll(owner, { [REPLICA_TOKEN_ENV]: token, [VLLM_TOKEN_ENV]: token }),
+      },
       gpus: d.gpus,
       submittedAt: now,
       arrayTaskId: null,
@@ -570,9 +595,20 @@ export class DeploymentController implements ReplicaSource, LoadSink {
     await this.o.controller.cancel(r.rec.jobId, ACTOR);
   }
 
+  /**
+   * The replica's token: computed, never stored. Replicas started before tokens existed have none
+   * in their environment; their engines ignore the header, so they keep serving until replaced.
+   */
+  private token(deployment: string, replica: number): string {
+    if (this.installation === null) throw new Error('the deployments controller was not started');
+    return this.o.controller.secrets.derive(TOKEN_PURPOSE, `${this.installation}\0${deployment}\0${replica}`);
+  }
+
   private track(l: Live, rec: ReplicaRecord, job?: StoredJob): void {
     l.replicas.set(rec.jobId, {
       rec,
+      authorization: `Bearer ${this.token(rec.deployment, rec.replica)}`,
+      refusedToken: false,
       job,
       url: null,
       node: null,
@@ -637,11 +673,16 @@ export class DeploymentController implements ReplicaSource, LoadSink {
       let ok = false;
       try {
         // node:http rather than fetch: it reaches replicas behind a Unix socket too.
-        const status = await getStatus(url, '/health', this.settings.healthTimeoutMs);
+        // With the replica's token: an engine that requires it answers /health only to the gateway.
+        let status = await getStatus(url, '/health', this.settings.healthTimeoutMs, r.authorization);
+        if (status === 404) status = await getStatus(url, '/v1/models', this.settings.healthTimeoutMs, r.authorization);
         ok = status >= 200 && status < 300;
-        if (status === 404) {
-          const models = await getStatus(url, '/v1/models', this.settings.healthTimeoutMs);
-          ok = models >= 200 && models < 300;
+        if (status === 401 && !r.refusedToken) {
+          r.refusedToken = true;
+          this.o.log.warn(
+            { deployment: r.rec.deployment, job: r.rec.jobId },
+            "deployment replica refuses the gateway's token (was the secrets key replaced since it started?); it gets no requests",
+          );
         }
       } catch {
         ok = false;

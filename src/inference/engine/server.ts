@@ -3,7 +3,7 @@
 // so everything here that is not the configured latency is noise in that figure. Per request the
 // work is one JSON.parse, a few microseconds of Markov generation (done up front, so `stop`
 // sequences need no hold-back while streaming) and prebuilt chunk strings written on a timer.
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -22,6 +22,13 @@ export interface EngineOptions {
   /** Makes requests without a `seed` reproducible too: request k of the process uses seed + k. */
   readonly seed?: number;
   readonly corpusDir?: string;
+  /**
+   * When set, every route (`/health` and `/v1/models` too) answers only a caller that presents
+   * `Authorization: Bearer <apiKey>`, and any other with an OpenAI-shaped 401. A deployment's
+   * replica gets its key from the deployments controller (FABRIK_ENGINE_API_KEY, a secret of its
+   * job) so that it serves the gateway and no other job that can reach its port. Not empty.
+   */
+  readonly apiKey?: string;
 }
 
 export interface RunningEngine {
@@ -241,6 +248,8 @@ export function embed(text: string, dimensions: number): Float32Array {
 }
 
 export function createEngine(o: EngineOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  if (o.apiKey === '') throw new Error('the engine API key is empty: give a key, or none to serve without one');
+  const expected = o.apiKey === undefined ? null : Buffer.from(`Bearer ${o.apiKey}`, 'utf8');
   const model = corpusModel(o.corpusDir);
   const ttft = Math.max(0, o.ttftMs ?? 0);
   const itl = Math.max(0, o.itlMs ?? 0);
@@ -420,6 +429,14 @@ export function createEngine(o: EngineOptions): (req: IncomingMessage, res: Serv
     const q = req.url?.indexOf('?') ?? -1;
     const path = q >= 0 ? req.url!.slice(0, q) : (req.url ?? '/');
     try {
+      if (expected !== null) {
+        const why = refusal(req.headers.authorization, expected);
+        if (why !== null) {
+          // The body is not read; draining it keeps the connection usable for the next request.
+          req.resume();
+          throw new BadRequest(why, null, 401, 'invalid_api_key');
+        }
+      }
       if (req.method === 'GET') {
         if (path === '/health') return send(res, 200, '{"status":"ok"}');
         if (path === '/v1/models') return send(res, 200, modelsBody);
@@ -471,6 +488,18 @@ export function createEngine(o: EngineOptions): (req: IncomingMessage, res: Serv
       fail(res, e);
     }
   };
+}
+
+/**
+ * Why `header` is not the engine's key, or null when it is. Constant-time in the key: the lengths
+ * compared first are those of the presented header and of a key whose length is no secret.
+ */
+function refusal(header: string | undefined, expected: Buffer): string | null {
+  const through = 'this engine serves its deployment through the Fabrik gateway only: call the model there with a gateway key';
+  if (header === undefined || header === '') return `Missing API key (Authorization: Bearer …): ${through}.`;
+  const got = Buffer.from(header, 'utf8');
+  if (got.length === expected.length && timingSafeEqual(got, expected)) return null;
+  return `Incorrect API key provided: ${through}.`;
 }
 
 function fail(res: ServerResponse, e: unknown): void {

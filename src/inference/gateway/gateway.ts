@@ -567,7 +567,7 @@ export class Gateway {
       let upstream: IncomingMessage;
       const t = this.target(replica.url);
       try {
-        upstream = await send(this.agent, t, PATHS[endpoint], body, res);
+        upstream = await send(this.agent, t, PATHS[endpoint], body, res, replica.authorization);
       } catch (e) {
         this.report(replica.id, -1, -queued);
         lastError = (e as Error).message;
@@ -575,7 +575,9 @@ export class Gateway {
         (tried ??= new Set()).add(replica.id);
         continue;
       }
-      if (upstream.statusCode! >= 500) {
+      // A 401 from a replica is about the gateway's replica token, not the client's key (which
+      // passed here): the replica cannot serve this gateway, like one that failed.
+      if (upstream.statusCode! >= 500 || upstream.statusCode === 401) {
         upstream.resume();
         this.report(replica.id, -1, -queued);
         lastError = `replica answered ${upstream.statusCode}`;
@@ -864,7 +866,20 @@ interface Answer {
 }
 
 /** The upstream response once its status line arrived (the first byte); rejects before that. */
-function send(agent: Agent, t: Upstream, path: string, body: string, client: ServerResponse): Promise<IncomingMessage> {
+function send(
+  agent: Agent,
+  t: Upstream,
+  path: string,
+  body: string,
+  client: ServerResponse,
+  authorization: string | undefined,
+): Promise<IncomingMessage> {
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  };
+  // The replica's token (computed once per replica): a replica serves the gateway only.
+  if (authorization !== undefined) headers.authorization = authorization;
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       {
@@ -873,7 +888,7 @@ function send(agent: Agent, t: Upstream, path: string, body: string, client: Ser
         ...(t.socketPath ? { socketPath: t.socketPath } : { host: t.host, port: t.port }),
         path: t.base + path,
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        headers,
       },
       resolve,
     );

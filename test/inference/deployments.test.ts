@@ -84,16 +84,37 @@ describe('deployments on the local executor', () => {
       healthy: true,
     });
     expect(replica.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    expect(await (await fetch(`${replica.url}/v1/models`)).json()).toMatchObject({ data: [{ id: 'tiny' }] });
+    // This test server runs jobs unisolated (as --single-tenant does), on a port any process here
+    // can call: the replica answers only the token the gateway presents.
+    expect(replica.authorization).toMatch(/^Bearer [A-Za-z0-9_-]{43}$/);
+    expect((await fetch(`${replica.url}/v1/models`)).status).toBe(401);
+    expect((await fetch(`${replica.url}/health`, { headers: { authorization: 'Bearer guessed' } })).status).toBe(401);
+    const direct = await fetch(`${replica.url}/v1/models`, { headers: { authorization: replica.authorization! } });
+    expect(await direct.json()).toMatchObject({ data: [{ id: 'tiny' }] });
     expect(t.server.deployments.models('pharma')).toEqual([{ model: 'tiny', deployment: id, createdAt: expect.any(Number) }]);
     const job = await t.call<{
       name: string;
       priorityClass: string;
       walltimeSeconds: number;
-      spec: { env: Record<string, string> };
+      spec: { env: Record<string, string>; secretEnv: Record<string, string> };
     }>(pia, 'GET', `/v1/jobs/${replica.id}`);
     expect(job.body).toMatchObject({ name: `deploy-${id}-r0`, priorityClass: 'inference', walltimeSeconds: 366 * 86_400 });
     expect(job.body.spec.env).toMatchObject({ FABRIK_DEPLOYMENT: id, FABRIK_ENGINE_PORT: replica.url.split(':')[2] });
+    // The token is a secret of the job: its creator and the operator see the names, never the value.
+    expect(job.body.spec.secretEnv).toEqual({ FABRIK_ENGINE_API_KEY: '(secret)', VLLM_API_KEY: '(secret)' });
+    const token = replica.authorization!.slice('Bearer '.length);
+    for (const who of [pia, t.operator])
+      expect(JSON.stringify((await t.call(who, 'GET', `/v1/jobs/${replica.id}`)).body)).not.toContain(token);
+    // While the gateway, presenting the token, serves the member's key from it.
+    const admin = await t.token('pharma', 'member-admin', 'pam');
+    const key = await t.call<{ secret: string }>(admin, 'POST', '/v1/keys', { name: 'app', models: ['tiny'] });
+    const served = await fetch(`${t.server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.body.secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'Shall I compare thee' }], max_tokens: 3 }),
+    });
+    expect(served.status).toBe(200);
+    expect(((await served.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(3);
     // One endpoint per model name within a member.
     const again = await t.call<{ error: { code: string } }>(pia, 'POST', '/v1/deployments', {
       model: 'tiny',
@@ -135,6 +156,9 @@ describe('deployments on the local executor', () => {
     t.server.deployments.load(first.id, 7, 1000); // 7 in flight at 2 per replica: 4, capped at max 2
     const two = await t.waitFor('two healthy replicas', healthy(2));
     expect(two.target).toBe(2);
+    // Each replica has a token of its own: one replica's job cannot call another.
+    const tokens = t.server.deployments.replicas('pharma', 'tiny').map((r) => r.authorization);
+    expect(new Set(tokens).size).toBe(2);
     // What an operator graphs: wanted, ready, and the load it scaled on.
     const metrics = String((await t.call(t.operator, 'GET', '/metrics')).body);
     const series = '{member="pharma",model="tiny"}';

@@ -3,6 +3,7 @@
 import fc from 'fast-check';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startEngine } from '../../src/inference/engine/index.js';
 import type { Replica, ReplicaSource } from '../../src/inference/replicas.js';
 import { testServer, type TestServer } from '../server/helpers.js';
 import { ANSWER, fakeEngine, type FakeEngine } from './upstream.js';
@@ -344,6 +345,46 @@ describe('replicas', () => {
     for (let i = 0; i < 4; i++)
       await c.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: `q${i} x` }], max_tokens: 2 });
     expect(a2.calls.length).toBeGreaterThanOrEqual(4);
+  });
+});
+
+describe('replica tokens: a replica serves the gateway only', () => {
+  it("presents each replica's token upstream, and a replica that refuses it is a failed replica, never the client's 401", async () => {
+    // The bundled engine as a replica job runs it: it requires its key on every route.
+    const engine = await startEngine({ model: 'guarded', apiKey: 'token-of-g1' });
+    try {
+      const k = await key({ models: ['guarded'] });
+      const ask = () =>
+        fetch(`${base()}/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
+          body: JSON.stringify({
+            model: 'guarded',
+            messages: [{ role: 'user', content: 'Shall I compare thee' }],
+            max_tokens: 3,
+          }),
+        });
+      // A replica whose token the engine does not take (its key replaced since it started).
+      replicas.push(replica('g0', 'pharma', 'guarded', engine.url, { authorization: 'Bearer token-of-another' }));
+      const refused = await ask();
+      expect(refused.status).toBe(502);
+      const err = ((await refused.json()) as { error: { code: string; message: string } }).error;
+      expect(err.code).toBe('upstream_unavailable');
+      expect(err.message).toContain('replica answered 401');
+
+      replicas.push(replica('g1', 'pharma', 'guarded', engine.url, { authorization: 'Bearer token-of-g1' }));
+      const served = await ask();
+      expect(served.status).toBe(200);
+      expect(((await served.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(3);
+      // The same engine called without the gateway (another job on the node): refused.
+      expect((await fetch(`${engine.url}/v1/models`)).status).toBe(401);
+    } finally {
+      for (const id of ['g0', 'g1']) {
+        const i = replicas.findIndex((r) => r.id === id);
+        if (i >= 0) replicas.splice(i, 1);
+      }
+      await engine.close();
+    }
   });
 });
 

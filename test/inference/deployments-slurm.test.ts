@@ -31,9 +31,10 @@ describe.runIf(nodes !== null)('deployments on Slurm', () => {
   };
 
   beforeAll(async () => {
-    // The members' Unix users run the replicas and write their logs: the data folder must be theirs to reach.
+    // The members' Unix users run the replicas and write their logs: they pass through the data folder
+    // (0711: through, not list) to their own job folders.
     const dir = mkdtempSync(join(tmpdir(), 'fabrik-deploy-slurm-'));
-    chmodSync(dir, 0o755);
+    chmodSync(dir, 0o711);
     t = await testServer(
       {
         executor: 'slurm',
@@ -68,8 +69,16 @@ describe.runIf(nodes !== null)('deployments on Slurm', () => {
     // It listens on every interface of its node, not on loopback only.
     const port = replica.url!.split(':')[2];
     expect(execFileSync('ss', ['-Hltn', `sport = :${port}`]).toString()).toMatch(/\b0\.0\.0\.0:\d+\s/);
-    const job = await t.call<{ spec: { env: Record<string, string> } }>(pia, 'GET', `/v1/jobs/${replica.id}`);
+    // Reachable by anything on the cluster network, so it answers only the gateway's token.
+    expect((await fetch(`${replica.url}/health`)).status).toBe(401);
+    expect((await fetch(`${replica.url}/v1/models`, { headers: { authorization: 'Bearer guessed' } })).status).toBe(401);
+    const job = await t.call<{ spec: { env: Record<string, string>; secretEnv: Record<string, string> } }>(
+      pia,
+      'GET',
+      `/v1/jobs/${replica.id}`,
+    );
     expect(job.body.spec.env).toMatchObject({ FABRIK_ENGINE_HOST: '0.0.0.0', FABRIK_DEPLOYMENT: id });
+    expect(job.body.spec.secretEnv).toEqual({ FABRIK_ENGINE_API_KEY: '(secret)', VLLM_API_KEY: '(secret)' });
     const running = await slurmJobsTagged(t.server.store, replica.id, { started: true });
     expect(running).toHaveLength(1);
     const user = execFileSync('squeue', ['-h', '-j', running[0], '-o', '%u']).toString().trim();

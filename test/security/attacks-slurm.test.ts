@@ -15,6 +15,7 @@ import { startTarget, type ApiClient, type Target } from './client.js';
 import { attackerScript, expectNoneOf, plant, serverSecrets, victimJob, type Planted } from './attack-kit.js';
 
 const reachable = await slurmReachable('the attack suite on Slurm');
+const BIN = new URL('../../bin/fabrik', import.meta.url).pathname;
 
 forEachEngine('attack suite, Slurm executor', (engine, location) => {
   describe.runIf(reachable)(`attacks through jobs (Slurm executor, ${engine})`, () => {
@@ -94,6 +95,70 @@ forEachEngine('attack suite, Slurm executor', (engine, location) => {
         expectNoneOf(text, [planted.victimSecret], 'the job list');
       }
     }, 180_000);
+
+    it("answers the attacker's job with 401 on the victim's model replica, while the gateway reaches it", async () => {
+      const dep = await api.call<{ id: string }>(pia, 'POST', '/v1/deployments', {
+        model: 'victim-model',
+        min: 1,
+        max: 1,
+        command: [BIN, 'engine', '--model', 'victim-model', '--ttft-ms', '0', '--itl-ms', '0'],
+      });
+      expect(dep.status, JSON.stringify(dep.body)).toBe(201);
+      // A new Unix user's first start compiles the CLI: give it time.
+      const replica = await api.waitFor(
+        'a healthy replica on Slurm',
+        async () => {
+          const d = await api.call<{ replicas: { url: string | null; healthy: boolean }[] }>(
+            pia,
+            'GET',
+            `/v1/deployments/${dep.body.id}`,
+          );
+          return d.body.replicas.find((r) => r.healthy && r.url !== null);
+        },
+        120_000,
+      );
+      // On Slurm the engine listens on its node's address: the attacker's job is given it, as a scan would find it.
+      const url = replica.url!;
+      const curl = `curl -sS -m 5 -w '\\nSTATUS=%{http_code}\\n'`;
+      const { log, err } = await api.runToEnd(
+        tom,
+        {
+          name: 'replica-probe',
+          script: [
+            '#!/bin/bash',
+            `echo "== health"; ${curl} ${url}/health 2>&1`,
+            `echo "== models"; ${curl} -H 'authorization: Bearer guessed' ${url}/v1/models 2>&1`,
+            `echo "== chat"; ${curl} -H 'content-type: application/json' -d '{"model":"victim-model","messages":[{"role":"user","content":"hello"}],"max_tokens":4}' ${url}/v1/chat/completions 2>&1`,
+            // Nor can it read the replica's token from a process it can see.
+            'for f in /proc/[0-9]*/environ; do grep -aq -e FABRIK_ENGINE_API_KEY= -e VLLM_API_KEY= "$f" 2>/dev/null && echo "FOUND $f"; done',
+            'echo "probe done"',
+          ].join('\n'),
+        },
+        120_000,
+      );
+      expect(log, err).toContain('probe done');
+      // It reached the port (the site's network lets it), and the engine refused it every time.
+      expect(log.match(/STATUS=401/g), log).toHaveLength(3);
+      expect(log).toContain('invalid_api_key');
+      expect(log).not.toContain('"choices"');
+      expect(log).not.toContain('FOUND');
+      // While the gateway, for pharma's own key, is served by it.
+      const admin = target.people.pharma.admin;
+      const key = await api.call<{ secret: string }>(admin, 'POST', '/v1/keys', {
+        name: 'victim-app',
+        models: ['victim-model'],
+        classification: 'public',
+      });
+      expect(key.status, JSON.stringify(key.body)).toBe(201);
+      const res = await fetch(`${api.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key.body.secret}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'victim-model', messages: [{ role: 'user', content: 'hello' }], max_tokens: 4 }),
+      });
+      expect(res.status, await res.clone().text()).toBe(200);
+      expect(((await res.json()) as { choices: unknown[] }).choices).toHaveLength(1);
+      await api.call(pia, 'DELETE', `/v1/deployments/${dep.body.id}`);
+    }, 300_000);
 
     it('refuses log paths outside the job folder on Slurm too', async () => {
       const r = await api.call<{ error: { field: string } }>(tom, 'POST', '/v1/jobs', {

@@ -23,6 +23,8 @@ const replica: Replica = {
   accreditations: ['public', 'internal', 'confidential', 'restricted'],
   reasoning: false,
   healthy: true,
+  // The replica token bench/gateway.ts gave the engine (FABRIK_ENGINE_API_KEY), presented as the controller's replicas do.
+  authorization: `Bearer ${process.env.FABRIK_ENGINE_API_KEY}`,
 };
 const dir = mkdtempSync(join(tmpdir(), 'fabrik-gw-bench-'));
 const server = await startServer({

@@ -8,6 +8,7 @@
 // {"added_latency_ms_p50":…,"added_latency_ms_p99":…,"rate_per_s":…}
 // (p50 and p99 at BENCH_RATE, 500/s by default; rate_per_s: the highest rate held.)
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import { memberAdminToken } from './fabrik-up.js';
 
@@ -100,7 +101,7 @@ async function run(rate: number, engine: string, gateway: string, key: string): 
   });
   const base = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
   const targets = [
-    { url: new URL(`${engine}/v1/chat/completions`), headers: base },
+    { url: new URL(`${engine}/v1/chat/completions`), headers: { ...base, authorization: `Bearer ${replicaToken}` } },
     { url: new URL(`${gateway}/v1/chat/completions`), headers: { ...base, authorization: `Bearer ${key}` } },
   ];
   const out: RateResult = { rate, direct: [], gateway: [], errors: 0, lateP99: 0 };
@@ -139,6 +140,10 @@ async function run(rate: number, engine: string, gateway: string, key: string): 
   return out;
 }
 
+// The engine requires a replica token, as a deployment's replica does: both paths present it (the
+// gateway-server's replica carries it), so the figures include checking it.
+const replicaToken = randomBytes(32).toString('base64url');
+process.env.FABRIK_ENGINE_API_KEY = replicaToken;
 const { proc: engineProc, match: em } = await child(
   [`${root}src/cli/main.ts`, 'engine', '--model', 'bench', '--port', '0', '--ttft-ms', '1', '--itl-ms', '1'],
   /FABRIK_ENGINE_URL=(\S+)/,

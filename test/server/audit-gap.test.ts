@@ -151,46 +151,43 @@ forEachEngine('audit gap after kill -9', (engine, location) => {
 
 forEachEngine('audit gap, keyed retry', (engine, location) => {
   describe(`audit gap, keyed retry on a live server (${engine})`, () => {
-    it(
-      'a keyed retry of a job committed without its event logs job.submitted, once, however many retry at once',
-      async () => {
-        const place = await location();
-        const t = await testServer({ store: engine === 'sqlite' ? undefined : place.url });
-        try {
-          const bo = await t.token('bank', 'researcher', 'bo');
-          // One request through the route, to learn the hash the route keeps for this body (it
-          // fingerprints the request with the server's own key).
-          const body = { member: 'bank', command: ['true'], gpus: 1, name: 'retried' };
-          const first = await t.call<{ jobs: JobView[] }>(bo, 'POST', '/v1/jobs', body, { 'idempotency-key': 'k-0' });
-          expect(first.status).toBe(201);
-          const stored = (await t.server.store.job(first.body.jobs[0].id))!;
-          const db = (t.server.store as KyselyStore).db;
-          const { request_hash } = await db
-            .selectFrom('idempotency_keys')
-            .select('request_hash')
-            .where('key', '=', 'k-0')
-            .executeTakeFirstOrThrow();
-          // The same request under another key, committed as the route commits it, its audit append
-          // never made (it failed, or the process died before it).
-          const outcome = await t.server.store.submit({
-            jobs: [{ ...stored, submittedAt: Date.now() / 1000 }],
-            idempotency: { member: 'bank', user: 'bo', key: 'k-1', requestHash: request_hash },
-          });
-          const id = outcome.kind === 'created' ? outcome.jobs[0].id : '';
-          const retries = await Promise.all(
-            [1, 2, 3].map(() => t.call<{ jobs: JobView[] }>(bo, 'POST', '/v1/jobs', body, { 'idempotency-key': 'k-1' })),
-          );
-          expect(retries.map((r) => [r.status, r.body.jobs[0].id])).toEqual([1, 2, 3].map(() => [200, id]));
-          const events = (await t.server.audit.events({ after: -1, limit: 1000 })).filter(
-            (e) => e.kind === 'job.submitted' && e.subject === id,
-          );
-          expect(events).toHaveLength(1);
-          expect(events[0]).toMatchObject({ actor: 'bo', member: 'bank', data: { loggedLate: 'keyed-retry' } });
-        } finally {
-          await t.close();
-          await place.dispose();
-        }
-      },
-    );
+    it('a keyed retry of a job committed without its event logs job.submitted, once, however many retry at once', async () => {
+      const place = await location();
+      const t = await testServer({ store: engine === 'sqlite' ? undefined : place.url });
+      try {
+        const bo = await t.token('bank', 'researcher', 'bo');
+        // One request through the route, to learn the hash the route keeps for this body (it
+        // fingerprints the request with the server's own key).
+        const body = { member: 'bank', command: ['true'], gpus: 1, name: 'retried' };
+        const first = await t.call<{ jobs: JobView[] }>(bo, 'POST', '/v1/jobs', body, { 'idempotency-key': 'k-0' });
+        expect(first.status).toBe(201);
+        const stored = (await t.server.store.job(first.body.jobs[0].id))!;
+        const db = (t.server.store as KyselyStore).db;
+        const { request_hash } = await db
+          .selectFrom('idempotency_keys')
+          .select('request_hash')
+          .where('key', '=', 'k-0')
+          .executeTakeFirstOrThrow();
+        // The same request under another key, committed as the route commits it, its audit append
+        // never made (it failed, or the process died before it).
+        const outcome = await t.server.store.submit({
+          jobs: [{ ...stored, submittedAt: Date.now() / 1000 }],
+          idempotency: { member: 'bank', user: 'bo', key: 'k-1', requestHash: request_hash },
+        });
+        const id = outcome.kind === 'created' ? outcome.jobs[0].id : '';
+        const retries = await Promise.all(
+          [1, 2, 3].map(() => t.call<{ jobs: JobView[] }>(bo, 'POST', '/v1/jobs', body, { 'idempotency-key': 'k-1' })),
+        );
+        expect(retries.map((r) => [r.status, r.body.jobs[0].id])).toEqual([1, 2, 3].map(() => [200, id]));
+        const events = (await t.server.audit.events({ after: -1, limit: 1000 })).filter(
+          (e) => e.kind === 'job.submitted' && e.subject === id,
+        );
+        expect(events).toHaveLength(1);
+        expect(events[0]).toMatchObject({ actor: 'bo', member: 'bank', data: { loggedLate: 'keyed-retry' } });
+      } finally {
+        await t.close();
+        await place.dispose();
+      }
+    });
   });
 });

@@ -81,7 +81,9 @@ export function isoTime(seconds: number | null): string | null {
  *   SECRET, PASSWORD, PASSWD, CREDENTIAL or KEY in it (case ignored). Other FABRIK_* names are
  *   settings, not credentials, and pass: the deployments controller sets FABRIK_ENGINE_PORT,
  *   FABRIK_ENGINE_HOST, FABRIK_DEPLOYMENT and FABRIK_MODEL, the simulated executor reads
- *   FABRIK_SIMULATED_*; the executor itself sets FABRIK_JOB_ID and FABRIK_JOB_NAME.
+ *   FABRIK_SIMULATED_*; the executor itself sets FABRIK_JOB_ID and FABRIK_JOB_NAME. A replica's
+ *   token, FABRIK_ENGINE_API_KEY, is a credential and refused here: the deployments controller adds
+ *   it to its replica jobs' secretEnv itself, after these checks, so no member can set it.
  * - a value that holds a Fabrik API token (`fbk_` and its 43 base64url characters), under any
  *   name, is refused. Gateway keys (`fgk_…`) are the member's to give a job: in `secretEnv`.
  * Returns why the variable is refused, or null. The message never repeats the value.

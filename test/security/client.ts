@@ -5,12 +5,12 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import type { JobView } from '../../src/api/contract.js';
+import { FINAL_STATES, type JobView } from '../../src/api/contract.js';
 import type { Location } from '../audit/engines.js';
 import { killHard, operatorToken, spawnServer, type SpawnedServer } from '../server/spawned.js';
 
 const root = new URL('../../', import.meta.url).pathname;
-export const FINAL = ['succeeded', 'failed', 'cancelled', 'timeout', 'lost'];
+export const FINAL: readonly string[] = FINAL_STATES;
 
 export interface ApiClient {
   readonly url: string;
@@ -173,6 +173,16 @@ export async function startTarget(
     operator,
     people,
     async close() {
+      // Nothing outlives the test: a Slurm job keeps running after its server is killed, and a
+      // deployment would replace a cancelled replica. The operator may stop both (operations).
+      const deployments = (await api.call<{ deployments: { id: string }[] }>(operator, 'GET', '/v1/deployments')).body
+        .deployments;
+      for (const d of deployments ?? []) await api.call(operator, 'DELETE', `/v1/deployments/${d.id}`);
+      const active = async () =>
+        (await api.call<{ jobs: JobView[] }>(operator, 'GET', '/v1/jobs?state=pending,starting,running,preempting&limit=1000'))
+          .body.jobs ?? [];
+      for (const j of await active()) await api.call(operator, 'POST', `/v1/jobs/${j.id}/cancel`);
+      await api.waitFor('every job of the test to end', async () => (await active()).length === 0, 60_000).catch(() => undefined);
       await killHard(server);
       await loc.dispose();
       rmSync(dir, { recursive: true, force: true });

@@ -6,7 +6,8 @@
 // below must stay silent. Datasets and agreements are Cedar entities by their qualified names
 // (`Fabrik::Dataset::"pharma/trials"`, `Fabrik::Agreement::"pharma/dua-trials"`): two members'
 // `trials` are two entities, and no policy can mean one and match the other.
-import { checkParsePolicySet, isAuthorized, type CedarValueJson, type EntityJson } from '@cedar-policy/cedar-wasm/nodejs';
+import type { CedarValueJson, CheckParseAnswer, EntityJson } from '@cedar-policy/cedar-wasm/nodejs';
+import { withCedar } from './cedar.js';
 import { ENTITY_REFERENCE, qualified, type Agreement, type Dataset } from './model.js';
 
 /** The built-in rules, by id: the id is what a refusal names. */
@@ -82,9 +83,9 @@ export const POLICY_LIMITS = {
 export function checkPolicyText(id: string, text: string): void {
   checkPolicyShape(id, text);
   checkEntityNames(id, text);
-  let answer: ReturnType<typeof checkParsePolicySet>;
+  let answer: CheckParseAnswer;
   try {
-    answer = checkParsePolicySet({ staticPolicies: { [id]: text } });
+    answer = withCedar((cedar) => cedar.checkParsePolicySet({ staticPolicies: { [id]: text } }));
   } catch (e) {
     // Cedar answers failures as values; a throw is its stack giving out, on a shape the bounds missed.
     throw new InvalidPolicyError(`policy ${id}: Cedar could not read it (${(e as Error).message}); simplify it`);
@@ -92,14 +93,16 @@ export function checkPolicyText(id: string, text: string): void {
   if (answer.type === 'failure') throw new InvalidPolicyError(`policy ${id}: ${answer.errors.map((e) => e.message).join('; ')}`);
   // Evaluated once, the way admission will: a policy that parses but cannot be evaluated never lands.
   try {
-    isAuthorized({
-      principal: uid('Job', 'probe'),
-      action: { type: 'Fabrik::Action', id: 'use' },
-      resource: uid('Dataset', 'probe'),
-      context: { now: 0, zone: '', cotenants: [] },
-      policies: { staticPolicies: { [id]: text } },
-      entities: [],
-    });
+    withCedar((cedar) =>
+      cedar.isAuthorized({
+        principal: uid('Job', 'probe'),
+        action: { type: 'Fabrik::Action', id: 'use' },
+        resource: uid('Dataset', 'probe'),
+        context: { now: 0, zone: '', cotenants: [] },
+        policies: { staticPolicies: { [id]: text } },
+        entities: [],
+      }),
+    );
   } catch (e) {
     throw new InvalidPolicyError(`policy ${id}: Cedar could not evaluate it (${(e as Error).message}); simplify it`);
   }
@@ -246,14 +249,16 @@ export class AdmissionPolicies {
       });
       context.agreement = uid('Agreement', agreementName);
     }
-    const answer = isAuthorized({
-      principal: uid('Job', 'this'),
-      action: { type: 'Fabrik::Action', id: 'use' },
-      resource: uid('Dataset', name),
-      context,
-      policies: { staticPolicies: this.policies },
-      entities,
-    });
+    const answer = withCedar((cedar) =>
+      cedar.isAuthorized({
+        principal: uid('Job', 'this'),
+        action: { type: 'Fabrik::Action', id: 'use' },
+        resource: uid('Dataset', name),
+        context,
+        policies: { staticPolicies: this.policies },
+        entities,
+      }),
+    );
     if (answer.type === 'failure') throw new InvalidPolicyError(answer.errors.map((e) => e.message).join('; '));
     const { decision, diagnostics } = answer.response;
     // Policies that fail to evaluate (a site policy reading an attribute that is not there) deny, and say so.

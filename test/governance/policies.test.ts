@@ -11,6 +11,7 @@ import {
   POLICY_LIMITS,
   checkPolicyText,
 } from '../../src/governance/policies.js';
+import { cedarInstancesReplaced } from '../../src/governance/cedar.js';
 
 const NOW = 1_800_000_000;
 const dataset = (over: Partial<Dataset>): Dataset => ({
@@ -192,6 +193,18 @@ const DEEP: Record<string, (n: number) => string> = {
 const policy = (when: string) => `forbid (principal, action, resource) when { ${when} };`;
 
 describe('operator policies are bounded before Cedar reads them', () => {
+  it('keeps Cedar whole after policies that run it out of stack: each is refused, and plain ones still evaluate', () => {
+    // Within the bounds, yet deeper than Cedar's recursion goes: each parse traps inside the wasm,
+    // which used to leak the instance's stack until a plain policy failed ("memory access out of
+    // bounds") and admission answered 500 for everyone.
+    const trapping = policy(`${'if true then '.repeat(220)}true${' else false'.repeat(220)}`);
+    const before = cedarInstancesReplaced();
+    for (let i = 0; i < 40; i++) expect(() => checkPolicyText('trap', trapping)).toThrow(/Cedar could not (read|evaluate) it/);
+    expect(cedarInstancesReplaced()).toBeGreaterThanOrEqual(before + 40);
+    for (let i = 0; i < 20; i++)
+      expect(() => checkPolicyText('plain', policy(`${'('.repeat(13)}true${')'.repeat(13)}`))).not.toThrow();
+  });
+
   it('refuses deep nesting and long operator chains with InvalidPolicyError, naming the policy, the limit and where', () => {
     for (const [shape, deep] of Object.entries(DEEP))
       for (const n of [1_000, 10_000]) {

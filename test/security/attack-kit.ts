@@ -109,3 +109,26 @@ export function expectNoneOf(text: string, secrets: readonly string[], where: st
     if (s && text.includes(s)) expect.fail(`${where} contains a secret it must not (${s.slice(0, 8)}…)`);
   }
 }
+
+/**
+ * The attacker's job ran to its end as telecom's own user, and nothing of the server or of the
+ * victim reached its log; what it wrote, it wrote into its own view: the server's files are as
+ * they were.
+ */
+export function expectAttackerGotNothing(o: {
+  readonly log: string;
+  readonly err: string;
+  readonly jobId: string;
+  readonly dataDir: string;
+  readonly engine: 'sqlite' | 'postgres';
+  readonly operatorBefore: string;
+  /** The planted markers and the server's own secret. */
+  readonly secrets: readonly string[];
+}): void {
+  const all = o.log + o.err;
+  expect(o.log, o.err).toContain('attack done');
+  expect(o.log).toMatch(/whoami: uid=\d+\(telecom-tom\)/);
+  expectNoneOf(all, [...o.secrets, ...serverSecrets(o.dataDir)], `the attacker's log (job ${o.jobId})`);
+  expect(readFileSync(join(o.dataDir, 'operator-token'), 'utf8').trim()).toBe(o.operatorBefore);
+  if (o.engine === 'sqlite') expect(readFileSync(join(o.dataDir, 'fabrik.db'), 'latin1')).not.toContain('tampered');
+}

@@ -5,14 +5,13 @@
 // folder's modes, Slurm's PrivateData, and the API's refusals (docs/security.md says what the site
 // must add, such as a store the nodes cannot reach without a password).
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
 import { forEachEngine } from '../audit/engines.js';
 import { slurmReachable } from '../slurm-cluster.js';
 import { startTarget, type ApiClient, type Target } from './client.js';
-import { attackerScript, expectNoneOf, plant, serverSecrets, victimJob, type Planted } from './attack-kit.js';
+import { attackerScript, expectAttackerGotNothing, expectNoneOf, plant, victimJob, type Planted } from './attack-kit.js';
 
 const reachable = await slurmReachable('the attack suite on Slurm');
 const BIN = new URL('../../bin/fabrik', import.meta.url).pathname;
@@ -66,18 +65,17 @@ forEachEngine('attack suite, Slurm executor', (engine, location) => {
         ].join('\n'),
       );
       const { job, log, err } = await api.runToEnd(tom, { name: 'attacker', script }, 120_000);
-      const all = log + err;
-      expect(log, err).toContain('attack done');
-      expect(log).toMatch(/whoami: uid=\d+\(telecom-tom\)/);
-      expectNoneOf(
-        all,
-        [serverSecret, planted.victimSecret, planted.victimEnv, planted.victimOutput, ...serverSecrets(data)],
-        `the attacker's log (job ${job.id})`,
-      );
+      expectAttackerGotNothing({
+        log,
+        err,
+        jobId: job.id,
+        dataDir: data,
+        engine,
+        operatorBefore,
+        secrets: [serverSecret, planted.victimSecret, planted.victimEnv, planted.victimOutput],
+      });
       // Slurm shows it nothing of pharma's.
-      expect(all).not.toContain('pharma');
-      expect(readFileSync(join(data, 'operator-token'), 'utf8').trim()).toBe(operatorBefore);
-      if (engine === 'sqlite') expect(readFileSync(join(data, 'fabrik.db'), 'latin1')).not.toContain('tampered');
+      expect(log + err).not.toContain('pharma');
       const v = await api.call<JobView>(pia, 'GET', `/v1/jobs/${victim.id}`);
       expect(v.body.state).toBe('running');
     }, 180_000);

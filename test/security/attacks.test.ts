@@ -11,7 +11,15 @@ import type { JobView } from '../../src/api/contract.js';
 import { forEachEngine } from '../audit/engines.js';
 import { operatorToken, type SpawnedServer } from '../server/spawned.js';
 import { startTarget, type ApiClient, type Target } from './client.js';
-import { attackerScript, expectNoneOf, plant, serverSecrets, victimJob, type Planted } from './attack-kit.js';
+import {
+  attackerScript,
+  expectAttackerGotNothing,
+  expectNoneOf,
+  plant,
+  serverSecrets,
+  victimJob,
+  type Planted,
+} from './attack-kit.js';
 
 const BIN = new URL('../../bin/fabrik', import.meta.url).pathname;
 
@@ -60,19 +68,16 @@ forEachEngine('attack suite, local executor', (engine, location) => {
           victimFolders: [join(data, 'jobs', victim.id)],
         }),
       });
-      const all = log + err;
-      expect(log, err).toContain('attack done');
-      // It ran as telecom's own user, not as the server's.
-      expect(log).toMatch(/whoami: uid=\d+\(telecom-tom\)/);
-      expectNoneOf(
-        all,
-        [serverSecret, planted.victimSecret, planted.victimEnv, planted.victimOutput, ...serverSecrets(data)],
-        `the attacker's log (job ${job.id})`,
-      );
-      expect(all).not.toMatch(/CONNECTED (postgres|api)/);
-      // What it wrote, it wrote into its own view: the server's files are as they were.
-      expect(readFileSync(join(data, 'operator-token'), 'utf8').trim()).toBe(operatorBefore);
-      if (engine === 'sqlite') expect(readFileSync(join(data, 'fabrik.db'), 'latin1')).not.toContain('tampered');
+      expectAttackerGotNothing({
+        log,
+        err,
+        jobId: job.id,
+        dataDir: data,
+        engine,
+        operatorBefore,
+        secrets: [serverSecret, planted.victimSecret, planted.victimEnv, planted.victimOutput],
+      });
+      expect(log + err).not.toMatch(/CONNECTED (postgres|api)/);
       // The victim still runs: the attacker could signal nothing of it.
       const v = await api.call<JobView>(pia, 'GET', `/v1/jobs/${victim.id}`);
       expect(v.body.state).toBe('running');

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { FINAL_STATES, type JobView } from '../../src/api/contract.js';
 import type { Location } from '../audit/engines.js';
+import { apiCall } from '../server/helpers.js';
 import { killHard, operatorToken, spawnServer, type SpawnedServer } from '../server/spawned.js';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -34,20 +35,7 @@ export interface ApiClient {
 }
 
 export function apiClient(url: string): ApiClient {
-  const call = async <T>(token: string | null, method: string, path: string, body?: unknown) => {
-    const headers: Record<string, string> = {};
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      // logs and metrics are text
-    }
-    return { status: res.status, body: parsed as T };
-  };
+  const call = apiCall(url);
   const waitFor = async <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> => {
     const end = Date.now() + timeoutMs;
     for (;;) {

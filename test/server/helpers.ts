@@ -37,6 +37,34 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+/** A request to the API at `url` as `token`: the status and the body, parsed when it is JSON. */
+export function apiCall(url: string) {
+  return async <T = unknown>(
+    token: string | null,
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; body: T }> => {
+    const h: Record<string, string> = { ...headers };
+    if (token) h.authorization = `Bearer ${token}`;
+    if (body !== undefined) h['content-type'] = 'application/json';
+    const res = await fetch(url + path, {
+      method,
+      headers: h,
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* text bodies (logs, metrics) stay text */
+    }
+    return { status: res.status, body: parsed as T };
+  };
+}
+
 export async function testServer(o: Partial<ServerOptions> = {}, dataDir?: string): Promise<TestServer> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'fabrik-server-'));
   const server = await startServer({
@@ -51,30 +79,7 @@ export async function testServer(o: Partial<ServerOptions> = {}, dataDir?: strin
     ...o,
   });
   const operator = server.bootstrapToken!;
-  const call = async <T>(
-    token: string | null,
-    method: string,
-    path: string,
-    body?: unknown,
-    headers: Record<string, string> = {},
-  ) => {
-    const h: Record<string, string> = { ...headers };
-    if (token) h.authorization = `Bearer ${token}`;
-    if (body !== undefined) h['content-type'] = 'application/json';
-    const res = await fetch(server.url + path, {
-      method,
-      headers: h,
-      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-    });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      /* text bodies (logs, metrics) stay text */
-    }
-    return { status: res.status, body: parsed as T };
-  };
+  const call = apiCall(server.url);
   return {
     server,
     dataDir: dir,

@@ -13,35 +13,25 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fabrik-up-'));
 fs.chmodSync(dir, 0o777);
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+/** The command line of `fabrik up` as nobody, on a data folder of its own. */
+const asNobody = (data: string, flags: string[]) => [
+  'setpriv',
+  ...['--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups'],
+  process.execPath,
+  ...['--import', 'tsx', `${repo}src/cli/main.ts`, 'up', '--data', path.join(dir, data), '--port', '0', ...flags],
+];
+const options = {
+  cwd: repo,
+  encoding: 'utf8',
+  timeout: 60_000,
+  env: { ...process.env, HOME: dir, FABRIK_LOG_LEVEL: 'warn' },
+  killSignal: 'SIGKILL',
+} as const;
+
 /** `fabrik up` as nobody: refused before it listens, so it ends by itself. */
 function upAsNobody(...flags: string[]) {
-  return spawnSync(
-    'setpriv',
-    [
-      '--reuid',
-      'nobody',
-      '--regid',
-      'nogroup',
-      '--clear-groups',
-      process.execPath,
-      '--import',
-      'tsx',
-      `${repo}src/cli/main.ts`,
-      'up',
-      '--data',
-      path.join(dir, flags.join('') || 'plain'),
-      '--port',
-      '0',
-      ...flags,
-    ],
-    {
-      cwd: repo,
-      encoding: 'utf8',
-      timeout: 60_000,
-      env: { ...process.env, HOME: dir, FABRIK_LOG_LEVEL: 'warn' },
-      killSignal: 'SIGKILL',
-    },
-  );
+  const [cmd, ...args] = asNobody(flags.join('') || 'plain', flags);
+  return spawnSync(cmd, args, options);
 }
 
 // Needs root to become nobody (CI runs as root); visible in the report when skipped.
@@ -63,30 +53,5 @@ describe.skipIf(!asRoot)(`fabrik up without isolation${asRoot ? '' : ' (skipped:
 
 function upAsNobodyUntilListening(...flags: string[]): string {
   // `timeout` stops it after it started: the check comes before listening, so its output is complete.
-  const r = spawnSync(
-    'timeout',
-    [
-      '-s',
-      'KILL',
-      '15',
-      'setpriv',
-      '--reuid',
-      'nobody',
-      '--regid',
-      'nogroup',
-      '--clear-groups',
-      process.execPath,
-      '--import',
-      'tsx',
-      `${repo}src/cli/main.ts`,
-      'up',
-      '--data',
-      path.join(dir, 'single'),
-      '--port',
-      '0',
-      ...flags,
-    ],
-    { cwd: repo, encoding: 'utf8', timeout: 60_000, env: { ...process.env, HOME: dir, FABRIK_LOG_LEVEL: 'warn' } },
-  );
-  return r.stderr;
+  return spawnSync('timeout', ['-s', 'KILL', '15', ...asNobody('single', flags)], options).stderr;
 }

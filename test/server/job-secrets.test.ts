@@ -28,6 +28,13 @@ forEachEngine('job secrets', (engine, location) => {
     let paud: string;
     const secret = `s3cret-${randomBytes(12).toString('hex')}`;
     const plain = `plain-${randomBytes(12).toString('hex')}`;
+    /** A job that prints its secret and its plain variable (the same request each time: a keyed retry). */
+    const withSecret = () => ({
+      name: 'with-secret',
+      script: '#!/bin/bash\necho "secret=$API_SECRET plain=$PLAIN"\n',
+      env: { PLAIN: plain },
+      secretEnv: { API_SECRET: secret },
+    });
     let job: JobView;
     /** Every answer the test got, to search for the secret at the end. */
     const answers: string[] = [];
@@ -50,18 +57,7 @@ forEachEngine('job secrets', (engine, location) => {
       bob = await t.token('pharma', 'researcher', 'bob');
       padmin = await t.token('pharma', 'member-admin', 'padmin');
       paud = await t.token('pharma', 'auditor', 'paud');
-      const r = await call<{ jobs: JobView[] }>(
-        alice,
-        'POST',
-        '/v1/jobs',
-        {
-          name: 'with-secret',
-          script: '#!/bin/bash\necho "secret=$API_SECRET plain=$PLAIN"\n',
-          env: { PLAIN: plain },
-          secretEnv: { API_SECRET: secret },
-        },
-        { 'idempotency-key': 'secret-1' },
-      );
+      const r = await call<{ jobs: JobView[] }>(alice, 'POST', '/v1/jobs', withSecret(), { 'idempotency-key': 'secret-1' });
       expect(r.status, JSON.stringify(r.body)).toBe(201);
       job = await ended(alice, r.body.jobs[0].id);
     });
@@ -94,18 +90,7 @@ forEachEngine('job secrets', (engine, location) => {
         await call(token, 'GET', `/v1/jobs/${job.id}/explain`);
       }
       // The submitter's own answer, and a retry's.
-      const again = await call<{ jobs: JobView[] }>(
-        alice,
-        'POST',
-        '/v1/jobs',
-        {
-          name: 'with-secret',
-          script: '#!/bin/bash\necho "secret=$API_SECRET plain=$PLAIN"\n',
-          env: { PLAIN: plain },
-          secretEnv: { API_SECRET: secret },
-        },
-        { 'idempotency-key': 'secret-1' },
-      );
+      const again = await call<{ jobs: JobView[] }>(alice, 'POST', '/v1/jobs', withSecret(), { 'idempotency-key': 'secret-1' });
       expect(again.status).toBe(200);
       expect(again.body.jobs[0]).toMatchObject({ id: job.id, spec: { secretEnv: { API_SECRET: '(secret)' } } });
       // The same key with another secret is another request.

@@ -200,3 +200,20 @@ export function executorConformance(
     });
   });
 }
+
+type Exited = Extract<ExecutorEvent, { kind: 'exited' }>;
+
+/** Polls `probe` until it gives a value, for up to `seconds`. */
+export async function waitUntil<T>(what: string, probe: () => T | undefined | null | false, seconds = 30): Promise<T> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`waited ${seconds} s for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The job's `exited` event, once the executor has emitted it. */
+export const waitForExit = (events: readonly ExecutorEvent[], id: string) =>
+  waitUntil(`job ${id} to exit`, () => events.find((e): e is Exited => e.job === id && e.kind === 'exited'));

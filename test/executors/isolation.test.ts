@@ -12,7 +12,7 @@ import { InvalidJobError } from '../../src/executors/common.js';
 import type { ExecHandle, ExecJob, ExecNode, Executor, ExecutorEvent } from '../../src/executors/executor.js';
 import { describeIsolation, probeIsolation } from '../../src/executors/isolation/sandbox.js';
 import { createLocalExecutor, type JobResources } from '../../src/executors/local.js';
-import { execJob, executorConformance, type ConformanceJobKind } from './conformance.js';
+import { execJob, executorConformance, waitForExit, waitUntil, type ConformanceJobKind } from './conformance.js';
 
 const probe = probeIsolation();
 // Visible in the test report: these tests need root and bubblewrap, which CI has.
@@ -67,8 +67,6 @@ if (probe.available)
     },
   );
 
-type Exited = Extract<ExecutorEvent, { kind: 'exited' }>;
-
 suite(`the local executor, isolated${reason}`, () => {
   const opened: Executor[] = [];
   let seq = 0;
@@ -91,17 +89,6 @@ suite(`the local executor, isolated${reason}`, () => {
     return execJob(id, nodes, root, { output: log, error: log, ...over });
   }
 
-  async function until<T>(what: string, probe: () => T | undefined | null | false, seconds = 30): Promise<T> {
-    const deadline = Date.now() + seconds * 1000;
-    for (;;) {
-      const value = probe();
-      if (value) return value;
-      if (Date.now() > deadline) throw new Error(`waited ${seconds} s for ${what}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-  const exitedOf = (events: ExecutorEvent[], id: string) =>
-    until(`job ${id} to exit`, () => events.find((e): e is Exited => e.job === id && e.kind === 'exited'));
   const logOf = (j: ExecJob) => (fs.existsSync(j.output) ? fs.readFileSync(j.output, 'utf8') : '');
 
   it('runs two members’ jobs as their own users, each blind to the server, the store and the other', async () => {
@@ -120,7 +107,7 @@ suite(`the local executor, isolated${reason}`, () => {
         script: '#!/bin/bash\necho "pharma results" > results.txt\nsleep 31.5 &\ntouch started\nwait\n',
       });
       await ex.start(pharma);
-      await until('pharma’s job to start', () => fs.existsSync(path.join(jobDir(pharma.id), 'started')));
+      await waitUntil('pharma’s job to start', () => fs.existsSync(path.join(jobDir(pharma.id), 'started')));
       const pharmaPid = findPid('sleep 31.5');
       const telecom = job(ex.nodes(), {
         member: 'telecom',
@@ -143,7 +130,7 @@ suite(`the local executor, isolated${reason}`, () => {
         ].join('\n'),
       });
       await ex.start(telecom);
-      expect(await exitedOf(events, telecom.id)).toMatchObject({ exitCode: 0 });
+      expect(await waitForExit(events, telecom.id)).toMatchObject({ exitCode: 0 });
       const log = logOf(telecom);
       expect(log).not.toMatch(/LEAK|fbk_operator_secret|the store|pharma results|sk-pharma-secret/);
       expect(log).toContain('user=telecom-tom uid=');
@@ -161,7 +148,7 @@ suite(`the local executor, isolated${reason}`, () => {
       // Pharma's job was not killed.
       expect(events.find((e) => e.job === pharma.id && e.kind === 'exited')).toBeUndefined();
       await ex.stop(pharma.id, 1);
-      expect(await exitedOf(events, pharma.id)).toMatchObject({ reason: 'stopped' });
+      expect(await waitForExit(events, pharma.id)).toMatchObject({ reason: 'stopped' });
     } finally {
       api.close();
     }
@@ -172,7 +159,7 @@ suite(`the local executor, isolated${reason}`, () => {
     const j = job(ex.nodes(), { command: ['node', '-e', 'const b = []; for (;;) b.push(Buffer.alloc(16 << 20, 1));'] });
     resources.set(j.id, { memoryMb: 64 });
     await ex.start(j);
-    const exited = await exitedOf(events, j.id);
+    const exited = await waitForExit(events, j.id);
     expect(exited).toMatchObject({ exitCode: null, signal: 'KILL', reason: 'completed' });
     expect(logOf(j)).toContain('exceeded its memory limit');
   }, 60_000);
@@ -193,7 +180,7 @@ suite(`the local executor, isolated${reason}`, () => {
       ],
     });
     await ex.start(j);
-    expect(await exitedOf(events, j.id)).toMatchObject({ exitCode: 0 });
+    expect(await waitForExit(events, j.id)).toMatchObject({ exitCode: 0 });
     expect(logOf(j)).toContain('rank 1 got hello');
   }, 60_000);
 
@@ -218,10 +205,10 @@ suite(`the local executor, isolated${reason}`, () => {
       script: `#!/bin/bash\n(exec 3<>/dev/tcp/127.0.0.1/${port}) 2>/dev/null && echo LEAK || echo refused\n`,
     });
     await ex.start(other);
-    await exitedOf(events, other.id);
+    await waitForExit(events, other.id);
     expect(logOf(other)).toContain('refused');
     await ex.stop(replica.id, 1);
-    await exitedOf(events, replica.id);
+    await waitForExit(events, replica.id);
   }, 60_000);
 
   it('refuses a job whose working directory or log is outside its folder', async () => {
@@ -243,8 +230,8 @@ suite(`the local executor, isolated${reason}`, () => {
     const second = open();
     expect(await second.ex.recover([{ job: j, handle }])).toEqual({ found: [j.id], exited: [], lost: [] });
     fs.writeFileSync(path.join(jobDir(j.id), 'go'), '');
-    expect(await exitedOf(second.events, j.id)).toMatchObject({ exitCode: 9, reason: 'completed' });
-    await until('the namespace and cgroup to be removed', () =>
+    expect(await waitForExit(second.events, j.id)).toMatchObject({ exitCode: 9, reason: 'completed' });
+    await waitUntil('the namespace and cgroup to be removed', () =>
       [`/run/netns/${handle.sandbox.netns}`, ...handle.sandbox.cgroup.dirs].every((p) => !fs.existsSync(p)),
     );
   }, 60_000);
@@ -256,9 +243,9 @@ suite(`the local executor, isolated${reason}`, () => {
       gracePeriodSeconds: 20,
     });
     await ex.start(j);
-    await until('the job to start', () => fs.existsSync(path.join(jobDir(j.id), 'started')));
+    await waitUntil('the job to start', () => fs.existsSync(path.join(jobDir(j.id), 'started')));
     await ex.stop(j.id, 20);
-    expect(await exitedOf(events, j.id)).toMatchObject({ exitCode: 0, reason: 'stopped' });
+    expect(await waitForExit(events, j.id)).toMatchObject({ exitCode: 0, reason: 'stopped' });
     expect(logOf(j)).toContain('checkpointed');
   }, 60_000);
 });

@@ -9,7 +9,7 @@ import { InvalidPlacementError, JobAlreadyRunningError } from '../../src/executo
 import type { ExecHandle, ExecJob, ExecNode, Executor, ExecutorEvent } from '../../src/executors/executor.js';
 import { createLocalExecutor, detectGpus } from '../../src/executors/local.js';
 import { bootId, isSameProcess, processStartTime } from '../../src/executors/proc.js';
-import { execJob, executorConformance, type ConformanceJobKind } from './conformance.js';
+import { execJob, executorConformance, waitForExit, waitUntil, type ConformanceJobKind } from './conformance.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'fabrik-local-'));
 const dataDir = path.join(root, 'data');
@@ -28,8 +28,6 @@ executorConformance(
   () => createLocalExecutor({ dataDir, gpus: [0, 1, 2, 3] }),
   (kind, id, nodes) => execJob(id, nodes, logDir, { command: COMMANDS[kind] }),
 );
-
-type Exited = Extract<ExecutorEvent, { kind: 'exited' }>;
 
 describe('the local executor', () => {
   const opened: Executor[] = [];
@@ -65,18 +63,6 @@ describe('the local executor', () => {
     return h;
   }
 
-  async function until<T>(what: string, probe: () => T | undefined | null | false, seconds = 30): Promise<T> {
-    const deadline = Date.now() + seconds * 1000;
-    for (;;) {
-      const value = probe();
-      if (value) return value;
-      if (Date.now() > deadline) throw new Error(`waited ${seconds} s for ${what}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
-  const exitedOf = (events: ExecutorEvent[], id: string) =>
-    until(`job ${id} to exit`, () => events.find((e): e is Exited => e.job === id && e.kind === 'exited'));
   const readLog = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '');
   const rankPids = (h: ExecHandle) => (h.ranks as { pid: number; startTime: string }[]).map((r) => r.pid);
 
@@ -124,7 +110,7 @@ describe('the local executor', () => {
       ],
     });
     await start(ex, j);
-    expect(await exitedOf(events, j.id)).toMatchObject({ exitCode: 0 });
+    expect(await waitForExit(events, j.id)).toMatchObject({ exitCode: 0 });
     expect(readLog(j.output).trim()).toBe(`cvd=1,2 id=${j.id} greeting=hello secret=none`);
     delete process.env.FABRIK_TEST_SECRET;
   });
@@ -144,7 +130,7 @@ describe('the local executor', () => {
       ],
     });
     const h = await start(ex, j);
-    expect(await exitedOf(events, j.id)).toMatchObject({ exitCode: 0, reason: 'completed' });
+    expect(await waitForExit(events, j.id)).toMatchObject({ exitCode: 0, reason: 'completed' });
     const lines = readLog(j.output).trim().split('\n').sort();
     expect(lines).toHaveLength(2);
     const port = /port=(\d+)/.exec(lines[0])![1];
@@ -167,7 +153,7 @@ describe('the local executor', () => {
     });
     const h = await start(ex, j);
     const t0 = Date.now();
-    expect(await exitedOf(events, j.id)).toMatchObject({ exitCode: 4, signal: null, reason: 'completed' });
+    expect(await waitForExit(events, j.id)).toMatchObject({ exitCode: 4, signal: null, reason: 'completed' });
     expect(Date.now() - t0).toBeLessThan(20_000);
     const ranks = h.ranks as { pid: number; startTime: string }[];
     expect(ranks.every((r) => !isSameProcess(r.pid, r.startTime))).toBe(true);
@@ -180,10 +166,10 @@ describe('the local executor', () => {
       script: 'trap "echo got TERM" TERM\necho ready\nwhile true; do sleep 0.1; done\n',
     });
     await start(ex, j);
-    await until('the trap to be set', () => readLog(j.output).includes('ready'));
+    await waitUntil('the trap to be set', () => readLog(j.output).includes('ready'));
     const t0 = Date.now();
     await ex.stop(j.id, 1);
-    const exited = await exitedOf(events, j.id);
+    const exited = await waitForExit(events, j.id);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(950);
     expect(exited).toMatchObject({ exitCode: null, signal: 'KILL', reason: 'stopped' });
     expect(readLog(j.output)).toContain('got TERM');
@@ -195,7 +181,7 @@ describe('the local executor', () => {
     await start(ex, j);
     const t0 = Date.now();
     await ex.stop(j.id, 20);
-    expect(await exitedOf(events, j.id)).toMatchObject({ exitCode: null, signal: 'INT', reason: 'stopped' });
+    expect(await waitForExit(events, j.id)).toMatchObject({ exitCode: null, signal: 'INT', reason: 'stopped' });
     expect(Date.now() - t0).toBeLessThan(15_000);
   });
 
@@ -205,8 +191,8 @@ describe('the local executor', () => {
     const killed = job(ex.nodes(), { command: ['sh', '-c', 'kill -TERM $$'] });
     await start(ex, code);
     await start(ex, killed);
-    expect(await exitedOf(events, code.id)).toMatchObject({ exitCode: 143, signal: null });
-    expect(await exitedOf(events, killed.id)).toMatchObject({ exitCode: null, signal: 'TERM', reason: 'completed' });
+    expect(await waitForExit(events, code.id)).toMatchObject({ exitCode: 143, signal: null });
+    expect(await waitForExit(events, killed.id)).toMatchObject({ exitCode: null, signal: 'TERM', reason: 'completed' });
   });
 
   it('finds a process again after close() and a server restart, and reports its exit code', async () => {
@@ -221,7 +207,7 @@ describe('the local executor', () => {
     const second = open();
     expect(await second.ex.recover([{ job: j, handle }])).toEqual({ found: [j.id], exited: [], lost: [] });
     fs.writeFileSync(path.join(work, 'go'), '');
-    expect(await exitedOf(second.events, j.id)).toMatchObject({ exitCode: 7, signal: null, reason: 'completed' });
+    expect(await waitForExit(second.events, j.id)).toMatchObject({ exitCode: 7, signal: null, reason: 'completed' });
     expect(first.events.map((e) => e.kind)).toEqual(['running']);
   });
 
@@ -238,7 +224,7 @@ describe('the local executor', () => {
     const { ex, events } = open({ gpus: [0, 1] });
     expect(await ex.recover([{ job: j, handle }])).toEqual({ found: [id], exited: [], lost: [] });
     fs.writeFileSync(path.join(work, 'go'), '');
-    expect(await exitedOf(events, id)).toMatchObject({ exitCode: 9, signal: null, reason: 'completed' });
+    expect(await waitForExit(events, id)).toMatchObject({ exitCode: 9, signal: null, reason: 'completed' });
     expect(readLog(j.output)).toContain('ran to the end');
   });
 
@@ -246,9 +232,9 @@ describe('the local executor', () => {
     const first = open();
     const j = job(first.ex.nodes(), { command: null, script: "trap '' TERM\necho ready\nsleep 30\n" });
     const handle = await start(first.ex, j);
-    await until('the trap to be set', () => readLog(j.output).includes('ready'));
+    await waitUntil('the trap to be set', () => readLog(j.output).includes('ready'));
     await first.ex.stop(j.id, 0);
-    expect(await exitedOf(first.events, j.id)).toMatchObject({ exitCode: null, signal: 'KILL', reason: 'stopped' });
+    expect(await waitForExit(first.events, j.id)).toMatchObject({ exitCode: null, signal: 'KILL', reason: 'stopped' });
     await first.ex.close();
 
     const second = open();
@@ -289,8 +275,8 @@ describe('the local executor', () => {
     const noDir = job(ex.nodes(), { command: ['true'], workdir: path.join(root, 'no-such-dir') });
     await expect(start(ex, missing)).resolves.toBeTypeOf('object');
     await start(ex, noDir);
-    expect(await exitedOf(events, missing.id)).toMatchObject({ exitCode: 127, reason: 'completed' });
-    expect(await exitedOf(events, noDir.id)).toMatchObject({ exitCode: 127 });
+    expect(await waitForExit(events, missing.id)).toMatchObject({ exitCode: 127, reason: 'completed' });
+    expect(await waitForExit(events, noDir.id)).toMatchObject({ exitCode: 127 });
     expect(readLog(missing.error)).toMatch(/cannot run '\/no\/such\/program'.*ENOENT/);
     expect(readLog(noDir.error)).toContain('does not exist');
   });
@@ -300,22 +286,22 @@ describe('the local executor', () => {
     const pidFile = path.join(root, `straggler-${seq}`);
     const j = job(ex.nodes(), { command: ['sh', '-c', `sleep 30 & echo $! > ${pidFile}; exit 0`] });
     await start(ex, j);
-    expect(await exitedOf(events, j.id)).toMatchObject({ exitCode: 0 });
+    expect(await waitForExit(events, j.id)).toMatchObject({ exitCode: 0 });
     const straggler = Number(fs.readFileSync(pidFile, 'utf8'));
-    await until('the straggler to die', () => !isSameProcess(straggler, processStartTime(straggler) ?? 'gone'), 10);
+    await waitUntil('the straggler to die', () => !isSameProcess(straggler, processStartTime(straggler) ?? 'gone'), 10);
   });
 
   it('starts a job again in the same folder once it ended (requeue), but never twice at once', async () => {
     const { ex, events } = open();
     const first = job(ex.nodes(), { command: ['sh', '-c', 'exit 5'] });
     await start(ex, first);
-    expect(await exitedOf(events, first.id)).toMatchObject({ exitCode: 5 });
+    expect(await waitForExit(events, first.id)).toMatchObject({ exitCode: 5 });
     events.length = 0;
     const again = { ...first, command: ['sleep', '30'] };
     await start(ex, again);
     await expect(ex.start(again)).rejects.toThrow(JobAlreadyRunningError);
     await ex.stop(again.id, 1);
-    expect(await exitedOf(events, again.id)).toMatchObject({ reason: 'stopped', signal: 'TERM' });
+    expect(await waitForExit(events, again.id)).toMatchObject({ reason: 'stopped', signal: 'TERM' });
   });
 
   it('refuses a placement on a node or GPUs it does not have', async () => {

@@ -5,8 +5,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import { describe, it } from 'vitest';
+import { migrations, type Database } from '../../src/store/schema.js';
+import { parseStoreUrl } from '../../src/store/url.js';
 
 const PG_BASE = process.env.FABRIK_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -60,4 +64,32 @@ export function forEachEngine(title: string, suite: (engine: 'sqlite' | 'postgre
     console.warn(`[audit] skipping the PostgreSQL suite: ${PG_BASE} is unreachable (${pgProblem}).`);
     describe.skip(`${title} (postgres)`, () => it('needs PostgreSQL', () => undefined));
   }
+}
+
+/**
+ * A raw Kysely on the location, migrated up to (not including) `migration`: the store an older
+ * Fabrik left, for tests of what that migration does to it. Close it with `destroy()`.
+ */
+export async function storeMigratedBefore(place: Location, migration: string): Promise<Kysely<Database>> {
+  const location = parseStoreUrl(place.url);
+  let db: Kysely<Database>;
+  let schema: string | undefined;
+  if (location.engine === 'sqlite') {
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: new BetterSqlite3(location.path) }) });
+  } else {
+    schema = location.schema!;
+    const pool = new pg.Pool({ connectionString: location.connectionString, max: 2, options: `-c search_path=${schema}` });
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
+  }
+  const before = Object.fromEntries(Object.entries(migrations(location.engine)).filter(([name]) => name < migration));
+  const migrator = new Migrator({
+    db,
+    provider: { getMigrations: async () => before },
+    migrationTableSchema: schema,
+    allowUnorderedMigrations: true,
+  });
+  const { error } = await migrator.migrateToLatest();
+  if (error) throw error;
+  return db;
 }

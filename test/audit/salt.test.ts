@@ -7,18 +7,15 @@
 // and its events and the new salted ones prove against the new checkpoints; salts cannot be
 // stripped or added behind the log's back.
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
-import pg from 'pg';
+import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { signCheckpoint } from '../../src/audit/checkpoint.js';
 import { canonicalJson, eventLeafHash, isoOfMs, leafContent, SALT_BYTES, type AuditEvent } from '../../src/audit/event.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { leafHash, MerkleTree, verifyConsistency, verifyInclusion } from '../../src/audit/merkle.js';
 import { verifyStore } from '../../src/audit/verify.js';
-import { migrations, type Database } from '../../src/store/schema.js';
-import { openStore, parseStoreUrl, type KyselyStore } from '../../src/store/index.js';
-import { forEachEngine, type Location } from './engines.js';
+import { openStore, type KyselyStore } from '../../src/store/index.js';
+import { forEachEngine, storeMigratedBefore, type Location } from './engines.js';
 
 const ORIGIN = 'fabrik/test';
 
@@ -51,27 +48,6 @@ function bruteForce(sibling: Buffer, seq: number, nearMs: number): { found: Audi
           }
   }
   return { found: null, tries };
-}
-
-/** A raw Kysely on the location, migrated to just before 009_audit_salts: the store an older Fabrik left. */
-async function storeBeforeSalting(place: Location): Promise<{ db: Kysely<Database>; close(): Promise<void> }> {
-  const location = parseStoreUrl(place.url);
-  let db: Kysely<Database>;
-  let schema: string | undefined;
-  if (location.engine === 'sqlite') {
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: new BetterSqlite3(location.path) }) });
-  } else {
-    schema = location.schema!;
-    const pool = new pg.Pool({ connectionString: location.connectionString, max: 2, options: `-c search_path=${schema}` });
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
-  }
-  const all = migrations(location.engine);
-  const before = Object.fromEntries(Object.entries(all).filter(([name]) => name < '009_audit_salts'));
-  const migrator = new Migrator({ db, provider: { getMigrations: async () => before }, migrationTableSchema: schema });
-  const { error } = await migrator.migrateToLatest();
-  if (error) throw error;
-  return { db, close: () => db.destroy() };
 }
 
 forEachEngine('salted audit leaves', (engine, location) => {
@@ -155,7 +131,7 @@ forEachEngine('salted audit leaves', (engine, location) => {
     it('a log made before salting: still verifies from the checkpoint saved then, its old events stay guessable, new ones do not', async () => {
       const place = await fresh();
       // An older Fabrik's log: unsalted leaves and a signed checkpoint over them, that a member saved.
-      const old = await storeBeforeSalting(place);
+      const old = await storeMigratedBefore(place, '009_audit_salts');
       const t0 = Date.now() - 60_000;
       const legacy: AuditEvent[] = [
         // Leaves 0 and 1 are siblings: telecom's proof for 1 starts with pharma's leaf 0.
@@ -177,7 +153,7 @@ forEachEngine('salted audit leaves', (engine, location) => {
         tree.append(hash);
         await sql`insert into audit_events (seq, at, kind, actor, member, subject, data, leaf_hash)
           values (${e.seq}, ${Date.parse(e.at)}, ${e.kind}, ${e.actor}, ${e.member}, ${e.subject}, ${canonicalJson(e.data)}, ${hash.toString('hex')})`.execute(
-          old.db,
+          old,
         );
       }
       const saved = signCheckpoint(
@@ -185,9 +161,9 @@ forEachEngine('salted audit leaves', (engine, location) => {
         key,
       );
       await sql`insert into audit_checkpoints (size, root_hash, at, signature) values (3, ${saved.rootHash}, ${t0 + 1000}, ${saved.signature})`.execute(
-        old.db,
+        old,
       );
-      await old.close();
+      await old.destroy();
 
       // The upgrade: 009 runs, the log opens against the old checkpoint, and salting starts at 3.
       const { store, log } = await start(place);

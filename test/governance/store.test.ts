@@ -2,18 +2,13 @@
 // members' `trials` are two datasets; a name resolves to the member's own first, else to the one
 // granted to it; a store an older Fabrik left keeps its rows, its models and what its site
 // policies meant.
-import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
-import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Governance, UnknownDatasetError } from '../../src/governance/governance.js';
 import { AmbiguousNameError, type Agreement, type Dataset } from '../../src/governance/model.js';
 import { ModelStore } from '../../src/governance/models-store.js';
 import { AlreadyExistsError, GovernanceStore } from '../../src/governance/store.js';
-import { migrations, type Database } from '../../src/store/schema.js';
 import { openStore, type KyselyStore } from '../../src/store/index.js';
-import { parseStoreUrl } from '../../src/store/url.js';
-import { forEachEngine, type Location } from '../audit/engines.js';
+import { forEachEngine, storeMigratedBefore, type Location } from '../audit/engines.js';
 
 const NOW = 1_800_000_000;
 const dataset = (owner: string, id: string, over: Partial<Dataset> = {}): Dataset => ({
@@ -46,33 +41,6 @@ const agreement = (grantor: string, id: string, grantee: string, datasets: strin
   revokedAt: null,
   revokedBy: null,
 });
-
-/** A raw Kysely on the location, migrated to just before 011: the store an older Fabrik left. */
-async function storeBefore011(place: Location): Promise<Kysely<Database>> {
-  const location = parseStoreUrl(place.url);
-  let db: Kysely<Database>;
-  let schema: string | undefined;
-  if (location.engine === 'sqlite') {
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: new BetterSqlite3(location.path) }) });
-  } else {
-    schema = location.schema!;
-    const pool = new pg.Pool({ connectionString: location.connectionString, max: 2, options: `-c search_path=${schema}` });
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
-  }
-  const before = Object.fromEntries(
-    Object.entries(migrations(location.engine)).filter(([name]) => name < '011_member_scoped_ids'),
-  );
-  const migrator = new Migrator({
-    db,
-    provider: { getMigrations: async () => before },
-    migrationTableSchema: schema,
-    allowUnorderedMigrations: true,
-  });
-  const { error } = await migrator.migrateToLatest();
-  if (error) throw error;
-  return db;
-}
 
 forEachEngine('member-scoped dataset and agreement ids', (engine, location) => {
   describe(`member-scoped ids in the store (${engine})`, () => {
@@ -172,7 +140,7 @@ forEachEngine('member-scoped dataset and agreement ids', (engine, location) => {
 
     it('migrates a store an older Fabrik left: its rows keep working, and its site policies keep meaning what they said', async () => {
       where = await location();
-      const old = await storeBefore011(where);
+      const old = await storeMigratedBefore(where, '011_member_scoped_ids');
       await old
         .insertInto('datasets')
         .values({

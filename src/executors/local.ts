@@ -120,7 +120,7 @@ export interface LocalIsolation {
   readonly userName?: string;
   /** Where the GPUs' device files are, `nvidia<N>` (default /dev; tests use fake ones). */
   readonly deviceDir?: string;
-  /** Folders jobs may read besides /usr (default: this Fabrik installation, for its bundled engine). */
+  /** Folders jobs may read besides /usr (default: the code of this Fabrik installation, FABRIK_CODE). */
   readonly readOnly?: readonly string[];
   /** Most processes a job may have (default 4096). */
   readonly pids?: number;
@@ -130,8 +130,15 @@ export interface LocalIsolation {
   readonly resources?: (job: ExecJob) => Promise<JobResources>;
 }
 
-/** The Fabrik installation (three folders above this file): jobs may read it, to run `fabrik engine`. */
+/** The Fabrik installation (three folders above this file). */
 const FABRIK_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/**
+ * What of it jobs may read: what `fabrik engine` (a replica's bundled engine) runs from, and its corpus. Not the
+ * whole folder: an operator's `fabrik.yaml` beside it may hold the store's password.
+ */
+const FABRIK_CODE = ['bin', 'src', 'node_modules', 'data/corpus', 'package.json', 'tsconfig.json'].map((p) =>
+  path.join(FABRIK_ROOT, p),
+);
 
 export interface LocalExecutor extends Executor {
   /** Where the GPUs came from, for the server to show. */
@@ -562,7 +569,7 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
         jobDir: dir,
         cwd,
         datasets,
-        readOnly: iso.readOnly ?? [FABRIK_ROOT],
+        readOnly: iso.readOnly ?? FABRIK_CODE,
         hidden: [dataDir],
         deviceDir: iso.deviceDir ?? '/dev',
         gpus: entry.gpus,

@@ -108,6 +108,15 @@ forEachEngine('attack suite, local executor', (engine, location) => {
       expect(out).toContain(planted.victimOutput);
     });
 
+    it("shows a job only the code of Fabrik's installation, not what an operator keeps beside it", async () => {
+      const repo = new URL('../../', import.meta.url).pathname;
+      const { log, err } = await api.runToEnd(tom, { name: 'install', script: `#!/bin/bash\nls -A ${repo}\necho listed\n` });
+      expect(log, err).toContain('listed');
+      // Its own view: bin, src, node_modules, data/corpus, package.json, tsconfig.json; no README, no fabrik.yaml, no .fabrik.
+      const seen = log.split('\n').filter((l) => l !== '' && l !== 'listed');
+      expect(seen.sort()).toEqual(['bin', 'data', 'node_modules', 'package.json', 'src', 'tsconfig.json']);
+    });
+
     it("never serves a file outside the job's folder through the log API", async () => {
       for (const output of ['/proc/self/environ', join(dir, 'data', 'operator-token'), '../../operator-token', '/etc/shadow']) {
         const r = await api.call<{ error: { code: string; field: string } }>(tom, 'POST', '/v1/jobs', {

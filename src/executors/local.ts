@@ -3,7 +3,7 @@
 // group, so that a stop reaches everything the rank started and the server may restart without
 // taking its jobs along. The handle names every rank by pid, process group and start time; a new
 // executor instance finds the ranks again from it and watches them by polling /proc.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -24,7 +24,7 @@ import {
   silentLogger,
 } from './common.js';
 import type { ExecJob, ExecNode, Executor, ExecutorEvent, ExitReason, RecoveryResult } from './executor.js';
-import { ensureUnixUser, unixUserOf } from './identity.js';
+import { ensureUnixUser, lookUpUnixUser, unixUserOf } from './identity.js';
 import { createJobCgroup, type JobCgroup, jobCgroupAt, removeJobCgroup } from './isolation/cgroup.js';
 import { createNetns, deleteNetns, NETNS_DIR } from './isolation/netns.js';
 import { type IsolationProbe, isInside, STAGE_DIR, sandboxPlan } from './isolation/sandbox.js';
@@ -109,8 +109,16 @@ export interface JobResources {
   readonly cpusPerTask?: number | null;
   /** Per rank; default: the node slot's share of this host's memory. */
   readonly memoryMb?: number | null;
-  /** Bound read-only at their location. */
-  readonly datasets?: readonly { readonly name: string; readonly location: string }[];
+  /**
+   * Bound read-only at their location, when the person who registered it can read it there (see
+   * readableBy): `owner` and `registeredBy` name that person as the job's member and user do.
+   */
+  readonly datasets?: readonly {
+    readonly name: string;
+    readonly location: string;
+    readonly owner: string;
+    readonly registeredBy: string;
+  }[];
 }
 
 export interface LocalIsolation {
@@ -556,8 +564,16 @@ export function createLocalExecutor(options: LocalExecutorOptions): LocalExecuto
     const notes: string[] = [];
     const datasets: string[] = [];
     for (const d of resources.datasets ?? []) {
-      if (fs.existsSync(d.location)) datasets.push(path.resolve(d.location));
-      else notes.push(`dataset ${d.name}: its location ${d.location} is not on this host; it is not mounted`);
+      if (!fs.existsSync(d.location)) {
+        notes.push(`dataset ${d.name}: its location ${d.location} is not on this host; it is not mounted`);
+        continue;
+      }
+      // Root mounts it (a grantee's user may not reach the owner's storage), so the location must be
+      // what its owner could lend: readable by the person who registered it, with their own rights.
+      // Else a member would register another member's folder, or the data folder, and read it here.
+      const registrant = unixUserOf(iso.userName ?? '{member}-{user}', { member: d.owner, user: d.registeredBy });
+      if (await readableBy(registrant, d.location)) datasets.push(path.resolve(d.location));
+      else notes.push(`dataset ${d.name}: ${registrant}, who registered it, cannot read ${d.location}; it is not mounted`);
     }
     const ranks = job.placement.length;
     const slotShare = 1 / nodes.length;
@@ -1000,4 +1016,18 @@ function freePort(): Promise<number> {
       server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
     });
   });
+}
+
+/**
+ * Whether Unix user `name` can read `location` (and enter it, for a folder) with its own rights,
+ * tried as that user: `test` follows the real path with the user's permissions at every step. A
+ * user that does not exist here can read nothing.
+ */
+async function readableBy(name: string, location: string): Promise<boolean> {
+  const user = await lookUpUnixUser(name);
+  if (!user) return false;
+  const isDir = fs.statSync(location).isDirectory();
+  const args = ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', 'test', '-r', location];
+  if (isDir) args.push('-a', '-x', location);
+  return new Promise((resolve) => execFile('setpriv', args, (err) => resolve(!err)));
 }

@@ -129,7 +129,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
                 return {
                   cpusPerTask: stored?.request.cpusPerTask ?? null,
                   memoryMb: stored?.request.memoryMb ?? null,
-                  datasets: datasets.map((d) => ({ name: d.id, location: d.location })),
+                  datasets: datasets.map((d) => ({
+                    name: d.id,
+                    location: d.location,
+                    owner: d.owner,
+                    registeredBy: d.createdBy,
+                  })),
                 };
               },
             },

@@ -117,6 +117,26 @@ forEachEngine('attack suite, local executor', (engine, location) => {
       expect(seen.sort()).toEqual(['bin', 'data', 'node_modules', 'package.json', 'src', 'tsconfig.json']);
     });
 
+    it("mounts no dataset whose registrant could not read it: not the data folder, not another member's job folder", async () => {
+      const data = join(dir, 'data');
+      for (const [id, location] of [
+        ['the-server', data],
+        ['their-job', join(data, 'jobs', victim.id)],
+      ]) {
+        const reg = await api.call(tom, 'POST', '/v1/datasets', { id, classification: 'internal', zones: ['general'], location });
+        expect(reg.status, JSON.stringify(reg.body)).toBe(201);
+        const { job, log, err } = await api.runToEnd(tom, {
+          name: 'via-dataset',
+          datasets: [id],
+          purpose: 'research',
+          script: `#!/bin/bash\nfor f in "${location}"/* "${location}"/*/*; do [ -f "$f" ] && head -c 4096 "$f"; done; echo read done\n`,
+        });
+        expect(log + err, id).toContain('read done');
+        expectNoneOf(log + err, [planted.victimOutput, ...serverSecrets(data)], `job ${job.id} through dataset ${id}`);
+        expect(log + err, id).toMatch(/cannot read .*; it is not mounted/);
+      }
+    });
+
     it("never serves a file outside the job's folder through the log API", async () => {
       for (const output of ['/proc/self/environ', join(dir, 'data', 'operator-token'), '../../operator-token', '/etc/shadow']) {
         const r = await api.call<{ error: { code: string; field: string } }>(tom, 'POST', '/v1/jobs', {

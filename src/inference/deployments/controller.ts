@@ -533,7 +533,6 @@ export class DeploymentController implements ReplicaSource, LoadSink {
     l.d = { ...d, nextReplica: k + 1 };
     const port = await this.allocatePort();
     const name = `deploy-${d.id}-r${k}`;
-    this.installation ??= await this.o.store.installationId();
     const token = this.token(d.id, k);
     const {
       name: _n,

@@ -170,8 +170,6 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
             : `a member's users are ${MEMBER_ROLES.join(', ')}; ${refused} is not one`,
           'body.roles',
         );
-      if (p.role !== 'operator' && member === null)
-        throw new ApiError(403, 'FORBIDDEN', 'only operators create users of no member', 'body.member');
       try {
         await store.createUser(user);
       } catch (e) {

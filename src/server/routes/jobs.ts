@@ -33,21 +33,6 @@ const JobId = z.object({ id: z.string().regex(/^\d{1,18}$/, 'a job id') });
 const Jobs = z.object({ jobs: z.array(JobView) });
 
 /**
- * The routes whose answers hold a job's details (its spec, reason, events or log). Each builds
- * them with `jobView` (through the routes' `view`), so that one redaction covers them all; a hook
- * that seals job details (break-glass) must stand in front of every one of these.
- */
-export const JOB_DETAIL_ROUTES: readonly { readonly method: string; readonly url: string }[] = [
-  { method: 'POST', url: '/v1/jobs' },
-  { method: 'GET', url: '/v1/jobs' },
-  { method: 'GET', url: '/v1/jobs/:id' },
-  { method: 'POST', url: '/v1/jobs/:id/cancel' },
-  { method: 'GET', url: '/v1/jobs/:id/events' },
-  { method: 'GET', url: '/v1/jobs/:id/explain' },
-  { method: 'GET', url: '/v1/jobs/:id/logs' },
-];
-
-/**
  * A job as anyone sees it. Env values are the owner's business (the user who submitted it, in
  * its member): everyone else, operators included, sees the names with "(hidden)". Secret
  * variables are shown to no one, the owner included: their names with "(secret)".
@@ -385,7 +370,14 @@ async function* follow(
   try {
     for (;;) {
       const done = await ended();
-      if (!log) log = await open().catch(() => null);
+      if (!log) {
+        try {
+          log = await open();
+        } catch (e) {
+          if (e instanceof LogRefusedError) return;
+          // Not there yet: looked for again on the next turn.
+        }
+      }
       if (log) {
         const size = (await log.handle.stat()).size;
         while (size > at) {

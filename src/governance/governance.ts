@@ -11,7 +11,6 @@
 import {
   AmbiguousNameError,
   CLASSIFICATION_RANK,
-  datasetVisibleTo,
   qualified,
   resolveName,
   type Agreement,
@@ -111,18 +110,13 @@ export class Governance {
     return gone;
   }
 
-  /** Whether a member sees a dataset: it owns it, or an agreement of its owner (in any state) names it for the member. */
-  visible(d: Dataset, member: string | null, agreements: readonly Agreement[]): boolean {
-    return datasetVisibleTo(d, member, agreements);
-  }
-
   /**
    * The datasets a job names, each resolved for its member among those it sees; throws
    * UnknownDatasetError (none: absent and another member's alike) or AmbiguousNameError.
    */
   private async inputs(member: string, names: readonly string[]): Promise<{ datasets: Dataset[]; agreements: Agreement[] }> {
     const agreements = await this.store.agreementsFor(member);
-    const visible = await this.store.visibleNamed(member, names);
+    const visible = await this.store.visibleNamed(member, names, agreements);
     const datasets = names.map((name) => resolveDataset(name, member, visible));
     // `trials` and `pharma/trials` may be one dataset: it is used once.
     const unique = [...new Map(datasets.map((d) => [qualified(d.owner, d.id), d])).values()];

@@ -115,10 +115,11 @@ export class GovernanceStore {
   }
 
   /** The datasets with these names' ids that `member` may see (all of them for null: operators, consortium auditors). */
-  async visibleNamed(member: string | null, names: readonly string[]): Promise<Dataset[]> {
+  async visibleNamed(member: string | null, names: readonly string[], known?: readonly Agreement[]): Promise<Dataset[]> {
     const all = await this.datasets(names.map((n) => nameParts(n).id));
     if (member === null) return all;
-    const agreements = await this.agreementsFor(member);
+    // `known`: the member's agreements, when the caller has read them already.
+    const agreements = known ?? (await this.agreementsFor(member));
     return all.filter((d) => datasetVisibleTo(d, member, agreements));
   }
 

@@ -17,7 +17,9 @@ import {
   AmbiguousNameError,
   CLASSIFICATIONS,
   DatasetInput,
+  datasetVisibleTo,
   granteeParts,
+  nameParts,
   qualified,
   resolveName,
   type Agreement,
@@ -166,7 +168,7 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
       requireRole(p, 'data.read');
       const agreements = p.member === null ? [] : await store.agreementsFor(p.member);
       const all = await store.datasets();
-      return { datasets: all.filter((d) => governance.visible(d, p.member, agreements)).map((d) => datasetView(d, p)) };
+      return { datasets: all.filter((d) => datasetVisibleTo(d, p.member, agreements)).map((d) => datasetView(d, p)) };
     },
   );
 
@@ -224,9 +226,7 @@ export function governanceRoutes(app: FastifyInstance, ctx: ServerContext): void
       const b = req.body;
       // A member grants its own datasets only: another member's does not exist for it here, even
       // one granted to it.
-      const candidates = (await store.datasets(b.datasets.map((n) => n.slice(n.indexOf('/') + 1)))).filter(
-        (d) => d.owner === grantor,
-      );
+      const candidates = (await store.datasets(b.datasets.map((n) => nameParts(n).id))).filter((d) => d.owner === grantor);
       const datasets: Dataset[] = [];
       for (const name of b.datasets) {
         const r = resolveName(

@@ -8,14 +8,7 @@
 // granted to them by that name) or `pharma/trials`. Admission resolves each name once, and the job
 // keeps the qualified names it was admitted with (Admission.datasets), so that a dataset named
 // `trials` registered later by anyone never changes what the job uses.
-import {
-  AmbiguousNameError,
-  CLASSIFICATION_RANK,
-  qualified,
-  resolveName,
-  type Agreement,
-  type Dataset,
-} from './model.js';
+import { AmbiguousNameError, CLASSIFICATION_RANK, qualified, resolveName, type Agreement, type Dataset } from './model.js';
 import { AdmissionPolicies, checkPolicyText, type UseDecision } from './policies.js';
 import type { GovernanceStore } from './store.js';
 

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { PRIORITY_RANK, type PriorityClass } from '../core/job.js';
 import type { ExecJob } from './executor.js';
-import { slurmName, unixUserOf } from './identity.js';
+import { ensureUnixUser, lookUpUnixUser, slurmName, unixUserOf } from './identity.js';
 
 // The name mapping is shared with the local executor, which runs jobs as the same Unix users.
 export { slurmName, unixUserOf };
@@ -86,28 +86,15 @@ export class SlurmIdentities {
   }
 
   private async unixUser(user: string): Promise<{ uid: number; gid: number }> {
-    const look = async () => {
-      try {
-        const { stdout } = await run('getent', ['passwd', user]);
-        const [, , uid, gid] = stdout.trim().split(':');
-        return { uid: Number(uid), gid: Number(gid) };
-      } catch {
-        return null;
-      }
-    };
-    const found = await look();
+    const found = await lookUpUnixUser(user);
     if (found) return found;
     if (!this.o.createUnixUsers)
       throw new SlurmIdentityError(
         `Unix user '${user}' does not exist on this host; add it to the directory, or let Fabrik create users (slurm.createUnixUsers)`,
       );
-    // No home, no login: the user only runs batch jobs that Fabrik submits for it.
-    await run('useradd', ['--no-create-home', '--shell', '/usr/sbin/nologin', '--user-group', user]).catch((err: Error) => {
-      throw new SlurmIdentityError(`could not create Unix user '${user}': ${err.message}`);
+    return ensureUnixUser(user).catch((err: Error) => {
+      throw new SlurmIdentityError(err.message);
     });
-    const made = await look();
-    if (!made) throw new SlurmIdentityError(`Unix user '${user}' was created but cannot be looked up`);
-    return made;
   }
 
   private async ensureAccount(account: string, member: string): Promise<void> {

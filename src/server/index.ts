@@ -97,6 +97,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   prepareDataDir(dataDir, { store: o.store, jobsByPath: o.executor === 'slurm' });
   const store = await openStore(o.store ?? `sqlite:${join(dataDir, 'fabrik.db')}`);
 
+  // One for the executor's job launches and for governance.
+  const governanceStore = new GovernanceStore(store.db);
   let executor: Executor;
   let site: Site;
   let consortium = o.consortium;
@@ -125,7 +127,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
               resources: async (j) => {
                 const stored = await store.job(j.id);
                 const ids = stored?.request.datasets ?? [];
-                const datasets = stored ? await new GovernanceStore(store.db).jobDatasets(stored.member, ids) : [];
+                const datasets = stored ? await governanceStore.jobDatasets(stored.member, ids) : [];
                 return {
                   cpusPerTask: stored?.request.cpusPerTask ?? null,
                   memoryMb: stored?.request.memoryMb ?? null,
@@ -155,7 +157,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const reconciled = await reconcileSubmissions(audit, store);
   if (reconciled.length > 0)
     log.warn({ jobs: reconciled }, `audit: logged job.submitted for ${reconciled.length} jobs a crash left without one`);
-  const governance = new Governance(new GovernanceStore(store.db), site.zones, now);
+  const governance = new Governance(governanceStore, site.zones, now);
   const controller = new Controller({
     store,
     executor,

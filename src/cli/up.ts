@@ -160,6 +160,11 @@ export function upCommand(defaults: { site: string; consortium: string; dataDir:
         console.log(server.bootstrapToken);
       }
       if (localIsolation) console.error(`fabrik: ${describeIsolation(localIsolation.probe)}`);
+      // Unisolated jobs run as this process's user with the host's /dev: these settings have nothing to act on.
+      if (localIsolation && !localIsolation.probe.available && (c.local?.deviceDir || c.local?.userName))
+        console.error(
+          'fabrik: warning: local.deviceDir / local.userName (--gpu-devices) apply to isolated jobs only; ignored, since jobs here are not isolated',
+        );
       const stop = () => {
         console.error('fabrik: stopping');
         void server.close().then(() => process.exit(0));

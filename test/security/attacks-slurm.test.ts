@@ -43,7 +43,7 @@ forEachEngine('attack suite, Slurm executor', (engine, location) => {
     afterAll(async () => {
       if (victim) await api.call(pia, 'POST', `/v1/jobs/${victim.id}/cancel`).catch(() => undefined);
       await target?.close();
-    });
+    }, 120_000);
 
     it("gives the attacker's Slurm job nothing of the server, the store or the victim, and lets it stop nothing", async () => {
       const operatorBefore = target.operator;

@@ -46,7 +46,7 @@ forEachEngine('attack suite, local executor', (engine, location) => {
     }, 120_000);
     afterAll(async () => {
       await target?.close();
-    });
+    }, 120_000);
 
     it('keeps the data folder 0700 and the store and the secrets in it 0600', () => {
       const data = join(dir, 'data');

@@ -39,7 +39,7 @@ forEachEngine('attack suite, requests', (engine, location) => {
     }, 120_000);
     afterAll(async () => {
       await target?.close();
-    });
+    }, 120_000);
 
     describe('people, not names', () => {
       it("refuses an operator who mints a token for a member's user, or makes a member's researcher", async () => {

@@ -41,6 +41,14 @@ export interface JobSpec {
    * turn, so there are no preemption loops.
    */
   readonly preemptedBy?: readonly string[];
+  /**
+   * Seconds of its work already done and kept by earlier runs (up to the last checkpoint; all of
+   * it where preempted jobs resume): its attained service, which orders it among its member's
+   * jobs (least attained first, as Tiresias's LAS) and shortens what is left to run.
+   */
+  readonly attainedSeconds?: number;
+  /** The advance reservation it runs in (its member's); null or absent: none. */
+  readonly reservation?: string | null;
 }
 
 export interface PendingJob extends JobSpec {

@@ -1,6 +1,7 @@
 // The scheduler's contract: what a cycle reads, what it decides, and how it explains a wait.
 import type { Consortium } from '../core/consortium.js';
 import type { Allocation, PendingJob, RunningJob } from '../core/job.js';
+import type { AdvanceReservation } from '../core/reservation.js';
 import type { Site } from '../core/site.js';
 
 /** Everything one cycle looks at. Plain data: the server builds it from its store, the simulator from its trace. */
@@ -11,6 +12,8 @@ export interface ClusterState {
   readonly pending: readonly PendingJob[];
   /** Decayed GPU-hours per member id (see core/usage.ts); a missing member has none. */
   readonly usageGpuHours: Readonly<Record<string, number>>;
+  /** Advance reservations booked now or later (capability runs); none when absent. */
+  readonly reservations?: readonly AdvanceReservation[];
 }
 
 /** How much of the work a cycle does: what the caller needs back, and how deep it looks. */

@@ -1,4 +1,5 @@
 // The members who own the machine together, and what each has contracted for.
+import type { ReservationRules } from './reservation.js';
 
 export type Isolation = 'none' | 'required';
 
@@ -27,6 +28,8 @@ export interface Consortium {
   readonly name: string;
   readonly members: readonly Member[];
   readonly fairShare: FairSharePolicy;
+  /** What member admins may book as advance reservations themselves; absent: only operators book. */
+  readonly reservations?: ReservationRules;
 }
 
 export function memberById(consortium: Consortium, id: string): Member | undefined {

@@ -117,8 +117,16 @@ export function gangGpusOf(job: { readonly allocation: readonly Allocation[] }):
   return g;
 }
 
+/**
+ * The time limit of the job's next (or current) run: its walltime less the service it kept from
+ * earlier runs. A job that resumes from its checkpoint has only that much left to do.
+ */
+export function remainingWalltime(job: JobSpec): number {
+  return Math.max(0, job.walltimeSeconds - (job.attainedSeconds ?? 0));
+}
+
 /** When a running job is expected to release its GPUs. */
 export function expectedEnd(job: RunningJob, now: number): number {
   if (job.preempting) return Math.max(now, job.preempting.graceEndsAt);
-  return Math.max(now, job.startedAt + job.walltimeSeconds);
+  return Math.max(now, job.startedAt + remainingWalltime(job));
 }

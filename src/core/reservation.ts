@@ -15,3 +15,19 @@ export interface AdvanceReservation {
   /** The GPUs it holds: chosen when it is booked (whole nodes, whole NVLink domains first). */
   readonly allocation: readonly Allocation[];
 }
+
+/**
+ * What a member admin may book without an operator, from the consortium file's `reservations:`
+ * block (Slurm has no such rule; it is the consortium's contract). Operators may book beyond it.
+ * A null field sets no limit; an absent block lets members book nothing themselves.
+ */
+export interface ReservationRules {
+  /** Most GPUs one reservation may hold. */
+  readonly maxGpus: number | null;
+  /** Longest reservation, in hours. */
+  readonly maxHours: number | null;
+  /** How long before its start it must be booked, in hours. */
+  readonly minNoticeHours: number;
+  /** How many reservations a member may have starting in any 7 days. */
+  readonly perMemberPerWeek: number | null;
+}

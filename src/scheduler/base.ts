@@ -10,6 +10,7 @@ import { estimateStarts } from './estimate.js';
 import { place, type PlacementRequest } from './placement.js';
 import type { RunningEntry } from './preemption.js';
 import { QuotaBook, QuotaFit } from './quota.js';
+import { AdvanceReservations } from './reservations.js';
 import { Snapshot, type Availability } from './snapshot.js';
 import { ReleaseTimeline } from './timeline.js';
 import type { ClusterState, CycleOptions, CycleResult, Decision, Explanation, PendingReason } from './types.js';
@@ -63,7 +64,11 @@ export class CycleBase {
     this.quota = new QuotaBook(consortium, this.snap.now.total, (m, t) => this.timeline.releasedBy(m, t));
     const empty = this.snap.now;
     this.capacity = { avail: empty.avail.slice(), domainAvail: empty.domainAvail.slice(), total: empty.total };
+    this.advance = new AdvanceReservations(state.reservations, now);
   }
+
+  /** Booked advance reservations (capability runs): see reservations.ts. */
+  protected readonly advance: AdvanceReservations;
 
   /** Failures first: a gang that touched a failed node is requeued whole; the rest is the snapshot. */
   loadRunning(): void {
@@ -77,19 +82,23 @@ export class CycleBase {
       const member = this.member(job.member, job.id);
       const isolated = this.exclusive(job, member);
       this.snap.occupy(member, isolated, job.allocation);
-      // A job being stopped still holds its GPUs, but no longer counts against its member's share.
-      if (!job.preempting) this.quota.add(member, gangGpusOf(job));
+      // A job being stopped still holds its GPUs, but no longer counts against its member's share;
+      // nor does one in an advance reservation: the reservation's GPUs are its own, never a victim's.
+      const booked = this.advance.inActive(job);
+      if (!job.preempting && !booked) this.quota.add(member, gangGpusOf(job));
       this.timeline.add(job.id, {
         end: expectedEnd(job, this.now),
-        counted: !job.preempting,
+        counted: !job.preempting && !booked,
         member,
         isolated,
         allocation: job.allocation,
       });
+      if (booked) continue;
       const entry = { job, member, isolated, stopping: job.preempting !== null, fresh: false };
       this.running.push(entry);
       this.runningById.set(job.id, entry);
     }
+    this.advance.hold(this.snap, (id) => this.member(id, 'an advance reservation'));
   }
 
   protected start(
@@ -122,11 +131,37 @@ export class CycleBase {
 
   protected wait(job: PendingJob, reason: PendingReason, gpus: number, reservedStart: number | null): void {
     if (!this.explain) return;
+    if (reason === 'BehindReservation' && this.advance.any) reason = this.blockedBy(job);
     const position = this.waiting.length + 1;
     this.waiting.push({ job: job.id, reason, position, estimatedStart: reason === 'NodesUnavailable' ? null : this.now });
     this.waitingColumns.gpus.push(gpus);
     this.waitingColumns.walltimeSeconds.push(job.walltimeSeconds);
     this.waitingColumns.reservedStart.push(reservedStart ?? NaN);
+  }
+
+  /**
+   * A job of an advance reservation: it starts only on the reservation's GPUs, inside its window,
+   * and never counts against its member's quota (the reservation is its admission). Else it waits
+   * with WaitingForReservation, until the start, or with no estimate when it can never run there.
+   */
+  private inReservation(job: PendingJob, m: number, req: PlacementRequest): null {
+    const verdict = this.advance.consider(this.snap, job, req);
+    if (verdict.kind === 'start') {
+      this.snap.occupy(m, req.exclusive, verdict.allocation);
+      this.timeline.add(job.id, { end: verdict.end, counted: false, member: m, isolated: req.exclusive, allocation: verdict.allocation });
+      this.decisions.push({ kind: 'start', job: job.id, allocation: verdict.allocation, borrowing: false });
+      return null;
+    }
+    this.wait(job, 'WaitingForReservation', req.gpus, verdict.from);
+    if (verdict.from === null && this.explain) this.waiting[this.waiting.length - 1].estimatedStart = null;
+    return null;
+  }
+
+  /** BehindReservation, or WaitingForReservation when what it runs into is an advance reservation. */
+  private blockedBy(job: PendingJob): PendingReason {
+    const m = this.member(job.member, job.id);
+    const { req } = this.request(job, m);
+    return this.advance.blocks(this.snap, req, this.now + job.walltimeSeconds) ? 'WaitingForReservation' : 'BehindReservation';
   }
 
   /**
@@ -179,6 +214,7 @@ export class CycleBase {
       this.wait(job, 'NodesUnavailable', req.gpus, null);
       return null;
     }
+    if (job.reservation != null) return this.inReservation(job, m, req);
     return { m, req, shape: id };
   }
 

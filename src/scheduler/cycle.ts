@@ -1,7 +1,7 @@
 // One scheduling cycle: cycle(state, now) → decisions and an explanation for every waiting job.
 // Pure: no clock, no I/O, no randomness. The server runs it on events and a timer against
 // live state; the simulator runs it on a virtual clock against a trace.
-import { gangGpus, gangGpusOf, PRIORITY_RANK, type Allocation, type PendingJob } from '../core/job.js';
+import { gangGpus, gangGpusOf, PRIORITY_RANK, remainingWalltime, type Allocation, type PendingJob } from '../core/job.js';
 import type { Member } from '../core/consortium.js';
 import { decayedAverageGpus } from '../core/usage.js';
 import { CycleBase } from './base.js';
@@ -29,7 +29,8 @@ class CycleContext extends CycleBase {
   private readonly oracle: PreemptionOracle;
   private readonly memberReserved: Uint8Array;
   private readonly preemptors: Uint32Array;
-  private readonly planAttempts: Uint32Array;
+  /** Searches for victims that found none worth taking, per member, this cycle. */
+  private readonly failedPlans: Uint32Array;
   private reservationsMade = 0;
   private readonly noPlan = new Set<string>();
   private readonly diagnosis = new Map<number, { version: number; reason: PendingReason }>();
@@ -45,8 +46,8 @@ class CycleContext extends CycleBase {
     const members = state.consortium.members.length;
     this.memberReserved = new Uint8Array(members);
     this.preemptors = new Uint32Array(members);
-    this.planAttempts = new Uint32Array(members);
-    this.oracle = new LeastLostWork(this.snap, this.quota, this.running, now);
+    this.failedPlans = new Uint32Array(members);
+    this.oracle = new LeastLostWork(this.snap, this.quota, this.running, now, config);
   }
 
   order(): PendingJob[] {
@@ -59,7 +60,7 @@ class CycleContext extends CycleBase {
     }
     holders.sort((a, b) => a.holdSince! - b.holdSince! || byClassThenAge(a, b));
     const large = this.snap.maxDomainGpus;
-    for (let i = 0; i < queues.length; i++) queues[i] = sortMemberQueue(queues[i], large, this.config.agingGpus);
+    for (let i = 0; i < queues.length; i++) queues[i] = sortMemberQueue(queues[i], large, this.config);
     // Jobs behind a member's queue depth are not looked at; they are explained last.
     const depth = this.config.queueDepth ?? Infinity;
     for (let i = 0; i < queues.length; i++) {
@@ -97,7 +98,7 @@ class CycleContext extends CycleBase {
     const admissible = this.admissible(job);
     if (!admissible) return;
     const { m, req, shape: sig } = admissible;
-    const end = this.now + job.walltimeSeconds;
+    const end = this.now + remainingWalltime(job);
     const fit = this.quota.fit(m, req.gpus, end);
 
     if (fit !== QuotaFit.Exhausted) {
@@ -108,34 +109,46 @@ class CycleContext extends CycleBase {
     // Blocked. The first blocked job of each member, jobs already promised capacity, and the
     // top few others hold a reservation: of quota (its member's own jobs must end first) and of GPUs.
     const mayReserve = job.holdSince != null || this.reservationsMade < this.config.reservationDepth || !this.memberReserved[m];
-    const quotaFrom = fit === QuotaFit.Exhausted ? (mayReserve ? this.quotaFreesAt(m, req.gpus) : null) : this.now;
-    const reservation = mayReserve && quotaFrom !== null ? this.timeline.earliestStart(this.snap, req, this.now) : null;
-    if (reservation && quotaFrom !== null && reservation.start < quotaFrom) reservation.start = quotaFrom;
+    const earliest = () => this.earliestStart(m, req, fit);
+    const reservation = mayReserve ? earliest() : null;
     let reason: PendingReason | null = fit === QuotaFit.Exhausted ? 'QuotaExhausted' : null;
 
-    // Preemption: reclaim lent GPUs for work within its entitlement; any work may displace its
-    // own member's lower classes. Only when waiting would take longer than the victims' grace.
-    if (this.preemptors[m] < this.config.preemptorsPerMember && this.planAttempts[m] < this.config.preemptionAttemptsPerMember) {
+    // Preemption: reclaim lent GPUs for work within its entitlement, as much of the member's
+    // deficit as this cycle can (reclaim is not rationed); and, a few jobs a cycle, displace its
+    // own member's lower classes or longer work of its class. Only when it pays: the GPU-time the
+    // job saves by not waiting must exceed the work the preemption destroys.
+    const reclaim = fit === QuotaFit.Guaranteed;
+    if (
+      (reclaim || this.preemptors[m] < this.config.preemptorsPerMember) &&
+      this.failedPlans[m] < this.config.preemptionAttemptsPerMember
+    ) {
       const ownToFree = fit === QuotaFit.Exhausted ? this.quota.peak(m, end) + req.gpus - this.quota.nominal[m] : 0;
+      const work = req.gpus * remainingWalltime(job);
       const preemptor = {
         request: req,
         priorityClass: job.priorityClass,
         end,
-        reclaim: fit === QuotaFit.Guaranteed,
+        reclaim,
         ownToFree,
         preemptedBy: job.preemptedBy,
+        work,
       };
       // Within a cycle, preemption options only shrink (victims stop, free GPUs get taken), so a
-      // shape that found no victims will find none later in the same cycle.
-      const planKey = `${sig}|${job.priorityClass}|${fit}|${ownToFree}|${job.preemptedBy?.join(',') ?? ''}`;
+      // shape that found no victims will find none later in the same cycle (for as much work).
+      const planKey = `${sig}|${job.priorityClass}|${fit}|${ownToFree}|${work}|${job.preemptedBy?.join(',') ?? ''}`;
       if (!this.noPlan.has(planKey) && this.oracle.mayFree(preemptor)) {
-        this.planAttempts[m]++;
         const plan = this.oracle.plan(preemptor);
-        if (!plan) this.noPlan.add(planKey);
-        else if (!reservation || reservation.start > plan.readyAt) {
+        const waitUntil = plan && (mayReserve ? reservation : earliest())?.start;
+        if (
+          plan &&
+          (pays(req.gpus, plan, waitUntil ?? Infinity) ||
+            (reclaim && (waitUntil ?? Infinity) - this.now > this.config.reclaimWithinSeconds))
+        ) {
           this.preempt(job, plan);
           return this.hold(job, m, req, { start: plan.readyAt, allocation: plan.allocation }, 'WaitingForReclaim');
         }
+        this.noPlan.add(planKey);
+        this.failedPlans[m]++;
       }
     }
     if (!reservation) {
@@ -147,6 +160,19 @@ class CycleContext extends CycleBase {
         ? 'WaitingForReclaim'
         : this.diagnose(req, end, this.fitKey(sig, end), true);
     this.hold(job, m, req, reservation, reason ?? 'WaitingForResources');
+  }
+
+  /**
+   * The earliest start of a blocked job without preempting anyone: when its GPUs free up, and,
+   * if its member's quota is the obstacle, when its member's own jobs will have given back
+   * enough of it. Null: not with the machine and the jobs as they are.
+   */
+  private earliestStart(m: number, req: PlacementRequest, fit: QuotaFit): { start: number; allocation: Allocation[] } | null {
+    const quotaFrom = fit === QuotaFit.Exhausted ? this.quotaFreesAt(m, req.gpus) : this.now;
+    if (quotaFrom === null) return null;
+    const reservation = this.timeline.earliestStart(this.snap, req, this.now);
+    if (reservation && reservation.start < quotaFrom) reservation.start = quotaFrom;
+    return reservation;
   }
 
   /** The job holds a reservation of GPUs and of its member's quota from `start`. */
@@ -237,10 +263,9 @@ class CycleContext extends CycleBase {
 /**
  * A member's own order: priority class; within a class, gangs of a whole NVLink domain or more
  * first, oldest first (each gets a reservation in turn, so none starves behind a stream of
- * small jobs); then the least expected work first (walltime × GPUs, as Slurm's job-size factor
- * and the shortest-job-first of the literature), aged (see `agingKey`), then age.
+ * small jobs); then by promotion time (see `agingKey`), then age.
  */
-export function sortMemberQueue(jobs: readonly PendingJob[], largeGpus: number, agingGpus: number): PendingJob[] {
+export function sortMemberQueue(jobs: readonly PendingJob[], largeGpus: number, aging: Aging): PendingJob[] {
   const group = new Uint8Array(jobs.length);
   const key = new Float64Array(jobs.length);
   const idx = new Uint32Array(jobs.length);
@@ -249,19 +274,29 @@ export function sortMemberQueue(jobs: readonly PendingJob[], largeGpus: number, 
     const j = jobs[i];
     const large = gangGpus(j.gang) >= largeGpus;
     group[i] = (3 - PRIORITY_RANK[j.priorityClass]) * 2 + (large ? 0 : 1);
-    key[i] = large ? j.submittedAt : agingKey(j, agingGpus);
+    key[i] = large ? j.submittedAt : agingKey(j, aging);
   }
   idx.sort((a, b) => group[a] - group[b] || key[a] - key[b] || byClassThenAge(jobs[a], jobs[b]));
   return Array.from(idx, (i) => jobs[i]);
 }
 
+export type Aging = Pick<SchedulerConfig, 'agingGpus' | 'slowdownBound' | 'maxAgingSeconds'>;
+
 /**
- * Expected work less `agingGpus` GPU-seconds per second waited, up to a term common to all jobs
- * at a given time (−agingGpus × now): the order it gives never changes while jobs wait, so a
- * caller can keep its queue sorted by it (the simulator does).
+ * The job's promotion time: its submission plus the least of its expected remaining work
+ * (walltime less attained service, × GPUs) ÷ `agingGpus`, `slowdownBound` × its remaining
+ * walltime, and `maxAgingSeconds`. Shortest expected work first among fresh jobs; a job whose
+ * promotion time has passed is ahead of every job submitted after it. It never changes while
+ * the job waits, so a caller can keep its queue sorted by it (the simulator does).
  */
-export function agingKey(job: PendingJob, agingGpus: number): number {
-  return job.walltimeSeconds * gangGpus(job.gang) + agingGpus * job.submittedAt;
+export function agingKey(job: PendingJob, aging: Aging): number {
+  const remaining = Math.max(0, job.walltimeSeconds - (job.attainedSeconds ?? 0));
+  const delay = Math.min(
+    (remaining * gangGpus(job.gang)) / aging.agingGpus,
+    aging.slowdownBound * remaining,
+    aging.maxAgingSeconds,
+  );
+  return job.submittedAt + delay;
 }
 
 function byClassThenAge(a: PendingJob, b: PendingJob): number {
@@ -281,4 +316,13 @@ function sumGpus(allocation: readonly { gpus: number }[]): number {
   let g = 0;
   for (const a of allocation) g += a.gpus;
   return g;
+}
+
+/**
+ * A preemption pays when the GPU-time the preemptor saves (it starts when the victims' grace ends
+ * instead of when it could start without them) exceeds the work the victims lose.
+ */
+function pays(gpus: number, plan: PreemptionPlan, waitUntil: number): boolean {
+  if (waitUntil <= plan.readyAt) return false;
+  return gpus * (waitUntil - plan.readyAt) > plan.lostGpuHours * 3600;
 }

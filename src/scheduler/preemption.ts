@@ -1,12 +1,14 @@
-// Which running jobs to stop so that a blocked job can start. Only two kinds of victim exist:
-// borrowed work of another member (reclaim), and lower-class work of the job's own member
-// (priority). A victim must have run its minimum runtime. Among the sets that make the gang
+// Which running jobs to stop so that a blocked job can start. Only three kinds of victim exist:
+// borrowed work of another member (reclaim), lower-class work of the job's own member
+// (priority), and longer work of the job's own member and class, right after its checkpoint
+// (service: shortest remaining work first). A victim must have run its minimum runtime. Among the sets that make the gang
 // fit, the one that loses the fewest GPU-hours since the victims' last checkpoints wins, then
 // the one with the fewest jobs; a set is never larger than needed (each victim is necessary).
 import {
   gangGpusOf as gpusOfJob,
+  lastCheckpoint,
   PRIORITY_RANK,
-  workAtRisk,
+  remainingWalltime,
   type Allocation,
   type PriorityClass,
   type RunningJob,
@@ -14,7 +16,7 @@ import {
 import { place, type PlacementRequest } from './placement.js';
 import type { QuotaBook } from './quota.js';
 import type { Snapshot, Undo } from './snapshot.js';
-import type { PreemptionReason } from './types.js';
+import type { CycleOptions, PreemptionReason, SchedulerConfig } from './types.js';
 
 export interface Victim {
   readonly job: RunningJob;
@@ -46,6 +48,21 @@ export interface Preemptor {
   readonly ownToFree: number;
   /** Jobs that preempted it before: they are never its victims (no preemption loops). */
   readonly preemptedBy: readonly string[] | undefined;
+  /**
+   * Its expected remaining work, GPU-seconds: a job of its own class yields to it only if that
+   * job has more left to do. A victim requeued for it has more left than it had, so it never
+   * takes its GPUs back: service preemption makes no loops either.
+   */
+  readonly work: number;
+}
+
+/** What the oracle needs of the cycle's settings. */
+export type PreemptionSettings = Pick<SchedulerConfig, 'checkpointSlackSeconds' | 'serviceMargin'> &
+  Pick<CycleOptions, 'preemption' | 'restartOverheadSeconds'>;
+
+/** Expected remaining work of a running job, GPU-seconds (from its walltime less attained service). */
+export function remainingWork(job: RunningJob, now: number): number {
+  return gpusOfJob(job) * Math.max(0, remainingWalltime(job) - (now - job.startedAt));
 }
 
 /** The small port the cycle asks; it does not know how victims are chosen. */
@@ -72,23 +89,46 @@ export class LeastLostWork implements PreemptionOracle {
     private readonly quota: QuotaBook,
     private readonly running: readonly RunningEntry[],
     private readonly now: number,
+    private readonly settings: PreemptionSettings,
   ) {}
 
   /** GPUs of preemptible work (past its minimum runtime, not stopping) per member and class rank. */
   private eligible: Float64Array | null = null;
+  /** Of those, the GPUs of jobs that may yield to shorter work of their class now (see `atCheckpoint`). */
+  private yielding: Float64Array | null = null;
+
+  /**
+   * GPU-hours a preemption now destroys: the work since the job's last checkpoint, up to the end
+   * of its grace period; where preempted jobs resume, only the restart.
+   */
+  lostGpuHours(job: RunningJob): number {
+    const gpus = gpusOfJob(job);
+    if (this.settings.preemption === 'resume') return (gpus * (this.settings.restartOverheadSeconds ?? 0)) / 3600;
+    const stop = this.now + job.gracePeriodSeconds;
+    return (gpus * Math.max(0, stop - lastCheckpoint(job, stop))) / 3600;
+  }
+
+  /** May it yield to shorter work of its class now: it checkpointed moments ago, or resumes anyway. */
+  private atCheckpoint(job: RunningJob): boolean {
+    if (this.settings.preemption === 'resume') return true;
+    return this.now - lastCheckpoint(job, this.now) <= this.settings.checkpointSlackSeconds;
+  }
 
   mayFree(preemptor: Preemptor): boolean {
     const ranks = PRIORITY_RANK.inference + 1;
-    if (!this.eligible) {
+    if (!this.eligible || !this.yielding) {
       this.eligible = new Float64Array(this.quota.used.length * ranks);
+      this.yielding = new Float64Array(this.quota.used.length * ranks);
       for (const e of this.running) {
         if (e.stopping || e.fresh || this.now - e.job.startedAt < e.job.minRuntimeSeconds) continue;
-        this.eligible[e.member * ranks + PRIORITY_RANK[e.job.priorityClass]] += gpusOfJob(e.job);
+        const k = e.member * ranks + PRIORITY_RANK[e.job.priorityClass];
+        this.eligible[k] += gpusOfJob(e.job);
+        if (this.atCheckpoint(e.job)) this.yielding[k] += gpusOfJob(e.job);
       }
     }
     const m = preemptor.request.member;
     const rank = PRIORITY_RANK[preemptor.priorityClass];
-    let own = 0;
+    let own = this.yielding[m * ranks + rank];
     for (let r = 0; r < rank; r++) own += this.eligible[m * ranks + r];
     if (own < preemptor.ownToFree) return false;
     let all = own;
@@ -103,10 +143,10 @@ export class LeastLostWork implements PreemptionOracle {
 
   /** The cycle tells the oracle which jobs it has told to stop. */
   stopped(entry: RunningEntry): void {
-    if (this.eligible)
-      this.eligible[entry.member * (PRIORITY_RANK.inference + 1) + PRIORITY_RANK[entry.job.priorityClass]] -= gpusOfJob(
-        entry.job,
-      );
+    if (!this.eligible || !this.yielding) return;
+    const k = entry.member * (PRIORITY_RANK.inference + 1) + PRIORITY_RANK[entry.job.priorityClass];
+    this.eligible[k] -= gpusOfJob(entry.job);
+    if (this.atCheckpoint(entry.job)) this.yielding[k] -= gpusOfJob(entry.job);
   }
 
   plan(preemptor: Preemptor): PreemptionPlan | null {
@@ -171,6 +211,13 @@ export class LeastLostWork implements PreemptionOracle {
       let reason: PreemptionReason | null = null;
       if (e.member !== m && preemptor.reclaim && this.quota.borrowing(e.member)) reason = 'Reclaim';
       else if (e.member === m && PRIORITY_RANK[e.job.priorityClass] < rank) reason = 'Priority';
+      else if (
+        e.member === m &&
+        PRIORITY_RANK[e.job.priorityClass] === rank &&
+        this.atCheckpoint(e.job) &&
+        remainingWork(e.job, this.now) >= this.settings.serviceMargin * preemptor.work
+      )
+        reason = 'Service';
       if (!reason) continue;
       // Purely borrowed work (its member stays at or above its entitlement without it) goes first.
       const overshoot = reason === 'Reclaim' && this.quota.used[e.member] - gpusOfJob(e.job) < this.quota.nominal[e.member];
@@ -179,7 +226,7 @@ export class LeastLostWork implements PreemptionOracle {
         member: e.member,
         isolated: e.isolated,
         reason,
-        lostGpuHours: workAtRisk(e.job, this.now),
+        lostGpuHours: this.lostGpuHours(e.job),
         overshoot,
       });
     }
@@ -213,7 +260,7 @@ export class LeastLostWork implements PreemptionOracle {
     };
     const undos: Undo[] = [];
     const chosen: Victim[] = [];
-    const stillBorrowing = (v: Victim) => v.reason === 'Priority' || quota.borrowing(v.member);
+    const stillBorrowing = (v: Victim) => v.reason !== 'Reclaim' || quota.borrowing(v.member);
     const remove = (v: Victim) => {
       const u = snap.release(v.member, v.isolated, v.job.allocation);
       refresh(v.job.allocation);

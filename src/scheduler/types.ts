@@ -27,37 +27,72 @@ export interface CycleOptions {
    * cycle's work when one member queues tens of thousands of jobs. Default: all.
    */
   readonly queueDepth?: number;
+  /**
+   * What a preempted job loses: `checkpoint`, the work since its last checkpoint; `resume`, only
+   * `restartOverheadSeconds` (it checkpoints when signalled and resumes where it stopped).
+   * Preemption pays for itself under either: the cycle weighs the work a preemption destroys.
+   */
+  readonly preemption?: 'checkpoint' | 'resume';
+  readonly restartOverheadSeconds?: number;
 }
 
 export interface SchedulerConfig extends CycleOptions {
   /** How many blocked jobs hold a reservation, beyond the first blocked job of each member. */
   readonly reservationDepth: number;
   /**
-   * How many of a member's jobs may preempt in one cycle (Kueue considers one head per queue):
-   * reclaim proceeds a gang at a time, so a burst of arrivals cannot evict everything at once.
+   * How many of a member's jobs may displace its own work (a lower class, or longer work of the
+   * same class) in one cycle. Reclaim is not bounded by it: a member whose demand returns takes
+   * back its whole deficit in one cycle.
    */
   readonly preemptorsPerMember: number;
   /**
-   * How many of a member's blocked jobs may search for victims in one cycle: a bound on the
-   * cycle's work (Kueue searches only each queue's head); the next cycle tries the next ones.
+   * How many of a member's blocked jobs may search for victims in vain in one cycle: a bound on
+   * the cycle's work (Kueue searches only each queue's head); the next cycle tries the next ones.
    */
   readonly preemptionAttemptsPerMember: number;
   /**
-   * Within a member, jobs go by least expected work (walltime × GPUs), less this many GPUs for
-   * every second waited: no job waits forever behind shorter ones. A job of W GPU-seconds is
-   * ahead of every newer job of its class after W / agingGpus seconds.
+   * Within a member and class, jobs go by their promotion time: submission plus the least of
+   * (expected remaining work ÷ `agingGpus`), `slowdownBound` × remaining walltime, and
+   * `maxAgingSeconds`. Short work goes first; once a job's promotion time has passed, no job
+   * submitted later goes ahead of it, so no job waits behind fresh work for longer than
+   * `maxAgingSeconds`, nor longer than `slowdownBound` times its walltime.
    */
   readonly agingGpus: number;
+  readonly slowdownBound: number;
+  readonly maxAgingSeconds: number;
+  /**
+   * A running job yields to shorter work of its own member and class only within this many
+   * seconds after a checkpoint (it loses at most that much work), and only when the time the
+   * shorter job saves exceeds the work destroyed.
+   */
+  readonly checkpointSlackSeconds: number;
+  /** ... and only when it has at least this many times the shorter job's remaining work left. */
+  readonly serviceMargin: number;
+  /**
+   * Reclaim happens when it pays, or when the member would otherwise wait longer than this for
+   * GPUs within its entitlement: its share comes back within this, the victims' grace and a round.
+   */
+  readonly reclaimWithinSeconds: number;
 }
 
 export const DEFAULT_CONFIG: SchedulerConfig = {
   reservationDepth: 16,
-  preemptorsPerMember: 1,
+  preemptorsPerMember: 4,
   preemptionAttemptsPerMember: 4,
   agingGpus: 1,
+  slowdownBound: 24,
+  maxAgingSeconds: 2 * 24 * 3600,
+  checkpointSlackSeconds: 300,
+  serviceMargin: 2,
+  reclaimWithinSeconds: 1800,
 };
 
-export type PreemptionReason = 'Reclaim' | 'Priority';
+/**
+ * Reclaim: borrowed work of another member, for work within its entitlement. Priority: a lower
+ * class of the preemptor's own member. Service: longer work of the same member and class, right
+ * after its checkpoint (least remaining work first, as shortest-remaining-time-first).
+ */
+export type PreemptionReason = 'Reclaim' | 'Priority' | 'Service';
 
 export type Decision =
   /** Start the gang now on exactly these GPUs. `borrowing`: it runs on GPUs lent by other members. */
@@ -82,9 +117,13 @@ export type Decision =
  * - WaitingForReclaim: borrowed GPUs are being taken back for it (a grace period is running).
  * - WaitingForResources: it holds a reservation and starts when running jobs release its GPUs.
  * - BehindReservation: it would fit now, but would delay a job that holds a reservation.
+ * - WaitingForReservation: GPUs booked for an advance reservation (a capability run) keep it off, or
+ *   it runs in one that has not started yet (or can never run in it: no estimate).
  * - NoTopologyFit: enough GPUs are free, but not in the NVLink-domain shape it needs.
  * - IsolationRequired: enough GPUs are free, but only on domains shared with another member.
  * - NodesUnavailable: it cannot fit even on an empty machine with today's up nodes and zones.
+ * - ExceedsMemberLimit: it asks for more GPUs than its member may ever hold (entitlement plus
+ *   borrowing limit, its zone): it never starts unless the consortium's limits change.
  * - Priority: jobs ahead of it in the queue come first.
  */
 export type PendingReason =
@@ -92,9 +131,11 @@ export type PendingReason =
   | 'WaitingForReclaim'
   | 'WaitingForResources'
   | 'BehindReservation'
+  | 'WaitingForReservation'
   | 'NoTopologyFit'
   | 'IsolationRequired'
   | 'NodesUnavailable'
+  | 'ExceedsMemberLimit'
   | 'Priority';
 
 export interface Explanation {

@@ -150,8 +150,8 @@ function byAge(a: Live, b: Live): boolean {
 
 /** Fabrik's order within a member (aged expected work, with its default aging). */
 function byWork(a: Live, b: Live): boolean {
-  const x = agingKey(a.sim.job, DEFAULT_CONFIG.agingGpus);
-  const y = agingKey(b.sim.job, DEFAULT_CONFIG.agingGpus);
+  const x = agingKey(a.pending ?? a.sim.job, DEFAULT_CONFIG);
+  const y = agingKey(b.pending ?? b.sim.job, DEFAULT_CONFIG);
   return x < y || (x === y && byAge(a, b));
 }
 

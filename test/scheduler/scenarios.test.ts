@@ -427,18 +427,23 @@ describe('failures and drains', () => {
 });
 
 describe('fair share and explanations', () => {
-  /** Both racks full: pharma's job on rack 1, telecom's on rack 2, ending at the given times. */
+  /**
+   * Both racks full: pharma's job on rack 1, telecom's on rack 2, ending at the given times, and
+   * exempt from preemption for as long (shorter work would otherwise displace them).
+   */
   const fullMachine = (pharmaEnds: number, telecomEnds: number) =>
     new SteppedCluster(twoRacks(), pair()).place(
       job('fill')
         .member('pharma')
         .gpus(16)
         .walltime(pharmaEnds)
+        .minRuntime(pharmaEnds)
         .running(0, onNodes([0, 1, 2, 3], 4)),
       job('fill2')
         .member('telecom')
         .gpus(16)
         .walltime(telecomEnds)
+        .minRuntime(telecomEnds)
         .running(0, onNodes([4, 5, 6, 7], 4)),
     );
 

@@ -43,7 +43,8 @@ export interface BookingState {
   readonly site: Site;
   readonly consortium: Consortium;
   readonly running: readonly RunningJob[];
-  readonly reservations: readonly AdvanceReservation[];
+  /** Those already booked (none when absent). */
+  readonly reservations?: readonly AdvanceReservation[];
 }
 
 /**
@@ -69,7 +70,7 @@ export function bookReservation(state: BookingState, request: BookingRequest, no
   const boundZones = new Set(consortium.members.map((m) => m.zone).filter((z) => z !== null));
   const inPlace = (zone: string) => (member.zone !== null ? zone === member.zone : !boundZones.has(zone));
   const booked = new Uint8Array(site.nodes.length);
-  const overlapping = state.reservations.filter((r) => r.start < request.end && request.start < r.end);
+  const overlapping = (state.reservations ?? []).filter((r) => r.start < request.end && request.start < r.end);
   for (const r of overlapping) for (const a of r.allocation) booked[a.node] = 1;
   // When each node's running work is expected to be gone: the drain toward the start.
   const busyUntil = new Float64Array(site.nodes.length);

@@ -7,6 +7,15 @@ import { SIZE_CLASSES, sizeClass, type MemberStats, type PolicyResult, type Size
 
 const CDF_POINTS = 200;
 
+/**
+ * Bounded slowdown's floor on the run time, seconds (Feitelson's "interactive threshold"): a job
+ * of a few seconds that waited a minute would otherwise read as a slowdown of 30.
+ */
+export const SLOWDOWN_FLOOR_SECONDS = 10;
+
+/** With fewer samples than this, a tail figure is the max: a p99 of a few dozen jobs is one job's luck. */
+export const TAIL_MIN_SAMPLES = 100;
+
 export function summarize(run: SimRun, consortium: Consortium, site: Site): PolicyResult {
   const totalGpus = site.totalGpus;
   const done = run.outcomes.filter((o) => o.finishedAt !== null);
@@ -28,6 +37,14 @@ export function summarize(run: SimRun, consortium: Consortium, site: Site): Poli
   let stranded = 0;
   for (const s of run.samples) stranded += s.strandedGpus;
   const large = run.outcomes.filter((o) => o.gpus > 72);
+  const waits = run.outcomes.map((o) => waitOf(o, run.end));
+  const slowdowns = run.outcomes.map((o) => boundedSlowdown(o, run.end)).sort((a, b) => a - b);
+  const waitsBySize = Object.fromEntries(SIZE_CLASSES.map((c) => [c, [] as number[]])) as Record<SizeClass, number[]>;
+  run.outcomes.forEach((o, i) => waitsBySize[sizeClass(o.gpus)].push(waits[i]));
+  const p99WaitBySize = Object.fromEntries(SIZE_CLASSES.map((c) => [c, tail(waitsBySize[c].sort((x, y) => x - y))])) as Record<
+    SizeClass,
+    number | null
+  >;
   return {
     summary: {
       ...timeStats(done),
@@ -39,6 +56,13 @@ export function summarize(run: SimRun, consortium: Consortium, site: Site): Poli
       preemptions: run.preemptions,
       makespan_s: run.end - run.start,
       max_reclaim_latency_s: run.maxReclaimLatency,
+      p99_wait_by_size_s: p99WaitBySize,
+      max_wait_s: waits.reduce((w, x) => Math.max(w, x), 0),
+      p99_bounded_slowdown: tail(slowdowns),
+      max_bounded_slowdown: slowdowns.length > 0 ? slowdowns[slowdowns.length - 1] : null,
+      // GPUs held over time: the work that finished, the work preemptions and failures destroyed
+      // (grace periods included), and any restart overhead a job spends on its GPUs.
+      gpu_hours_busy: run.memberGpuSeconds.reduce((s, g) => s + g, 0) / 3600,
     },
     byMember,
     bySize,
@@ -115,9 +139,28 @@ function utilization(run: SimRun): number {
   return n > 0 ? sum / n : 0;
 }
 
-/** A job that never started has waited until the end of the run. */
+/**
+ * A job that never finished has waited until the end of the run (and not less than nothing: a
+ * job that could never start may arrive after the last finish, which is where the run ends).
+ */
 function waitOf(o: JobOutcome, end: number): number {
-  return o.finishedAt === null ? end - o.submittedAt : o.waitSeconds;
+  return o.finishedAt === null ? Math.max(0, end - o.submittedAt) : o.waitSeconds;
+}
+
+/**
+ * (delay + run) / max(run, SLOWDOWN_FLOOR_SECONDS), at least 1, where run is the job's runtime in
+ * the trace (its work) and delay everything else until it finished: waits, work lost to
+ * preemptions, restart overhead. A job that never finished counts with its wait to the run's end.
+ */
+export function boundedSlowdown(o: JobOutcome, end: number): number {
+  const delay = o.finishedAt === null ? waitOf(o, end) : Math.max(0, o.finishedAt - o.submittedAt - o.runtimeSeconds);
+  return Math.max(1, (delay + o.runtimeSeconds) / Math.max(o.runtimeSeconds, SLOWDOWN_FLOOR_SECONDS));
+}
+
+/** The p99 of a sorted list, or its max below TAIL_MIN_SAMPLES; null when empty. */
+export function tail(sorted: readonly number[]): number | null {
+  if (sorted.length === 0) return null;
+  return sorted.length < TAIL_MIN_SAMPLES ? sorted[sorted.length - 1] : quantile(sorted, 0.99);
 }
 
 export function timeStats(jobs: readonly JobOutcome[]): TimeStats {

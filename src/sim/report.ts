@@ -70,6 +70,9 @@ const formatPercent = (x: number | null | undefined, digits = 1): string => (isN
 const formatCount = (x: number | null | undefined): string => (isNum(x) ? grouped(Math.round(x)) : DASH);
 const formatGpuHours = (x: number | null | undefined): string => (isNum(x) ? `${grouped(Math.round(x))} GPU-h` : DASH);
 const formatIndex = (x: number | null | undefined): string => (isNum(x) ? x.toFixed(3) : DASH);
+/** "1.00×", "12.3×", "2,400×": a ratio, with fewer decimals as it grows. */
+const formatSlowdown = (x: number | null | undefined): string =>
+  isNum(x) ? `${x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : grouped(Math.round(x))}×` : DASH;
 
 // ---------------------------------------------------------------------------------------------
 // Tables
@@ -125,10 +128,36 @@ const SUMMARY_GROUPS: { title: string; rows: SummaryRow[] }[] = [
       { label: 'Median wait', get: (s) => s.median_wait_s, format: formatDuration, better: 'low' },
       { label: '99th percentile wait', get: (s) => s.p99_wait_s, format: formatDuration, better: 'low' },
       {
+        label: 'Longest wait',
+        hint: 'any job; one that never started counts to the end',
+        get: (s) => s.max_wait_s,
+        format: formatDuration,
+        better: 'low',
+      },
+      {
         label: 'Longest wait of a large gang',
         hint: 'jobs of more than 72 GPUs',
         get: (s) => s.max_large_gang_wait_s,
         format: formatDuration,
+        better: 'low',
+      },
+    ],
+  },
+  {
+    title: 'Bounded slowdown',
+    rows: [
+      {
+        label: '99th percentile slowdown',
+        hint: '(wait + run) / max(run, 10 s); the worst under 100 jobs',
+        get: (s) => s.p99_bounded_slowdown,
+        format: formatSlowdown,
+        better: 'low',
+      },
+      {
+        label: 'Worst slowdown',
+        hint: 'work lost to preemption counts as wait',
+        get: (s) => s.max_bounded_slowdown,
+        format: formatSlowdown,
         better: 'low',
       },
     ],
@@ -144,6 +173,14 @@ const SUMMARY_GROUPS: { title: string; rows: SummaryRow[] }[] = [
         better: 'high',
       },
       { label: 'Makespan', hint: 'until the last job finished', get: (s) => s.makespan_s, format: formatDuration, better: 'low' },
+      {
+        // Neither more nor less is better: lost work and restarts make it grow as work done does.
+        label: 'Busy GPU-hours',
+        hint: 'GPUs held by jobs: work done, lost and restarted',
+        get: (s) => s.gpu_hours_busy,
+        format: formatGpuHours,
+        better: null,
+      },
       {
         label: 'Stranded GPU-hours',
         hint: 'idle while jobs waited',
@@ -274,12 +311,20 @@ function sizeTable(r: SimResults, policies: readonly string[]): string {
     const stats = policies.map((p) => r.policies[p].bySize?.[c]);
     const counts = [...new Set(stats.map((s) => formatCount(s?.jobs)))];
     const { jct, wait } = jctWaitCells(stats);
-    const cells = policies.map((_, i) => jct[i] + wait[i].replace('<td class="num', '<td class="num sep')).join('');
+    // Results written before the tail figures existed have no p99_wait_by_size_s: a dash, not a crash.
+    const tail = rowCells(
+      policies.map((p) => r.policies[p].summary.p99_wait_by_size_s?.[c]),
+      formatDuration,
+      'low',
+    );
+    const cells = policies.map((_, i) => jct[i] + wait[i] + tail[i].replace('<td class="num', '<td class="num sep')).join('');
     return `<tr><th scope="row">${escapeHtml(SIZE_LABELS[c] ?? c)}</th><td class="num">${escapeHtml(counts.join(' / '))}</td>${cells}</tr>`;
   });
-  const sub = policies.map(() => '<th scope="col">Avg JCT</th><th scope="col" class="sep">Avg wait</th>').join('');
+  const sub = policies
+    .map(() => '<th scope="col">Avg JCT</th><th scope="col">Avg wait</th><th scope="col" class="sep">p99 wait</th>')
+    .join('');
   return `<table id="sizes" class="metrics grouped">
-<thead><tr><th scope="col" rowspan="2">Job size</th><th scope="col" rowspan="2">Jobs</th>${policyHeader(policies, 2)}</tr><tr class="sub">${sub}</tr></thead>
+<thead><tr><th scope="col" rowspan="2">Job size</th><th scope="col" rowspan="2">Jobs</th>${policyHeader(policies, 3)}</tr><tr class="sub">${sub}</tr></thead>
 <tbody>${rows.join('')}</tbody>
 </table>`;
 }
@@ -739,7 +784,8 @@ ${sharePanels}
 <section>
 <h2>By job size</h2>
 <div class="table-wrap">${sizeTable(results, policies)}</div>
-<p class="note">Best average per row highlighted.</p>
+<p class="note">Jobs: completed jobs of that size. p99 wait: over all jobs of that size, one that never started
+waiting until the end of the run; where a size has fewer than 100 jobs, its longest wait. Best value per row highlighted.</p>
 </section>
 </div>
 

@@ -42,6 +42,21 @@ export interface PolicySummary extends TimeStats {
   readonly makespan_s: number;
   /** Longest time from a member's demand returning to its share being restored (null: never needed). */
   readonly max_reclaim_latency_s: number | null;
+  /**
+   * Per size class, the p99 wait of all its jobs (a job that never started waits until the run's
+   * end), or the longest where the class has fewer than 100 jobs; null: no job of that size.
+   */
+  readonly p99_wait_by_size_s: Readonly<Record<SizeClass, number | null>>;
+  /** Longest wait of any job, a job that never started counting until the run's end. */
+  readonly max_wait_s: number;
+  /**
+   * (wait + run) / max(run, 10 s) per job, at least 1; run is the job's runtime in the trace, so
+   * work lost to preemption counts as wait. p99 (the max under 100 jobs) and max; null: no job.
+   */
+  readonly p99_bounded_slowdown: number | null;
+  readonly max_bounded_slowdown: number | null;
+  /** GPU-hours GPUs were held by jobs: work that finished, work lost, restart overhead. */
+  readonly gpu_hours_busy: number;
 }
 
 export interface PolicyResult {

@@ -41,6 +41,8 @@ interface PolicyShape {
   strandedGpuHours: number;
   preemptions: number;
   maxReclaimLatency_s: number | null;
+  /** Bounded slowdown's p99 and max: short jobs that waited long make the tail. */
+  boundedSlowdown: { p99: number; max: number };
   /** How much worse each member fares than the policy's average (JCT and wait multiplier). */
   memberFactor: Record<string, number>;
 }
@@ -58,6 +60,7 @@ const POLICIES: Record<string, PolicyShape> = {
     strandedGpuHours: 9420,
     preemptions: 0,
     maxReclaimLatency_s: null,
+    boundedSlowdown: { p99: 180, max: 2400 },
     memberFactor: { pharma: 0.85, telecom: 1.0, defense: 1.1, bank: 1.05, invest: 0.95, academy: 1.6 },
   },
   slurm: {
@@ -72,6 +75,7 @@ const POLICIES: Record<string, PolicyShape> = {
     strandedGpuHours: 5080,
     preemptions: 412,
     maxReclaimLatency_s: 2 * HOUR + 10 * 60,
+    boundedSlowdown: { p99: 95, max: 1500 },
     memberFactor: { pharma: 0.9, telecom: 1.0, defense: 1.05, bank: 1.0, invest: 1.0, academy: 1.3 },
   },
   fabrik: {
@@ -86,6 +90,7 @@ const POLICIES: Record<string, PolicyShape> = {
     strandedGpuHours: 1250,
     preemptions: 287,
     maxReclaimLatency_s: 14 * 60,
+    boundedSlowdown: { p99: 40, max: 620 },
     memberFactor: { pharma: 1.0, telecom: 0.98, defense: 1.0, bank: 1.02, invest: 1.0, academy: 1.05 },
   },
 };
@@ -235,6 +240,22 @@ function policyResult(shape: PolicyShape, salt: number): PolicyResult {
     SIZE_CLASSES.map((c) => [c, timeStats(SIZE_JOBS[c], jct, wait, SIZE_FACTOR[c].jct, SIZE_FACTOR[c].wait)]),
   ) as Record<SizeClass, TimeStats>;
 
+  // Tails per size class: the p99, and the max as the quantile one job in 2n reaches; the largest
+  // gangs' longest wait is the policy's figure, which their p99 cannot exceed.
+  const largeMax = Math.round(shape.maxLargeGangWait_h * HOUR);
+  const p99WaitBySize = Object.fromEntries(
+    SIZE_CLASSES.map((c) => {
+      const p99 = Math.round(wait.quantile(0.99) * SIZE_FACTOR[c].wait);
+      return [c, c === '>72' ? Math.min(p99, largeMax) : p99];
+    }),
+  ) as Record<SizeClass, number>;
+  const maxWait = Math.max(
+    largeMax,
+    ...SIZE_CLASSES.filter((c) => c !== '>72').map((c) =>
+      Math.round(wait.quantile(1 - 1 / (2 * SIZE_JOBS[c])) * SIZE_FACTOR[c].wait),
+    ),
+  );
+
   return {
     summary: {
       ...timeStats(jobs, jct, wait),
@@ -246,6 +267,11 @@ function policyResult(shape: PolicyShape, salt: number): PolicyResult {
       preemptions: shape.preemptions,
       makespan_s,
       max_reclaim_latency_s: shape.maxReclaimLatency_s,
+      p99_wait_by_size_s: p99WaitBySize,
+      max_wait_s: maxWait,
+      p99_bounded_slowdown: shape.boundedSlowdown.p99,
+      max_bounded_slowdown: shape.boundedSlowdown.max,
+      gpu_hours_busy: Math.round(deliveredGpuHours),
     },
     byMember,
     bySize,

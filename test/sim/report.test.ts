@@ -56,6 +56,11 @@ function emptyResults(): SimResults {
       preemptions: 0,
       makespan_s: 0,
       max_reclaim_latency_s: null,
+      p99_wait_by_size_s: { '1': null, '2-8': null, '9-72': null, '>72': null },
+      max_wait_s: 0,
+      p99_bounded_slowdown: null,
+      max_bounded_slowdown: null,
+      gpu_hours_busy: 0,
     },
     byMember: {},
     bySize: Object.fromEntries(SIZE_CLASSES.map((c) => [c, empty])) as PolicyResult['bySize'],
@@ -142,6 +147,44 @@ describe('renderReport', () => {
     expect(row('Jobs completed')).not.toContain('best');
   });
 
+  it('shows the tail figures: longest wait, bounded slowdown, busy GPU-hours, p99 wait by size', () => {
+    const row = (label: string): string => new RegExp(`<tr><th scope="row">${label}[\\s\\S]*?</tr>`).exec(html)![0];
+    // The sample's fabrik: p99 slowdown 40, worst 620, longest wait 180,877 s (2 d 2 h).
+    expect(row('99th percentile slowdown')).toMatch(/<td class="num best"[^>]*>40\.0×</);
+    expect(row('Worst slowdown')).toMatch(/<td class="num best"[^>]*>620×</);
+    expect(row('Longest wait<')).toMatch(/<td class="num best"[^>]*>2 d 2 h</);
+    // Busy GPU-hours is a quantity, not a score: nothing highlighted.
+    expect(row('Busy GPU-hours')).toMatch(/>330,551 GPU-h</);
+    expect(row('Busy GPU-hours')).not.toContain('best');
+    const sizes = /<table id="sizes"[\s\S]*?<\/table>/.exec(html)![0];
+    expect(sizes.match(/<th scope="col" class="sep">p99 wait<\/th>/g)).toHaveLength(3);
+    // Over 72 GPUs: each policy's p99 is capped by its longest large-gang wait (fabrik's 9 h 30 min).
+    const large = /<tr><th scope="row">over 72 GPUs[\s\S]*?<\/tr>/.exec(sizes)![0];
+    expect(large).toMatch(/<td class="num sep best"[^>]*>9 h 30 min</);
+  });
+
+  it('shows a dash for results written before the tail figures existed', () => {
+    const old = sampleResults();
+    const policies = Object.fromEntries(
+      Object.entries(old.policies).map(([name, p]) => {
+        const {
+          p99_wait_by_size_s: _a,
+          max_wait_s: _b,
+          p99_bounded_slowdown: _c,
+          max_bounded_slowdown: _d,
+          gpu_hours_busy: _e,
+          ...summary
+        } = p.summary;
+        return [name, { ...p, summary }];
+      }),
+    ) as unknown as SimResults['policies'];
+    const page = ours(renderReport({ ...old, policies }));
+    expect(page).not.toContain('NaN');
+    const tables = page.match(/<table[\s\S]*?<\/table>/g)!.join('');
+    expect(tables).not.toContain('undefined');
+    expect(/<tr><th scope="row">Worst slowdown[\s\S]*?<\/tr>/.exec(page)![0]).toContain('<td class="num">—</td>');
+  });
+
   it('has the header facts and a table per member and per job size', () => {
     const page = ours(html);
     for (const fact of ['synthetic-2w (sample)', '5,000', 'se-factory', '1,152', '42', 'missing gpus: 7'])
@@ -204,6 +247,13 @@ describe('sampleResults', () => {
       expect(p.summary.avg_wait_s).toBeLessThan(p.summary.avg_jct_s);
       expect(Object.values(p.byMember).reduce((a, m) => a + m.jobs, 0)).toBe(p.summary.jobs);
       expect(Object.values(p.bySize).reduce((a, s) => a + s.jobs, 0)).toBe(p.summary.jobs);
+      const { summary: s } = p;
+      expect(s.max_wait_s).toBeGreaterThanOrEqual(
+        Math.max(s.max_large_gang_wait_s, ...Object.values(s.p99_wait_by_size_s).map(Number)),
+      );
+      expect(s.p99_wait_by_size_s['>72']).toBeLessThanOrEqual(s.max_large_gang_wait_s);
+      expect(s.max_bounded_slowdown).toBeGreaterThanOrEqual(s.p99_bounded_slowdown!);
+      expect(s.gpu_hours_busy).toBeGreaterThan(s.gpu_hours_lost);
     }
   });
 });

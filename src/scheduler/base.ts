@@ -4,9 +4,19 @@
 // waiting job and an estimated start for it. Fabrik's cycle and the simulator's baseline
 // policies (FIFO, Slurm-like) build on it, so they differ only in how they decide.
 import { UnknownReferenceError } from '../core/errors.js';
-import { expectedEnd, gangGpus, gangGpusOf, gangTasks, type Allocation, type PendingJob, type RunningJob } from '../core/job.js';
+import {
+  expectedEnd,
+  gangGpus,
+  gangGpusOf,
+  gangTasks,
+  remainingWalltime,
+  type Allocation,
+  type PendingJob,
+  type RunningJob,
+} from '../core/job.js';
 import { isFailed } from '../core/site.js';
 import { estimateStarts } from './estimate.js';
+import { mostGpus } from './limits.js';
 import { place, type PlacementRequest } from './placement.js';
 import type { RunningEntry } from './preemption.js';
 import { QuotaBook, QuotaFit } from './quota.js';
@@ -34,7 +44,12 @@ export class CycleBase {
   readonly decisions: Decision[] = [];
   /** Waiting jobs in queue order: their explanations, and the columns the estimate reads. */
   readonly waiting: Pending[] = [];
-  private readonly waitingColumns = { gpus: [] as number[], walltimeSeconds: [] as number[], reservedStart: [] as number[] };
+  private readonly waitingColumns = {
+    gpus: [] as number[],
+    walltimeSeconds: [] as number[],
+    reservedStart: [] as number[],
+    member: [] as number[],
+  };
   protected readonly running: RunningEntry[] = [];
   protected readonly runningById = new Map<string, RunningEntry>();
   private readonly memberIdx = new Map<string, number>();
@@ -42,6 +57,8 @@ export class CycleBase {
   private readonly shapes = new Map<number, Shape>();
   /** "Did not fit" results, valid while the snapshot's version is unchanged. */
   private readonly noFit = new Map<number, number>();
+  /** The most GPUs each member may ever hold (see limits.ts), by member index. */
+  private readonly most: readonly number[];
   /** The empty machine (up nodes only): what "could it ever fit" is judged against. */
   protected readonly capacity: Availability;
 
@@ -59,6 +76,7 @@ export class CycleBase {
     this.explain = options.explain ?? true;
     this.queueDepth = options.queueDepth ?? Infinity;
     this.lookedAt = new Uint32Array(consortium.members.length);
+    this.most = consortium.members.map((m) => mostGpus(m, site));
     consortium.members.forEach((m, i) => this.memberIdx.set(m.id, i));
     this.snap = new Snapshot(site, consortium.members.length);
     this.quota = new QuotaBook(consortium, this.snap.now.total, (m, t) => this.timeline.releasedBy(m, t));
@@ -124,19 +142,28 @@ export class CycleBase {
 
   result(): CycleResult {
     if (!this.explain) return { decisions: this.decisions, pending: [] };
-    const releases = this.timeline.ordered().map((r) => ({ end: r.end, gpus: sumGpus(r.allocation) }));
-    estimateStarts(this.waitingColumns, this.waiting, releases, this.snap.now.total, this.capacity.total, this.now);
+    const releases = this.timeline
+      .ordered()
+      .map((r) => ({ end: r.end, gpus: sumGpus(r.allocation), member: r.member, counted: r.counted }));
+    const limits = { most: this.most, used: this.quota.used };
+    estimateStarts(this.waitingColumns, this.waiting, releases, this.snap.now.total, this.capacity.total, this.now, limits);
     return { decisions: this.decisions, pending: this.waiting };
   }
 
   protected wait(job: PendingJob, reason: PendingReason, gpus: number, reservedStart: number | null): void {
     if (!this.explain) return;
     if (reason === 'BehindReservation' && this.advance.any) reason = this.blockedBy(job);
+    // A job in an advance reservation runs on the reservation's GPUs, outside its member's
+    // limits (-1: none). Any other job its member may never run says so, whatever else holds it.
+    const m = job.reservation != null ? -1 : this.member(job.member, job.id);
+    if (m >= 0 && gpus > this.most[m] && reason !== 'NodesUnavailable') reason = 'ExceedsMemberLimit';
     const position = this.waiting.length + 1;
-    this.waiting.push({ job: job.id, reason, position, estimatedStart: reason === 'NodesUnavailable' ? null : this.now });
+    const never = reason === 'NodesUnavailable' || reason === 'ExceedsMemberLimit';
+    this.waiting.push({ job: job.id, reason, position, estimatedStart: never ? null : this.now });
     this.waitingColumns.gpus.push(gpus);
-    this.waitingColumns.walltimeSeconds.push(job.walltimeSeconds);
+    this.waitingColumns.walltimeSeconds.push(remainingWalltime(job));
     this.waitingColumns.reservedStart.push(reservedStart ?? NaN);
+    this.waitingColumns.member.push(m);
   }
 
   /**
@@ -148,7 +175,13 @@ export class CycleBase {
     const verdict = this.advance.consider(this.snap, job, req);
     if (verdict.kind === 'start') {
       this.snap.occupy(m, req.exclusive, verdict.allocation);
-      this.timeline.add(job.id, { end: verdict.end, counted: false, member: m, isolated: req.exclusive, allocation: verdict.allocation });
+      this.timeline.add(job.id, {
+        end: verdict.end,
+        counted: false,
+        member: m,
+        isolated: req.exclusive,
+        allocation: verdict.allocation,
+      });
       this.decisions.push({ kind: 'start', job: job.id, allocation: verdict.allocation, borrowing: false });
       return null;
     }
@@ -205,7 +238,8 @@ export class CycleBase {
 
   /**
    * The job's member and placement request; null, with the job explained as NodesUnavailable,
-   * when it cannot fit even on an empty machine with today's up nodes and zones.
+   * when it cannot fit even on an empty machine with today's up nodes and zones, or as
+   * ExceedsMemberLimit when it is larger than its member may ever hold.
    */
   protected admissible(job: PendingJob): { m: number; req: PlacementRequest; shape: number } | null {
     const m = this.member(job.member, job.id);
@@ -215,6 +249,11 @@ export class CycleBase {
       return null;
     }
     if (job.reservation != null) return this.inReservation(job, m, req);
+    // Beyond what its member may ever hold: waiting would never end, and no start time is true.
+    if (req.gpus > this.most[m]) {
+      this.wait(job, 'ExceedsMemberLimit', req.gpus, null);
+      return null;
+    }
     return { m, req, shape: id };
   }
 

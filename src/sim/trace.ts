@@ -12,6 +12,7 @@ import type { Consortium, Member } from '../core/consortium.js';
 import { InvalidDescriptionError } from '../core/errors.js';
 import type { PendingJob, Topology } from '../core/job.js';
 import type { Site } from '../core/site.js';
+import { mostGpus } from '../scheduler/limits.js';
 
 /** One job of a trace, as the trace tells it. */
 export interface TraceRecord {
@@ -565,16 +566,8 @@ function standardNormal(rng: ReturnType<typeof xoroshiro128plus>): number {
   return Math.sqrt(-2 * Math.log(1 - u1)) * Math.cos(2 * Math.PI * u2);
 }
 
-/** The most GPUs a member can ever hold: its entitlement plus borrowing limit, and its zone. */
-export function mostGpus(m: Member, site: Site): number {
-  let most = m.borrowingLimitGpus === null ? Infinity : m.entitlementGpus + m.borrowingLimitGpus;
-  if (m.zone !== null) {
-    let zone = 0;
-    for (const d of site.domains) if (d.zone === m.zone) zone += d.gpus;
-    most = Math.min(most, zone);
-  }
-  return most;
-}
+/** The most GPUs a member can ever hold: shared with the scheduler, which explains a job beyond it. */
+export { mostGpus };
 
 /**
  * Groups go to members so that each member's share of the trace's GPU-hours tracks its

@@ -310,7 +310,8 @@ function sizeTable(r: SimResults, policies: readonly string[]): string {
   const rows = SIZE_CLASSES.map((c) => {
     const stats = policies.map((p) => r.policies[p].bySize?.[c]);
     const counts = [...new Set(stats.map((s) => formatCount(s?.jobs)))];
-    const { jct, wait } = jctWaitCells(stats);
+    // A class no job finished in has no average (its stats read 0): a dash, not "0 s".
+    const { jct, wait } = jctWaitCells(stats.map((s) => (s && s.jobs > 0 ? s : undefined)));
     // Results written before the tail figures existed have no p99_wait_by_size_s: a dash, not a crash.
     const tail = rowCells(
       policies.map((p) => r.policies[p].summary.p99_wait_by_size_s?.[c]),

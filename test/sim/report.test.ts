@@ -198,6 +198,11 @@ describe('renderReport', () => {
   it('renders a run with empty series and missing figures', () => {
     const page = ours(renderReport(emptyResults()));
     expect(page).toContain('<td class="num">—</td>');
+    // No job of any size: every cell of the size table is a dash.
+    const sizes = /<table id="sizes"[\s\S]*?<\/table>/.exec(page)![0];
+    expect(sizes.match(/<td class="num(?: sep)?">([^<]*)<\/td>/g)!.map((td) => td.replace(/<[^>]+>/g, ''))).toEqual(
+      SIZE_CLASSES.flatMap(() => ['0', '—', '—', '—']),
+    );
     expect(page).not.toContain('NaN');
   });
 

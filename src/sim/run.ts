@@ -126,6 +126,8 @@ function results(o: StudyOptions, workload: ReturnType<typeof prepare>, policies
 
 /** The summary line tools read: `{"trace","jobs","policies":{name:{avg_jct_s,…}}}`. */
 export function summaryLine(r: SimResults, extra: Record<string, unknown> = {}): string {
+  // Null says "no such job" or "never needed"; tools must not read it as zero.
+  const roundOrNull = (x: number | null, digits = 0): number | null => (x === null ? null : round(x, digits));
   const policies = Object.fromEntries(
     Object.entries(r.policies).map(([name, p]) => {
       const s = p.summary;
@@ -135,14 +137,18 @@ export function summaryLine(r: SimResults, extra: Record<string, unknown> = {}):
           avg_jct_s: round(s.avg_jct_s),
           p99_jct_s: round(s.p99_jct_s),
           avg_wait_s: round(s.avg_wait_s),
-  // Null says "no such job" or "never needed"; tools must not read it as zero.
-  const roundOrNull = (x: number | null, digits = 0): number | null => (x === null ? null : round(x, digits));
           p99_wait_s: round(s.p99_wait_s),
           utilization: round(s.utilization, 4),
           jain: round(s.jain, 4),
           max_large_gang_wait_s: round(s.max_large_gang_wait_s),
           gpu_hours_lost: round(s.gpu_hours_lost, 1),
           stranded_gpu_hours: round(s.stranded_gpu_hours, 1),
+          p99_wait_by_size_s: Object.fromEntries(Object.entries(s.p99_wait_by_size_s).map(([size, w]) => [size, roundOrNull(w)])),
+          max_wait_s: round(s.max_wait_s),
+          p99_bounded_slowdown: roundOrNull(s.p99_bounded_slowdown, 2),
+          max_bounded_slowdown: roundOrNull(s.max_bounded_slowdown, 2),
+          max_reclaim_latency_s: roundOrNull(s.max_reclaim_latency_s),
+          gpu_hours_busy: round(s.gpu_hours_busy, 1),
         },
       ];
     }),
@@ -152,11 +158,5 @@ export function summaryLine(r: SimResults, extra: Record<string, unknown> = {}):
 
 function round(x: number, digits = 0): number {
   const f = 10 ** digits;
-          p99_wait_by_size_s: Object.fromEntries(Object.entries(s.p99_wait_by_size_s).map(([size, w]) => [size, roundOrNull(w)])),
-          max_wait_s: round(s.max_wait_s),
-          p99_bounded_slowdown: roundOrNull(s.p99_bounded_slowdown, 2),
-          max_bounded_slowdown: roundOrNull(s.max_bounded_slowdown, 2),
-          max_reclaim_latency_s: roundOrNull(s.max_reclaim_latency_s),
-          gpu_hours_busy: round(s.gpu_hours_busy, 1),
   return Math.round(x * f) / f;
 }

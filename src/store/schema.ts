@@ -10,6 +10,7 @@ import { modelMigrations, type ModelTables } from '../governance/models-schema.j
 import { auditMigrations, type AuditTables } from '../audit/schema.js';
 import { gatewayMigrations, type GatewayTables } from '../inference/gateway/schema.js';
 import { deploymentMigrations, type DeploymentTables } from '../inference/deployments/schema.js';
+import { reservationMigrations, type ReservationTables } from './reservations.js';
 import { StoreMigrationError, describeCause } from './errors.js';
 
 export type Engine = 'sqlite' | 'postgres';
@@ -125,7 +126,7 @@ export interface InstallationTable {
   created_at: number;
 }
 
-export interface Database extends GovernanceTables, ModelTables, AuditTables, GatewayTables, DeploymentTables {
+export interface Database extends GovernanceTables, ModelTables, AuditTables, GatewayTables, DeploymentTables, ReservationTables {
   members: MembersTable;
   users: UsersTable;
   tokens: TokensTable;
@@ -345,6 +346,7 @@ function allMigrations(engine: Engine): Record<string, Migration> {
     ...modelMigrations,
     ...gatewayMigrations,
     ...deploymentMigrations,
+    ...reservationMigrations,
   };
 }
 

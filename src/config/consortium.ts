@@ -37,6 +37,14 @@ const consortiumSchema = strictObject({
     halfLifeHours: z.number().positive().default(168),
   }).prefault({}),
   members: z.array(memberSchema).min(1),
+  // What member admins may book as advance reservations themselves (operators may book beyond it);
+  // without the block, only operators book.
+  reservations: strictObject({
+    maxGpus: amountSchema.nullish(),
+    maxHours: z.number().positive().nullish(),
+    minNoticeHours: z.number().min(0).default(0),
+    perMemberPerWeek: z.number().int().positive().nullish(),
+  }).optional(),
 });
 
 type ConsortiumDocument = z.output<typeof consortiumSchema>;
@@ -114,7 +122,19 @@ function buildConsortium(d: Description, doc: ConsortiumDocument, site: Site): C
     }
   }
 
-  return { name: doc.name, members, fairShare: { halfLifeHours: doc.fairShare.halfLifeHours } };
+  const rules = doc.reservations;
+  const reservations = rules && {
+    maxGpus: rules.maxGpus == null ? null : resolveGpus(d, rules.maxGpus, ['reservations', 'maxGpus'], site),
+    maxHours: rules.maxHours ?? null,
+    minNoticeHours: rules.minNoticeHours,
+    perMemberPerWeek: rules.perMemberPerWeek ?? null,
+  };
+  return {
+    name: doc.name,
+    members,
+    fairShare: { halfLifeHours: doc.fairShare.halfLifeHours },
+    ...(reservations ? { reservations } : {}),
+  };
 }
 
 function resolveGpus(d: Description, amount: number | string, path: DocPath, site: Site): number {

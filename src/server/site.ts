@@ -84,5 +84,7 @@ export function scaleConsortium(c: Consortium, factor: number): Consortium {
     lendingLimitGpus: scale(m.lendingLimitGpus),
     borrowingLimitGpus: scale(m.borrowingLimitGpus),
   }));
-  return { ...c, members };
+  // A rule of "576 GPUs" on the big site is the same share of the machine at hand.
+  const reservations = c.reservations && { ...c.reservations, maxGpus: scale(c.reservations.maxGpus) };
+  return { ...c, members, ...(reservations ? { reservations } : {}) };
 }

@@ -1,7 +1,15 @@
 // One scheduling cycle: cycle(state, now) → decisions and an explanation for every waiting job.
 // Pure: no clock, no I/O, no randomness. The server runs it on events and a timer against
 // live state; the simulator runs it on a virtual clock against a trace.
-import { gangGpus, gangGpusOf, PRIORITY_RANK, remainingWalltime, type Allocation, type PendingJob } from '../core/job.js';
+import {
+  gangGpus,
+  gangGpusOf,
+  PRIORITY_RANK,
+  remainingWalltime,
+  type Allocation,
+  type JobSpec,
+  type PendingJob,
+} from '../core/job.js';
 import type { Member } from '../core/consortium.js';
 import { decayedAverageGpus } from '../core/usage.js';
 import { CycleBase } from './base.js';
@@ -124,6 +132,7 @@ class CycleContext extends CycleBase {
     ) {
       const ownToFree = fit === QuotaFit.Exhausted ? this.quota.peak(m, end) + req.gpus - this.quota.nominal[m] : 0;
       const work = req.gpus * remainingWalltime(job);
+      const order = memberOrderKey(job, this.snap.maxDomainGpus, this.config);
       const preemptor = {
         request: req,
         priorityClass: job.priorityClass,
@@ -132,10 +141,11 @@ class CycleContext extends CycleBase {
         ownToFree,
         preemptedBy: job.preemptedBy,
         work,
+        order,
       };
       // Within a cycle, preemption options only shrink (victims stop, free GPUs get taken), so a
       // shape that found no victims will find none later in the same cycle (for as much work).
-      const planKey = `${sig}|${job.priorityClass}|${fit}|${ownToFree}|${work}|${job.preemptedBy?.join(',') ?? ''}`;
+      const planKey = `${sig}|${job.priorityClass}|${fit}|${ownToFree}|${work}|${order}|${job.preemptedBy?.join(',') ?? ''}`;
       if (!this.noPlan.has(planKey) && this.oracle.mayFree(preemptor)) {
         const plan = this.oracle.plan(preemptor);
         const waitUntil = plan && (mayReserve ? reservation : earliest())?.start;
@@ -271,13 +281,23 @@ export function sortMemberQueue(jobs: readonly PendingJob[], largeGpus: number, 
   const idx = new Uint32Array(jobs.length);
   for (let i = 0; i < jobs.length; i++) {
     idx[i] = i;
-    const j = jobs[i];
-    const large = gangGpus(j.gang) >= largeGpus;
-    group[i] = (3 - PRIORITY_RANK[j.priorityClass]) * 2 + (large ? 0 : 1);
-    key[i] = large ? j.submittedAt : agingKey(j, aging);
+    group[i] = 3 - PRIORITY_RANK[jobs[i].priorityClass];
+    key[i] = memberOrderKey(jobs[i], largeGpus, aging);
   }
   idx.sort((a, b) => group[a] - group[b] || key[a] - key[b] || byClassThenAge(jobs[a], jobs[b]));
   return Array.from(idx, (i) => jobs[i]);
+}
+
+/** Gangs of a whole NVLink domain or more go before any smaller job of their class. */
+const LARGE_FIRST = 1e12;
+
+/**
+ * A job's place within its member and class (lower first): gangs of a whole NVLink domain or
+ * more by age, ahead of the rest; the rest by promotion time (`agingKey`). Preemption for
+ * service follows the same order: a running job yields only to work that is ahead of it.
+ */
+export function memberOrderKey(job: JobSpec, largeGpus: number, aging: Aging): number {
+  return gangGpus(job.gang) >= largeGpus ? job.submittedAt - LARGE_FIRST : agingKey(job, aging);
 }
 
 export type Aging = Pick<SchedulerConfig, 'agingGpus' | 'slowdownBound' | 'maxAgingSeconds'>;
@@ -289,7 +309,7 @@ export type Aging = Pick<SchedulerConfig, 'agingGpus' | 'slowdownBound' | 'maxAg
  * promotion time has passed is ahead of every job submitted after it. It never changes while
  * the job waits, so a caller can keep its queue sorted by it (the simulator does).
  */
-export function agingKey(job: PendingJob, aging: Aging): number {
+export function agingKey(job: JobSpec, aging: Aging): number {
   const remaining = Math.max(0, job.walltimeSeconds - (job.attainedSeconds ?? 0));
   const delay = Math.min(
     (remaining * gangGpus(job.gang)) / aging.agingGpus,

@@ -13,6 +13,7 @@ import {
   type PriorityClass,
   type RunningJob,
 } from '../core/job.js';
+import { memberOrderKey, type Aging } from './cycle.js';
 import { place, type PlacementRequest } from './placement.js';
 import type { QuotaBook } from './quota.js';
 import type { Snapshot, Undo } from './snapshot.js';
@@ -54,10 +55,13 @@ export interface Preemptor {
    * takes its GPUs back: service preemption makes no loops either.
    */
   readonly work: number;
+  /** Its place in its member's order (`memberOrderKey`): only work behind it yields to it for service. */
+  readonly order: number;
 }
 
 /** What the oracle needs of the cycle's settings. */
 export type PreemptionSettings = Pick<SchedulerConfig, 'checkpointSlackSeconds' | 'serviceMargin'> &
+  Aging &
   Pick<CycleOptions, 'preemption' | 'restartOverheadSeconds'>;
 
 /** Expected remaining work of a running job, GPU-seconds (from its walltime less attained service). */
@@ -215,7 +219,8 @@ export class LeastLostWork implements PreemptionOracle {
         e.member === m &&
         PRIORITY_RANK[e.job.priorityClass] === rank &&
         this.atCheckpoint(e.job) &&
-        remainingWork(e.job, this.now) >= this.settings.serviceMargin * preemptor.work
+        remainingWork(e.job, this.now) >= this.settings.serviceMargin * preemptor.work &&
+        memberOrderKey(e.job, this.snap.maxDomainGpus, this.settings) > preemptor.order
       )
         reason = 'Service';
       if (!reason) continue;

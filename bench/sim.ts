@@ -1,35 +1,248 @@
-// npm run bench:sim [-- TRACE] — replays a whole trace (default: the 82k-job Philly trace) on
-// se-factory through fifo, slurm and fabrik, and prints, last, the summary JSON line with
-// "sim_seconds_per_wall_second" and "wall_s".
+// npm run bench:sim [-- TRACE] [--only NAME[,NAME…]] [--markdown]
+//
+// Replays, on se-factory with the demo consortium at load 0.9 (seed 1, 300 s rounds), through
+// fifo, slurm and fabrik side by side: the whole Philly trace (default: the 82k-job one, or
+// TRACE) and every generated shape (src/sim/generate.ts, seed 1). Then the single-tenant study:
+// the Philly two-week window with its own submission times on se-superpod (576 GPUs, one
+// tenant), fifo and fabrik (with `--preemption resume` once the engine replays it), next to the published figures.
+//
+// Prints one human line per workload (fabrik/slurm ratios and the issue-18 targets it misses),
+// with --markdown the rows of docs/simulation.md's table, and LAST one JSON line: Philly's
+// `trace`, `jobs`, `policies`, `sim_seconds_per_wall_second`, `wall_s` (as before), then
+// `workloads` ({shape: {jobs, policies}}) and `single_tenant`. `--only` runs a subset: shape
+// names, `philly` and `single-tenant` (Philly's keys are then present only if it ran).
 import { loadConsortium, loadSite } from '../src/config/index.js';
-import { runStudyInParallel, summaryLine } from '../src/sim/run.js';
+import { generateWorkload, SHAPES, type Shape } from '../src/sim/generate.js';
+import type { SimResults } from '../src/sim/results.js';
+import { runStudyInParallel, summaryLine, type StudyOptions } from '../src/sim/run.js';
 import { readTrace } from '../src/sim/trace.js';
 
 const root = new URL('../', import.meta.url).pathname;
-const file = process.argv[2] ?? `${root}../shared/data/traces/philly.csv`;
+const WORKLOADS = ['philly', ...SHAPES, 'single-tenant'] as const;
+
+const args = process.argv.slice(2);
+let file = `${root}../shared/data/traces/philly.csv`;
+let only: Set<string> = new Set(WORKLOADS);
+let markdown = false;
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  if (a === '--markdown') markdown = true;
+  else if (a === '--only' || a.startsWith('--only=')) {
+    const list = a === '--only' ? args[++i] : a.slice('--only='.length);
+    const names = (list ?? '').split(',').map((s) => s.trim());
+    const unknown = names.filter((n) => !(WORKLOADS as readonly string[]).includes(n));
+    if (list === undefined || unknown.length > 0) {
+      console.error(`bench:sim: --only takes workloads among ${WORKLOADS.join(', ')}; got '${list ?? ''}'`);
+      process.exit(2);
+    }
+    only = new Set(names);
+  } else if (a.startsWith('--')) {
+    console.error(`bench:sim: unknown option '${a}' (known: --only NAME[,NAME…], --markdown)`);
+    process.exit(2);
+  } else file = a;
+}
+
+const POLICIES = ['fifo', 'slurm', 'fabrik'];
+/** The published replays resume a preempted job where it stopped; `resume` once the engine replays it. */
+const SINGLE_TENANT_PREEMPTION: 'checkpoint' | 'resume' = 'checkpoint';
 const site = loadSite(`${root}sites/se-factory.yaml`);
 const consortium = loadConsortium(`${root}consortia/demo.yaml`, site);
-const started = performance.now();
-const trace = readTrace(file);
-let simulated = 0;
-const results = await runStudyInParallel({ site, consortium, trace, policies: ['fifo', 'slurm', 'fabrik'], seed: 1, load: 0.9 });
-const wall = (performance.now() - started) / 1000;
-for (const [name, p] of Object.entries(results.policies)) {
-  simulated += p.summary.makespan_s;
-  const s = p.summary;
+const common = { site, consortium, policies: POLICIES, seed: 1, load: 0.9 } as const;
+
+/** summaryLine's per-policy object, as tools read it. */
+type PolicyFigures = Record<string, number | null | Record<string, number | null>>;
+const figuresOf = (r: SimResults): Record<string, PolicyFigures> =>
+  (JSON.parse(summaryLine(r)) as { policies: Record<string, PolicyFigures> }).policies;
+
+const json: Record<string, unknown> = {};
+const rows: string[] = [];
+const singleRows: string[] = [];
+
+// ---------------------------------------------------------------------------------------------
+
+/** One human line per workload: fabrik against slurm, and which of issue 18's targets it misses. */
+function report(name: Shape | 'philly', r: SimResults, wall?: number): void {
+  const f = figuresOf(r);
+  const fab = f.fabrik;
+  const sl = f.slurm;
+  const ratio = (key: string) => ratioText(num(fab[key]), num(sl[key]));
   console.log(
-    `${name}: avg JCT ${Math.round(s.avg_jct_s)} s, p99 wait ${Math.round(s.p99_wait_s)} s, utilization ${s.utilization.toFixed(3)}, ` +
-      `Jain ${s.jain.toFixed(3)}, makespan ${(s.makespan_s / 86400).toFixed(1)} d`,
+    `${name}: ${r.jobs} jobs; fabrik/slurm avg JCT ${ratio('avg_jct_s')}, avg wait ${ratio('avg_wait_s')}, ` +
+      `p99 wait ${ratio('p99_wait_s')}, utilization ${pts(num(fab.utilization), num(sl.utilization))}, ` +
+      `Jain ${num(fab.jain)?.toFixed(3)}; misses: ${misses(fab, sl).join(', ') || 'none'}` +
+      (wall === undefined ? '' : `; ${wall.toFixed(1)} s`),
   );
+  for (const policy of POLICIES) rows.push(`| ${name} | ${policy} | ${COLUMNS.map(([, cell]) => cell(f[policy])).join(' | ')} |`);
 }
-const f = results.policies.fabrik.summary;
-const sl = results.policies.slurm.summary;
-console.log(
-  `fabrik/slurm: avg JCT ${(f.avg_jct_s / sl.avg_jct_s).toFixed(2)}×, p99 wait ${(f.p99_wait_s / sl.p99_wait_s).toFixed(2)}×, ` +
-    `utilization ${(f.utilization / sl.utilization).toFixed(3)}×; fabrik's longest large-gang wait ` +
-    `${(f.max_large_gang_wait_s / 3600).toFixed(1)} h (bound ${(results.largeGangBoundSeconds / 3600).toFixed(1)} h, ` +
-    `${results.cycleSeconds} s rounds, load ${results.load})`,
-);
-console.log(
-  summaryLine(results, { sim_seconds_per_wall_second: Math.round(simulated / wall), wall_s: Math.round(wall * 10) / 10 }),
-);
+
+function num(v: unknown): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+function ratioText(a: number | null, b: number | null): string {
+  return a === null || b === null || b === 0 ? '–' : `${(a / b).toFixed(2)}×`;
+}
+
+function pts(a: number | null, b: number | null): string {
+  if (a === null || b === null) return '–';
+  const d = (a - b) * 100;
+  return `${d >= 0 ? '+' : ''}${d.toFixed(2)} pts`;
+}
+
+/** The figures of issue 18 (fabrik against slurm, same run) that this run misses. */
+function misses(fab: PolicyFigures, sl: PolicyFigures): string[] {
+  const out: string[] = [];
+  const v = (p: PolicyFigures, k: string) => num(p[k]);
+  const HOUR = 3600;
+  const fw = v(fab, 'avg_wait_s');
+  const sw = v(sl, 'avg_wait_s');
+  if (fw !== null && sw !== null && (fw > sw || (sw >= HOUR && fw > 0.5 * sw))) out.push('avg wait');
+  const fp = v(fab, 'p99_wait_s');
+  const sp = v(sl, 'p99_wait_s');
+  if (fp !== null && sp !== null && fp > sp) out.push('p99 wait');
+  const fs = fab.p99_wait_by_size_s as Record<string, number | null> | undefined;
+  const ss = sl.p99_wait_by_size_s as Record<string, number | null> | undefined;
+  for (const size of Object.keys(fs ?? {})) {
+    const a = fs?.[size];
+    const b = ss?.[size];
+    if (typeof a === 'number' && typeof b === 'number' && a > b) out.push(`p99 wait ${size} GPUs`);
+  }
+  const fu = v(fab, 'utilization');
+  const su = v(sl, 'utilization');
+  if (fu !== null && su !== null && fu < su - 0.005) out.push('utilization');
+  const jain = v(fab, 'jain');
+  if (jain !== null && jain < 0.95) out.push('Jain');
+  const fg = v(fab, 'max_large_gang_wait_s');
+  const sg = v(sl, 'max_large_gang_wait_s');
+  if (fg !== null && sg !== null && fg > Math.max(48 * HOUR, sg / 2)) out.push('large-gang wait');
+  const reclaim = v(fab, 'max_reclaim_latency_s');
+  if (reclaim !== null && reclaim > HOUR) out.push('reclaim');
+  const lost = v(fab, 'gpu_hours_lost');
+  const busy = v(fab, 'gpu_hours_busy');
+  if (lost !== null && busy !== null && lost > 0.01 * busy) out.push('GPU-hours lost');
+  return out;
+}
+
+/** Seconds as hours, one decimal; '–' for none. */
+const hours = (v: unknown) => (num(v) === null ? '–' : (num(v)! / 3600).toFixed(1));
+const COLUMNS: readonly [string, (p: PolicyFigures | undefined) => string][] = [
+  ['avg JCT (h)', (p) => hours(p?.avg_jct_s)],
+  ['avg wait (h)', (p) => hours(p?.avg_wait_s)],
+  ['p99 wait (h)', (p) => hours(p?.p99_wait_s)],
+  ...['1', '2-8', '9-72', '>72'].map(
+    (size) =>
+      [
+        `p99 wait ${size} GPUs (h)`,
+        (p: PolicyFigures | undefined) => hours((p?.p99_wait_by_size_s as Record<string, number | null> | undefined)?.[size]),
+      ] as [string, (p: PolicyFigures | undefined) => string],
+  ),
+  ['max wait (h)', (p) => hours(p?.max_wait_s)],
+  ['p99 bounded slowdown', (p) => (num(p?.p99_bounded_slowdown) === null ? '–' : num(p?.p99_bounded_slowdown)!.toFixed(1))],
+  ['utilization', (p) => (num(p?.utilization) === null ? '–' : num(p?.utilization)!.toFixed(4))],
+  ['Jain', (p) => (num(p?.jain) === null ? '–' : num(p?.jain)!.toFixed(3))],
+  ['max gang >72 wait (h)', (p) => hours(p?.max_large_gang_wait_s)],
+  ['max reclaim (h)', (p) => hours(p?.max_reclaim_latency_s)],
+  ['GPU-h lost', (p) => (num(p?.gpu_hours_lost) === null ? '–' : Math.round(num(p?.gpu_hours_lost)!).toLocaleString('en'))],
+  ['GPU-h busy', (p) => (num(p?.gpu_hours_busy) === null ? '–' : Math.round(num(p?.gpu_hours_busy)!).toLocaleString('en'))],
+];
+
+/**
+ * Single tenant, as the published replays of the Philly two-week window ran it: the trace's own
+ * submission times, every job a rigid gang, 576 GPUs, a preempted job resumes where it stopped.
+ */
+async function singleTenant(): Promise<Record<string, unknown>> {
+  // ../shared/data/traces/README.md, "Figures from two other simulators on this window".
+  const published = {
+    'fifo (first fit)': { avg_jct_s: 15_442, avg_wait_s: 6_598, p99_wait_s: 57_588 },
+    'sjf (knows durations)': { avg_jct_s: 12_207, avg_wait_s: 3_362, p99_wait_s: null },
+    'srtf (knows durations, preemptive)': { avg_jct_s: 9_258, avg_wait_s: 413, p99_wait_s: 4_719 },
+    'tiresias dlas-gpu': { avg_jct_s: 9_244, avg_wait_s: 399, p99_wait_s: 8_000 },
+  };
+  const superpod = loadSite(`${root}sites/se-superpod.yaml`);
+  const single = loadConsortium(`${root}consortia/single.yaml`, superpod);
+  const window = `${root}../shared/data/traces/philly-2017-10-02-to-10-15.csv`;
+  const started = performance.now();
+  const results = await runStudyInParallel({
+    site: superpod,
+    consortium: single,
+    trace: readTrace(window),
+    policies: ['fifo', 'fabrik'],
+    seed: 1,
+    load: null,
+    preemption: SINGLE_TENANT_PREEMPTION,
+  });
+  const wall = (performance.now() - started) / 1000;
+  const f = figuresOf(results);
+  const line = (name: string, p: Record<string, unknown>) =>
+    `${name} ${fmt(p.avg_jct_s)} / ${fmt(p.avg_wait_s)} / ${fmt(p.p99_wait_s)}`;
+  console.log(
+    `single tenant (${results.jobs} jobs, ${results.trace}, own times: load ${results.load.toFixed(3)}, ${superpod.name} ` +
+      `${superpod.totalGpus} GPUs, preemption ${SINGLE_TENANT_PREEMPTION}, ${results.cycleSeconds} s rounds; avg JCT / avg wait / p99 wait, s): ` +
+      [
+        ...['fifo', 'fabrik'].map((p) => line(p, f[p])),
+        ...Object.entries(published).map(([name, p]) => line(`published ${name}`, p)),
+      ].join('; ') +
+      `; fabrik/dlas-gpu avg JCT ${ratioText(num(f.fabrik.avg_jct_s), published['tiresias dlas-gpu'].avg_jct_s)}; ${wall.toFixed(1)} s`,
+  );
+  for (const [name, p] of [
+    ...['fifo', 'fabrik'].map((n) => [`${n} (this simulator)`, f[n]] as const),
+    ...Object.entries(published).map(([n, p]) => [`${n} (published)`, p] as const),
+  ])
+    singleRows.push(`| ${name} | ${fmt(p.avg_jct_s)} | ${fmt(p.avg_wait_s)} | ${fmt(p.p99_wait_s)} |`);
+  return {
+    trace: results.trace,
+    jobs: results.jobs,
+    site: superpod.name,
+    gpus: superpod.totalGpus,
+    load: Math.round(results.load * 1000) / 1000,
+    preemption: SINGLE_TENANT_PREEMPTION,
+    policies: f,
+    published,
+  };
+}
+
+function fmt(v: unknown): string {
+  return num(v) === null ? '–' : Math.round(num(v)!).toLocaleString('en');
+}
+
+/** Runs the workloads asked for, then prints the table rows and the JSON line. */
+async function main(): Promise<void> {
+  if (only.has('philly')) {
+    const started = performance.now();
+    const results = await runStudyInParallel({ ...common, trace: readTrace(file) });
+    const wall = (performance.now() - started) / 1000;
+    let simulated = 0;
+    for (const p of Object.values(results.policies)) simulated += p.summary.makespan_s;
+    report('philly', results);
+    Object.assign(json, JSON.parse(summaryLine(results)), {
+      sim_seconds_per_wall_second: Math.round(simulated / wall),
+      wall_s: Math.round(wall * 10) / 10,
+    });
+  }
+
+  const workloads: Record<string, { jobs: number; policies: Record<string, PolicyFigures> }> = {};
+  for (const shape of SHAPES.filter((s) => only.has(s))) {
+    const started = performance.now();
+    const g = generateWorkload({ shape, seed: 1, site, load: common.load });
+    const o: StudyOptions = { ...common, trace: g.trace, nodeEvents: g.nodeEvents.length > 0 ? g.nodeEvents : undefined };
+    const results = await runStudyInParallel(o);
+    report(shape, results, (performance.now() - started) / 1000);
+    workloads[shape] = { jobs: results.jobs, policies: figuresOf(results) };
+  }
+  if (Object.keys(workloads).length > 0) json.workloads = workloads;
+
+  if (only.has('single-tenant')) json.single_tenant = await singleTenant();
+
+  if (markdown) {
+    console.log(`| workload | policy | ${COLUMNS.map(([title]) => title).join(' | ')} |`);
+    console.log(`|---|---|${COLUMNS.map(() => '---:').join('|')}|`);
+    for (const row of rows) console.log(row);
+    if (singleRows.length > 0) {
+      console.log('\n| single tenant | avg JCT (s) | avg wait (s) | p99 wait (s) |\n|---|---:|---:|---:|');
+      for (const row of singleRows) console.log(row);
+    }
+  }
+  console.log(JSON.stringify(json));
+}
+
+await main();

@@ -5,7 +5,11 @@ import { Command } from 'commander';
 import { modulesFor } from './commands.js';
 import { cliFailure } from './errors.js';
 
-const program = new Command('fabrik').description('Fabrik: the control plane of a sovereign AI factory.');
+// Positional: the arguments after a command are all its own, so that `fabrik sim generate --shape`
+// is generate's --shape, not sim's (the root has no options of its own).
+const program = new Command('fabrik')
+  .description('Fabrik: the control plane of a sovereign AI factory.')
+  .enablePositionalOptions();
 for (const m of modulesFor(process.argv.slice(2))) for (const c of await m.load()) program.addCommand(c);
 
 try {

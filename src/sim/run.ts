@@ -15,8 +15,16 @@ export interface StudyOptions {
   readonly trace: ParsedTrace;
   readonly policies: readonly string[];
   readonly seed: number;
-  readonly load?: number;
+  /** Offered load to scale submissions to (default 0.9); null keeps the trace's own submission times. */
+  readonly load?: number | null;
   readonly maxJobSeconds?: number | null;
+  /**
+   * What a preempted job loses: `checkpoint` (default) the work since its last checkpoint;
+   * `resume` nothing, it resumes where it stopped after `restartOverheadSeconds` (the peer
+   * simulators' assumption).
+   */
+  readonly preemption?: 'checkpoint' | 'resume';
+  readonly restartOverheadSeconds?: number;
   readonly nodeEvents?: readonly NodeEvent[];
   /** The scheduling round: a cycle runs at most this often (default ${DEFAULT_ROUND_SECONDS} s). */
   readonly cycleSeconds?: number;
@@ -114,7 +122,8 @@ function results(o: StudyOptions, workload: ReturnType<typeof prepare>, policies
     jobs: workload.jobs.length,
     site: o.site.name,
     gpus: o.site.totalGpus,
-    load: o.load ?? 0.9,
+    // With the trace's own times, the load it offers this site.
+    load: o.load === null ? workload.offeredLoad : (o.load ?? 0.9),
     seed: o.seed,
     cycleSeconds: round,
     largeGangBoundSeconds: longest + 2 * round,

@@ -407,8 +407,12 @@ class Counter {
 export type { SimJob } from './engine.js';
 
 export interface TraceWorkloadOptions {
-  /** Offered load to scale submission times to: GPU-seconds asked / GPU-seconds the site offers (default 0.9). */
-  readonly load?: number;
+  /**
+   * Offered load to scale submission times to: GPU-seconds asked / GPU-seconds the site offers
+   * (default 0.9). null keeps the trace's own submission times (time scale 1), as the published
+   * replays of a trace on a given machine do.
+   */
+  readonly load?: number | null;
   /** Run times above this are cut to it (null or absent: no cap). Seconds. */
   readonly maxJobSeconds?: number | null;
   /** Seeds the walltime noise: the same seed and trace give the same walltimes. */
@@ -442,13 +446,14 @@ export const MAX_WALLTIME_SECONDS = 7 * 24 * 3600;
  * model of users' over-estimates.
  */
 export function traceWorkload(trace: ParsedTrace, site: Site, consortium: Consortium, o: TraceWorkloadOptions): TraceWorkload {
+  const ownTimes = o.load === null;
   const load = o.load ?? DEFAULT_LOAD;
   if (!(load > 0 && Number.isFinite(load))) throw new RangeError(`traceWorkload: load must be a positive number, got ${load}`);
   const cap = o.maxJobSeconds ?? Infinity;
   if (!(cap > 0)) throw new RangeError(`traceWorkload: maxJobSeconds must be positive, got ${o.maxJobSeconds}`);
   const owners = new MemberHash(consortium);
   // The time scale as if every job that fits the site were kept: the mapping needs it first.
-  const groupOwner = assignGroups(trace.records, consortium, site, timeScaleFor(trace.records, site, load, cap));
+  const groupOwner = assignGroups(trace.records, consortium, site, ownTimes ? 1 : timeScaleFor(trace.records, site, load, cap));
   const canHold = new Map(consortium.members.map((m) => [m.id, mostGpus(m, site)]));
 
   // Sorted before any random draw, and every record draws, accepted or not: a job's walltime
@@ -493,7 +498,7 @@ export function traceWorkload(trace: ParsedTrace, site: Site, consortium: Consor
     accepted.map((a) => ({ submitSeconds: a.record.submitSeconds, gpuSeconds: a.record.gpus * a.runtime })),
     site,
   );
-  const timeScale = scaleFor(offeredLoad, load);
+  const timeScale = ownTimes ? 1 : scaleFor(offeredLoad, load);
 
   const jobs = accepted.map(({ record, member, runtime, walltime }): SimJob => {
     const large = record.gpus >= 8;

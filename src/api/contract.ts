@@ -325,6 +325,8 @@ export const ERROR_CODES = [
   /** The model may never leave the factory: one of its data-use agreements says noExport. */
   'EXPORT_FORBIDDEN',
   'JOB_FINISHED',
+  /** The job asks for more GPUs than its member may ever hold (entitlement plus borrowing limit, its zone). */
+  'EXCEEDS_MEMBER_LIMIT',
   'CONFLICT',
   'PAYLOAD_TOO_LARGE',
   'UNSUPPORTED_MEDIA_TYPE',

@@ -2,7 +2,6 @@
 // larger than that can never start, however long it waits; the server refuses it at submission
 // and the cycle explains it as such, instead of promising it a start time.
 import type { Member } from '../core/consortium.js';
-import { gangGpus, type GangRequest } from '../core/job.js';
 import type { Site } from '../core/site.js';
 
 /** The most GPUs a member can ever hold: its entitlement plus borrowing limit, and its zone. */
@@ -17,12 +16,11 @@ export function mostGpus(m: Member, site: Site): number {
 }
 
 /**
- * Why a gang can never run for this member, in words; null when its limits allow it. Only the
- * member's limits are judged here: whether the machine has the nodes is the placement's question
- * (NodesUnavailable), which changes as nodes come and go.
+ * Why a job of `gpus` GPUs can never run for this member, in words; null when its limits allow
+ * it. Only the member's limits are judged here: whether the machine has the nodes is the
+ * placement's question (NodesUnavailable), which changes as nodes come and go.
  */
-export function beyondMemberLimits(m: Member, site: Site, gang: GangRequest): string | null {
-  const gpus = gangGpus(gang);
+export function beyondMemberLimits(m: Member, site: Site, gpus: number): string | null {
   const most = mostGpus(m, site);
   if (gpus <= most) return null;
   const parts = [`entitlement ${round(m.entitlementGpus)}`];

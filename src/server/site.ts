@@ -82,7 +82,12 @@ export function scaleConsortium(c: Consortium, factor: number): Consortium {
     ...m,
     entitlementGpus: m.entitlementGpus * factor,
     lendingLimitGpus: scale(m.lendingLimitGpus),
-    borrowingLimitGpus: scale(m.borrowingLimitGpus),
+    // A member that may borrow at all may still run a one-GPU job on a small host: scaled down, a
+    // 0.25-GPU borrowing limit would leave it unable to run anything, and its jobs refused.
+    borrowingLimitGpus:
+      m.borrowingLimitGpus === null || m.borrowingLimitGpus === 0
+        ? m.borrowingLimitGpus
+        : Math.max(m.borrowingLimitGpus * factor, Math.min(m.borrowingLimitGpus, 1 - m.entitlementGpus * factor)),
   }));
   // A rule of "576 GPUs" on the big site is the same share of the machine at hand.
   const reservations = c.reservations && { ...c.reservations, maxGpus: scale(c.reservations.maxGpus) };

@@ -84,17 +84,23 @@ function cli(args: string[], env: Record<string, string>): Promise<{ code: numbe
 describe('through the real CLI against a server', () => {
   let t: TestServer;
   let env: Record<string, string>;
+  let blockerId: string | undefined;
 
   beforeAll(async () => {
     t = await testServer();
     env = { FABRIK_URL: t.server.url, FABRIK_TOKEN: t.operator, FABRIK_DATA: t.dataDir };
     // What pharma's researcher wrote; the operator's CLI prints it (a member's people submit and register).
     const pia = await t.token('pharma', 'researcher', 'pia');
-    // Held: 4 GPUs are more than pharma may take on this 4-GPU host, so the job stays in the queue.
+    // Held: it depends (afterOk) on a long job of pharma's, so it stays in the queue.
+    const blocker = await t.call<{ jobs: { id: string }[] }>(pia, 'POST', '/v1/jobs', {
+      command: ['sleep', '600'],
+      gracePeriodSeconds: 0,
+    });
+    blockerId = blocker.body.jobs[0].id;
     const job = await t.call(pia, 'POST', '/v1/jobs', {
       name: EVIL.slice(0, 128),
       command: ['true'],
-      gpus: 4,
+      afterOk: [blockerId],
     });
     expect(job.status, JSON.stringify(job.body)).toBe(201);
     const ds = await t.call(pia, 'POST', '/v1/datasets', {
@@ -107,6 +113,7 @@ describe('through the real CLI against a server', () => {
     expect(ds.status, JSON.stringify(ds.body)).toBe(201);
   }, 60_000);
   afterAll(async () => {
+    if (blockerId) await t.call(t.operator, 'POST', `/v1/jobs/${blockerId}/cancel`);
     await t?.close();
   });
 

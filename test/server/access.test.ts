@@ -112,8 +112,17 @@ async function finished(id: string): Promise<JobView> {
     return ['succeeded', 'failed', 'cancelled', 'lost'].includes(j.state) ? j : undefined;
   });
 }
-/** A job that waits for ever: 4 GPUs are more than any member's quota of this 4-GPU host. */
-const waiting = (whose: Whose) => submit(ownerOf(whose), { name: 'waiting', command: ['true'], gpus: 4 });
+/** Per member, a long job (running or queued) that the waiting jobs depend on; cancelled at the end. */
+const blockers = new Map<Whose, Promise<JobView>>();
+/** A job that waits while the file runs: it depends (afterOk) on its member's blocker. */
+async function waiting(whose: Whose): Promise<JobView> {
+  let blocker = blockers.get(whose);
+  if (!blocker) {
+    blocker = submit(ownerOf(whose), { name: 'blocker', command: ['sleep', '600'], gracePeriodSeconds: 0 });
+    blockers.set(whose, blocker);
+  }
+  return submit(ownerOf(whose), { name: 'waiting', command: ['true'], afterOk: [(await blocker).id] });
+}
 /** The member admin of `whose` member: the one who makes its users. */
 const adminOf = (whose: Whose) => (whose === 'own' ? tokenOf(ASKERS[1]) : carolAdmin);
 /** A new researcher of `whose` member, made by its member admin; its id. */
@@ -192,7 +201,7 @@ const ROWS: readonly Row[] = [
     object: true,
     hidden: 403,
     ok: 201,
-    request: async (w) => ({ method: 'POST', path: '/v1/jobs', body: { member: memberOf(w), command: ['true'], gpus: 4 } }),
+    request: async (w) => ({ method: 'POST', path: '/v1/jobs', body: { member: memberOf(w), command: ['true'], gpus: 1 } }),
     check: (body, asker, w) => expect(jobsOf({ body })[0]).toMatchObject({ member: memberOf(w), user: asker.user }),
   },
   {
@@ -376,6 +385,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await t.call(t.operator, 'POST', `/v1/jobs/${telecomRunning}/cancel`);
+  for (const b of blockers.values()) await t.call(t.operator, 'POST', `/v1/jobs/${(await b).id}/cancel`);
   await t.close();
 });
 
@@ -586,8 +596,8 @@ describe('scopes that cannot be escaped', () => {
   });
 
   it('an Idempotency-Key of one member says nothing about another', async () => {
-    const a = await t.call(alice, 'POST', '/v1/jobs', { command: ['true'], gpus: 4 }, { 'idempotency-key': 'shared-key' });
-    const c = await t.call(carol, 'POST', '/v1/jobs', { command: ['false'], gpus: 4 }, { 'idempotency-key': 'shared-key' });
+    const a = await t.call(alice, 'POST', '/v1/jobs', { command: ['true'], gpus: 1 }, { 'idempotency-key': 'shared-key' });
+    const c = await t.call(carol, 'POST', '/v1/jobs', { command: ['false'], gpus: 1 }, { 'idempotency-key': 'shared-key' });
     expect([a.status, c.status]).toEqual([201, 201]);
     expect(jobsOf(c)[0].id).not.toBe(jobsOf(a)[0].id);
   });
@@ -688,7 +698,7 @@ describe('scopes that cannot be escaped', () => {
       // Refused at submit: logs go in the job's own folder (test/server/job-files.test.ts has the rest).
       const r = await t.call<{ error: { code: string; field: string } }>(carol, 'POST', '/v1/jobs', {
         command: ['true'],
-        gpus: 4,
+        gpus: 1,
         output,
       });
       expect(r.status, output).toBe(400);

@@ -78,16 +78,33 @@ describe('jobs over the API', () => {
     expect(again.body.error.code).toBe('JOB_FINISHED');
   });
 
-  it('says why a job waits', async () => {
+  it('says why a job waits, with a start time, and refuses one its member could never run', async () => {
     // Pharma's share of this 4-GPU host is 1.2 GPUs, plus at most 1 borrowed: 4 GPUs never fit its quota.
-    const job = jobOf(await t.call(alice, 'POST', '/v1/jobs', { command: ['true'], gpus: 4 }));
+    const refused = await t.call<{ error: { code: string; field: string; message: string } }>(alice, 'POST', '/v1/jobs', {
+      command: ['true'],
+      gpus: 4,
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error).toMatchObject({ code: 'EXCEEDS_MEMBER_LIMIT', field: 'body.gpus' });
+    expect(refused.body.error.message).toContain('may never hold more than 2.2');
+    // One GPU busy: two more would exceed the 2.2, so the job waits for pharma's own job to end.
+    const busy = jobOf(await t.call(alice, 'POST', '/v1/jobs', { command: ['sleep', '60'], walltimeSeconds: 120 }));
+    await t.waitFor(
+      'the first job to run',
+      async () => (await t.call<JobView>(alice, 'GET', `/v1/jobs/${busy.id}`)).body.state === 'running',
+    );
+    const job = jobOf(await t.call(alice, 'POST', '/v1/jobs', { command: ['true'], gpus: 2 }));
     const e = await t.waitFor('an explanation', async () => {
       const r = await t.call<ExplainView>(alice, 'GET', `/v1/jobs/${job.id}/explain`);
       return r.body.reason !== 'NotYetScheduled' ? r.body : undefined;
     });
     expect(e).toMatchObject({ state: 'pending', reason: 'QuotaExhausted' });
     expect(e.message).toContain('entitlement');
+    // It starts when the busy job's walltime is up at the latest, not "now" and not never.
+    expect(Date.parse(e.estimatedStart!)).toBeGreaterThan(Date.now());
     await t.call(alice, 'POST', `/v1/jobs/${job.id}/cancel`);
+    await t.call(alice, 'POST', `/v1/jobs/${busy.id}/cancel`);
+    await finished(alice, busy.id);
   });
 
   it("hides one member's jobs from another: 404, never 403, and not in lists", async () => {

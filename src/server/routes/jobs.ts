@@ -19,6 +19,7 @@ import {
 } from '../../api/contract.js';
 import type { Member } from '../../core/consortium.js';
 import { gangGpus } from '../../core/job.js';
+import { beyondMemberLimits } from '../../scheduler/limits.js';
 import type { NewJob, StoredJob } from '../../store/store.js';
 import { authorize, memberOfWork, requireRole, seesMember } from '../access.js';
 import type { Principal } from '../auth.js';
@@ -497,6 +498,15 @@ function buildJobs(spec: SubmitSpec, member: Member, user: string, now: number, 
   );
   if (gpus > site.totalGpus)
     bad(spec.gpus !== undefined ? 'body.gpus' : 'body.nodes', `the site has ${site.totalGpus} GPUs; the job asks for ${gpus}`);
+  // A job its member may never hold would wait for ever, and no start time could be true.
+  const beyond = beyondMemberLimits(member, site, gpus);
+  if (beyond !== null)
+    throw new ApiError(
+      400,
+      'EXCEEDS_MEMBER_LIMIT',
+      `${beyond}: it could never start`,
+      spec.gpus !== undefined ? 'body.gpus' : 'body.nodes',
+    );
   const one = (task: number | null): NewJob => ({
     name,
     member: member.id,
@@ -522,6 +532,7 @@ function explainMessage(j: StoredJob, reason: string | null, start: number | nul
     NoTopologyFit: 'enough GPUs are free, but not in the NVLink-domain shape it needs',
     IsolationRequired: 'enough GPUs are free, but only on domains shared with another member',
     NodesUnavailable: 'it cannot fit even on an empty machine with the nodes up today',
+    ExceedsMemberLimit: 'it asks for more GPUs than its member may ever hold (entitlement plus borrowing limit, its zone)',
     Priority: 'jobs ahead of it in the queue come first',
     Dependency: 'it waits for the jobs it depends on (afterok) to succeed',
     JobArrayTaskLimit: 'its array already runs as many tasks as its throttle allows',

@@ -164,6 +164,11 @@ export class JobBuilder {
     this.j.minRuntimeSeconds = seconds;
     return this;
   }
+  /** Work kept from earlier runs (a requeued job's attained service). */
+  attained(seconds: number): this {
+    this.j.attainedSeconds = seconds;
+    return this;
+  }
   checkpointEvery(seconds: number): this {
     this.j.checkpointIntervalSeconds = seconds;
     return this;

@@ -20,6 +20,7 @@ import {
   type Topology,
 } from '../../src/core/job.js';
 import type { NodeState, Site } from '../../src/core/site.js';
+import { agingKey, memberOrderKey, sortMemberQueue } from '../../src/scheduler/cycle.js';
 import { remainingWork } from '../../src/scheduler/preemption.js';
 import {
   DEFAULT_CONFIG,
@@ -522,7 +523,8 @@ describe('scheduler properties over random sites, consortia and job streams', ()
  * preemptor's member stays within its entitlement with the preemptor counted.
  * Priority: victim and preemptor belong to the same member, and the victim's class is lower.
  * Service: same member and class; the victim has at least `serviceMargin` times the preemptor's
- * remaining work left, and it checkpointed within `checkpointSlackSeconds` (or just started).
+ * remaining work left, it checkpointed within `checkpointSlackSeconds` (or just started), and it
+ * is behind the preemptor in its member's order.
  */
 function checkPreemptionReasons(step: Step): void {
   const c = step.state.consortium;
@@ -559,6 +561,10 @@ function checkPreemptionReasons(step: Step): void {
       const work = gangGpus(preemptor!.gang) * remainingWalltime(preemptor!);
       expect(remainingWork(victim!, step.at), ctx).toBeGreaterThanOrEqual(DEFAULT_CONFIG.serviceMargin * work);
       expect(step.at - lastCheckpoint(victim!, step.at), ctx).toBeLessThanOrEqual(DEFAULT_CONFIG.checkpointSlackSeconds);
+      const large = Math.max(...step.site.domains.map((d) => d.gpus));
+      expect(memberOrderKey(victim!, large, DEFAULT_CONFIG), `${ctx}: victim not behind`).toBeGreaterThan(
+        memberOrderKey(preemptor!, large, DEFAULT_CONFIG),
+      );
     } else {
       expect(victim!.member, ctx).toBe(preemptor!.member);
       expect(
@@ -835,4 +841,58 @@ describe('large gangs', () => {
     'start within the longest small-job walltime plus two cycle periods when their own member streams small jobs too',
     startInTime(true),
   );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Waiting is bounded by construction. Within a member and class, a job's promotion time is its
+// submission plus at most `maxAgingSeconds` and at most `slowdownBound` × its remaining walltime;
+// once that time has passed, no job submitted later is put ahead of it (large gangs, which go
+// first by age, aside). And service preemption follows that order: a running job yields only to
+// a job ahead of it.
+
+const queueArb = fc.array(
+  fc.record({
+    gpus: fc.constantFrom(1, 2, 4, 8, 16, 32, 64),
+    walltime: fc.integer({ min: 60, max: 14 * 86400 }),
+    attained: fc.integer({ min: 0, max: 86400 }),
+    submittedAt: fc.integer({ min: 0, max: 30 * 86400 }),
+  }),
+  { minLength: 2, maxLength: 60 },
+);
+
+describe('bounded waiting', () => {
+  it('promotes every job within maxAgingSeconds and slowdownBound × its remaining walltime', () => {
+    fc.assert(
+      fc.property(queueArb, (specs) => {
+        const jobs = specs.map((s, i) =>
+          job(`q${i}`).gpus(s.gpus).walltime(s.walltime).attained(s.attained).submitted(s.submittedAt).build(),
+        );
+        for (const j of jobs) {
+          const delay = agingKey(j, DEFAULT_CONFIG) - j.submittedAt;
+          expect(delay).toBeGreaterThanOrEqual(0);
+          expect(delay).toBeLessThanOrEqual(DEFAULT_CONFIG.maxAgingSeconds);
+          expect(delay).toBeLessThanOrEqual(DEFAULT_CONFIG.slowdownBound * remainingWalltime(j));
+        }
+      }),
+      params(),
+    );
+  });
+
+  it('never puts a job submitted after another job’s promotion time ahead of it', () => {
+    fc.assert(
+      fc.property(queueArb, (specs) => {
+        const jobs = specs.map((s, i) =>
+          job(`q${i}`).gpus(s.gpus).walltime(s.walltime).attained(s.attained).submitted(s.submittedAt).build(),
+        );
+        const order = sortMemberQueue(jobs, 72, DEFAULT_CONFIG);
+        for (let i = 0; i < order.length; i++)
+          for (let k = i + 1; k < order.length; k++) {
+            const [a, b] = [order[i], order[k]];
+            // b is behind a: b must not be a job that was due before a was even submitted.
+            expect(a.submittedAt, `${a.id} ahead of ${b.id}`).toBeLessThanOrEqual(agingKey(b, DEFAULT_CONFIG));
+          }
+      }),
+      params(),
+    );
+  });
 });

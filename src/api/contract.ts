@@ -217,6 +217,8 @@ export const SubmitRequest = z
       .default([]),
     /** What the job is for; with datasets, an agreement must permit it. */
     purpose: id.nullable().default(null),
+    /** Run in this advance reservation of the member's (Slurm's --reservation): only on its GPUs, inside its window. */
+    reservation: id.nullable().default(null),
   })
   .superRefine((r, ctx) => {
     for (const field of ['env', 'secretEnv'] as const)
@@ -325,6 +327,11 @@ export const ERROR_CODES = [
   /** The model may never leave the factory: one of its data-use agreements says noExport. */
   'EXPORT_FORBIDDEN',
   'JOB_FINISHED',
+  /** An advance reservation cannot be booked: its window is over, it is not whole nodes, no room, or the consortium's rules. */
+  'RESERVATION_IN_PAST',
+  'RESERVATION_SHAPE',
+  'RESERVATION_NO_ROOM',
+  'RESERVATION_RULES',
   /** The job asks for more GPUs than its member may ever hold (entitlement plus borrowing limit, its zone). */
   'EXCEEDS_MEMBER_LIMIT',
   'CONFLICT',
@@ -335,6 +342,38 @@ export const ERROR_CODES = [
   'UNAVAILABLE',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Book an advance reservation (a capability run), as Slurm's `scontrol create reservation`. */
+export const ReservationRequest = z.strictObject({
+  /** Unique in the factory; jobs name it (`--reservation`). */
+  name: id,
+  /** Whose it is: an operator names the member; a member admin books for its own (it may repeat it). */
+  member: id.optional(),
+  /** Whole nodes: a multiple of the nodes' GPUs. */
+  gpus: z.number().int().min(1).max(100_000),
+  start: z.iso.datetime({ offset: true }),
+  durationSeconds: z
+    .number()
+    .int()
+    .min(60)
+    .max(366 * 86_400),
+});
+export type ReservationRequest = z.input<typeof ReservationRequest>;
+
+/** What everyone sees of a reservation (sinfo -T); who booked it only its member and operators. */
+export const ReservationView = z.object({
+  name: z.string(),
+  member: z.string(),
+  start: z.string(),
+  end: z.string(),
+  gpus: z.number().int(),
+  nodes: z.array(z.string()),
+  /** `active` from its start to its end, `future` before. */
+  state: z.enum(['future', 'active']),
+  createdBy: z.string().nullable(),
+  createdAt: z.string().nullable(),
+});
+export type ReservationView = z.infer<typeof ReservationView>;
 
 export const ErrorBody = z.object({
   error: z.object({

@@ -194,7 +194,9 @@ export class CycleBase {
   private blockedBy(job: PendingJob): PendingReason {
     const m = this.member(job.member, job.id);
     const { req } = this.request(job, m);
-    return this.advance.blocks(this.snap, req, this.now + job.walltimeSeconds) ? 'WaitingForReservation' : 'BehindReservation';
+    return this.advance.blocks(this.snap, job.id, req, this.now + job.walltimeSeconds)
+      ? 'WaitingForReservation'
+      : 'BehindReservation';
   }
 
   /**

@@ -42,7 +42,8 @@ export interface BookingRequest {
 export interface BookingState {
   readonly site: Site;
   readonly consortium: Consortium;
-  readonly running: readonly RunningJob[];
+  /** The running jobs: where they are, and when each is expected to end. */
+  readonly running: readonly { readonly allocation: readonly Allocation[]; readonly end: number }[];
   /** Those already booked (none when absent). */
   readonly reservations?: readonly AdvanceReservation[];
 }
@@ -66,6 +67,14 @@ export function bookReservation(state: BookingState, request: BookingRequest, no
   if (!Number.isInteger(request.gpus) || request.gpus <= 0)
     throw new ReservationRefusedError('RESERVATION_SHAPE', 'gpus', 'a reservation holds a positive whole number of GPUs');
 
+  // Whole nodes: a count no sum of node sizes makes is refused before anything is looked up.
+  const sizes = [...new Set(site.nodes.map((n) => n.gpus))].sort((a, b) => a - b);
+  if (sizes.length === 1 && request.gpus % sizes[0] !== 0)
+    throw new ReservationRefusedError(
+      'RESERVATION_SHAPE',
+      'gpus',
+      `a reservation holds whole nodes of ${sizes[0]} GPUs: ask for a multiple of ${sizes[0]}`,
+    );
   // Nodes a reservation may hold: up, in the member's place, not booked over this window.
   const boundZones = new Set(consortium.members.map((m) => m.zone).filter((z) => z !== null));
   const inPlace = (zone: string) => (member.zone !== null ? zone === member.zone : !boundZones.has(zone));
@@ -74,10 +83,7 @@ export function bookReservation(state: BookingState, request: BookingRequest, no
   for (const r of overlapping) for (const a of r.allocation) booked[a.node] = 1;
   // When each node's running work is expected to be gone: the drain toward the start.
   const busyUntil = new Float64Array(site.nodes.length);
-  for (const job of state.running) {
-    const end = expectedEnd(job, now);
-    for (const a of job.allocation) busyUntil[a.node] = Math.max(busyUntil[a.node], end);
-  }
+  for (const job of state.running) for (const a of job.allocation) busyUntil[a.node] = Math.max(busyUntil[a.node], job.end);
   const eligible = (n: number) => isSchedulable(site.nodes[n]) && booked[n] === 0;
   // Drained in time first, then the sooner-free; node index keeps it deterministic.
   const nodeOrder = (a: number, b: number) =>
@@ -126,16 +132,20 @@ export function bookReservation(state: BookingState, request: BookingRequest, no
     }
   }
   if (remaining !== 0) {
-    const sizes = [...new Set(site.nodes.map((n) => n.gpus))].sort((a, b) => a - b).join(' or ');
     throw new ReservationRefusedError(
       'RESERVATION_SHAPE',
       'gpus',
-      `a reservation holds whole nodes (of ${sizes} GPUs here): ${request.gpus} GPUs cannot be made of the free nodes`,
+      `a reservation holds whole nodes (of ${sizes.join(' or ')} GPUs here): ${request.gpus} GPUs cannot be made of the free nodes`,
     );
   }
   chosen.sort((a, b) => a - b);
   const allocation: Allocation[] = chosen.map((node) => ({ node, gpus: site.nodes[node].gpus }));
   return { id: request.id, member: member.id, start: request.start, end: request.end, allocation };
+}
+
+/** Running jobs as a booking sees them: where, and until when (expected). */
+export function runningForBooking(running: readonly RunningJob[], now: number): BookingState['running'] {
+  return running.map((j) => ({ allocation: j.allocation, end: expectedEnd(j, now) }));
 }
 
 /**
@@ -255,9 +265,10 @@ export class AdvanceReservations {
    * Whether an advance reservation, not a blocked job's hold, keeps this job from starting now:
    * without the reservations' GPUs it would fit. Said as WaitingForReservation.
    */
-  blocks(snap: Snapshot, req: PlacementRequest, end: number): boolean {
+  blocks(snap: Snapshot, job: string, req: PlacementRequest, end: number): boolean {
     if (!snap.reservations.some((r) => isAdvance(r) && r.start < end)) return false;
-    const holds = snap.subtractReservations(snap.now, (r) => !isAdvance(r) && r.start < end);
+    // The job's own hold (made just before it is explained) is no obstacle to it.
+    const holds = snap.subtractReservations(snap.now, (r) => !isAdvance(r) && r.job !== job && r.start < end);
     return place(snap, holds, req) !== null;
   }
 }
@@ -283,6 +294,31 @@ export function reservedGpuHours(reservations: readonly AdvanceReservation[], fr
     const seconds = Math.min(to, r.end) - Math.max(from, r.start);
     if (seconds <= 0) continue;
     out[r.member] = (out[r.member] ?? 0) + (reservationGpus(r) * seconds) / HOUR;
+  }
+  return out;
+}
+
+/**
+ * GPUs each member is charged for in fair share now: its running jobs' GPUs, where the jobs inside
+ * a reservation that is on give way to the reservation's whole size, used or not (the borrowed
+ * share is usage, so fair share repays the lenders).
+ */
+export function chargedGpus(
+  running: Iterable<{ readonly member: string; readonly gpus: number; readonly reservation?: string | null }>,
+  reservations: readonly AdvanceReservation[],
+  now: number,
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  const active = new Map<string, AdvanceReservation>();
+  for (const r of reservations) {
+    if (r.start > now || r.end <= now) continue;
+    active.set(r.id, r);
+    out[r.member] = (out[r.member] ?? 0) + reservationGpus(r);
+  }
+  for (const j of running) {
+    const r = j.reservation == null ? undefined : active.get(j.reservation);
+    if (r && r.member === j.member) continue;
+    out[j.member] = (out[j.member] ?? 0) + j.gpus;
   }
   return out;
 }

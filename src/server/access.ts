@@ -36,6 +36,9 @@
 //   gateway.key.revoke all     own member      own keys²         —
 //   gateway.logging —          own member      —                 —   (whether its prompts are kept)
 //   gateway.logs.read —        own member      —                 —   (the prompts themselves)
+//   reservation.book  all⁵     own member⁵     —                 —
+//   reservation.read  all      all (sinfo -T)  all (sinfo -T)    all (sinfo -T)
+//   reservation.delete all     own member      —                 —
 //
 // ¹ people, not names (routes/admin.ts): a member admin creates member-admin, researcher and auditor
 //   users of its own member; an operator creates operators and consortium-wide auditors. Tokens are
@@ -46,6 +49,9 @@
 // ⁴ a member's work, done by its people only: an operator is refused with who may (MEMBERS_WORK).
 //   What an operator keeps is operations and protection: reading, cancelling any job, draining
 //   nodes, revoking agreements and keys, deleting deployments, break-glass, site policies.
+// ⁵ a member admin books within the consortium file's `reservations:` rules; an operator books for
+//   any member beyond them (routes/reservations.ts). Everyone sees every reservation's name, member,
+//   window and GPUs, as Slurm's `sinfo -T` shows them; who booked it, only its member and operators.
 import type { Role } from '../api/contract.js';
 import type { Principal } from './auth.js';
 import { ApiError, forbidden, notFound } from './errors.js';
@@ -81,7 +87,10 @@ export type Action =
   | 'gateway.key.read'
   | 'gateway.key.revoke'
   | 'gateway.logging'
-  | 'gateway.logs.read';
+  | 'gateway.logs.read'
+  | 'reservation.book'
+  | 'reservation.read'
+  | 'reservation.delete';
 
 const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'job.submit': ['member-admin', 'researcher'],
@@ -115,6 +124,9 @@ const ALLOWED: Readonly<Record<Action, readonly Role[]>> = {
   'gateway.key.revoke': ['operator', 'member-admin', 'researcher'],
   'gateway.logging': ['member-admin'],
   'gateway.logs.read': ['member-admin'],
+  'reservation.book': ['operator', 'member-admin'],
+  'reservation.read': ['operator', 'member-admin', 'researcher', 'auditor'],
+  'reservation.delete': ['operator', 'member-admin'],
 };
 
 /** Whether the principal sees the member's objects at all. */
@@ -154,6 +166,9 @@ const DOING: Readonly<Record<Action, string>> = {
   'gateway.key.revoke': 'revoke gateway keys',
   'gateway.logging': "decide whether a member's prompts are kept",
   'gateway.logs.read': "read a member's kept prompts",
+  'reservation.book': 'book reservations',
+  'reservation.read': 'read reservations',
+  'reservation.delete': 'delete reservations',
 };
 
 /**

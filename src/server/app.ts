@@ -10,6 +10,7 @@ import { auditRoutes } from './routes/audit.js';
 import { governanceRoutes } from './routes/governance.js';
 import { jobRoutes } from './routes/jobs.js';
 import { modelRoutes } from './routes/models.js';
+import { reservationRoutes } from './routes/reservations.js';
 import { gatewayRoutes } from '../inference/gateway/routes.js';
 import { deploymentRoutes } from '../inference/deployments/routes.js';
 
@@ -84,6 +85,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   auditRoutes(app, ctx);
   governanceRoutes(app, ctx);
   modelRoutes(app, ctx);
+  reservationRoutes(app, ctx);
   deploymentRoutes(app, ctx);
   await gatewayRoutes(app, ctx);
   await app.ready();

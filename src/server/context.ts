@@ -6,6 +6,7 @@ import type { Governance } from '../governance/governance.js';
 import type { DeploymentController } from '../inference/deployments/controller.js';
 import type { GatewayConfig } from '../inference/gateway/gateway.js';
 import type { LoadSink, ReplicaSource } from '../inference/replicas.js';
+import type { ReservationStore } from '../store/reservations.js';
 import type { Store } from '../store/store.js';
 import type { Authenticator, Principal } from './auth.js';
 import type { Controller } from './controller.js';
@@ -21,6 +22,8 @@ export interface ServerContext {
   readonly audit: AuditLog;
   /** Datasets, agreements and the admission policies. */
   readonly governance: Governance;
+  /** Advance reservations (capability runs). */
+  readonly reservations: ReservationStore;
   /** Model deployments: their replicas (a ReplicaSource) and the autoscaler (a LoadSink) the gateway reports to. */
   readonly deployments: DeploymentController;
   /** Where the gateway finds replicas (tests and benchmarks pass a static one), and reports their load. */

@@ -13,6 +13,8 @@ import type { Allocation, GangRequest, PendingJob, RunningJob } from '../core/jo
 import { withNodeStates, type NodeState, type Site } from '../core/site.js';
 import { decayUsage } from '../core/usage.js';
 import { cycle } from '../scheduler/cycle.js';
+import { chargedGpus } from '../scheduler/reservations.js';
+import type { AdvanceReservation } from '../core/reservation.js';
 import { DEFAULT_CONFIG, type Decision, type Explanation, type SchedulerConfig } from '../scheduler/types.js';
 import type { ExecJob, Executor, ExecutorEvent, ExecNode } from '../executors/executor.js';
 import type { JobUpdate, NodeStateRecord, StoredJob, Store } from '../store/store.js';
@@ -50,6 +52,8 @@ export interface ControllerOptions {
   readonly minCycleGapMs?: number;
   /** Where placements, preemptions, requeues, ends and node changes are recorded, after the store has them. */
   readonly audit?: AuditSink;
+  /** Advance reservations on or to come, read every cycle (routes/reservations.ts books them). */
+  readonly reservations?: () => Promise<readonly AdvanceReservation[]>;
   /**
    * Asked before a job that declares datasets starts on the nodes chosen: their zone and the other
    * members on their NVLink domains. A refusal (its reason) fails the job instead of starting it:
@@ -86,6 +90,8 @@ export class Controller {
   private readonly inbox: ExecutorEvent[] = [];
   private usage: Record<string, number> = {};
   private usageAt: number;
+  /** The advance reservations the last cycle read: held for others, charged to their members. */
+  private booked: readonly AdvanceReservation[] = [];
   private nodeStates: Record<string, NodeState> = {};
   /** What the execution engine reports (see refreshNodeHealth). */
   private engineStates: Record<string, NodeState> = {};
@@ -268,7 +274,9 @@ export class Controller {
 
   private decayedUsage(now: number): Record<string, number> {
     const half = this.o.consortium.fairShare.halfLifeHours;
-    const held = this.runningGpus();
+    // A reservation that is on is charged whole to its member, in place of the jobs inside it.
+    const jobs = this.onGpus().map((j) => ({ member: j.member, gpus: j.gpus, reservation: j.request.reservation }));
+    const held = chargedGpus(jobs, this.booked, now);
     const out: Record<string, number> = {};
     for (const m of this.o.consortium.members)
       out[m.id] = decayUsage(this.usage[m.id] ?? 0, Math.max(0, now - this.usageAt), half, held[m.id] ?? 0);
@@ -284,6 +292,7 @@ export class Controller {
     await this.refreshNodeHealth(now);
     this.usage = this.decayedUsage(now);
     this.usageAt = now;
+    this.booked = (await this.o.reservations?.()) ?? [];
     // 1. Jobs the scheduler must not see yet: unmet dependencies, array tasks over their throttle.
     const held = await this.holdBack(now);
     // 2. The cycle, on the mirror of the store.
@@ -297,11 +306,15 @@ export class Controller {
     // under a burst it is done every EXPLAIN_SECONDS, as Slurm refreshes reasons on its backfill
     // cycle, and `fabrik explain` shows the latest.
     const explain = pending.length <= EXPLAIN_ALWAYS_BELOW || now - this.explainedAt >= EXPLAIN_SECONDS;
-    const result = cycle({ site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours: this.usage }, now, {
-      queueDepth: SERVER_QUEUE_DEPTH,
-      ...(this.o.config ?? DEFAULT_CONFIG),
-      explain,
-    });
+    const result = cycle(
+      { site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours: this.usage, reservations: this.booked },
+      now,
+      {
+        queueDepth: SERVER_QUEUE_DEPTH,
+        ...(this.o.config ?? DEFAULT_CONFIG),
+        explain,
+      },
+    );
     // 3. Decisions: stored first, then carried out.
     await this.apply(result.decisions, now);
     if (explain) {
@@ -795,5 +808,6 @@ function toPending(j: StoredJob): PendingJob {
     submittedAt: j.submittedAt,
     holdSince: j.holdSince,
     preemptedBy: j.preemptedBy,
+    reservation: r.reservation ?? null,
   };
 }

@@ -17,6 +17,7 @@ import { loadOrCreateSigningKey } from '../audit/checkpoint.js';
 import { reconcileSubmissions } from '../audit/reconcile.js';
 import { describeRefusal, Governance } from '../governance/governance.js';
 import { GovernanceStore } from '../governance/store.js';
+import { ReservationStore } from '../store/reservations.js';
 import { DeploymentController, rangePorts, type DeploymentSettings } from '../inference/deployments/controller.js';
 import type { GatewayConfig } from '../inference/gateway/gateway.js';
 import type { LoadSink, ReplicaSource } from '../inference/replicas.js';
@@ -99,6 +100,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
 
   // One for the executor's job launches and for governance.
   const governanceStore = new GovernanceStore(store.db);
+  const reservations = new ReservationStore(store.db, store.engine);
   let executor: Executor;
   let site: Site;
   let consortium = o.consortium;
@@ -169,6 +171,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     cycleSeconds: o.cycleSeconds ?? 5,
     secretsKeyFile: o.secretsKeyFile,
     audit,
+    reservations: () => reservations.list(now()),
     admitPlacement: async (j, zone, cotenants) => {
       const { member, project } = j;
       const refusals = await governance.checkPlacement(
@@ -208,6 +211,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     now,
     audit,
     governance,
+    reservations,
     deployments,
     // The deployments are the gateway's replicas and take its load reports, unless a test passes its own.
     replicas: o.replicas ?? deployments,

@@ -8,9 +8,12 @@ import type { AdvanceReservation } from '../../src/core/reservation.js';
 import { cycle } from '../../src/scheduler/cycle.js';
 import {
   bookReservation,
+  chargedGpus,
   checkReservationRules,
   ReservationRefusedError,
+  type BookingRequest,
   reservedGpuHours,
+  runningForBooking,
 } from '../../src/scheduler/reservations.js';
 import type { ClusterState } from '../../src/scheduler/types.js';
 import { consortium, job, onNodes, site } from '../../src/testing/builders.js';
@@ -29,13 +32,15 @@ const state = (o: Partial<ClusterState>): ClusterState => ({
   reservations: [],
   ...o,
 });
+const book = (s: ClusterState, request: BookingRequest, now: number) =>
+  bookReservation({ ...s, running: runningForBooking(s.running, now) }, request, now);
 const inReservation = (j: PendingJob, r: string): PendingJob => ({ ...j, reservation: r });
 const nodesOf = (r: AdvanceReservation) => r.allocation.map((a) => a.node);
 
 describe('booking an advance reservation', () => {
   it('takes a whole NVLink domain first, and whole nodes', () => {
     const s = state({});
-    const r = bookReservation(s, { id: 'cap', member: 'pharma', gpus: 20, start: 10 * H, end: 34 * H }, 0);
+    const r = book(s, { id: 'cap', member: 'pharma', gpus: 20, start: 10 * H, end: 34 * H }, 0);
     expect(r.allocation.every((a) => a.gpus === 4)).toBe(true);
     expect(r.allocation.reduce((g, a) => g + a.gpus, 0)).toBe(20);
     // One whole domain (16 GPUs) and one node of the other.
@@ -56,30 +61,22 @@ describe('booking an advance reservation', () => {
           .running(0, onNodes([4], 4)),
       ],
     });
-    const r = bookReservation(s, { id: 'cap', member: 'pharma', gpus: 8, start: 10 * H, end: 20 * H }, 0);
+    const r = book(s, { id: 'cap', member: 'pharma', gpus: 8, start: 10 * H, end: 20 * H }, 0);
     expect(nodesOf(r)).not.toContain(4);
     expect(nodesOf(r)).not.toContain(5);
   });
 
   it('never books a node twice over overlapping windows, and says who holds the rest', () => {
     const s = state({});
-    const first = bookReservation(s, { id: 'a', member: 'pharma', gpus: 24, start: 10 * H, end: 20 * H }, 0);
-    const second = bookReservation(
-      { ...s, reservations: [first] },
-      { id: 'b', member: 'telecom', gpus: 8, start: 15 * H, end: 25 * H },
-      0,
-    );
+    const first = book(s, { id: 'a', member: 'pharma', gpus: 24, start: 10 * H, end: 20 * H }, 0);
+    const second = book({ ...s, reservations: [first] }, { id: 'b', member: 'telecom', gpus: 8, start: 15 * H, end: 25 * H }, 0);
     expect(nodesOf(second).filter((n) => nodesOf(first).includes(n))).toEqual([]);
     const refused = () =>
-      bookReservation(
-        { ...s, reservations: [first, second] },
-        { id: 'c', member: 'telecom', gpus: 4, start: 16 * H, end: 17 * H },
-        0,
-      );
+      book({ ...s, reservations: [first, second] }, { id: 'c', member: 'telecom', gpus: 4, start: 16 * H, end: 17 * H }, 0);
     expect(refused).toThrow(ReservationRefusedError);
     expect(refused).toThrow(/a, b hold GPUs/);
     // After the first ends, its nodes are free again.
-    const later = bookReservation(
+    const later = book(
       { ...s, reservations: [first, second] },
       { id: 'd', member: 'telecom', gpus: 16, start: 25 * H, end: 26 * H },
       0,
@@ -94,17 +91,17 @@ describe('booking an advance reservation', () => {
       .member('pharma', { entitlement: 16 })
       .build();
     const s = state({ site: s0, consortium: c });
-    const own = bookReservation(s, { id: 'x', member: 'defense', gpus: 16, start: H, end: 2 * H }, 0);
+    const own = book(s, { id: 'x', member: 'defense', gpus: 16, start: H, end: 2 * H }, 0);
     expect(own.allocation.every((a) => s0.domains[s0.nodes[a.node].domain].zone === 'sovereign')).toBe(true);
-    expect(() => bookReservation(s, { id: 'y', member: 'pharma', gpus: 20, start: H, end: 2 * H }, 0)).toThrow(/only 16 GPUs/);
+    expect(() => book(s, { id: 'y', member: 'pharma', gpus: 20, start: H, end: 2 * H }, 0)).toThrow(/only 16 GPUs/);
   });
 
   it('refuses a window in the past, and GPUs that are not whole nodes', () => {
     const s = state({});
-    expect(() => bookReservation(s, { id: 'p', member: 'pharma', gpus: 4, start: 0, end: H }, 2 * H)).toThrow(
+    expect(() => book(s, { id: 'p', member: 'pharma', gpus: 4, start: 0, end: H }, 2 * H)).toThrow(
       expect.objectContaining({ code: 'RESERVATION_IN_PAST', field: 'start' }),
     );
-    expect(() => bookReservation(s, { id: 'p', member: 'pharma', gpus: 6, start: H, end: 2 * H }, 0)).toThrow(
+    expect(() => book(s, { id: 'p', member: 'pharma', gpus: 6, start: H, end: 2 * H }, 0)).toThrow(
       expect.objectContaining({ code: 'RESERVATION_SHAPE', field: 'gpus' }),
     );
   });
@@ -349,5 +346,25 @@ describe('reservation properties over random job streams', () => {
       if (t < r.start && nodes.some((n) => n >= 4)) backfilled++;
     });
     expect(backfilled).toBeGreaterThan(0);
+  });
+});
+
+describe('fair share charge', () => {
+  const booked: AdvanceReservation = {
+    id: 'cap',
+    member: 'pharma',
+    start: 10 * H,
+    end: 20 * H,
+    allocation: onNodes([4, 5, 6, 7], 4),
+  };
+  it("charges a reservation's whole size while it is on, in place of its jobs, and nothing before or after", () => {
+    const running = [
+      { member: 'pharma', gpus: 4, reservation: 'cap' },
+      { member: 'pharma', gpus: 8, reservation: null },
+      { member: 'telecom', gpus: 2 },
+    ];
+    expect(chargedGpus(running, [booked], 11 * H)).toEqual({ pharma: 16 + 8, telecom: 2 });
+    expect(chargedGpus(running, [booked], 9 * H)).toEqual({ pharma: 4 + 8, telecom: 2 });
+    expect(chargedGpus(running, [booked], 20 * H)).toEqual({ pharma: 4 + 8, telecom: 2 });
   });
 });

@@ -25,6 +25,7 @@ import { authorize, memberOfWork, requireRole, seesMember } from '../access.js';
 import type { Principal } from '../auth.js';
 import { ApiError, notFound } from '../errors.js';
 import type { ServerContext } from '../context.js';
+import { checkJobReservation } from './reservations.js';
 import { LogRefusedError, openJobLog, type OpenLog } from '../job-logs.js';
 import { HIDDEN_SHOWN, SECRET_SHOWN, type SecretBox } from '../secrets.js';
 import { UnknownDatasetError, type Admission } from '../../governance/governance.js';
@@ -135,6 +136,7 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const p = req.principal;
       const spec = req.body;
       const member = memberFor(p, spec, consortium.members);
+      await checkJobReservation(ctx, member.id, spec);
       const jobs = await admitted(buildJobs(spec, member, p.user, ctx.now(), ctx), p, ctx);
       for (const d of spec.afterOk) await visibleJob(p, d).catch(() => bad('body.afterOk', `job ${d} does not exist`));
       const key = req.headers['idempotency-key'];
@@ -499,7 +501,8 @@ function buildJobs(spec: SubmitSpec, member: Member, user: string, now: number, 
   if (gpus > site.totalGpus)
     bad(spec.gpus !== undefined ? 'body.gpus' : 'body.nodes', `the site has ${site.totalGpus} GPUs; the job asks for ${gpus}`);
   // A job its member may never hold would wait for ever, and no start time could be true.
-  const beyond = beyondMemberLimits(member, site, gpus);
+  // (A job in an advance reservation runs on its GPUs instead: checkJobReservation bounds it.)
+  const beyond = spec.reservation === null ? beyondMemberLimits(member, site, gpus) : null;
   if (beyond !== null)
     throw new ApiError(
       400,
@@ -529,6 +532,8 @@ function explainMessage(j: StoredJob, reason: string | null, start: number | nul
     WaitingForReclaim: 'GPUs lent to another member are being taken back for it',
     WaitingForResources: 'it holds a reservation and starts when running jobs release its GPUs',
     BehindReservation: 'it would fit now but would delay a job that holds a reservation',
+    WaitingForReservation:
+      'GPUs booked for an advance reservation (a capability run) keep it off, or it runs in one that has not started',
     NoTopologyFit: 'enough GPUs are free, but not in the NVLink-domain shape it needs',
     IsolationRequired: 'enough GPUs are free, but only on domains shared with another member',
     NodesUnavailable: 'it cannot fit even on an empty machine with the nodes up today',

@@ -56,9 +56,9 @@ function daysArg(v: string): number {
   return n;
 }
 
-/** `--load 0.9`, or `--load trace`: the trace's own submission times (null). */
-function loadArg(v: string): number | null {
-  if (v === 'trace') return null;
+/** `--load 0.9`, or `--load trace`: the trace's own submission times (commander keeps no null). */
+function loadArg(v: string): number | 'trace' {
+  if (v === 'trace') return v;
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0)
     throw new InvalidArgumentError(`--load must be a positive number, or 'trace' for the trace's own times, got '${v}'.`);
@@ -127,11 +127,12 @@ export function simCommand(): Command {
       sim.error('error: --restart-overhead applies with --preemption resume only', { exitCode: 2 });
     const site = loadSite(sitePath(o.site));
     const consortium = loadConsortium(o.consortium, site);
+    const load: number | null = o.load === 'trace' ? null : o.load;
     let trace: ParsedTrace;
     let nodeEvents: NodeEvent[] | undefined;
     if (o.shape !== undefined) {
       // Made for this site and load, so that the replay's load scaling keeps its clock.
-      const generated = generateWorkload({ shape: o.shape, seed: o.seed, site, days: o.days, load: o.load ?? DEFAULT_LOAD });
+      const generated = generateWorkload({ shape: o.shape, seed: o.seed, site, days: o.days, load: load ?? DEFAULT_LOAD });
       trace = generated.trace;
       if (generated.nodeEvents.length > 0) nodeEvents = generated.nodeEvents;
     } else {
@@ -161,7 +162,7 @@ export function simCommand(): Command {
       trace,
       policies,
       seed: o.seed,
-      load: o.load,
+      load,
       maxJobSeconds: o.maxJobHours ? o.maxJobHours * 3600 : null,
       cycleSeconds: o.cycleSeconds,
       preemption: o.preemption,
@@ -186,9 +187,9 @@ export function simCommand(): Command {
             `max large-gang wait ${(s.max_large_gang_wait_s / 3600).toFixed(2)} h  lost ${s.gpu_hours_lost.toFixed(0)} GPU-h`,
         );
       }
-      const load = o.load === null ? `its own times (load ${results.load.toFixed(3)})` : `load ${results.load}`;
+      const offered = load === null ? `its own times (load ${results.load.toFixed(3)})` : `load ${results.load}`;
       console.log(
-        `${results.jobs} jobs from ${results.trace} on ${results.site} at ${load}, ` +
+        `${results.jobs} jobs from ${results.trace} on ${results.site} at ${offered}, ` +
           `${results.cycleSeconds} s rounds, preemption ${o.preemption}, ` +
           `large-gang wait bound ${(results.largeGangBoundSeconds / 3600).toFixed(1)} h; ${wall.toFixed(1)} s`,
       );

@@ -238,3 +238,36 @@ describe("the trace's own submission times", () => {
     expect(traceWorkload(g.trace, FACTORY, DEMO, { seed: 1, load: 0.45 }).timeScale).toBeCloseTo(2, 3);
   });
 });
+
+describe('fabrik sim', () => {
+  const sim = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', file('src/cli/main.ts'), 'sim', ...args], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+
+  it('--shape replays a generated workload; --load trace keeps its own times', () => {
+    const run = sim('--shape', 'new-member', '--days', '1', '--policies', 'fifo', '--load', 'trace', '--json');
+    expect(run.status).toBe(0);
+    const summary = JSON.parse(run.stdout.trim().split('\n').pop()!) as { trace: string; jobs: number };
+    const g = generateWorkload({ shape: 'new-member', seed: 1, site: FACTORY, days: 1 });
+    expect(summary).toMatchObject({ trace: 'new-member-1', jobs: g.trace.records.length });
+  });
+
+  it('refuses what it cannot honour, with exit 2', () => {
+    const cases: [string[], RegExp][] = [
+      [['--shape', 'diurnal', '--trace', 'x.csv'], /either --trace FILE or --shape NAME/],
+      [[], /either --trace FILE or --shape NAME/],
+      [['--trace', 'x.csv', '--days', '3'], /--days applies with --shape only/],
+      [['--shape', 'diurnal', '--load', 'busy'], /--load must be a positive number, or 'trace'/],
+      [['--shape', 'diurnal', '--preemption', 'kill'], /Allowed choices are checkpoint, resume/],
+      [['--shape', 'diurnal', '--restart-overhead', '30'], /--restart-overhead applies with --preemption resume/],
+      [['--shape', 'diurnal', '--seed', '-1'], /--seed must be a whole number/],
+    ];
+    for (const [args, message] of cases) {
+      const run = sim(...args);
+      expect(run.stderr).toMatch(message);
+      expect(run.status).toBe(2);
+    }
+  });
+});

@@ -16,6 +16,7 @@ import {
 import { isSchedulable, withNodeStates, type NodeState, type Site } from '../core/site.js';
 import { decayUsage } from '../core/usage.js';
 import { agingKey } from '../scheduler/cycle.js';
+import { applyDecisions } from '../scheduler/apply.js';
 import { DEFAULT_CONFIG, type Decision } from '../scheduler/types.js';
 import FlatQueue from 'flatqueue';
 import type { Policy } from './policy.js';
@@ -52,7 +53,27 @@ export interface SimOptions {
   readonly sampleSeconds?: number;
   readonly nodeEvents?: readonly NodeEvent[];
   readonly onProgress?: (finished: number, total: number) => void;
+  /**
+   * What a preempted (or requeued) job keeps. `checkpoint` (default): the work up to its last
+   * checkpoint, the rest is lost. `resume`: all of it, as the peer simulators assume: it
+   * checkpoints when signalled and resumes where it stopped.
+   */
+  readonly preemption?: PreemptionMode;
+  /**
+   * Seconds a job spends restarting after a preemption or requeue before it does work again (it
+   * holds its GPUs meanwhile). Default: 30 s with `resume` (RESUME_OVERHEAD_SECONDS), 0 with `checkpoint`.
+   */
+  readonly restartOverheadSeconds?: number;
 }
+
+export type PreemptionMode = 'checkpoint' | 'resume';
+
+/**
+ * The restart overhead of `resume` by default (docs/simulation.md): a restarted job reloads its
+ * checkpoint, its data loaders and its communicators before it makes progress again; 30 s keeps
+ * `resume` optimistic, as the peer simulators' assumption is, without making a restart free.
+ */
+export const RESUME_OVERHEAD_SECONDS = 30;
 
 /** What happened to one job. */
 export interface JobOutcome {
@@ -67,6 +88,8 @@ export interface JobOutcome {
   waitSeconds: number;
   preemptions: number;
   lostGpuSeconds: number;
+  /** GPU-seconds spent restarting after preemptions and requeues (see SimOptions.restartOverheadSeconds). */
+  overheadGpuSeconds?: number;
 }
 
 export interface Sample {
@@ -117,8 +140,12 @@ interface Live {
   readonly sim: SimJob;
   readonly gpus: number;
   readonly member: number;
-  /** Work still to do, seconds (restarts from the last checkpoint). */
+  /** Work still to do, seconds: its run time less the work kept so far (its attainedSeconds). */
   remaining: number;
+  /** Restart overhead its next run pays first (after a preemption or requeue), seconds. */
+  overheadDue: number;
+  /** Restart overhead of its current run, seconds. */
+  runOverhead: number;
   run: number;
   queuedSince: number;
   /** The cycle that last got it (a job is handed over once per cycle). */
@@ -183,6 +210,8 @@ class Simulation {
   /** Waiting jobs per gang size, for the smallest waiting gang. */
   private readonly waitingBySize = new Map<number, number>();
   private readonly queueDepth: number;
+  private readonly preemption: PreemptionMode;
+  private readonly restartOverhead: number;
   private readonly running = new Map<number, Live>();
   private readonly memberIdx = new Map<string, number>();
   private readonly byId: Map<string, Live>;
@@ -214,6 +243,10 @@ class Simulation {
     this.nodeZone = Int32Array.from(o.site.nodes, (n) => o.site.zones.indexOf(o.site.domains[n.domain].zone));
     this.queues = Array.from({ length: members * PRIORITY_CLASSES.length }, () => ({ byAge: [], byWork: [] }));
     this.queueDepth = o.queueDepth ?? DEFAULT_QUEUE_DEPTH;
+    this.preemption = o.preemption ?? 'checkpoint';
+    this.restartOverhead = o.restartOverheadSeconds ?? (this.preemption === 'resume' ? RESUME_OVERHEAD_SECONDS : 0);
+    if (!(this.restartOverhead >= 0 && Number.isFinite(this.restartOverhead)))
+      throw new RangeError(`restartOverheadSeconds must be a non-negative number, got ${o.restartOverheadSeconds}`);
     this.largeGpus = o.site.domains.reduce((max, d) => Math.max(max, d.gpus), 0);
     this.live = o.jobs.map((sim, index) => {
       const member = this.memberIdx.get(sim.job.member);
@@ -224,7 +257,9 @@ class Simulation {
         sim,
         gpus,
         member,
-        remaining: sim.runtimeSeconds,
+        remaining: Math.max(0, sim.runtimeSeconds - (sim.job.attainedSeconds ?? 0)),
+        overheadDue: 0,
+        runOverhead: 0,
         run: 0,
         queuedSince: sim.job.submittedAt,
         given: -1,
@@ -240,6 +275,7 @@ class Simulation {
           waitSeconds: 0,
           preemptions: 0,
           lostGpuSeconds: 0,
+          overheadGpuSeconds: 0,
         },
       };
     });
@@ -356,6 +392,7 @@ class Simulation {
     const l = this.live[e.job];
     if (e.run !== l.run || !l.running) return false;
     if (e.kind === Kind.Finish) {
+      l.outcome.overheadGpuSeconds! += l.gpus * l.runOverhead;
       this.stop(l);
       l.remaining = 0;
       l.outcome.finishedAt = this.now;
@@ -397,69 +434,66 @@ class Simulation {
     const result = this.o.policy.cycle(
       { site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours },
       this.now,
-      { explain: false, queueDepth: this.queueDepth },
+      { explain: false, queueDepth: this.queueDepth, preemption: this.preemption, restartOverheadSeconds: this.restartOverhead },
     );
-    this.apply(result.decisions);
+    this.apply(result.decisions, pending, running);
     this.watchReclaim();
   }
 
-  private apply(decisions: readonly Decision[]): void {
-    const reserved = new Set<string>();
-    const byId = new Map<string, Live>();
-    for (const d of decisions) if (d.kind !== 'reserve') byId.set(d.job, this.find(d.job));
-    for (const d of decisions) {
-      switch (d.kind) {
-        case 'start': {
-          const l = byId.get(d.job)!;
-          this.dequeue(l);
-          l.outcome.waitSeconds += this.now - l.queuedSince;
-          const { holdSince: _h, ...spec } = l.pending!;
-          l.pending = null;
-          l.running = { ...spec, startedAt: this.now, allocation: d.allocation, lastCheckpointAt: null, preempting: null };
-          l.run++;
-          this.running.set(l.index, l);
-          this.memberGpus[l.member] += l.gpus;
-          this.countZones(l.member, d.allocation, 1);
-          this.push(this.now + l.remaining, Kind.Finish, l.index, l.run);
-          break;
-        }
-        case 'preempt': {
-          const l = byId.get(d.job)!;
-          this.preemptions++;
-          l.outcome.preemptions++;
-          l.running = { ...l.running!, preempting: { since: this.now, graceEndsAt: this.now + d.graceSeconds, by: d.for } };
-          this.push(this.now + d.graceSeconds, Kind.GraceEnd, l.index, l.run);
-          break;
-        }
-        case 'requeue':
-          this.interrupt(byId.get(d.job)!);
-          break;
-        case 'reserve':
-          reserved.add(d.job);
-          break;
-      }
+  /** The records come from the scheduling layer's applier; the engine keeps its indexes and events. */
+  private apply(decisions: readonly Decision[], pending: readonly PendingJob[], running: readonly RunningJob[]): void {
+    const a = applyDecisions({ pending, running }, decisions, this.now);
+    for (const r of a.started) {
+      const l = this.find(r.id);
+      this.dequeue(l);
+      l.outcome.waitSeconds += this.now - l.queuedSince;
+      l.pending = null;
+      l.running = r;
+      l.run++;
+      l.runOverhead = l.overheadDue;
+      l.overheadDue = 0;
+      this.running.set(l.index, l);
+      this.memberGpus[l.member] += l.gpus;
+      this.countZones(l.member, r.allocation, 1);
+      this.push(this.now + l.runOverhead + l.remaining, Kind.Finish, l.index, l.run);
     }
+    for (const r of a.preempting) {
+      const l = this.find(r.id);
+      this.preemptions++;
+      l.outcome.preemptions++;
+      l.running = r;
+      this.push(r.preempting!.graceEndsAt, Kind.GraceEnd, l.index, l.run);
+    }
+    for (const p of a.requeued) this.interrupt(this.find(p.id), p);
     // A job keeps its hold while it keeps a reservation.
-    for (const l of this.holders) {
-      if (reserved.has(l.sim.job.id)) continue;
-      l.pending = { ...l.pending!, holdSince: null };
-      this.holders.delete(l);
-    }
-    for (const id of reserved) {
-      const l = this.find(id);
-      if (this.holders.has(l) || !l.pending) continue;
-      l.pending = { ...l.pending, holdSince: this.now };
-      this.holders.add(l);
+    for (const p of a.holds) {
+      const l = this.find(p.id);
+      l.pending = p;
+      if (p.holdSince != null) this.holders.add(l);
+      else this.holders.delete(l);
     }
   }
 
-  /** Stops a running job now: it keeps the work up to its last checkpoint and queues again. */
-  private interrupt(l: Live): void {
+  /**
+   * Stops a running job now and queues it again (`requeue`: its pending record, by default the
+   * one a preemption makes). It keeps its work up to its last checkpoint, or all of it with
+   * `resume`; what it keeps is its attained service, and its next run starts with the restart
+   * overhead. A checkpoint at time t keeps the work done by t: the run's time less its overhead.
+   */
+  private interrupt(l: Live, requeue: PendingJob = requeued(l.running!)): void {
     const job = l.running!;
-    const kept = Math.max(0, lastCheckpoint(job, this.now) - job.startedAt);
-    l.outcome.lostGpuSeconds += l.gpus * (this.now - job.startedAt - kept);
+    const elapsed = this.now - job.startedAt;
+    const overhead = Math.min(elapsed, l.runOverhead);
+    const worked = elapsed - overhead;
+    const kept =
+      this.preemption === 'resume'
+        ? worked
+        : Math.min(worked, Math.max(0, lastCheckpoint(job, this.now) - job.startedAt - l.runOverhead));
+    l.outcome.lostGpuSeconds += l.gpus * (worked - kept);
+    l.outcome.overheadGpuSeconds! += l.gpus * overhead;
     l.remaining = Math.max(0, l.remaining - kept);
-    l.pending = requeued(job);
+    l.overheadDue = this.restartOverhead;
+    l.pending = { ...requeue, attainedSeconds: l.sim.runtimeSeconds - l.remaining };
     this.stop(l);
     this.enqueue(l, this.now);
   }

@@ -3,7 +3,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Consortium } from '../core/consortium.js';
 import type { Site } from '../core/site.js';
-import { simulate, type NodeEvent, type SimJob } from './engine.js';
+import { simulate, type NodeEvent, type PreemptionMode, type SimJob } from './engine.js';
 import { summarize } from './metrics.js';
 import { POLICIES } from './policies/index.js';
 import type { PolicyResult, SimResults } from './results.js';
@@ -23,7 +23,8 @@ export interface StudyOptions {
    * `resume` nothing, it resumes where it stopped after `restartOverheadSeconds` (the peer
    * simulators' assumption).
    */
-  readonly preemption?: 'checkpoint' | 'resume';
+  readonly preemption?: PreemptionMode;
+  /** Default: 30 s with `resume` (RESUME_OVERHEAD_SECONDS), 0 with `checkpoint` (see SimOptions). */
   readonly restartOverheadSeconds?: number;
   readonly nodeEvents?: readonly NodeEvent[];
   /** The scheduling round: a cycle runs at most this often (default ${DEFAULT_ROUND_SECONDS} s). */
@@ -53,6 +54,8 @@ export interface PolicyTask {
   readonly policy: string;
   readonly nodeEvents?: readonly NodeEvent[];
   readonly cycleSeconds: number;
+  readonly preemption?: PreemptionMode;
+  readonly restartOverheadSeconds?: number;
 }
 
 /** Replays the policies one after the other, in this thread (tests, small studies). */
@@ -67,6 +70,8 @@ export function runStudy(o: StudyOptions): SimResults {
       policy: POLICIES[name],
       nodeEvents: o.nodeEvents,
       cycleSeconds: o.cycleSeconds ?? DEFAULT_ROUND_SECONDS,
+      preemption: o.preemption,
+      restartOverheadSeconds: o.restartOverheadSeconds,
       onProgress: o.onProgress && ((done, total) => o.onProgress!(name, done, total)),
     });
     policies[name] = summarize(run, o.consortium, o.site);
@@ -88,6 +93,8 @@ export async function runStudyInParallel(o: StudyOptions): Promise<SimResults> {
             policy,
             nodeEvents: o.nodeEvents,
             cycleSeconds: o.cycleSeconds ?? DEFAULT_ROUND_SECONDS,
+            preemption: o.preemption,
+            restartOverheadSeconds: o.restartOverheadSeconds,
           };
           // From the TypeScript sources, a small boot file registers the loader in the worker first.
           const entry = import.meta.url.endsWith('.ts') ? './worker-boot.mjs' : './worker.js';

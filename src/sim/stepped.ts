@@ -6,6 +6,7 @@ import type { Consortium } from '../core/consortium.js';
 import { gangGpusOf, requeued, type PendingJob, type RunningJob } from '../core/job.js';
 import { withNodeStates, type NodeState, type Site } from '../core/site.js';
 import { decayUsage } from '../core/usage.js';
+import { applyDecisions } from '../scheduler/apply.js';
 import { cycle } from '../scheduler/cycle.js';
 import { DEFAULT_CONFIG, type CycleResult, type Decision, type SchedulerConfig } from '../scheduler/types.js';
 
@@ -105,38 +106,16 @@ export class SteppedCluster {
     this.running = still;
   }
 
+  /** The records come from the scheduling layer's applier, as in the server and the event simulator. */
   private apply(decisions: readonly Decision[]): void {
-    const reserved = new Set<string>();
-    for (const d of decisions) {
-      switch (d.kind) {
-        case 'start': {
-          const i = this.pending.findIndex((p) => p.id === d.job);
-          const { holdSince: _h, ...spec } = this.pending[i];
-          this.pending.splice(i, 1);
-          this.running.push({ ...spec, startedAt: this.now, allocation: d.allocation, lastCheckpointAt: null, preempting: null });
-          break;
-        }
-        case 'preempt': {
-          const i = this.running.findIndex((r) => r.id === d.job);
-          const r = this.running[i];
-          this.running[i] = { ...r, preempting: { since: this.now, graceEndsAt: this.now + d.graceSeconds, by: d.for } };
-          break;
-        }
-        case 'requeue': {
-          const i = this.running.findIndex((r) => r.id === d.job);
-          this.requeue(this.running[i]);
-          this.running.splice(i, 1);
-          break;
-        }
-        case 'reserve':
-          reserved.add(d.job);
-          break;
-      }
-    }
-    // A job keeps its hold while it keeps a reservation; one that lost it goes back in line.
-    this.pending = this.pending.map((p) =>
-      reserved.has(p.id) ? { ...p, holdSince: p.holdSince ?? this.now } : p.holdSince != null ? { ...p, holdSince: null } : p,
-    );
+    const a = applyDecisions({ pending: this.pending, running: this.running }, decisions, this.now);
+    const gone = new Set([...a.started, ...a.requeued].map((j) => j.id));
+    const holds = new Map(a.holds.map((p) => [p.id, p]));
+    this.pending = this.pending.filter((p) => !gone.has(p.id)).map((p) => holds.get(p.id) ?? p);
+    const preempting = new Map(a.preempting.map((r) => [r.id, r]));
+    this.running = this.running.filter((r) => !gone.has(r.id)).map((r) => preempting.get(r.id) ?? r);
+    this.running.push(...a.started);
+    this.pending.push(...a.requeued);
   }
 
   /** Its run time, but never past its walltime: the executor enforces the limit, as Slurm does. */

@@ -440,6 +440,15 @@ export const WALLTIME_STEP_SECONDS = 15 * 60;
 export const MAX_WALLTIME_SECONDS = 7 * 24 * 3600;
 
 /**
+ * Every job of a trace checkpoints every this many seconds from the start of each run. The
+ * traces do not say how often their jobs checkpoint; one period for all (the one ≥ 8-GPU jobs
+ * had before) keeps small jobs from losing whole days of work to one preemption. A job that has
+ * run less than this since its start has no checkpoint: a preemption then costs it that run
+ * (with `--preemption checkpoint`).
+ */
+export const CHECKPOINT_INTERVAL_SECONDS = 1800;
+
+/**
  * Maps a trace onto a site and its consortium: each group (or, without one, each job) goes to
  * a member by entitlement-weighted rendezvous hashing, GPU counts become gangs, submission times
  * are scaled to the requested load, and missing or impossible walltimes come from a seeded
@@ -513,7 +522,7 @@ export function traceWorkload(trace: ParsedTrace, site: Site, consortium: Consor
       isolation: { exclusive: false, zone: null },
       walltimeSeconds: walltime,
       minRuntimeSeconds: 0,
-      checkpointIntervalSeconds: large ? 1800 : null,
+      checkpointIntervalSeconds: CHECKPOINT_INTERVAL_SECONDS,
       gracePeriodSeconds: 60,
       submittedAt: record.submitSeconds * timeScale,
       holdSince: null,

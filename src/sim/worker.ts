@@ -14,6 +14,8 @@ const run = simulate({
   policy: POLICIES[task.policy],
   nodeEvents: task.nodeEvents,
   cycleSeconds: task.cycleSeconds,
+  preemption: task.preemption,
+  restartOverheadSeconds: task.restartOverheadSeconds,
   onProgress: (done, total) => parentPort!.postMessage({ kind: 'progress', done, total }),
 });
 parentPort!.postMessage({ kind: 'result', result: summarize(run, task.consortium, task.site) });

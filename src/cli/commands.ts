@@ -47,6 +47,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   },
   { names: ['engine'], load: async () => [(await import('./engine.js')).engineCommand()] },
   { names: ['deploy', 'deployments'], load: async () => (await import('./deployments.js')).deploymentCommands() },
+  { names: ['reservations'], load: async () => [(await import('./reservations.js')).reservationsCommand()] },
   {
     names: ['keys', 'usage', 'gateway'],
     load: async () => {

@@ -157,6 +157,8 @@ interface Fields {
   exclusive: boolean;
   datasets: string[];
   purpose: string;
+  /** The member's advance reservation the job runs in. */
+  reservation: string;
   afterOk: string[];
   array: ArraySpec;
   requeue: boolean;
@@ -350,6 +352,8 @@ const OPTIONS: readonly OptionSpec[] = [
       ),
   },
   { names: ['purpose'], arity: 'required', apply: (v, at) => at.set('purpose', need(v)) },
+  // Slurm's: the job runs in this advance reservation of its member's (only there, inside its window).
+  { names: ['reservation'], arity: 'required', apply: (v, at) => at.set('reservation', need(v)) },
   { names: ['array'], short: 'a', arity: 'required', apply: (v, at) => at.set('array', parseArraySpec(need(v))) },
   { names: ['dependency'], short: 'd', arity: 'required', apply: (v, at) => at.set('afterOk', parseDependency(need(v))) },
   { names: ['signal'], arity: 'required', slot: 'signal', apply: signal },
@@ -415,7 +419,6 @@ const OPTIONS: readonly OptionSpec[] = [
   // --- real sbatch options Fabrik refuses
   unsupported(['nodelist'], 'required', 'the scheduler chooses the nodes', 'w'),
   unsupported(['exclude'], 'required', 'the scheduler chooses the nodes', 'x'),
-  unsupported(['reservation'], 'required', ''),
   unsupported(['licenses'], 'required', '', 'L'),
   unsupported(['clusters'], 'required', '', 'M'),
   unsupported(['hold'], 'none', 'submit when the job may run, or use --dependency=afterok', 'H'),
@@ -610,7 +613,7 @@ const SIGNALS: readonly Signal[] = ['TERM', 'USR1', 'USR2', 'INT', 'HUP'];
 function signal(value: string | undefined, at: Apply): void {
   const m = /^(?:([BR]+):)?([A-Za-z0-9]+)(?:@(\d+))?$/i.exec(need(value));
   if (!m) throw new Invalid(`'${need(value)}' is not [B:]SIG[@seconds]`);
-  if (m[1]?.toUpperCase().includes('R')) at.warn("'R:' has no meaning in Fabrik: Fabrik has no reservations");
+  if (m[1]?.toUpperCase().includes('R')) at.warn("'R:' has no meaning in Fabrik: a job in a reservation ends before the reservation does");
   const name = m[2].toUpperCase().replace(/^SIG/, '');
   const sig = SIGNAL_NUMBERS.get(name) ?? SIGNALS.find((s) => s === name);
   if (!sig) throw new Invalid(`Fabrik sends ${SIGNALS.join(', ')} (or their numbers 15, 10, 12, 2, 1), not ${m[2]}`);
@@ -1046,7 +1049,7 @@ export function parseSubmission(input: SubmissionInput): ParsedSubmission {
   for (const field of ['name', 'project', 'workdir', 'zone', 'output', 'error'] as const) copy(field);
   for (const field of ['priorityClass', 'topology', 'cpusPerTask', 'walltimeSeconds', 'minRuntimeSeconds'] as const) copy(field);
   for (const field of ['checkpointIntervalSeconds', 'signal', 'exclusive', 'afterOk', 'array', 'requeue'] as const) copy(field);
-  for (const field of ['datasets', 'purpose'] as const) copy(field);
+  for (const field of ['datasets', 'purpose', 'reservation'] as const) copy(field);
   if (state.memoryMb && state.memoryMb.value !== null) copy('memoryMb');
   if (state.gracePeriodSeconds) copy('gracePeriodSeconds');
   else if (state.impliedGraceSeconds)

@@ -4,7 +4,7 @@
 // fifo, slurm and fabrik side by side: the whole Philly trace (default: the 82k-job one, or
 // TRACE) and every generated shape (src/sim/generate.ts, seed 1). Then the single-tenant study:
 // the Philly two-week window with its own submission times on se-superpod (576 GPUs, one
-// tenant), fifo and fabrik (with `--preemption resume` once the engine replays it), next to the published figures.
+// tenant), fifo and fabrik with `--preemption resume`, next to the published figures.
 //
 // Prints one human line per workload (fabrik/slurm ratios and the issue-18 targets it misses),
 // with --markdown the rows of docs/simulation.md's table, and LAST one JSON line: Philly's
@@ -43,8 +43,8 @@ for (let i = 0; i < args.length; i++) {
 }
 
 const POLICIES = ['fifo', 'slurm', 'fabrik'];
-/** The published replays resume a preempted job where it stopped; `resume` once the engine replays it. */
-const SINGLE_TENANT_PREEMPTION: 'checkpoint' | 'resume' = 'checkpoint';
+/** The published replays resume a preempted job where it stopped (the engine's 30 s restart overhead). */
+const SINGLE_TENANT_PREEMPTION = 'resume';
 const site = loadSite(`${root}sites/se-factory.yaml`);
 const consortium = loadConsortium(`${root}consortia/demo.yaml`, site);
 const common = { site, consortium, policies: POLICIES, seed: 1, load: 0.9 } as const;
@@ -234,9 +234,11 @@ async function main(): Promise<void> {
   if (only.has('single-tenant')) json.single_tenant = await singleTenant();
 
   if (markdown) {
-    console.log(`| workload | policy | ${COLUMNS.map(([title]) => title).join(' | ')} |`);
-    console.log(`|---|---|${COLUMNS.map(() => '---:').join('|')}|`);
-    for (const row of rows) console.log(row);
+    if (rows.length > 0) {
+      console.log(`| workload | policy | ${COLUMNS.map(([title]) => title).join(' | ')} |`);
+      console.log(`|---|---|${COLUMNS.map(() => '---:').join('|')}|`);
+      for (const row of rows) console.log(row);
+    }
     if (singleRows.length > 0) {
       console.log('\n| single tenant | avg JCT (s) | avg wait (s) | p99 wait (s) |\n|---|---:|---:|---:|');
       for (const row of singleRows) console.log(row);

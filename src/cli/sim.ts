@@ -110,7 +110,7 @@ export function simCommand(): Command {
       )
       .option(
         '--restart-overhead <s>',
-        'with --preemption resume: seconds a resumed job needs before it makes progress again',
+        'seconds a preempted or requeued job spends restarting on its GPUs before it makes progress (default: 30 with resume, 0 with checkpoint)',
         nonNegative('--restart-overhead'),
       )
       .option('--node-events <file>', 'what-if: racks or nodes down, draining or up at given hours (CSV)')
@@ -120,11 +120,6 @@ export function simCommand(): Command {
     if ((o.trace === undefined) === (o.shape === undefined))
       sim.error('error: give either --trace FILE or --shape NAME (one of them)', { exitCode: 2 });
     if (o.days !== undefined && o.shape === undefined) sim.error('error: --days applies with --shape only', { exitCode: 2 });
-    // Refused rather than ignored until the engine replays it.
-    if (o.preemption === 'resume')
-      sim.error('error: --preemption resume is not replayed by the engine yet; use checkpoint', { exitCode: 2 });
-    if (o.restartOverhead !== undefined && o.preemption !== 'resume')
-      sim.error('error: --restart-overhead applies with --preemption resume only', { exitCode: 2 });
     const site = loadSite(sitePath(o.site));
     const consortium = loadConsortium(o.consortium, site);
     const load: number | null = o.load === 'trace' ? null : o.load;

@@ -261,7 +261,7 @@ describe('fabrik sim', () => {
       [['--trace', 'x.csv', '--days', '3'], /--days applies with --shape only/],
       [['--shape', 'diurnal', '--load', 'busy'], /--load must be a positive number, or 'trace'/],
       [['--shape', 'diurnal', '--preemption', 'kill'], /Allowed choices are checkpoint, resume/],
-      [['--shape', 'diurnal', '--restart-overhead', '30'], /--restart-overhead applies with --preemption resume/],
+      [['--shape', 'diurnal', '--restart-overhead', '-5'], /--restart-overhead must be a number of seconds ≥ 0/],
       [['--shape', 'diurnal', '--seed', '-1'], /--seed must be a whole number/],
     ];
     for (const [args, message] of cases) {

@@ -8,6 +8,7 @@ import { DEFAULT_DAYS, generateWorkload, isShape, SHAPES, traceCsv, type Shape }
 import { writeReport } from '../sim/report.js';
 import { DEFAULT_ROUND_SECONDS, runStudyInParallel, summaryLine } from '../sim/run.js';
 import { readNodeEvents } from '../sim/node-events.js';
+import { readReservations } from '../sim/reservations.js';
 import { DEFAULT_LOAD, readTrace, type ParsedTrace } from '../sim/trace.js';
 import type { NodeEvent } from '../sim/engine.js';
 
@@ -114,6 +115,10 @@ export function simCommand(): Command {
         nonNegative('--restart-overhead'),
       )
       .option('--node-events <file>', 'what-if: racks or nodes down, draining or up at given hours (CSV)')
+      .option(
+        '--reservations <file>',
+        'capability runs: GPUs booked for a member at given hours (CSV start_hours,duration_hours,member,gpus)',
+      )
       .option('--report <dir>', 'write a self-contained HTML report into this folder')
       .option('--json', 'print the summary as one JSON line, last'),
   ).action(async (o) => {
@@ -163,6 +168,7 @@ export function simCommand(): Command {
       preemption: o.preemption,
       restartOverheadSeconds: o.restartOverhead,
       nodeEvents,
+      reservations: o.reservations ? readReservations(o.reservations, site, consortium) : undefined,
       onProgress: bars
         ? (policy, done, total) => {
             if (!bar.has(policy)) bar.set(policy, bars.create(total, 0, { policy: policy.padEnd(6) }));

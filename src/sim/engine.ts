@@ -17,6 +17,8 @@ import { isSchedulable, withNodeStates, type NodeState, type Site } from '../cor
 import { decayUsage } from '../core/usage.js';
 import { agingKey } from '../scheduler/cycle.js';
 import { applyDecisions } from '../scheduler/apply.js';
+import { chargedGpus } from '../scheduler/reservations.js';
+import type { AdvanceReservation } from '../core/reservation.js';
 import { DEFAULT_CONFIG, type Decision } from '../scheduler/types.js';
 import FlatQueue from 'flatqueue';
 import type { Policy } from './policy.js';
@@ -43,15 +45,18 @@ export interface SimOptions {
   /** While jobs wait, a cycle runs at least this often even if nothing happened (minimum runtimes expire). */
   readonly idleCycleSeconds?: number;
   /**
-   * Each cycle looks at this many waiting jobs of each member, in the member's order (default
-   * 128; see CycleOptions.queueDepth). The engine hands the policy only those (and one more), the
-   * jobs that hold a reservation and the gangs of a whole NVLink domain or more: a member with
-   * 20,000 queued jobs costs a cycle no more than one with 128.
+   * Each cycle looks at this many waiting jobs of each member, in the member's order (default:
+   * DEFAULT_CONFIG.queueDepth, as the server; see CycleOptions.queueDepth). The engine hands the
+   * policy only those (and one more), the jobs that hold a reservation and the gangs of a whole
+   * NVLink domain or more: a member with 20,000 queued jobs costs a cycle no more than one with
+   * a queue as deep as the depth.
    */
   readonly queueDepth?: number;
   /** Time series sampling interval (default: a few hundred samples over the run). */
   readonly sampleSeconds?: number;
   readonly nodeEvents?: readonly NodeEvent[];
+  /** Capability runs booked for the replay (sim/reservations.ts); their jobs carry `reservation`. */
+  readonly reservations?: readonly AdvanceReservation[];
   readonly onProgress?: (finished: number, total: number) => void;
   /**
    * What a preempted (or requeued) job keeps. `checkpoint` (default): the work up to its last
@@ -155,7 +160,8 @@ interface Live {
   outcome: JobOutcome;
 }
 
-export const DEFAULT_QUEUE_DEPTH = 128;
+/** The scheduler's default queue depth, as the server uses it (DEFAULT_CONFIG.queueDepth). */
+export const DEFAULT_QUEUE_DEPTH = DEFAULT_CONFIG.queueDepth ?? Infinity;
 
 /** Where `l` is, or goes, in a list sorted by `before` (a strict order: no two jobs tie). */
 function position(list: readonly Live[], l: Live, before: (a: Live, b: Live) => boolean): number {
@@ -432,7 +438,7 @@ class Simulation {
     const usageGpuHours: Record<string, number> = {};
     this.o.consortium.members.forEach((m, i) => (usageGpuHours[m.id] = this.usage[i]));
     const result = this.o.policy.cycle(
-      { site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours },
+      { site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours, reservations: this.o.reservations },
       this.now,
       { explain: false, queueDepth: this.queueDepth, preemption: this.preemption, restartOverheadSeconds: this.restartOverhead },
     );
@@ -511,13 +517,30 @@ class Simulation {
     const dt = t - this.accruedAt;
     if (dt > 0) {
       const half = this.o.consortium.fairShare.halfLifeHours;
+      const charged = this.reservedCharge();
       for (let m = 0; m < this.usage.length; m++) {
-        this.usage[m] = decayUsage(this.usage[m], dt, half, this.memberGpus[m]);
+        this.usage[m] = decayUsage(this.usage[m], dt, half, charged ? charged[m] : this.memberGpus[m]);
         this.delivered[m] += this.memberGpus[m] * dt;
       }
       this.accruedAt = t;
     }
     this.now = t;
+  }
+
+  /**
+   * With capability runs booked: each member's GPUs for fair share, where a reservation that is on
+   * is charged whole in place of its jobs, used or not (null: none booked, the GPUs its jobs hold).
+   */
+  private reservedCharge(): number[] | null {
+    const booked = this.o.reservations;
+    if (!booked || booked.length === 0) return null;
+    const jobs = [...this.running.values()].map((l) => ({
+      member: l.running!.member,
+      gpus: gangGpus(l.running!.gang),
+      reservation: l.running!.reservation,
+    }));
+    const by = chargedGpus(jobs, booked, this.accruedAt);
+    return this.o.consortium.members.map((m) => by[m.id] ?? 0);
   }
 
   private sample(): void {

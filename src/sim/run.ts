@@ -5,6 +5,8 @@ import type { Consortium } from '../core/consortium.js';
 import type { Site } from '../core/site.js';
 import { simulate, type NodeEvent, type PreemptionMode, type SimJob } from './engine.js';
 import { summarize } from './metrics.js';
+import type { AdvanceReservation } from '../core/reservation.js';
+import { assignToReservations } from './reservations.js';
 import { POLICIES } from './policies/index.js';
 import type { PolicyResult, SimResults } from './results.js';
 import { traceWorkload, type ParsedTrace } from './trace.js';
@@ -27,6 +29,8 @@ export interface StudyOptions {
   /** Default: 30 s with `resume` (RESUME_OVERHEAD_SECONDS), 0 with `checkpoint` (see SimOptions). */
   readonly restartOverheadSeconds?: number;
   readonly nodeEvents?: readonly NodeEvent[];
+  /** Capability runs booked for the replay (sim/reservations.ts): the jobs they take run only there. */
+  readonly reservations?: readonly AdvanceReservation[];
   /** The scheduling round: a cycle runs at most this often (default ${DEFAULT_ROUND_SECONDS} s). */
   readonly cycleSeconds?: number;
   readonly onProgress?: (policy: string, finished: number, total: number) => void;
@@ -53,6 +57,7 @@ export interface PolicyTask {
   readonly jobs: readonly SimJob[];
   readonly policy: string;
   readonly nodeEvents?: readonly NodeEvent[];
+  readonly reservations?: readonly AdvanceReservation[];
   readonly cycleSeconds: number;
   readonly preemption?: PreemptionMode;
   readonly restartOverheadSeconds?: number;
@@ -69,6 +74,7 @@ export function runStudy(o: StudyOptions): SimResults {
       jobs: workload.jobs,
       policy: POLICIES[name],
       nodeEvents: o.nodeEvents,
+      reservations: o.reservations,
       cycleSeconds: o.cycleSeconds ?? DEFAULT_ROUND_SECONDS,
       preemption: o.preemption,
       restartOverheadSeconds: o.restartOverheadSeconds,
@@ -92,6 +98,7 @@ export async function runStudyInParallel(o: StudyOptions): Promise<SimResults> {
             jobs: workload.jobs,
             policy,
             nodeEvents: o.nodeEvents,
+            reservations: o.reservations,
             cycleSeconds: o.cycleSeconds ?? DEFAULT_ROUND_SECONDS,
             preemption: o.preemption,
             restartOverheadSeconds: o.restartOverheadSeconds,
@@ -116,7 +123,9 @@ export async function runStudyInParallel(o: StudyOptions): Promise<SimResults> {
 
 function prepare(o: StudyOptions) {
   for (const p of o.policies) if (!POLICIES[p]) throw new UnknownPolicyError(p);
-  return traceWorkload(o.trace, o.site, o.consortium, { load: o.load, maxJobSeconds: o.maxJobSeconds, seed: o.seed });
+  const workload = traceWorkload(o.trace, o.site, o.consortium, { load: o.load, maxJobSeconds: o.maxJobSeconds, seed: o.seed });
+  if (!o.reservations?.length) return workload;
+  return { ...workload, jobs: assignToReservations(workload.jobs, o.reservations, o.consortium) };
 }
 
 function results(o: StudyOptions, workload: ReturnType<typeof prepare>, policies: Record<string, PolicyResult>): SimResults {

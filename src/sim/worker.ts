@@ -13,6 +13,7 @@ const run = simulate({
   jobs: task.jobs,
   policy: POLICIES[task.policy],
   nodeEvents: task.nodeEvents,
+  reservations: task.reservations,
   cycleSeconds: task.cycleSeconds,
   preemption: task.preemption,
   restartOverheadSeconds: task.restartOverheadSeconds,

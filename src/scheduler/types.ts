@@ -24,7 +24,8 @@ export interface CycleOptions {
    * How many of each member's waiting jobs, in that member's own order, a cycle looks at (Slurm's
    * bf_max_job_user; Kueue looks only at each queue's head). Jobs behind them wait with reason
    * Priority until they move up; jobs holding a reservation are always looked at. This bounds a
-   * cycle's work when one member queues tens of thousands of jobs. Default: all.
+   * cycle's work when one member queues tens of thousands of jobs. Absent: all; DEFAULT_CONFIG's
+   * value is the one the server, the event simulator and the stepped twin use.
    */
   readonly queueDepth?: number;
   /**
@@ -76,6 +77,10 @@ export interface SchedulerConfig extends CycleOptions {
 }
 
 export const DEFAULT_CONFIG: SchedulerConfig = {
+  // Deep enough that backfill finds the small jobs behind a member's blocked ones; a member's
+  // 1,001st job still gets an honest estimate (estimate.ts). Measured on the Philly two-week
+  // window at load 0.9: 1000 and 128 gave the same figures within 3 %.
+  queueDepth: 1000,
   reservationDepth: 16,
   preemptorsPerMember: 4,
   preemptionAttemptsPerMember: 4,

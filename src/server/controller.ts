@@ -12,6 +12,7 @@ import type { Consortium } from '../core/consortium.js';
 import type { Allocation, GangRequest, PendingJob, RunningJob } from '../core/job.js';
 import { withNodeStates, type NodeState, type Site } from '../core/site.js';
 import { decayUsage } from '../core/usage.js';
+import { applyDecisions } from '../scheduler/apply.js';
 import { cycle } from '../scheduler/cycle.js';
 import { chargedGpus } from '../scheduler/reservations.js';
 import type { AdvanceReservation } from '../core/reservation.js';
@@ -22,11 +23,6 @@ import { SecretBox, SecretKeyError, SecretOpenError } from './secrets.js';
 
 const ACTIVE: readonly JobState[] = ['pending', 'starting', 'running', 'preempting'];
 const ON_GPUS: readonly JobState[] = ['starting', 'running', 'preempting'];
-/**
- * Each member's first jobs a cycle looks at (Slurm's bf_max_job_user): a member that queues
- * twenty thousand jobs costs a cycle no more than one that queues a thousand.
- */
-const SERVER_QUEUE_DEPTH = 1000;
 const EXPLAIN_SECONDS = 2;
 const HEALTH_SECONDS = 2;
 const SEVERITY: Readonly<Record<NodeState, number>> = { up: 0, draining: 1, maintenance: 2, down: 3 };
@@ -310,13 +306,13 @@ export class Controller {
       { site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours: this.usage, reservations: this.booked },
       now,
       {
-        queueDepth: SERVER_QUEUE_DEPTH,
+        queueDepth: DEFAULT_CONFIG.queueDepth,
         ...(this.o.config ?? DEFAULT_CONFIG),
         explain,
       },
     );
     // 3. Decisions: stored first, then carried out.
-    await this.apply(result.decisions, now);
+    await this.apply(result.decisions, now, { pending, running });
     if (explain) {
       this.explainedAt = now;
       const explanations: typeof this.explanations = new Map();
@@ -388,64 +384,78 @@ export class Controller {
     return held;
   }
 
-  private async apply(decisions: readonly Decision[], now: number): Promise<void> {
+  /**
+   * The decisions as job records (the scheduling layer's applier defines every transition, as in
+   * the simulators), stored first; then the executor is told.
+   */
+  private async apply(
+    decisions: readonly Decision[],
+    now: number,
+    given: { pending: readonly PendingJob[]; running: readonly RunningJob[] },
+  ): Promise<void> {
+    const applied = applyDecisions(given, decisions, now);
+    const byJob = new Map(decisions.map((d) => [d.job, d]));
     const updates: JobUpdate[] = [];
     const toStart: StoredJob[] = [];
     const toStop: { id: string; grace: number }[] = [];
     const devices = this.devicesInUse();
-    for (const d of decisions) {
-      const job = this.active.get(d.job);
-      if (!job) continue;
-      switch (d.kind) {
-        case 'start': {
-          const placement = this.placementFor(d.allocation, devices);
-          updates.push({
-            id: job.id,
-            from: ['pending'],
-            set: { state: 'starting', placement, startedAt: now, holdSince: null, reason: null },
-            event: this.ev('started', 'scheduler', now, null, { placement, borrowing: d.borrowing }),
-          });
-          toStart.push(job);
-          break;
-        }
-        case 'preempt': {
-          this.preempting.set(job.id, { since: now, graceEndsAt: now + d.graceSeconds, by: d.for });
-          updates.push({
-            id: job.id,
-            from: ['starting', 'running'],
-            set: { state: 'preempting', reason: `Preempted (${d.reason}) for job ${d.for}` },
-            event: this.ev('preempting', 'scheduler', now, d.reason, {
-              for: d.for,
-              graceSeconds: d.graceSeconds,
-              lostGpuHours: d.lostGpuHours,
-            }),
-          });
-          toStop.push({ id: job.id, grace: d.graceSeconds });
-          break;
-        }
-        case 'requeue': {
-          this.preempting.set(job.id, { since: now, graceEndsAt: now, by: 'NodeFailure' });
-          updates.push({
-            id: job.id,
-            from: ['starting', 'running'],
-            set: { state: 'preempting', reason: 'NodeFailure' },
-            event: this.ev('node-failure', 'scheduler', now, 'NodeFailure', {
-              nodes: d.nodes.map((n) => this.o.site.nodes[n].name),
-            }),
-          });
-          toStop.push({ id: job.id, grace: 0 });
-          break;
-        }
-        case 'reserve':
-          if (job.holdSince === null)
-            updates.push({
-              id: job.id,
-              from: ['pending'],
-              set: { holdSince: now },
-              event: this.ev('reserved', 'scheduler', now, null, { start: d.start }),
-            });
-          break;
-      }
+    for (const r of applied.started) {
+      const job = this.active.get(r.id);
+      const d = byJob.get(r.id);
+      if (!job || d?.kind !== 'start') continue;
+      const placement = this.placementFor(r.allocation, devices);
+      updates.push({
+        id: job.id,
+        from: ['pending'],
+        set: { state: 'starting', placement, startedAt: r.startedAt, holdSince: null, reason: null },
+        event: this.ev('started', 'scheduler', now, null, { placement, borrowing: d.borrowing }),
+      });
+      toStart.push(job);
+    }
+    for (const r of applied.preempting) {
+      const job = this.active.get(r.id);
+      const d = byJob.get(r.id);
+      if (!job || d?.kind !== 'preempt' || !r.preempting) continue;
+      this.preempting.set(job.id, r.preempting);
+      updates.push({
+        id: job.id,
+        from: ['starting', 'running'],
+        set: { state: 'preempting', reason: `Preempted (${d.reason}) for job ${d.for}` },
+        event: this.ev('preempting', 'scheduler', now, d.reason, {
+          for: d.for,
+          graceSeconds: d.graceSeconds,
+          lostGpuHours: d.lostGpuHours,
+        }),
+      });
+      toStop.push({ id: job.id, grace: d.graceSeconds });
+    }
+    // A gang on a failed node: what is left of it stops at once, and it queues again when the
+    // executor reports it gone (`ended`), as the applier's record says: whole, without a hold.
+    for (const p of applied.requeued) {
+      const job = this.active.get(p.id);
+      const d = byJob.get(p.id);
+      if (!job || d?.kind !== 'requeue') continue;
+      this.preempting.set(job.id, { since: now, graceEndsAt: now, by: 'NodeFailure' });
+      updates.push({
+        id: job.id,
+        from: ['starting', 'running'],
+        set: { state: 'preempting', reason: 'NodeFailure' },
+        event: this.ev('node-failure', 'scheduler', now, 'NodeFailure', {
+          nodes: d.nodes.map((n) => this.o.site.nodes[n].name),
+        }),
+      });
+      toStop.push({ id: job.id, grace: 0 });
+    }
+    // A job keeps its hold (first claim on capacity) only while each cycle renews its reservation.
+    for (const p of applied.holds) {
+      if (!this.active.has(p.id)) continue;
+      const start = applied.reservedStart.get(p.id);
+      updates.push({
+        id: p.id,
+        from: ['pending'],
+        set: { holdSince: p.holdSince ?? null },
+        event: start === undefined ? null : this.ev('reserved', 'scheduler', now, null, { start }),
+      });
     }
     const skipped = new Set(await this.update(updates));
     const handles: JobUpdate[] = [];

@@ -99,7 +99,10 @@ export function bookReservation(state: BookingState, request: BookingRequest, no
     .filter((d) => d.gpus > 0);
   const available = domains.reduce((s, d) => s + d.gpus, 0);
   if (available < request.gpus) {
-    const others = overlapping.length > 0 ? `; ${overlapping.map((r) => r.id).join(', ')} hold GPUs in that window` : '';
+    const others =
+      overlapping.length > 0
+        ? `; ${overlapping.map((r) => r.id).join(', ')} ${overlapping.length === 1 ? 'holds' : 'hold'} GPUs in that window`
+        : '';
     throw new ReservationRefusedError(
       'RESERVATION_NO_ROOM',
       'gpus',

@@ -11,8 +11,9 @@
 // entitlement (it needs the booked GPUs: within its share it would not need a reservation), it fits
 // the reservation (no more GPUs than it holds, a walltime no longer than it lasts), and it is
 // submitted while there is still time to run it there (submission + walltime ≤ its end, from its
-// start at the earliest). Of several such reservations, the first to start takes it. Every other
-// job runs outside reservations, as in the server.
+// start at the earliest), and the reservation has room left for it (see assignToReservations). Of
+// several such reservations, the first to start takes it. Every other job runs outside
+// reservations, as in the server.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Consortium } from '../core/consortium.js';
@@ -81,7 +82,9 @@ export function readReservations(path: string, site: Site, consortium: Consortiu
 
 /**
  * The jobs with `reservation` set on those that run in one (the rule at the top of this file);
- * the others unchanged.
+ * the others unchanged. A reservation takes no more than it can run: in submission order, each job
+ * it takes uses its GPU-time, and jobs of more than half its GPUs (which run one after another)
+ * must each fit after the previous one's walltime; a job that would not fit runs outside it.
  */
 export function assignToReservations(
   jobs: readonly SimJob[],
@@ -90,14 +93,25 @@ export function assignToReservations(
 ): SimJob[] {
   if (reservations.length === 0) return [...jobs];
   const entitlement = new Map(consortium.members.map((m) => [m.id, m.entitlementGpus]));
-  const byStart = [...reservations].sort((a, b) => a.start - b.start || (a.id < b.id ? -1 : 1));
-  return jobs.map((s) => {
-    const j = s.job;
+  const plans = [...reservations]
+    .sort((a, b) => a.start - b.start || (a.id < b.id ? -1 : 1))
+    .map((r) => ({ r, gpus: reservationGpus(r), gpuSeconds: reservationGpus(r) * (r.end - r.start), wideUntil: r.start }));
+  const order = jobs.map((_, i) => i).sort((a, b) => jobs[a].job.submittedAt - jobs[b].job.submittedAt || a - b);
+  const out = [...jobs];
+  for (const i of order) {
+    const j = jobs[i].job;
     const gpus = gangGpus(j.gang);
-    if (gpus <= (entitlement.get(j.member) ?? 0)) return s;
-    const r = byStart.find(
-      (r) => r.member === j.member && gpus <= reservationGpus(r) && Math.max(j.submittedAt, r.start) + j.walltimeSeconds <= r.end,
-    );
-    return r ? { ...s, job: { ...j, reservation: r.id } } : s;
-  });
+    if (gpus <= (entitlement.get(j.member) ?? 0)) continue;
+    for (const p of plans) {
+      if (p.r.member !== j.member || gpus > p.gpus || gpus * j.walltimeSeconds > p.gpuSeconds) continue;
+      const wide = 2 * gpus > p.gpus;
+      const start = Math.max(j.submittedAt, p.r.start, wide ? p.wideUntil : p.r.start);
+      if (start + j.walltimeSeconds > p.r.end) continue;
+      p.gpuSeconds -= gpus * j.walltimeSeconds;
+      if (wide) p.wideUntil = start + j.walltimeSeconds;
+      out[i] = { ...jobs[i], job: { ...j, reservation: p.r.id } };
+      break;
+    }
+  }
+  return out;
 }

@@ -83,6 +83,12 @@ describe('which jobs run in a reservation', () => {
       null,
     ]);
   });
+
+  it('takes no more than it can run: wide jobs one after another, within its GPU-time', () => {
+    // Three 32-GPU jobs of 4 h in a 10 h window: two fit one after the other, the third runs outside.
+    const jobs = [0, 1, 2].map((i) => ({ ...withGpus(32), job: { ...withGpus(32).job, id: `w${i}`, submittedAt: i } }));
+    expect(assignToReservations(jobs, [booked], pair).map((s) => s.job.reservation ?? null)).toEqual(['r2', 'r2', null]);
+  });
 });
 
 describe('a replay with a capability run', () => {

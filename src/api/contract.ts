@@ -279,6 +279,8 @@ export const JobView = z.object({
   arrayJobId: z.string().nullable(),
   arrayTaskId: z.number().int().nullable(),
   requeues: z.number().int(),
+  /** The last checkpoint the job reported in its current run (POST /v1/jobs/:id/checkpoints), or null. */
+  lastCheckpointAt: z.string().nullable(),
   /**
    * The request as submitted, less who and which array task. `env`: values for the job's owner
    * only, "(hidden)" for everyone else; `secretEnv`: "(secret)" for everyone.

@@ -32,6 +32,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
     names: ['queue', 'jobs', 'cancel', 'logs', 'explain', 'nodes', 'members', 'tokens'],
     load: async () => (await import('./control.js')).controlCommands(),
   },
+  { names: ['show', 'checkpoint'], load: async () => (await import('./checkpoint.js')).checkpointCommands() },
   { names: ['users'], load: async () => [(await import('./users.js')).usersCommand()] },
   { names: ['audit'], load: async () => [(await import('./audit.js')).auditCommand()] },
   {

@@ -202,6 +202,20 @@ export class Controller {
     });
   }
 
+  /**
+   * A job on its GPUs reported a checkpoint: from now on a preemption destroys only the work
+   * after it (the scheduler's `lastCheckpoint`). Undefined when the job is not on its GPUs.
+   */
+  checkpoint(id: string, actor: string): Promise<StoredJob | undefined> {
+    return this.serial(async () => {
+      const job = this.active.get(id);
+      if (!job || !ON_GPUS.includes(job.state)) return undefined;
+      const now = this.o.now();
+      await this.update([{ id, from: ON_GPUS, set: { lastCheckpointAt: now }, event: this.ev('checkpoint', actor, now, null) }]);
+      return this.active.get(id);
+    });
+  }
+
   /** Drain, resume, down or maintenance for a node: the next cycle plans with it. */
   setNodeState(record: NodeStateRecord): Promise<void> {
     return this.serial(async () => {
@@ -407,7 +421,7 @@ export class Controller {
       updates.push({
         id: job.id,
         from: ['pending'],
-        set: { state: 'starting', placement, startedAt: r.startedAt, holdSince: null, reason: null },
+        set: { state: 'starting', placement, startedAt: r.startedAt, holdSince: null, lastCheckpointAt: null, reason: null },
         event: this.ev('started', 'scheduler', now, null, { placement, borrowing: d.borrowing }),
       });
       toStart.push(job);
@@ -563,6 +577,7 @@ export class Controller {
           handle: null,
           startedAt: null,
           holdSince: null,
+          lastCheckpointAt: null,
           reason: null,
           requeues: how === 'unstarted' ? job.requeues : job.requeues + 1,
           preemptedBy: by && by !== 'NodeFailure' ? [...job.preemptedBy, by] : job.preemptedBy,
@@ -733,7 +748,8 @@ export class Controller {
       j.state === 'preempting'
         ? (pre ?? { since: now, graceEndsAt: now + j.request.gracePeriodSeconds, by: j.reason ?? 'unknown' })
         : null;
-    return { ...toPending(j), startedAt: j.startedAt ?? now, allocation, lastCheckpointAt: null, preempting };
+    // The checkpoint the job reported (lastCheckpoint ignores one from before this run's start).
+    return { ...toPending(j), startedAt: j.startedAt ?? now, allocation, lastCheckpointAt: j.lastCheckpointAt, preempting };
   }
 
   /** The control plane's data folder (the store, keys, jobs' folders): no job's working directory. */

@@ -39,6 +39,7 @@ export function jobRow(job: NewJob, arrayJobId: number | null): Insertable<JobsT
     placement: null,
     handle: null,
     hold_since: null,
+    last_checkpoint_at: null,
     preempted_by: '[]',
     requeues: 0,
     array_job_id: arrayJobId,
@@ -67,6 +68,7 @@ export function toJob(row: Row<'jobs'>): StoredJob {
     placement: parseOrNull<StoredJob['placement']>(row.placement),
     handle: parseOrNull<StoredJob['handle']>(row.handle),
     holdSince: numberOrNull(row.hold_since),
+    lastCheckpointAt: numberOrNull(row.last_checkpoint_at ?? null),
     preemptedBy: JSON.parse(row.preempted_by) as string[],
     requeues: Number(row.requeues),
     arrayJobId: row.array_job_id === null ? null : String(row.array_job_id),
@@ -87,6 +89,7 @@ export function updateColumns(set: JobUpdate['set'], updatedAt: number): Updatea
   if (set.placement !== undefined) columns.placement = jsonOrNull(set.placement);
   if (set.handle !== undefined) columns.handle = jsonOrNull(set.handle);
   if (set.holdSince !== undefined) columns.hold_since = set.holdSince;
+  if (set.lastCheckpointAt !== undefined) columns.last_checkpoint_at = set.lastCheckpointAt;
   if (set.preemptedBy !== undefined) columns.preempted_by = JSON.stringify(set.preemptedBy);
   if (set.requeues !== undefined) columns.requeues = set.requeues;
   return columns;

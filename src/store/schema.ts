@@ -72,6 +72,8 @@ export interface JobsTable {
   placement: string | null;
   handle: string | null;
   hold_since: number | null;
+  /** Migration 013: when the running job last reported a checkpoint. */
+  last_checkpoint_at: number | null;
   /** JSON array of job ids. */
   preempted_by: string;
   requeues: number;
@@ -341,6 +343,10 @@ function allMigrations(engine: Engine): Record<string, Migration> {
       },
     },
     '008_users': { up: (db: AnyDb) => createUsers(db) },
+    // Running jobs report their checkpoints (POST /v1/jobs/:id/checkpoints); the scheduler reads them.
+    '013_job_checkpoints': {
+      up: (db: AnyDb) => db.schema.alterTable('jobs').addColumn('last_checkpoint_at', 'double precision').execute(),
+    },
     ...auditMigrations(engine),
     ...governanceMigrations,
     ...modelMigrations,

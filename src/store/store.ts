@@ -28,6 +28,12 @@ export interface StoredJob {
   readonly handle: Readonly<Record<string, unknown>> | null;
   /** Set while it holds a reservation or preempted for (the scheduler's holdSince). */
   readonly holdSince: number | null;
+  /**
+   * When the running job last reported a checkpoint (POST /v1/jobs/:id/checkpoints; migration
+   * 013): the scheduler counts the work a preemption would destroy from it. Null: none reported
+   * in this run (its checkpoint interval, or its start, counts).
+   */
+  readonly lastCheckpointAt: number | null;
   readonly preemptedBy: readonly string[];
   readonly requeues: number;
   readonly arrayJobId: string | null;
@@ -97,6 +103,7 @@ export interface JobUpdate {
       | 'placement'
       | 'handle'
       | 'holdSince'
+      | 'lastCheckpointAt'
       | 'preemptedBy'
       | 'requeues'
     >

@@ -63,6 +63,7 @@ export function jobView(j: StoredJob, p: Principal): JobView {
     arrayJobId: j.arrayJobId,
     arrayTaskId: j.arrayTaskId,
     requeues: j.requeues,
+    lastCheckpointAt: isoTime(j.lastCheckpointAt),
     spec: { ...j.request, env, secretEnv: names(j.request.secretEnv, SECRET_SHOWN) },
   };
 }
@@ -247,6 +248,32 @@ export function jobRoutes(app: FastifyInstance, ctx: ServerContext): void {
       authorize(p, 'job.cancel', { member: j.member, user: j.user, what: `job ${j.id}` });
       if (FINAL_STATES.includes(j.state)) throw new ApiError(409, 'JOB_FINISHED', `job ${j.id} already ended (${j.state})`);
       const after = (await controller.cancel(j.id, p.user)) ?? (await store.job(j.id))!;
+      return view(after, p);
+    },
+  );
+
+  r.post(
+    '/v1/jobs/:id/checkpoints',
+    {
+      schema: {
+        summary:
+          "A running job reports a checkpoint (its owner, or the job with its owner's credentials): the scheduler counts the work a preemption would destroy from now on.",
+        params: JobId,
+        response: { 200: JobView },
+      },
+    },
+    async (req) => {
+      const p = req.principal;
+      const j = await visibleJob(p, req.params.id);
+      authorize(p, 'job.read', { member: j.member, what: `job ${j.id}` });
+      // What the job saved is known to its owner only: nobody else may move the scheduler's view of it.
+      if (p.member !== j.member || p.user !== j.user)
+        throw new ApiError(403, 'FORBIDDEN', `only the owner of job ${j.id} reports its checkpoints`);
+      const after = await controller.checkpoint(j.id, p.user);
+      if (!after) {
+        const now = (await store.job(j.id))!;
+        throw new ApiError(409, 'CONFLICT', `job ${j.id} is ${now.state}: only a job on its GPUs reports checkpoints`);
+      }
       return view(after, p);
     },
   );

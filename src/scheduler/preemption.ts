@@ -25,6 +25,8 @@ export interface Victim {
   readonly isolated: boolean;
   readonly reason: PreemptionReason;
   readonly lostGpuHours: number;
+  /** Seconds until it stops (see `stopAfter`). */
+  readonly stopAfterSeconds: number;
   /** Taking it would push its member below its entitlement: a last resort. */
   readonly overshoot: boolean;
 }
@@ -34,8 +36,10 @@ export interface PreemptionPlan {
   /** Where the preemptor goes once the victims are gone. */
   readonly allocation: Allocation[];
   readonly lostGpuHours: number;
-  /** When the last victim's grace period ends. */
+  /** When the last victim stops. */
   readonly readyAt: number;
+  /** When the plan was made. */
+  readonly now: number;
 }
 
 export interface Preemptor {
@@ -102,13 +106,27 @@ export class LeastLostWork implements PreemptionOracle {
   private yielding: Float64Array | null = null;
 
   /**
-   * GPU-hours a preemption now destroys: the work since the job's last checkpoint, up to the end
-   * of its grace period; where preempted jobs resume, only the restart.
+   * Seconds from now until a victim told to stop now is stopped: its grace period, after its
+   * next checkpoint when it checkpoints periodically and the last one is older than
+   * `checkpointSlackSeconds`. Stopping right after a checkpoint loses almost no work; waiting for
+   * it costs the preemptor at most one checkpoint interval.
+   */
+  stopAfter(job: RunningJob): number {
+    const every = job.checkpointIntervalSeconds;
+    if (this.settings.preemption === 'resume' || !every || every <= 0) return job.gracePeriodSeconds;
+    const last = lastCheckpoint(job, this.now);
+    const wait = this.now - last <= this.settings.checkpointSlackSeconds ? 0 : last + every - this.now;
+    return Math.max(0, wait) + job.gracePeriodSeconds;
+  }
+
+  /**
+   * GPU-hours a preemption destroys: the work since the job's last checkpoint when it stops (see
+   * `stopAfter`); where preempted jobs resume, only the restart.
    */
   lostGpuHours(job: RunningJob): number {
     const gpus = gpusOfJob(job);
     if (this.settings.preemption === 'resume') return (gpus * (this.settings.restartOverheadSeconds ?? 0)) / 3600;
-    const stop = this.now + job.gracePeriodSeconds;
+    const stop = this.now + this.stopAfter(job);
     return (gpus * Math.max(0, stop - lastCheckpoint(job, stop))) / 3600;
   }
 
@@ -217,6 +235,7 @@ export class LeastLostWork implements PreemptionOracle {
       else if (e.member === m && PRIORITY_RANK[e.job.priorityClass] < rank) reason = 'Priority';
       else if (
         e.member === m &&
+        preemptor.reclaim &&
         PRIORITY_RANK[e.job.priorityClass] === rank &&
         this.atCheckpoint(e.job) &&
         remainingWork(e.job, this.now) >= this.settings.serviceMargin * preemptor.work &&
@@ -232,6 +251,7 @@ export class LeastLostWork implements PreemptionOracle {
         isolated: e.isolated,
         reason,
         lostGpuHours: this.lostGpuHours(e.job),
+        stopAfterSeconds: this.stopAfter(e.job),
         overshoot,
       });
     }
@@ -322,9 +342,9 @@ export class LeastLostWork implements PreemptionOracle {
       let readyAt = this.now;
       for (const v of chosen) {
         lost += v.lostGpuHours;
-        readyAt = Math.max(readyAt, this.now + v.job.gracePeriodSeconds);
+        readyAt = Math.max(readyAt, this.now + v.stopAfterSeconds);
       }
-      plan = { victims: chosen, allocation: target, lostGpuHours: lost, readyAt };
+      plan = { victims: chosen, allocation: target, lostGpuHours: lost, readyAt, now: this.now };
     }
     for (let u = undos.length - 1; u >= 0; u--) undos[u]();
     snap.version = version;

@@ -24,6 +24,11 @@ export class QuotaBook {
   private readonly claimedGpus: Float64Array;
   /** GPUs of the machine that no member is entitled to: anyone may borrow them. */
   readonly unassigned: number;
+  /**
+   * Whether quota that owners claimed for their reserved jobs may still be lent until those jobs
+   * start (reclaim gives it back). Off, a borrower's job that would outlive any claim waits.
+   */
+  lendClaimed = false;
 
   /**
    * @param releasedBy GPUs of the member's running work that will have ended by time t: a
@@ -127,7 +132,7 @@ export class QuotaBook {
     let lendable = this.unassigned;
     let borrowed = 0;
     for (let k = 0; k < this.used.length; k++) {
-      const u = k === member ? after : this.used[k] + this.claimedBefore(k, end);
+      const u = k === member ? after : this.used[k] + (this.lendClaimed ? 0 : this.claimedBefore(k, end));
       const idle = this.nominal[k] - u;
       if (idle > 0) lendable += Math.min(idle, this.lendingLimit[k]);
       else borrowed -= idle;

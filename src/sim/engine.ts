@@ -215,6 +215,8 @@ class Simulation {
   private readonly memberWaiting: number[];
   /** Waiting jobs per gang size, for the smallest waiting gang. */
   private readonly waitingBySize = new Map<number, number>();
+  /** The same per member: whether its smallest waiting job fits within its entitlement. */
+  private readonly memberWaitingBySize: Map<number, number>[];
   private readonly queueDepth: number;
   private readonly preemption: PreemptionMode;
   private readonly restartOverhead: number;
@@ -245,6 +247,7 @@ class Simulation {
     this.delivered = new Array(members).fill(0);
     this.deficitSince = new Array(members).fill(null);
     this.memberWaiting = new Array(members).fill(0);
+    this.memberWaitingBySize = Array.from({ length: members }, () => new Map<number, number>());
     this.memberZoneGpus = new Float64Array(members * o.site.zones.length);
     this.nodeZone = Int32Array.from(o.site.nodes, (n) => o.site.zones.indexOf(o.site.domains[n.domain].zone));
     this.queues = Array.from({ length: members * PRIORITY_CLASSES.length }, () => ({ byAge: [], byWork: [] }));
@@ -367,7 +370,8 @@ class Simulation {
     q.byWork.splice(position(q.byWork, l, byWork), 0, l);
     if (l.gpus >= this.largeGpus) this.large.add(l);
     this.memberWaiting[l.member] += l.gpus;
-    this.waitingBySize.set(l.gpus, (this.waitingBySize.get(l.gpus) ?? 0) + 1);
+    count(this.waitingBySize, l.gpus, 1);
+    count(this.memberWaitingBySize[l.member], l.gpus, 1);
   }
 
   private dequeue(l: Live): void {
@@ -378,9 +382,8 @@ class Simulation {
     q.byWork.splice(position(q.byWork, l, byWork), 1);
     this.large.delete(l);
     this.memberWaiting[l.member] -= l.gpus;
-    const n = this.waitingBySize.get(l.gpus)! - 1;
-    if (n === 0) this.waitingBySize.delete(l.gpus);
-    else this.waitingBySize.set(l.gpus, n);
+    count(this.waitingBySize, l.gpus, -1);
+    count(this.memberWaitingBySize[l.member], l.gpus, -1);
   }
 
   private queueOf(l: Live): { byAge: Live[]; byWork: Live[] } {
@@ -580,21 +583,23 @@ class Simulation {
   }
 
   /**
-   * Reclaim latency: a member whose demand is below its entitlement, not fully served while
-   * others borrow where it could run (in its zone, for a member bound to one), is in deficit
-   * until it holds min(entitlement, demand) again. Borrowing elsewhere is nothing it could take
-   * back: a sovereign member waiting on its own racks is not waiting for a reclaim.
+   * Reclaim latency: a member with a waiting job that fits within its entitlement (it holds
+   * less than its entitlement by at least that job's GPUs) while others borrow where it could
+   * run (in its zone, for a member bound to one) is in deficit until no waiting job of it fits
+   * any more. A job that would take it beyond its entitlement borrows; it is not owed a reclaim.
+   * Borrowing elsewhere is nothing it could take back: a sovereign member waiting on its own
+   * racks is not waiting for a reclaim.
    */
   private watchReclaim(): void {
     const members = this.o.consortium.members;
     const zones = this.site.zones.length;
-    const demand = this.memberGpus.map((g, m) => g + this.memberWaiting[m]);
     const borrowing = members.map((m, i) => this.memberGpus[i] > m.entitlementGpus);
     members.forEach((m, i) => {
-      const target = Math.min(m.entitlementGpus, demand[i]);
+      let smallest = Infinity;
+      for (const g of this.memberWaitingBySize[i].keys()) smallest = Math.min(smallest, g);
       const z = m.zone === null ? -1 : this.site.zones.indexOf(m.zone);
       const othersBorrow = borrowing.some((b, k) => b && k !== i && (z < 0 || this.memberZoneGpus[k * zones + z] > 0));
-      const short = this.memberGpus[i] < target && othersBorrow;
+      const short = this.memberGpus[i] + smallest <= m.entitlementGpus && othersBorrow;
       const since = this.deficitSince[i];
       if (short && since === null) this.deficitSince[i] = this.now;
       else if (!short && since !== null) {
@@ -625,4 +630,11 @@ class Simulation {
   private push(at: number, kind: Kind, job: number, run: number): void {
     this.events.push({ at, kind, job, run }, at);
   }
+}
+
+/** Adds `delta` to the count of `key`, dropping keys that reach zero. */
+function count(counts: Map<number, number>, key: number, delta: number): void {
+  const n = (counts.get(key) ?? 0) + delta;
+  if (n === 0) counts.delete(key);
+  else counts.set(key, n);
 }

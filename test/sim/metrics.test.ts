@@ -201,18 +201,19 @@ describe('the figures of a real replay with a reclaim', () => {
 
   it('counts the lost work as delay in bounded slowdown', () => {
     const a1 = r.outcomes.find((o) => o.id === 'a1')!;
-    // Preempted at 2,500, stopped at 2,560 having kept its 1,800 s checkpoint: 760 s × 16 lost.
-    expect(a1.lostGpuSeconds).toBe(760 * 16);
-    // It waits 2,560 → 5,560 (until b1 ends) and runs the 5,200 s left: finished at 10,760.
-    // Delay 3,000 + 760 = 3,760; slowdown (3,760 + 7,000) / 7,000.
-    expect(a1.finishedAt).toBe(10_760);
-    expect(s.max_bounded_slowdown).toBeCloseTo(10_760 / 7000, 12);
+    // Preempted at 2,500, 700 s past its 1,800 s checkpoint: it is stopped right after the next
+    // one, at 3,600 + 60 s of grace, and loses the grace: 60 s × 16.
+    expect(a1.lostGpuSeconds).toBe(60 * 16);
+    // It waits 3,660 → 6,660 (until b1 ends) and runs the 3,400 s left: finished at 10,060.
+    // Delay 3,000 + 60; slowdown (3,060 + 7,000) / 7,000.
+    expect(a1.finishedAt).toBe(10_060);
+    expect(s.max_bounded_slowdown).toBeCloseTo(10_060 / 7000, 12);
     expect(s.max_wait_s).toBe(3000);
   });
 
   it('counts busy GPU-hours as the work of the trace plus the work lost (and any restart overhead)', () => {
-    // 16 × (7,000 + 7,000 + 3,000) + 12,160 lost = 284,160 GPU-seconds.
-    expect(s.gpu_hours_busy * 3600).toBeCloseTo(284_160, 6);
+    // 16 × (7,000 + 7,000 + 3,000) + 960 lost = 272,960 GPU-seconds.
+    expect(s.gpu_hours_busy * 3600).toBeCloseTo(272_960, 6);
     // Restart overhead is the engine's to report (JobOutcome.overheadGpuSeconds, in resume mode).
     const overhead = (o: JobOutcome) => (o as JobOutcome & { overheadGpuSeconds?: number }).overheadGpuSeconds ?? 0;
     const work = r.outcomes.reduce((w, o) => w + o.gpus * o.runtimeSeconds + o.lostGpuSeconds + overhead(o), 0);

@@ -378,7 +378,7 @@ describe('from trace records to jobs', () => {
       checkpointIntervalSeconds: 1800,
       gracePeriodSeconds: 60,
     });
-    expect(small).toMatchObject({ id: 't-small', gang: { gpus: 1 }, topology: 'none', checkpointIntervalSeconds: null });
+    expect(small).toMatchObject({ id: 't-small', gang: { gpus: 1 }, topology: 'none', checkpointIntervalSeconds: 1800 });
     expect(small.project).toBe(`${small.member}-default`);
   });
 

@@ -235,7 +235,7 @@ export class LeastLostWork implements PreemptionOracle {
       else if (e.member === m && PRIORITY_RANK[e.job.priorityClass] < rank) reason = 'Priority';
       else if (
         e.member === m &&
-        preemptor.reclaim &&
+        !this.quota.borrowing(m) &&
         PRIORITY_RANK[e.job.priorityClass] === rank &&
         this.atCheckpoint(e.job) &&
         remainingWork(e.job, this.now) >= this.settings.serviceMargin * preemptor.work &&

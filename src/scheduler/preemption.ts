@@ -183,7 +183,6 @@ export class LeastLostWork implements PreemptionOracle {
       if (v.member === request.member) own += gpusOf(v);
     }
     if (own < preemptor.ownToFree || this.snap.now.total + all < request.gpus) return null;
-    sortCheapestFirst(candidates);
     // A gang that fits in one domain is tried domain by domain, so victims in other domains
     // are never taken in vain; larger gangs search the whole machine at once.
     const { site } = this.snap;
@@ -193,19 +192,27 @@ export class LeastLostWork implements PreemptionOracle {
       // Candidates by domain; work that frees quota counts anywhere, so own victims go everywhere.
       const byDomain: Victim[][] = site.domains.map(() => []);
       const inDomainGpus = new Float64Array(site.domains.length);
-      for (const v of candidates) {
-        const seen = new Set<number>();
-        for (const a of v.job.allocation) seen.add(site.nodes[a.node].domain);
-        for (let d = 0; d < site.domains.length; d++) {
-          if (seen.has(d) || (preemptor.ownToFree > 0 && v.member === request.member)) byDomain[d].push(v);
+      const stamp = new Int32Array(site.domains.length).fill(-1);
+      candidates.forEach((v, i) => {
+        const everywhere = preemptor.ownToFree > 0 && v.member === request.member;
+        if (everywhere) for (const list of byDomain) list.push(v);
+        for (const a of v.job.allocation) {
+          const d = site.nodes[a.node].domain;
+          if (stamp[d] === i) continue;
+          stamp[d] = i;
+          if (!everywhere) byDomain[d].push(v);
+          inDomainGpus[d] += gpusOf(v);
         }
-        for (const d of seen) inDomainGpus[d] += gpusOf(v);
-      }
+      });
+      // No plan can lose less than the cheapest victim alone: once one does, stop looking.
+      let cheapest = Infinity;
+      for (const v of candidates) if (!v.overshoot) cheapest = Math.min(cheapest, v.lostGpuHours);
       for (let d = 0; d < site.domains.length; d++) {
         if (request.domains && !request.domains[d]) continue;
         if (this.snap.now.domainAvail[d] + inDomainGpus[d] < request.gpus) continue;
         const plan = this.greedy(preemptor, byDomain[d], d);
         if (plan && better(plan, best)) best = plan;
+        if (best && best.victims.length === 1 && !best.victims[0].overshoot && best.lostGpuHours <= cheapest) break;
       }
     }
     if (!best && (request.gpus > maxDomain || request.topology !== 'required')) {
@@ -214,20 +221,35 @@ export class LeastLostWork implements PreemptionOracle {
     return best;
   }
 
-  /** Running jobs by member: a search for victims looks only at the members it may take from. */
-  private byMember: RunningEntry[][] | null = null;
+  /** The running jobs that may be victims, cheapest to stop first: sorted once per cycle. */
+  private cheapestFirst: RunningEntry[] | null = null;
+
+  /** What stopping a running job costs does not depend on who stops it: once per cycle. */
+  private readonly costs = new Map<RunningEntry, { lostGpuHours: number; stopAfterSeconds: number }>();
+
+  private costOf(e: RunningEntry): { lostGpuHours: number; stopAfterSeconds: number } {
+    let c = this.costs.get(e);
+    if (!c) {
+      c = { lostGpuHours: this.lostGpuHours(e.job), stopAfterSeconds: this.stopAfter(e.job) };
+      this.costs.set(e, c);
+    }
+    return c;
+  }
 
   private candidates(preemptor: Preemptor): Victim[] {
     const m = preemptor.request.member;
     const rank = PRIORITY_RANK[preemptor.priorityClass];
-    if (!this.byMember) {
-      this.byMember = Array.from(this.quota.used, () => []);
-      for (const e of this.running) if (!e.fresh) this.byMember[e.member].push(e);
+    if (!this.cheapestFirst) {
+      this.cheapestFirst = this.running.filter((e) => !e.fresh);
+      sortCheapestFirst(this.cheapestFirst, (e) => this.costOf(e).lostGpuHours);
     }
+    // In cheapest-first order; purely borrowed work (its member stays at or above its
+    // entitlement without it) before work whose loss would take its member below it.
     const out: Victim[] = [];
-    const from = preemptor.reclaim ? this.byMember.filter((_, k) => k === m || this.quota.borrowing(k)).flat() : this.byMember[m];
-    for (const e of from) {
+    const last: Victim[] = [];
+    for (const e of this.cheapestFirst) {
       if (e.stopping || e.fresh) continue;
+      if (e.member !== m && !(preemptor.reclaim && this.quota.borrowing(e.member))) continue;
       if (this.now - e.job.startedAt < e.job.minRuntimeSeconds) continue;
       if (preemptor.preemptedBy?.includes(e.job.id)) continue;
       let reason: PreemptionReason | null = null;
@@ -243,18 +265,10 @@ export class LeastLostWork implements PreemptionOracle {
       )
         reason = 'Service';
       if (!reason) continue;
-      // Purely borrowed work (its member stays at or above its entitlement without it) goes first.
       const overshoot = reason === 'Reclaim' && this.quota.used[e.member] - gpusOfJob(e.job) < this.quota.nominal[e.member];
-      out.push({
-        job: e.job,
-        member: e.member,
-        isolated: e.isolated,
-        reason,
-        lostGpuHours: this.lostGpuHours(e.job),
-        stopAfterSeconds: this.stopAfter(e.job),
-        overshoot,
-      });
+      (overshoot ? last : out).push({ job: e.job, member: e.member, isolated: e.isolated, reason, ...this.costOf(e), overshoot });
     }
+    for (const v of last) out.push(v);
     return out;
   }
 
@@ -352,13 +366,12 @@ export class LeastLostWork implements PreemptionOracle {
   }
 }
 
-/** Purely borrowed work first, then the least work lost; for equal loss, bigger jobs (fewer victims), then the newest. */
-function sortCheapestFirst(victims: Victim[]): void {
-  victims.sort(
+/** The least work lost first; for equal loss, bigger jobs (fewer victims), then the newest. */
+function sortCheapestFirst(entries: RunningEntry[], lost: (e: RunningEntry) => number): void {
+  entries.sort(
     (a, b) =>
-      Number(a.overshoot) - Number(b.overshoot) ||
-      a.lostGpuHours - b.lostGpuHours ||
-      gpusOf(b) - gpusOf(a) ||
+      lost(a) - lost(b) ||
+      gpusOfJob(b.job) - gpusOfJob(a.job) ||
       b.job.startedAt - a.job.startedAt ||
       (a.job.id < b.job.id ? -1 : 1),
   );

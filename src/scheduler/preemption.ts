@@ -188,6 +188,9 @@ export class LeastLostWork implements PreemptionOracle {
     const { site } = this.snap;
     const maxDomain = this.snap.maxDomainGpus;
     let best: PreemptionPlan | null = null;
+    // A job on one node needs no domain-by-domain search: victims whose GPUs it does not take
+    // are given back by the minimal-set pass anyway.
+    if (request.tasks.length === 1) return this.greedy(preemptor, candidates, undefined);
     if (request.gpus <= maxDomain) {
       // Candidates by domain; work that frees quota counts anywhere, so own victims go everywhere.
       const byDomain: Victim[][] = site.domains.map(() => []);

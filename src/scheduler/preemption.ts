@@ -228,12 +228,12 @@ export class LeastLostWork implements PreemptionOracle {
   private cheapestFirst: RunningEntry[] | null = null;
 
   /** What stopping a running job costs does not depend on who stops it: once per cycle. */
-  private readonly costs = new Map<RunningEntry, { lostGpuHours: number; stopAfterSeconds: number }>();
+  private readonly costs = new Map<RunningEntry, { lostGpuHours: number; stopAfterSeconds: number; gpus: number }>();
 
-  private costOf(e: RunningEntry): { lostGpuHours: number; stopAfterSeconds: number } {
+  private costOf(e: RunningEntry): { lostGpuHours: number; stopAfterSeconds: number; gpus: number } {
     let c = this.costs.get(e);
     if (!c) {
-      c = { lostGpuHours: this.lostGpuHours(e.job), stopAfterSeconds: this.stopAfter(e.job) };
+      c = { lostGpuHours: this.lostGpuHours(e.job), stopAfterSeconds: this.stopAfter(e.job), gpus: gpusOfJob(e.job) };
       this.costs.set(e, c);
     }
     return c;
@@ -268,8 +268,17 @@ export class LeastLostWork implements PreemptionOracle {
       )
         reason = 'Service';
       if (!reason) continue;
-      const overshoot = reason === 'Reclaim' && this.quota.used[e.member] - gpusOfJob(e.job) < this.quota.nominal[e.member];
-      (overshoot ? last : out).push({ job: e.job, member: e.member, isolated: e.isolated, reason, ...this.costOf(e), overshoot });
+      const cost = this.costOf(e);
+      const overshoot = reason === 'Reclaim' && this.quota.used[e.member] - cost.gpus < this.quota.nominal[e.member];
+      (overshoot ? last : out).push({
+        job: e.job,
+        member: e.member,
+        isolated: e.isolated,
+        reason,
+        lostGpuHours: cost.lostGpuHours,
+        stopAfterSeconds: cost.stopAfterSeconds,
+        overshoot,
+      });
     }
     for (const v of last) out.push(v);
     return out;

@@ -817,7 +817,8 @@ export function gangOf(j: StoredJob): GangRequest {
   return r.nodes !== undefined && r.gpusPerNode !== undefined ? { nodes: r.nodes, gpusPerNode: r.gpusPerNode } : { gpus: j.gpus };
 }
 
-function toPending(j: StoredJob): PendingJob {
+/** The job as the scheduler sees it while it waits. */
+export function toPending(j: StoredJob): PendingJob {
   const r = j.request;
   return {
     id: j.id,

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { SubmitRequest } from '../../src/api/contract.js';
 import type { PendingJob } from '../../src/core/job.js';
 import { createSimulatedExecutor, simulatedNodesFor } from '../../src/executors/simulated.js';
-import { Controller } from '../../src/server/controller.js';
+import { Controller, toPending } from '../../src/server/controller.js';
 import { simulate, type SimJob } from '../../src/sim/engine.js';
 import type { Policy } from '../../src/sim/policy.js';
 import { POLICIES } from '../../src/sim/policies/index.js';
@@ -187,24 +187,9 @@ describe('a server run replayed through the simulator', () => {
     const server = await serverRun();
     // The same jobs as the scheduler saw them in the server (ids, submission times, requests).
     const pending = new Map<string, PendingJob>();
-    for (const j of await store!.jobs({ limit: 1000 } as never)) {
-      const r = j.request;
-      pending.set(j.id, {
-        id: j.id,
-        member: j.member,
-        project: j.project,
-        priorityClass: r.priorityClass,
-        gang: { gpus: j.gpus },
-        topology: r.topology,
-        isolation: { exclusive: r.exclusive, zone: r.zone },
-        walltimeSeconds: r.walltimeSeconds,
-        minRuntimeSeconds: r.minRuntimeSeconds,
-        checkpointIntervalSeconds: r.checkpointIntervalSeconds,
-        gracePeriodSeconds: r.gracePeriodSeconds,
-        submittedAt: j.submittedAt,
-        holdSince: null,
-      });
-    }
+    // Each as it was submitted: no hold, and nobody has preempted it yet.
+    for (const j of await store!.jobs({ limit: 1000 } as never))
+      pending.set(j.id, { ...toPending(j), holdSince: null, preemptedBy: undefined });
     const sorted = new Map([...pending.entries()].sort((a, b) => Number(a[0]) - Number(b[0])));
     const sim = simulatorRun(sorted);
     expect(Object.fromEntries(sim)).toEqual(Object.fromEntries(server));

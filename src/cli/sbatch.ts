@@ -613,7 +613,8 @@ const SIGNALS: readonly Signal[] = ['TERM', 'USR1', 'USR2', 'INT', 'HUP'];
 function signal(value: string | undefined, at: Apply): void {
   const m = /^(?:([BR]+):)?([A-Za-z0-9]+)(?:@(\d+))?$/i.exec(need(value));
   if (!m) throw new Invalid(`'${need(value)}' is not [B:]SIG[@seconds]`);
-  if (m[1]?.toUpperCase().includes('R')) at.warn("'R:' has no meaning in Fabrik: a job in a reservation ends before the reservation does");
+  if (m[1]?.toUpperCase().includes('R'))
+    at.warn("'R:' has no meaning in Fabrik: a job in a reservation ends before the reservation does");
   const name = m[2].toUpperCase().replace(/^SIG/, '');
   const sig = SIGNAL_NUMBERS.get(name) ?? SIGNALS.find((s) => s === name);
   if (!sig) throw new Invalid(`Fabrik sends ${SIGNALS.join(', ')} (or their numbers 15, 10, 12, 2, 1), not ${m[2]}`);

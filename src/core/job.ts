@@ -106,11 +106,6 @@ export function lastCheckpoint(job: RunningJob, now: number): number {
   return job.startedAt;
 }
 
-/** GPU-hours of work a preemption at `now` loses (work since the last checkpoint). */
-export function workAtRisk(job: RunningJob, now: number): number {
-  return (gangGpusOf(job) * Math.max(0, now - lastCheckpoint(job, now))) / 3600;
-}
-
 export function gangGpusOf(job: { readonly allocation: readonly Allocation[] }): number {
   let g = 0;
   for (const a of job.allocation) g += a.gpus;

@@ -315,7 +315,7 @@ export type Aging = Pick<SchedulerConfig, 'agingGpus' | 'slowdownBound' | 'maxAg
  * the job waits, so a caller can keep its queue sorted by it (the simulator does).
  */
 export function agingKey(job: JobSpec, aging: Aging): number {
-  const remaining = Math.max(0, job.walltimeSeconds - (job.attainedSeconds ?? 0));
+  const remaining = remainingWalltime(job);
   const delay = Math.min(
     (remaining * gangGpus(job.gang)) / aging.agingGpus,
     aging.slowdownBound * remaining,

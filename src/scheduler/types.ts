@@ -126,7 +126,8 @@ export type Decision =
 /**
  * Why a job is not running, in the words users of Slurm and Kueue look for.
  * - QuotaExhausted: its member is at its entitlement and nothing idle can be borrowed.
- * - WaitingForReclaim: borrowed GPUs are being taken back for it (a grace period is running).
+ * - WaitingForReclaim: running jobs are being stopped for it (borrowed work taken back, or its
+ *   member's own lower-class or longer work); they stop after their grace.
  * - WaitingForResources: it holds a reservation and starts when running jobs release its GPUs.
  * - BehindReservation: it would fit now, but would delay a job that holds a reservation.
  * - WaitingForReservation: GPUs booked for an advance reservation (a capability run) keep it off, or

@@ -6,7 +6,7 @@
 // below must stay silent. Datasets and agreements are Cedar entities by their qualified names
 // (`Fabrik::Dataset::"pharma/trials"`, `Fabrik::Agreement::"pharma/dua-trials"`): two members'
 // `trials` are two entities, and no policy can mean one and match the other.
-import type { CedarValueJson, CheckParseAnswer, EntityJson } from '@cedar-policy/cedar-wasm/nodejs';
+import type { AuthorizationAnswer, CedarValueJson, CheckParseAnswer, EntityJson } from '@cedar-policy/cedar-wasm/nodejs';
 import { withCedar } from './cedar.js';
 import { ENTITY_REFERENCE, qualified, type Agreement, type Dataset } from './model.js';
 
@@ -249,17 +249,31 @@ export class AdmissionPolicies {
       });
       context.agreement = uid('Agreement', agreementName);
     }
-    const answer = withCedar((cedar) =>
-      cedar.isAuthorized({
-        principal: uid('Job', 'this'),
-        action: { type: 'Fabrik::Action', id: 'use' },
-        resource: uid('Dataset', name),
-        context,
-        policies: { staticPolicies: this.policies },
-        entities,
-      }),
-    );
-    if (answer.type === 'failure') throw new InvalidPolicyError(answer.errors.map((e) => e.message).join('; '));
+    // The policies are checked one by one when they are put; together, on a real job's entities,
+    // Cedar may still refuse them or run out of stack. Admission then fails closed and says why:
+    // no use is allowed, and nothing answers a 500.
+    let answer: AuthorizationAnswer;
+    try {
+      answer = withCedar((cedar) =>
+        cedar.isAuthorized({
+          principal: uid('Job', 'this'),
+          action: { type: 'Fabrik::Action', id: 'use' },
+          resource: uid('Dataset', name),
+          context,
+          policies: { staticPolicies: this.policies },
+          entities,
+        }),
+      );
+    } catch (e) {
+      return {
+        dataset: name,
+        allow: false,
+        agreement: null,
+        rules: [`policies: Cedar could not evaluate them (${(e as Error).message})`],
+      };
+    }
+    if (answer.type === 'failure')
+      return { dataset: name, allow: false, agreement: null, rules: answer.errors.map((e) => `policies: ${e.message}`) };
     const { decision, diagnostics } = answer.response;
     // Policies that fail to evaluate (a site policy reading an attribute that is not there) deny, and say so.
     const errors = diagnostics.errors.map((e) => `${e.policyId}: ${e.error.message}`);

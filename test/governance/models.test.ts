@@ -459,10 +459,16 @@ describe('people, not names: sock puppets and side doors', () => {
     expect(opUser.status).toBe(201);
     const op2 = (await t.call<{ secret: string }>(t.operator, 'POST', '/v1/tokens', { name: 'p', user: 'op-puppet' })).body
       .secret;
+    // A job that waits while the test runs: it depends on a long one (a job larger than the
+    // member may hold is refused at submission now).
+    const blocker = await t.call<{ jobs: JobView[] }>(tok.telecom, 'POST', '/v1/jobs', {
+      command: ['sleep', '600'],
+      gracePeriodSeconds: 0,
+    });
     const waiting = await t.call<{ jobs: JobView[] }>(tok.telecom, 'POST', '/v1/jobs', {
       script: '#!/bin/bash\necho TELECOM-SCRIPT-SECRET\n',
       env: { API_KEY: 'TELECOM-ENV-SECRET' },
-      gpus: 4,
+      afterOk: [blocker.body.jobs[0].id],
     });
     const jobId = waiting.body.jobs[0].id;
     const asked = await t.call<Approval>(t.operator, 'POST', '/v1/approvals', {
@@ -495,5 +501,6 @@ describe('people, not names: sock puppets and side doors', () => {
     const own = await t.call<JobView>(tok.telecom, 'GET', `/v1/jobs/${jobId}`);
     expect(own.body.spec).toMatchObject({ env: { API_KEY: 'TELECOM-ENV-SECRET' } });
     expect((await t.call(tok.tara, 'PUT', '/v1/members/telecom/break-glass', { required: false })).status).toBe(200);
+    expect((await t.call(tok.telecom, 'POST', `/v1/jobs/${blocker.body.jobs[0].id}/cancel`)).status).toBe(200);
   });
 });

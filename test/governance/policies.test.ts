@@ -157,6 +157,23 @@ describe('admission policies', () => {
     expect(site.decide(own('telecom'), telecoms, [], PLACES['general, alone'], NOW).allow).toBe(true);
   });
 
+  it('fails closed, and says why, when Cedar cannot evaluate the policies together', () => {
+    // Each site policy is checked when it is put; a set Cedar refuses as a whole (here, text that
+    // never went through that check) must deny every use and name the reason, never throw.
+    const broken = new AdmissionPolicies({ broken: 'permit (principal, action, resource) when { ' });
+    const decision = broken.decide(
+      { member: 'pharma', project: 'p', purpose: 'x' },
+      dataset({}),
+      [],
+      PLACES['general, alone'],
+      NOW,
+    );
+    expect(decision.allow).toBe(false);
+    expect(decision.agreement).toBeNull();
+    expect(decision.rules.length).toBeGreaterThan(0);
+    expect(decision.rules.every((r) => r.startsWith('policies: '))).toBe(true);
+  });
+
   it('refuses a policy that names a dataset or agreement without its member (it would match nothing)', () => {
     for (const [text, message] of [
       [

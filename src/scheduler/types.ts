@@ -92,7 +92,7 @@ export const DEFAULT_CONFIG: SchedulerConfig = {
   preemptionAttemptsPerMember: 4,
   agingGpus: 1,
   slowdownBound: 24,
-  maxAgingSeconds: 14 * 24 * 3600,
+  maxAgingSeconds: 30 * 24 * 3600,
   checkpointSlackSeconds: 300,
   serviceMargin: 2,
   reclaimWithinSeconds: 1800,

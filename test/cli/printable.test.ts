@@ -1,8 +1,6 @@
 // Names come from other people: a job name or a dataset name full of terminal escapes must not
 // clear the screen, move the cursor, recolour the terminal, reorder text or print fake rows when
 // the CLI shows it. Checked on the helper, then through the real CLI against a real server.
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliFailure } from '../../src/cli/errors.js';
@@ -10,8 +8,7 @@ import { ApiRequestError } from '../../src/cli/client.js';
 import { line, printable, printableText, terminalJson } from '../../src/cli/printable.js';
 import { table } from '../../src/cli/table.js';
 import { testServer, type TestServer } from '../server/helpers.js';
-
-const root = new URL('../../', import.meta.url).pathname;
+import { runCli } from './run.js';
 
 /** Everything a terminal acts on: C0 (newline, tab, bell, ESC), DEL, C1, line separators, bidi controls. */
 const ACTIVE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
@@ -67,19 +64,7 @@ describe('printable', () => {
   });
 });
 
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
-      env: { ...process.env, ...env },
-      cwd: root,
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('exit', (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
+const cli = runCli;
 
 describe('through the real CLI against a server', () => {
   let t: TestServer;

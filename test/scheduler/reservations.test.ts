@@ -139,16 +139,16 @@ describe("the consortium's rules for members who book themselves", () => {
   });
 });
 
-describe('the cycle with a booked reservation', () => {
-  // pharma books domain 1 (nodes 4–7) from t = 10 h to 20 h.
-  const booked: AdvanceReservation = {
-    id: 'cap',
-    member: 'pharma',
-    start: 10 * H,
-    end: 20 * H,
-    allocation: onNodes([4, 5, 6, 7], 4),
-  };
+/** pharma books domain 1 (nodes 4–7) from t = 10 h to 20 h. */
+const booked: AdvanceReservation = {
+  id: 'cap',
+  member: 'pharma',
+  start: 10 * H,
+  end: 20 * H,
+  allocation: onNodes([4, 5, 6, 7], 4),
+};
 
+describe('the cycle with a booked reservation', () => {
   it('backfills its GPUs before the start only with jobs that end in time', () => {
     // Domain 0 is full: only the reservation's nodes are free.
     const running = [
@@ -350,13 +350,6 @@ describe('reservation properties over random job streams', () => {
 });
 
 describe('fair share charge', () => {
-  const booked: AdvanceReservation = {
-    id: 'cap',
-    member: 'pharma',
-    start: 10 * H,
-    end: 20 * H,
-    allocation: onNodes([4, 5, 6, 7], 4),
-  };
   it("charges a reservation's whole size while it is on, in place of its jobs, and nothing before or after", () => {
     const running = [
       { member: 'pharma', gpus: 4, reservation: 'cap' },

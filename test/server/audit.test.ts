@@ -3,7 +3,6 @@
 // member checks on its own, logins recorded once, and `fabrik audit verify` end to end: from a
 // saved checkpoint it passes on an untouched log and fails, naming the event, once a stored
 // event is edited behind the server's back.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,21 +20,14 @@ import { eventLeafHash } from '../../src/audit/event.js';
 import { verifyConsistency, verifyInclusion } from '../../src/audit/merkle.js';
 import { openStore, type KyselyStore } from '../../src/store/index.js';
 import { testServer, type TestServer } from './helpers.js';
+import { runCli } from '../cli/run.js';
 
-const root = new URL('../../', import.meta.url).pathname;
 const b = (s: string) => Buffer.from(s, 'base64');
 
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
-      env: { ...process.env, ...env },
-      cwd: root,
-    });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('exit', (code) => resolve({ code: code ?? -1, out }));
-  });
+/** The CLI's output, stdout then stderr. */
+async function cli(args: string[], env: Record<string, string>): Promise<{ code: number; out: string }> {
+  const r = await runCli(args, env);
+  return { code: r.code, out: r.out + r.err };
 }
 
 describe('audit API', () => {

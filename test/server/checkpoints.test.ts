@@ -1,13 +1,11 @@
 // A running job reports its checkpoints: POST /v1/jobs/:id/checkpoints by its owner (or the job
 // itself with the owner's token) records the time, the scheduler reads it, `fabrik show` shows it,
 // and nobody else may move it: other members get 404 as for every job route, the rest 403.
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
 import { testServer, type TestServer } from './helpers.js';
+import { runCli } from '../cli/run.js';
 
-const root = new URL('../../', import.meta.url).pathname;
 let t: TestServer;
 let alice: string;
 let bob: string;
@@ -34,19 +32,7 @@ afterAll(async () => {
   await t.close();
 });
 
-function cli(args: string[], token: string): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), ...args], {
-      env: { ...process.env, FABRIK_URL: t.server.url, FABRIK_TOKEN: token },
-      cwd: root,
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('exit', (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
+const cli = (args: string[], token: string) => runCli(args, { FABRIK_URL: t.server.url, FABRIK_TOKEN: token });
 
 describe('checkpoints reported through the API', () => {
   it("records the owner's report, shows it, and hands it to the scheduler", async () => {

@@ -20,7 +20,7 @@ import { mostGpus } from './limits.js';
 import { place, type PlacementRequest } from './placement.js';
 import type { RunningEntry } from './preemption.js';
 import { QuotaBook, QuotaFit } from './quota.js';
-import { AdvanceReservations } from './reservations.js';
+import { AdvanceReservations, liveReservations } from './reservations.js';
 import { Snapshot, type Availability } from './snapshot.js';
 import { ReleaseTimeline } from './timeline.js';
 import type { ClusterState, CycleOptions, CycleResult, Decision, Explanation, PendingReason } from './types.js';
@@ -82,7 +82,7 @@ export class CycleBase {
     this.quota = new QuotaBook(consortium, this.snap.now.total, (m, t) => this.timeline.releasedBy(m, t));
     const empty = this.snap.now;
     this.capacity = { avail: empty.avail.slice(), domainAvail: empty.domainAvail.slice(), total: empty.total };
-    this.advance = new AdvanceReservations(state.reservations, now);
+    this.advance = new AdvanceReservations(liveReservations(state.reservations, now, [...state.running, ...state.pending]), now);
   }
 
   /** Booked advance reservations (capability runs): see reservations.ts. */

@@ -199,6 +199,25 @@ export type InReservation =
   | { readonly kind: 'start'; readonly allocation: Allocation[]; readonly end: number }
   | { readonly kind: 'wait'; readonly from: number | null };
 
+/**
+ * A reservation that has been on this long with no job running or waiting in it is released
+ * (Slurm's PURGE_COMP): its GPUs are everyone's again and it is no longer charged. A capability
+ * run that ends hours before its window does not idle the rest of it. A job submitted to it later
+ * takes it back, from when the GPUs free up.
+ */
+export const RELEASE_IDLE_SECONDS = 600;
+
+/** The reservations still holding their GPUs: not over, and not released for want of jobs. */
+export function liveReservations(
+  reservations: readonly AdvanceReservation[] | undefined,
+  now: number,
+  jobs: Iterable<{ readonly reservation?: string | null }>,
+): AdvanceReservation[] {
+  const used = new Set<string>();
+  for (const j of jobs) if (j.reservation != null) used.add(j.reservation);
+  return (reservations ?? []).filter((r) => r.end > now && (now < r.start + RELEASE_IDLE_SECONDS || used.has(r.id)));
+}
+
 /** The prefix that marks an advance reservation among the snapshot's held GPU sets. */
 const HELD = 'reservation:';
 
@@ -304,16 +323,17 @@ export function reservedGpuHours(reservations: readonly AdvanceReservation[], fr
 /**
  * GPUs each member is charged for in fair share now: its running jobs' GPUs, where the jobs inside
  * a reservation that is on give way to the reservation's whole size, used or not (the borrowed
- * share is usage, so fair share repays the lenders).
+ * share is usage, so fair share repays the lenders), until it is released (`liveReservations`).
  */
 export function chargedGpus(
-  running: Iterable<{ readonly member: string; readonly gpus: number; readonly reservation?: string | null }>,
+  running: readonly { readonly member: string; readonly gpus: number; readonly reservation?: string | null }[],
   reservations: readonly AdvanceReservation[],
   now: number,
+  waiting: Iterable<{ readonly reservation?: string | null }> = [],
 ): Record<string, number> {
   const out: Record<string, number> = {};
   const active = new Map<string, AdvanceReservation>();
-  for (const r of reservations) {
+  for (const r of liveReservations(reservations, now, [...running, ...waiting])) {
     if (r.start > now || r.end <= now) continue;
     active.set(r.id, r);
     out[r.member] = (out[r.member] ?? 0) + reservationGpus(r);

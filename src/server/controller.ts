@@ -286,7 +286,9 @@ export class Controller {
     const half = this.o.consortium.fairShare.halfLifeHours;
     // A reservation that is on is charged whole to its member, in place of the jobs inside it.
     const jobs = this.onGpus().map((j) => ({ member: j.member, gpus: j.gpus, reservation: j.request.reservation }));
-    const held = chargedGpus(jobs, this.booked, now);
+    // Jobs waiting for a reservation keep it from being released for want of jobs.
+    const waiting = [...this.active.values()].filter((j) => j.state === 'pending').map((j) => j.request);
+    const held = chargedGpus(jobs, this.booked, now, waiting);
     const out: Record<string, number> = {};
     for (const m of this.o.consortium.members)
       out[m.id] = decayUsage(this.usage[m.id] ?? 0, Math.max(0, now - this.usageAt), half, held[m.id] ?? 0);

@@ -542,7 +542,8 @@ class Simulation {
       gpus: gangGpus(l.running!.gang),
       reservation: l.running!.reservation,
     }));
-    const by = chargedGpus(jobs, booked, this.accruedAt);
+    const waiting = [...this.pending.values()].map((l) => l.pending!);
+    const by = chargedGpus(jobs, booked, this.accruedAt, waiting);
     return this.o.consortium.members.map((m) => by[m.id] ?? 0);
   }
 

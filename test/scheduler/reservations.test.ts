@@ -10,6 +10,8 @@ import {
   bookReservation,
   chargedGpus,
   checkReservationRules,
+  liveReservations,
+  RELEASE_IDLE_SECONDS,
   ReservationRefusedError,
   type BookingRequest,
   reservedGpuHours,
@@ -174,6 +176,43 @@ describe('the cycle with a booked reservation', () => {
     expect(r.pending.find((p) => p.job === 'long')?.reason).toBe('WaitingForReservation');
   });
 
+  it('gives its GPUs back once it is on and idle (no job runs or waits in it), as PURGE_COMP does', () => {
+    const running = [
+      job('busy')
+        .member('telecom')
+        .gpus(16)
+        .walltime(100 * H)
+        .running(0, onNodes([0, 1, 2, 3], 4)),
+    ];
+    const long = job('long')
+      .member('telecom')
+      .gpus(8)
+      .walltime(12 * H)
+      .build();
+    const at = booked.start + RELEASE_IDLE_SECONDS;
+    // Idle since its start: released, so the long job takes its GPUs.
+    const idle = cycle(state({ running, pending: [long], reservations: [booked] }), at);
+    expect(idle.decisions.filter((d) => d.kind === 'start').map((d) => d.job)).toEqual(['long']);
+    // Just started: its jobs may still come.
+    const early = cycle(state({ running, pending: [long], reservations: [booked] }), at - 1);
+    expect(early.decisions.filter((d) => d.kind === 'start')).toEqual([]);
+    // A job waits for it: it holds its GPUs again.
+    const mine = inReservation(
+      job('mine')
+        .member('pharma')
+        .gpus(4)
+        .walltime(100 * H)
+        .build(),
+      'cap',
+    );
+    const claimed = cycle(state({ running, pending: [long, mine], reservations: [booked] }), at);
+    expect(claimed.decisions.filter((d) => d.kind === 'start' && d.job === 'long')).toEqual([]);
+    // And it is charged only while live.
+    expect(chargedGpus([], [booked], at)).toEqual({});
+    expect(chargedGpus([], [booked], at, [mine])).toEqual({ pharma: 16 });
+    expect(liveReservations([booked], at, [mine])).toEqual([booked]);
+  });
+
   it('keeps every other job off its GPUs in its window, and runs its own jobs only there', () => {
     const other = job('other').member('telecom').gpus(4).walltime(H).build();
     const mine = inReservation(
@@ -255,12 +294,18 @@ describe('the cycle with a booked reservation', () => {
 
 describe('reservation properties over random job streams', () => {
   /** Plays cycles every 30 minutes for two days: finished jobs leave, started ones run their walltime. */
-  function play(pending: PendingJob[], r: AdvanceReservation, check: (t: number, j: PendingJob, nodes: number[]) => void) {
+  /** `released`: the reservation was on, but idle long enough to give its GPUs back (RELEASE_IDLE_SECONDS). */
+  function play(
+    pending: PendingJob[],
+    r: AdvanceReservation,
+    check: (t: number, j: PendingJob, nodes: number[], released: boolean) => void,
+  ) {
     let running: RunningJob[] = [];
     let waiting = pending;
     for (let t = 0; t <= 48 * H; t += H / 2) {
       running = running.filter((j) => j.startedAt + j.walltimeSeconds > t);
       const arrived = waiting.filter((j) => j.submittedAt <= t);
+      const released = t < r.end && liveReservations([r], t, [...running, ...arrived]).length === 0;
       const res = cycle(state({ running, pending: arrived, reservations: [r] }), t);
       for (const d of res.decisions) {
         if (d.kind !== 'start') continue;
@@ -269,6 +314,7 @@ describe('reservation properties over random job streams', () => {
           t,
           j,
           d.allocation.map((a) => a.node),
+          released,
         );
         running.push({ ...j, startedAt: t, allocation: d.allocation, lastCheckpointAt: null, preempting: null });
         waiting = waiting.filter((w) => w.id !== d.job);
@@ -307,7 +353,7 @@ describe('reservation properties over random job streams', () => {
             .build();
           return s.inside && s.member === 'pharma' ? inReservation(j, 'cap') : j;
         });
-        play(pending, r, (t, j, nodes) => {
+        play(pending, r, (t, j, nodes, released) => {
           const end = t + j.walltimeSeconds;
           if (j.reservation === 'cap') {
             expect(
@@ -316,8 +362,10 @@ describe('reservation properties over random job streams', () => {
             ).toBe(true);
             expect(t >= r.start && end <= r.end, `${j.id} runs outside the window`).toBe(true);
           } else if (nodes.some((n) => held.has(n))) {
-            // Backfill: on the reservation's GPUs only if gone before it starts, or after it ends.
-            expect(end <= r.start || t >= r.end, `${j.id} at ${t / H} h overlaps the reservation`).toBe(true);
+            // Backfill: on the reservation's GPUs only if gone before it starts, or after it ends,
+            // or once it is released (on for RELEASE_IDLE_SECONDS with no job running or waiting in it).
+            expect(released || end <= r.start || t >= r.end, `${j.id} at ${t / H} h overlaps the reservation`).toBe(true);
+            if (released) expect(t).toBeGreaterThanOrEqual(r.start + RELEASE_IDLE_SECONDS);
           }
         });
       }),

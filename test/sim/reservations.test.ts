@@ -8,6 +8,7 @@ import { simulate, type SimJob } from '../../src/sim/engine.js';
 import type { Policy } from '../../src/sim/policy.js';
 import { POLICIES } from '../../src/sim/policies/index.js';
 import { assignToReservations, parseReservations } from '../../src/sim/reservations.js';
+import { liveReservations } from '../../src/scheduler/reservations.js';
 import { consortium, job, site } from '../../src/testing/builders.js';
 
 const H = 3600;
@@ -92,7 +93,7 @@ describe('which jobs run in a reservation', () => {
 });
 
 describe('a replay with a capability run', () => {
-  it('starts the run at its reservation, keeps everyone else off its GPUs in the window, and backfills before it', () => {
+  it('starts the run at its reservation, keeps everyone else off its GPUs while it runs, backfills before it, releases it after', () => {
     const [booked] = parseReservations('start_hours,duration_hours,member,gpus\n6,4,pharma,32\n', 'r.csv', twoRacks, pair);
     const held = new Set(booked.allocation.map((a) => a.node));
     // A stream of telecom work all along, and pharma's capability run of the whole machine.
@@ -119,6 +120,7 @@ describe('a replay with a capability run', () => {
 
     const violations: string[] = [];
     let backfilled = 0;
+    let reclaimedEarly = 0;
     const inner = POLICIES.fabrik;
     const policy: Policy = {
       ...inner,
@@ -133,8 +135,12 @@ describe('a replay with a capability run', () => {
           if (j.reservation === booked.id) {
             if (!d.allocation.every((a) => held.has(a.node)) || now < booked.start || end > booked.end)
               violations.push(`${now}: ${j.id} outside its reservation`);
-          } else if (onHeld && end > booked.start && now < booked.end) violations.push(`${now}: ${j.id} on the held GPUs`);
-          else if (onHeld && now < booked.start) backfilled++;
+          } else if (onHeld && end > booked.start && now < booked.end) {
+            // Only once the run is over and nothing waits for the reservation: it is released.
+            if (liveReservations([booked], now, [...state.running, ...state.pending]).length > 0)
+              violations.push(`${now}: ${j.id} on the held GPUs`);
+            else reclaimedEarly++;
+          } else if (onHeld && now < booked.start) backfilled++;
         }
         return result;
       },
@@ -142,6 +148,8 @@ describe('a replay with a capability run', () => {
     const out = simulate({ site: twoRacks, consortium: pair, jobs, policy, reservations: [booked], cycleSeconds: 60 });
     expect(violations).toEqual([]);
     expect(backfilled).toBeGreaterThan(0);
+    // The run ends an hour before the window does: its GPUs go back to the stream then.
+    expect(reclaimedEarly).toBeGreaterThan(0);
     const capability = out.outcomes.find((o) => o.id === 'capability')!;
     // It starts at the reservation's start, within a cycle or an idle cycle.
     expect(capability.finishedAt! - capability.runtimeSeconds).toBeGreaterThanOrEqual(booked.start);

@@ -82,7 +82,7 @@ export class CycleBase {
     this.quota = new QuotaBook(consortium, this.snap.now.total, (m, t) => this.timeline.releasedBy(m, t));
     const empty = this.snap.now;
     this.capacity = { avail: empty.avail.slice(), domainAvail: empty.domainAvail.slice(), total: empty.total };
-    this.advance = new AdvanceReservations(liveReservations(state.reservations, now, [...state.running, ...state.pending]), now);
+    this.advance = new AdvanceReservations(liveReservations(state.reservations, now, state.running, state.pending), now);
   }
 
   /** Booked advance reservations (capability runs): see reservations.ts. */

@@ -158,7 +158,7 @@ class CycleContext extends CycleBase {
       if (!this.noPlan.has(planKey) && this.oracle.mayFree(preemptor)) {
         const plan = this.oracle.plan(preemptor);
         const waitUntil = plan && (mayReserve ? reservation : earliest())?.start;
-        if (plan && worthIt(req.gpus, plan, (waitUntil ?? Infinity) - this.now, this.config.reclaimWithinSeconds)) {
+        if (plan && worthIt(req.gpus, plan, waitUntil ?? Infinity, this.now, this.config.reclaimWithinSeconds)) {
           this.preempt(job, plan);
           return this.hold(job, m, req, { start: plan.readyAt, allocation: plan.allocation }, 'WaitingForReclaim');
         }
@@ -350,8 +350,8 @@ function sumGpus(allocation: readonly { gpus: number }[]): number {
  * the GPU-time the preemptor saves (it starts when the victims stop instead of when it could
  * start without them) must exceed the work the victims lose.
  */
-function worthIt(gpus: number, plan: PreemptionPlan, wait: number, reclaimWithin: number): boolean {
-  if (plan.victims.some((v) => v.reason === 'Reclaim')) return wait > reclaimWithin;
-  const saved = wait - (plan.readyAt - plan.now);
+function worthIt(gpus: number, plan: PreemptionPlan, waitUntil: number, now: number, reclaimWithin: number): boolean {
+  if (plan.victims.some((v) => v.reason === 'Reclaim')) return waitUntil - now > reclaimWithin;
+  const saved = waitUntil - plan.readyAt;
   return saved > 0 && gpus * saved > plan.lostGpuHours * 3600;
 }

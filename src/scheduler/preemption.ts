@@ -38,8 +38,6 @@ export interface PreemptionPlan {
   readonly lostGpuHours: number;
   /** When the last victim stops. */
   readonly readyAt: number;
-  /** When the plan was made. */
-  readonly now: number;
 }
 
 export interface Preemptor {
@@ -370,7 +368,7 @@ export class LeastLostWork implements PreemptionOracle {
         lost += v.lostGpuHours;
         readyAt = Math.max(readyAt, this.now + v.stopAfterSeconds);
       }
-      plan = { victims: chosen, allocation: target, lostGpuHours: lost, readyAt, now: this.now };
+      plan = { victims: chosen, allocation: target, lostGpuHours: lost, readyAt };
     }
     for (let u = undos.length - 1; u >= 0; u--) undos[u]();
     snap.version = version;

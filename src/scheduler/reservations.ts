@@ -211,11 +211,13 @@ export const RELEASE_IDLE_SECONDS = 600;
 export function liveReservations(
   reservations: readonly AdvanceReservation[] | undefined,
   now: number,
-  jobs: Iterable<{ readonly reservation?: string | null }>,
+  ...jobs: Iterable<{ readonly reservation?: string | null }>[]
 ): AdvanceReservation[] {
+  // Every cycle asks, with every job: without a booking there is nothing to look at.
+  if (!reservations || reservations.length === 0) return [];
   const used = new Set<string>();
-  for (const j of jobs) if (j.reservation != null) used.add(j.reservation);
-  return (reservations ?? []).filter((r) => r.end > now && (now < r.start + RELEASE_IDLE_SECONDS || used.has(r.id)));
+  for (const list of jobs) for (const j of list) if (j.reservation != null) used.add(j.reservation);
+  return reservations.filter((r) => r.end > now && (now < r.start + RELEASE_IDLE_SECONDS || used.has(r.id)));
 }
 
 /** The prefix that marks an advance reservation among the snapshot's held GPU sets. */
@@ -333,7 +335,7 @@ export function chargedGpus(
 ): Record<string, number> {
   const out: Record<string, number> = {};
   const active = new Map<string, AdvanceReservation>();
-  for (const r of liveReservations(reservations, now, [...running, ...waiting])) {
+  for (const r of liveReservations(reservations, now, running, waiting)) {
     if (r.start > now || r.end <= now) continue;
     active.set(r.id, r);
     out[r.member] = (out[r.member] ?? 0) + reservationGpus(r);

@@ -287,7 +287,8 @@ export class Controller {
     // A reservation that is on is charged whole to its member, in place of the jobs inside it.
     const jobs = this.onGpus().map((j) => ({ member: j.member, gpus: j.gpus, reservation: j.request.reservation }));
     // Jobs waiting for a reservation keep it from being released for want of jobs.
-    const waiting = [...this.active.values()].filter((j) => j.state === 'pending').map((j) => j.request);
+    const waiting =
+      this.booked.length === 0 ? [] : [...this.active.values()].filter((j) => j.state === 'pending').map((j) => j.request);
     const held = chargedGpus(jobs, this.booked, now, waiting);
     const out: Record<string, number> = {};
     for (const m of this.o.consortium.members)

@@ -305,7 +305,7 @@ describe('reservation properties over random job streams', () => {
     for (let t = 0; t <= 48 * H; t += H / 2) {
       running = running.filter((j) => j.startedAt + j.walltimeSeconds > t);
       const arrived = waiting.filter((j) => j.submittedAt <= t);
-      const released = t < r.end && liveReservations([r], t, [...running, ...arrived]).length === 0;
+      const released = t < r.end && liveReservations([r], t, running, arrived).length === 0;
       const res = cycle(state({ running, pending: arrived, reservations: [r] }), t);
       for (const d of res.decisions) {
         if (d.kind !== 'start') continue;

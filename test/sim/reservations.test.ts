@@ -137,7 +137,7 @@ describe('a replay with a capability run', () => {
               violations.push(`${now}: ${j.id} outside its reservation`);
           } else if (onHeld && end > booked.start && now < booked.end) {
             // Only once the run is over and nothing waits for the reservation: it is released.
-            if (liveReservations([booked], now, [...state.running, ...state.pending]).length > 0)
+            if (liveReservations([booked], now, state.running, state.pending).length > 0)
               violations.push(`${now}: ${j.id} on the held GPUs`);
             else reclaimedEarly++;
           } else if (onHeld && now < booked.start) backfilled++;

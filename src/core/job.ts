@@ -49,6 +49,13 @@ export interface JobSpec {
   readonly attainedSeconds?: number;
   /** The advance reservation it runs in (its member's); null or absent: none. */
   readonly reservation?: string | null;
+  /**
+   * It was stopped through no choice of its member's order (another member reclaimed its GPUs, a
+   * higher class of its member needed them, or a node failed): it waits again ahead of every job
+   * of its member and class submitted after it. A job that yielded to shorter work of its own
+   * class (service) goes back by its remaining work instead, as Tiresias's LAS.
+   */
+  readonly keepsPlace?: boolean;
 }
 
 export interface PendingJob extends JobSpec {
@@ -63,7 +70,12 @@ export interface PendingJob extends JobSpec {
 export function requeued(job: RunningJob): PendingJob {
   const { startedAt: _s, allocation: _a, lastCheckpointAt: _l, preempting, ...spec } = job;
   const by = preempting?.by;
-  return { ...spec, holdSince: null, preemptedBy: by ? [...(spec.preemptedBy ?? []), by] : spec.preemptedBy };
+  return {
+    ...spec,
+    holdSince: null,
+    preemptedBy: by ? [...(spec.preemptedBy ?? []), by] : spec.preemptedBy,
+    keepsPlace: preempting?.reason !== 'Service',
+  };
 }
 
 /** GPUs a job holds on one node. */
@@ -78,7 +90,12 @@ export interface RunningJob extends JobSpec {
   /** Time of the last checkpoint the job reported (null: use the interval, or its start). */
   readonly lastCheckpointAt: number | null;
   /** Set once it was told to stop: it keeps its GPUs until the grace period ends. */
-  readonly preempting: { readonly since: number; readonly graceEndsAt: number; readonly by: string } | null;
+  readonly preempting: {
+    readonly since: number;
+    readonly graceEndsAt: number;
+    readonly by: string;
+    readonly reason?: string;
+  } | null;
 }
 
 export function gangGpus(gang: GangRequest): number {

@@ -70,7 +70,7 @@ export function applyDecisions(state: AppliedState, decisions: readonly Decision
       case 'preempt': {
         const job = runningById.get(d.job);
         if (!job) throw new UnknownDecisionJobError(d.kind, d.job);
-        preempting.push({ ...job, preempting: { since: now, graceEndsAt: now + d.graceSeconds, by: d.for } });
+        preempting.push({ ...job, preempting: { since: now, graceEndsAt: now + d.graceSeconds, by: d.for, reason: d.reason } });
         break;
       }
       case 'requeue': {

@@ -35,7 +35,6 @@ export function cycle(state: ClusterState, now: number, config: SchedulerConfig 
 /** Fabrik's decisions on top of the shared base: quota, fair-share order, preemption, reservations. */
 class CycleContext extends CycleBase {
   private readonly oracle: PreemptionOracle;
-  private readonly memberReserved: Uint8Array;
   private readonly preemptors: Uint32Array;
   /** Searches for victims that found none worth taking, per member, this cycle. */
   private readonly failedPlans: Uint32Array;
@@ -54,7 +53,6 @@ class CycleContext extends CycleBase {
   ) {
     super(state, now, config);
     const members = state.consortium.members.length;
-    this.memberReserved = new Uint8Array(members);
     this.preemptors = new Uint32Array(members);
     this.failedPlans = new Uint32Array(members);
     this.oracle = new LeastLostWork(this.snap, this.quota, this.running, now, config);
@@ -118,11 +116,10 @@ class CycleContext extends CycleBase {
       if (allocation) return this.start(job, m, req, end, allocation, fit === QuotaFit.Borrowing);
     }
 
-    // Blocked. Jobs already promised capacity and the first blocked job of each member hold a
-    // reservation (of quota: its member's own jobs must end first; and of GPUs), and the first
-    // `reservationDepth` others. Every other GPU is backfill: each reservation more takes some
-    // away (16 more cost the small jobs up to 10× their p99 wait on the generated workloads).
-    const mayReserve = job.holdSince != null || this.reservationsMade < this.config.reservationDepth || !this.memberReserved[m];
+    // Blocked. Jobs already promised capacity keep a reservation (of quota: its member's own jobs
+    // must end first; and of GPUs); while fewer than `reservationDepth` hold one, the first
+    // blocked job gets one, as EASY backfill. Every other GPU is backfill.
+    const mayReserve = job.holdSince != null || this.reservationsMade < this.config.reservationDepth;
     const earliest = () => this.earliestStart(m, req, fit);
     const reservation = mayReserve ? earliest() : null;
     let reason: PendingReason | null = fit === QuotaFit.Exhausted ? 'QuotaExhausted' : null;
@@ -206,7 +203,6 @@ class CycleContext extends CycleBase {
       allocation: reservation.allocation,
     });
     this.quota.claim(m, reservation.start, reservation.start + job.walltimeSeconds, req.gpus);
-    this.memberReserved[m] = 1;
     this.reservationsMade++;
     this.decisions.push({ kind: 'reserve', job: job.id, start: reservation.start, allocation: reservation.allocation });
     this.wait(job, reason, req.gpus, reservation.start);
@@ -275,11 +271,7 @@ class CycleContext extends CycleBase {
   }
 }
 
-/**
- * A member's own order: priority class; within a class, gangs of a whole NVLink domain or more
- * first, oldest first (each gets a reservation in turn, so none starves behind a stream of
- * small jobs); then by promotion time (see `agingKey`), then age.
- */
+/** A member's own order: priority class; within a class, by `memberOrderKey`, then age. */
 export function sortMemberQueue(jobs: readonly PendingJob[], largeGpus: number, aging: Aging): PendingJob[] {
   const group = new Uint8Array(jobs.length);
   const key = new Float64Array(jobs.length);
@@ -293,28 +285,31 @@ export function sortMemberQueue(jobs: readonly PendingJob[], largeGpus: number, 
   return Array.from(idx, (i) => jobs[i]);
 }
 
-/** Gangs of a whole NVLink domain or more go before any smaller job of their class. */
-const LARGE_FIRST = 1e12;
-
 /**
- * A job's place within its member and class (lower first): gangs of a whole NVLink domain or
- * more by age, ahead of the rest; the rest by promotion time (`agingKey`). Preemption for
- * service follows the same order: a running job yields only to work that is ahead of it.
+ * A job's place within its member and class (lower first): its promotion time (`agingKey`); a
+ * gang of a whole NVLink domain or more is promoted `gangAgingSeconds` after its submission at
+ * the latest, whatever its work (first in line once it has waited that long, it is the one
+ * blocked job that gets the reservation, so none starves behind a stream of small jobs).
+ * Preemption for service follows the same order: a running job yields only to work ahead of it.
  */
 export function memberOrderKey(job: JobSpec, largeGpus: number, aging: Aging): number {
-  return gangGpus(job.gang) >= largeGpus ? job.submittedAt - LARGE_FIRST : agingKey(job, aging);
+  const key = agingKey(job, aging);
+  return gangGpus(job.gang) >= largeGpus ? Math.min(key, job.submittedAt + aging.gangAgingSeconds) : key;
 }
 
-export type Aging = Pick<SchedulerConfig, 'agingGpus' | 'slowdownBound' | 'maxAgingSeconds'>;
+export type Aging = Pick<SchedulerConfig, 'agingGpus' | 'slowdownBound' | 'maxAgingSeconds' | 'gangAgingSeconds'>;
 
 /**
  * The job's promotion time: its submission plus the least of its expected remaining work
  * (walltime less attained service, × GPUs) ÷ `agingGpus`, `slowdownBound` × its remaining
  * walltime, and `maxAgingSeconds`. Shortest expected work first among fresh jobs; a job whose
- * promotion time has passed is ahead of every job submitted after it. It never changes while
- * the job waits, so a caller can keep its queue sorted by it (the simulator does).
+ * promotion time has passed is ahead of every job submitted after it. A job that `keepsPlace`
+ * (stopped for another member, a higher class or a failed node) is promoted at its submission:
+ * it lost its GPUs through no fault of its order, so it does not wait its aging again. It never
+ * changes while the job waits, so a caller can keep its queue sorted by it (the simulator does).
  */
 export function agingKey(job: JobSpec, aging: Aging): number {
+  if (job.keepsPlace) return job.submittedAt;
   const remaining = remainingWalltime(job);
   const delay = Math.min(
     (remaining * gangGpus(job.gang)) / aging.agingGpus,

@@ -89,7 +89,10 @@ describe('the decision applier', () => {
               expect(r).toEqual({ ...spec, startedAt: now, allocation: d.allocation, lastCheckpointAt: null, preempting: null });
             } else if (d.kind === 'preempt') {
               const r = a.preempting[preempts++];
-              expect(r).toEqual({ ...byId.get(d.job), preempting: { since: now, graceEndsAt: now + d.graceSeconds, by: d.for } });
+              expect(r).toEqual({
+                ...byId.get(d.job),
+                preempting: { since: now, graceEndsAt: now + d.graceSeconds, by: d.for, reason: d.reason },
+              });
             } else if (d.kind === 'requeue') {
               expect(a.requeued[requeues++]).toEqual(requeued(byId.get(d.job) as RunningJob));
             } else {

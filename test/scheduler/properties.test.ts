@@ -757,8 +757,11 @@ function starvationRun(r: StarvationSpec, gangMemberAlsoSmall: boolean) {
   let ahead = new Set<string>();
   const waitingAhead = () => cluster.pending.filter((j) => ahead.has(j.id)).length;
   let lastAheadStart = t0;
-  let bound = t0 + W + 2 * P;
-  const horizon = t0 + 20 * (W + P);
+  // The gang is promoted (ahead of every job submitted after it) by slowdownBound × its walltime
+  // or gangAgingSeconds, whichever comes first; then it waits at most one walltime more.
+  const promoted = Math.min(DEFAULT_CONFIG.slowdownBound * 4 * W, DEFAULT_CONFIG.gangAgingSeconds);
+  let bound = t0 + promoted + W + 2 * P;
+  const horizon = t0 + promoted + 20 * (W + P);
   let started: number | null = null;
   let n = 0;
   for (let s = 0; started === null && s * P <= horizon && (s * P <= bound || waitingAhead() > 0); s++) {
@@ -815,7 +818,7 @@ function starvationRun(r: StarvationSpec, gangMemberAlsoSmall: boolean) {
       if (d.job === 'gang') started = t;
       if (ahead.has(d.job)) lastAheadStart = t;
     }
-    bound = Math.max(t0, lastAheadStart) + W + 2 * P;
+    bound = Math.max(t0 + promoted, lastAheadStart) + W + 2 * P;
   }
   return { cluster, started, t0, bound, waitingAhead: waitingAhead() };
 }
@@ -834,11 +837,11 @@ describe('large gangs', () => {
     );
   };
   it(
-    "start within the longest small-job walltime plus two cycle periods, behind a steady stream of other members' small jobs",
+    "start within their promotion delay, the longest small-job walltime and two cycle periods, behind a steady stream of other members' small jobs",
     startInTime(false),
   );
   it(
-    'start within the longest small-job walltime plus two cycle periods when their own member streams small jobs too',
+    'start within their promotion delay, the longest small-job walltime and two cycle periods when their own member streams small jobs too',
     startInTime(true),
   );
 });
@@ -846,8 +849,8 @@ describe('large gangs', () => {
 // ---------------------------------------------------------------------------------------------
 // Waiting is bounded by construction. Within a member and class, a job's promotion time is its
 // submission plus at most `maxAgingSeconds` and at most `slowdownBound` × its remaining walltime;
-// once that time has passed, no job submitted later is put ahead of it (large gangs, which go
-// first by age, aside). And service preemption follows that order: a running job yields only to
+// once that time has passed, no job submitted later is put ahead of it (a gang of a whole NVLink
+// domain or more is promoted by `gangAgingSeconds` at the latest). And service preemption follows that order: a running job yields only to
 // a job ahead of it.
 
 const queueArb = fc.array(
@@ -861,7 +864,7 @@ const queueArb = fc.array(
 );
 
 describe('bounded waiting', () => {
-  it('promotes every job within maxAgingSeconds and slowdownBound × its remaining walltime', () => {
+  it('promotes every job within maxAgingSeconds and slowdownBound × its remaining walltime, a large gang within gangAgingSeconds', () => {
     fc.assert(
       fc.property(queueArb, (specs) => {
         const jobs = specs.map((s, i) =>
@@ -872,6 +875,11 @@ describe('bounded waiting', () => {
           expect(delay).toBeGreaterThanOrEqual(0);
           expect(delay).toBeLessThanOrEqual(DEFAULT_CONFIG.maxAgingSeconds);
           expect(delay).toBeLessThanOrEqual(DEFAULT_CONFIG.slowdownBound * remainingWalltime(j));
+          const place = memberOrderKey(j, 16, DEFAULT_CONFIG) - j.submittedAt;
+          expect(place).toBeLessThanOrEqual(delay);
+          if (gangGpus(j.gang) >= 16) expect(place).toBeLessThanOrEqual(DEFAULT_CONFIG.gangAgingSeconds);
+          // Stopped for another member, a higher class or a failed node: no aging again.
+          expect(agingKey({ ...j, keepsPlace: true }, DEFAULT_CONFIG)).toBe(j.submittedAt);
         }
       }),
       params(),

@@ -4,6 +4,7 @@ import { DEFAULT_CONFIG, type Decision } from '../../src/scheduler/types.js';
 import { cycle } from '../../src/scheduler/cycle.js';
 import { consortium, job, onNodes, site } from '../../src/testing/builders.js';
 import { SteppedCluster } from '../../src/sim/stepped.js';
+import type { PendingJob } from '../../src/core/job.js';
 
 // Two NVLink domains of 4 trays × 4 GPUs: nodes 0–3 are domain 0, nodes 4–7 domain 1.
 const twoRacks = () => site().racksPerSuperpod(2).traysPerRack(4).gpusPerTray(4).build();
@@ -181,7 +182,7 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
         pharmaNow,
         job('t-run').member('telecom').gpus(telecomGpus).walltime(5000).running(0, onNodes(telecomNodes, 4)),
       );
-      k.submit(job('gang').gpus(16).topology('required').build());
+      k.submit(job('gang').gpus(16).walltime(600).topology('required').build());
       k.submit(job('extra').gpus(4).walltime(2000).build());
       return { k, r: k.step(0) };
     };
@@ -498,38 +499,60 @@ describe("a member's own order, and how deep a cycle looks", () => {
         .running(0, onNodes([4, 5, 6, 7], 4)),
     );
 
-  it('puts gangs of a whole NVLink domain first, then the least expected work (walltime × GPUs), then age', () => {
+  it('puts the least expected work first (GPUs × walltime, at most slowdownBound × walltime), then age', () => {
     const k = busy();
     k.submit(
-      job('long').gpus(4).walltime(7200).submitted(0).build(),
-      job('wide').gpus(8).walltime(600).submitted(1).build(),
-      job('short').gpus(4).walltime(600).submitted(2).build(),
-      job('twin').gpus(4).walltime(600).submitted(3).build(),
-      job('gang').gpus(16).walltime(3600).submitted(4).build(),
+      job('long').gpus(4).walltime(7200).submitted(0).build(), // promoted at 0 + 4 × 7,200
+      job('wide').gpus(8).walltime(600).submitted(1).build(), // 1 + min(8 × 600, 4 × 600)
+      job('short').gpus(4).walltime(600).submitted(2).build(), // 2 + 2,400
+      job('twin').gpus(4).walltime(600).submitted(3).build(), // 3 + 2,400
+      job('gang').gpus(16).walltime(3600).submitted(4).build(), // 4 + 4 × 3,600
     );
-    const r = k.step(0);
-    expect(starts(r.decisions).map((d) => d.job)).toEqual(['gang']);
-    expect(r.pending.map((p) => p.job)).toEqual(['short', 'twin', 'wide', 'long']);
+    expect(DEFAULT_CONFIG.slowdownBound).toBe(4);
+    const r = k.step(4);
+    expect(starts(r.decisions).map((d) => d.job)).toEqual(['wide', 'short', 'twin']);
+    expect(r.pending.map((p) => p.job)).toEqual(['gang', 'long']);
   });
 
-  it('ages the expected work: a long job goes ahead of newer short ones after W / agingGpus seconds', () => {
-    // One 12-GPU job fits at a time. 'long': 12 × 7200 = 86,400 GPU-s; 'short': 12 × 600 = 7,200.
-    const race = (shortAt: number) => {
-      const k = new SteppedCluster(twoRacks(), consortium().member('pharma', { entitlement: 32 }).build()).place(
-        job('busy')
-          .gpus(16)
-          .walltime(1e6)
-          .running(0, onNodes([4, 5, 6, 7], 4)),
-      );
-      k.submit(
-        job('long').gpus(12).walltime(7200).submitted(0).build(),
-        job('short').gpus(12).walltime(600).submitted(shortAt).build(),
-      );
-      return starts(k.step(shortAt).decisions).map((d) => d.job);
-    };
+  // One 12-GPU job fits at a time (16 GPUs of a 32-GPU site are busy for ever).
+  const race = (first: PendingJob, second: PendingJob, at: number) => {
+    const k = new SteppedCluster(twoRacks(), consortium().member('pharma', { entitlement: 32 }).build()).place(
+      job('busy')
+        .gpus(16)
+        .walltime(1e6)
+        .running(0, onNodes([4, 5, 6, 7], 4)),
+    );
+    k.submit(first, second);
+    return starts(k.step(at).decisions).map((d) => d.job);
+  };
+
+  it('ages the expected work: a long job goes ahead of newer short ones after the least of W / agingGpus and slowdownBound × its walltime', () => {
+    // 'long': 12 × 7,200 = 86,400 GPU-s, 4 × 7,200 = 28,800 s; 'short': 12 × 600 = 7,200, 2,400 s.
+    const long = job('long').gpus(12).walltime(7200).submitted(0).build();
+    const short = (at: number) => job('short').gpus(12).walltime(600).submitted(at).build();
     expect(DEFAULT_CONFIG.agingGpus).toBe(1);
-    expect(race(70_000)).toEqual(['short']); // 86,400 > 7,200 + 70,000
-    expect(race(80_000)).toEqual(['long']); // 86,400 < 7,200 + 80,000
+    expect(race(long, short(26_000), 26_000)).toEqual(['short']); // 28,800 > 26,000 + 2,400
+    expect(race(long, short(27_000), 27_000)).toEqual(['long']); // 28,800 < 27,000 + 2,400
+  });
+
+  it('promotes a gang of a whole NVLink domain gangAgingSeconds after its submission at the latest', () => {
+    // 'gang': 16 GPUs for 20 h would wait 4 × 20 h; it is promoted at 48 h.
+    const gang = job('gang')
+      .gpus(16)
+      .walltime(20 * 3600)
+      .submitted(0)
+      .build();
+    const short = (at: number) => job('short').gpus(12).walltime(600).submitted(at).build();
+    expect(DEFAULT_CONFIG.gangAgingSeconds).toBe(48 * 3600);
+    expect(race(gang, short(170_000), 170_000)).toEqual(['short']); // 172,800 > 170,000 + 2,400
+    expect(race(gang, short(171_000), 171_000)).toEqual(['gang']); // 172,800 < 171,000 + 2,400
+  });
+
+  it("puts a job stopped for another member back ahead of its member's later work; one that yielded for service, by its work", () => {
+    const long = job('long').gpus(12).walltime(7200).submitted(0).build();
+    const later = job('later').gpus(12).walltime(600).submitted(1000).build();
+    expect(race({ ...long, keepsPlace: true }, later, 1000)).toEqual(['long']);
+    expect(race({ ...long, keepsPlace: false }, later, 1000)).toEqual(['later']);
   });
 
   it('looks at only the first queueDepth jobs of each member; the others wait behind them (Priority)', () => {

@@ -75,8 +75,8 @@ export class Controller {
     string,
     Explanation | { job: string; reason: ServerReason; position: null; estimatedStart: null }
   >();
-  /** Jobs told to stop for another: who took their GPUs, and when their grace ends. */
-  private readonly preempting = new Map<string, { since: number; graceEndsAt: number; by: string }>();
+  /** Jobs told to stop for another: who took their GPUs, when their grace ends, and why (Reclaim, Service, NodeFailure, …). */
+  private readonly preempting = new Map<string, { since: number; graceEndsAt: number; by: string; reason?: string }>();
   private readonly cancelRequested = new Set<string>();
   /** Jobs the engine could not take for now (transient), and when to offer them again. */
   private readonly engineRetryAt = new Map<string, number>();
@@ -452,7 +452,7 @@ export class Controller {
       const job = this.active.get(p.id);
       const d = byJob.get(p.id);
       if (!job || d?.kind !== 'requeue') continue;
-      this.preempting.set(job.id, { since: now, graceEndsAt: now, by: 'NodeFailure' });
+      this.preempting.set(job.id, { since: now, graceEndsAt: now, by: 'NodeFailure', reason: 'NodeFailure' });
       updates.push({
         id: job.id,
         from: ['starting', 'running'],
@@ -571,6 +571,10 @@ export class Controller {
     const requeue = !cancelled && (job.state === 'preempting' || how === 'unstarted' || (how === 'lost' && job.request.requeue));
     if (requeue) {
       const by = preempt?.by ?? null;
+      // As the simulator's `requeued`: only a job that yielded to shorter work of its class goes
+      // back by its remaining work; one the engine never ran keeps what it had.
+      const keepsPlace =
+        how === 'unstarted' ? job.keepsPlace : how === 'lost' || (preempt?.reason ?? preemptionReason(job.reason)) !== 'Service';
       return {
         id: job.id,
         from: ON_GPUS,
@@ -581,6 +585,7 @@ export class Controller {
           startedAt: null,
           holdSince: null,
           lastCheckpointAt: null,
+          keepsPlace,
           reason: null,
           requeues: how === 'unstarted' ? job.requeues : job.requeues + 1,
           preemptedBy: by && by !== 'NodeFailure' ? [...job.preemptedBy, by] : job.preemptedBy,
@@ -749,7 +754,12 @@ export class Controller {
     const pre = this.preempting.get(j.id);
     const preempting =
       j.state === 'preempting'
-        ? (pre ?? { since: now, graceEndsAt: now + j.request.gracePeriodSeconds, by: j.reason ?? 'unknown' })
+        ? (pre ?? {
+            since: now,
+            graceEndsAt: now + j.request.gracePeriodSeconds,
+            by: j.reason ?? 'unknown',
+            reason: preemptionReason(j.reason),
+          })
         : null;
     // The checkpoint the job reported (lastCheckpoint ignores one from before this run's start).
     return { ...toPending(j), startedAt: j.startedAt ?? now, allocation, lastCheckpointAt: j.lastCheckpointAt, preempting };
@@ -839,5 +849,15 @@ export function toPending(j: StoredJob): PendingJob {
     holdSince: j.holdSince,
     preemptedBy: j.preemptedBy,
     reservation: r.reservation ?? null,
+    keepsPlace: j.keepsPlace,
   };
+}
+
+/**
+ * Why a preempting job was told to stop, read back from its stored reason (`Preempted (Reclaim)
+ * for job 7`, or `NodeFailure`): after a restart the in-memory record of it is gone.
+ */
+export function preemptionReason(reason: string | null): string | undefined {
+  if (reason === 'NodeFailure') return reason;
+  return reason?.match(/^Preempted \((\w+)\)/)?.[1];
 }

@@ -40,6 +40,7 @@ export function jobRow(job: NewJob, arrayJobId: number | null): Insertable<JobsT
     handle: null,
     hold_since: null,
     last_checkpoint_at: null,
+    keeps_place: 0,
     preempted_by: '[]',
     requeues: 0,
     array_job_id: arrayJobId,
@@ -69,6 +70,7 @@ export function toJob(row: Row<'jobs'>): StoredJob {
     handle: parseOrNull<StoredJob['handle']>(row.handle),
     holdSince: numberOrNull(row.hold_since),
     lastCheckpointAt: numberOrNull(row.last_checkpoint_at ?? null),
+    keepsPlace: Number(row.keeps_place) === 1,
     preemptedBy: JSON.parse(row.preempted_by) as string[],
     requeues: Number(row.requeues),
     arrayJobId: row.array_job_id === null ? null : String(row.array_job_id),
@@ -90,6 +92,7 @@ export function updateColumns(set: JobUpdate['set'], updatedAt: number): Updatea
   if (set.handle !== undefined) columns.handle = jsonOrNull(set.handle);
   if (set.holdSince !== undefined) columns.hold_since = set.holdSince;
   if (set.lastCheckpointAt !== undefined) columns.last_checkpoint_at = set.lastCheckpointAt;
+  if (set.keepsPlace !== undefined) columns.keeps_place = set.keepsPlace ? 1 : 0;
   if (set.preemptedBy !== undefined) columns.preempted_by = JSON.stringify(set.preemptedBy);
   if (set.requeues !== undefined) columns.requeues = set.requeues;
   return columns;

@@ -74,6 +74,8 @@ export interface JobsTable {
   hold_since: number | null;
   /** Migration 013: when the running job last reported a checkpoint. */
   last_checkpoint_at: number | null;
+  /** Migration 014: 1 or 0 (StoredJob.keepsPlace). */
+  keeps_place: number;
   /** JSON array of job ids. */
   preempted_by: string;
   requeues: number;
@@ -346,6 +348,14 @@ function allMigrations(engine: Engine): Record<string, Migration> {
     // Running jobs report their checkpoints (POST /v1/jobs/:id/checkpoints); the scheduler reads them.
     '013_job_checkpoints': {
       up: (db: AnyDb) => db.schema.alterTable('jobs').addColumn('last_checkpoint_at', 'double precision').execute(),
+    },
+    // A requeued job stopped by reclaim, priority or a failed node keeps its place in its member's queue.
+    '014_job_keeps_place': {
+      up: (db: AnyDb) =>
+        db.schema
+          .alterTable('jobs')
+          .addColumn('keeps_place', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute(),
     },
     ...auditMigrations(engine),
     ...governanceMigrations,

@@ -34,6 +34,12 @@ export interface StoredJob {
    * in this run (its checkpoint interval, or its start, counts).
    */
   readonly lastCheckpointAt: number | null;
+  /**
+   * Requeued after a stop through no choice of its member's order (reclaim, priority, a failed
+   * node, lost by the executor; migration 014): it waits again by its submission time (the
+   * scheduler's keepsPlace). False for new jobs and for those that yielded to shorter work.
+   */
+  readonly keepsPlace: boolean;
   readonly preemptedBy: readonly string[];
   readonly requeues: number;
   readonly arrayJobId: string | null;
@@ -104,6 +110,7 @@ export interface JobUpdate {
       | 'handle'
       | 'holdSince'
       | 'lastCheckpointAt'
+      | 'keepsPlace'
       | 'preemptedBy'
       | 'requeues'
     >

@@ -469,6 +469,20 @@ export function storeConformance(engine: 'sqlite' | 'postgres', newHarness: () =
         expect(ended).toMatchObject({ preemptedBy: ['7', '9'], requeues: 2, name: job.name, submittedAt: job.submittedAt });
       });
 
+      it('keeps a requeued job its place: false for a new job, set and cleared as a boolean', async () => {
+        const [job] = created(await store.submit(single()));
+        expect(job.keepsPlace).toBe(false);
+        expect((await store.job(job.id))!.keepsPlace).toBe(false);
+        await store.updateJobs([{ id: job.id, from: ['pending'], set: { keepsPlace: true }, event: null }]);
+        expect((await store.job(job.id))!.keepsPlace).toBe(true);
+        expect((await store.activeJobs()).find((j) => j.id === job.id)?.keepsPlace).toBe(true);
+        // An update that does not name it leaves it alone.
+        await store.updateJobs([{ id: job.id, from: ['pending'], set: { state: 'running' }, event: null }]);
+        expect((await store.job(job.id))!.keepsPlace).toBe(true);
+        await store.updateJobs([{ id: job.id, from: ['running'], set: { keepsPlace: false }, event: null }]);
+        expect((await store.job(job.id))!.keepsPlace).toBe(false);
+      });
+
       it('keeps to `from` under any interleaving of updates (property)', async () => {
         const states = ['pending', 'starting', 'running', 'preempting', 'succeeded', 'failed'] as const;
         const update = fc.record({

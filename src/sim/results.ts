@@ -86,7 +86,8 @@ export interface SimResults {
   readonly cycleSeconds: number;
   /**
    * What Fabrik promises a gang of a whole NVLink domain or more, within its member's
-   * entitlement: it starts within the longest walltime of the jobs in its way plus two rounds.
+   * entitlement: it starts within its promotion delay (`gangAgingSeconds` at most), the longest
+   * walltime of the jobs in its way and two rounds.
    */
   readonly largeGangBoundSeconds: number;
   /** Bad trace rows, by reason. */

@@ -10,6 +10,7 @@ import { assignToReservations } from './reservations.js';
 import { POLICIES } from './policies/index.js';
 import type { PolicyResult, SimResults } from './results.js';
 import { traceWorkload, type ParsedTrace } from './trace.js';
+import { DEFAULT_CONFIG } from '../scheduler/types.js';
 
 export interface StudyOptions {
   readonly site: Site;
@@ -142,7 +143,8 @@ function results(o: StudyOptions, workload: ReturnType<typeof prepare>, policies
     load: o.load === null ? workload.offeredLoad : (o.load ?? 0.9),
     seed: o.seed,
     cycleSeconds: round,
-    largeGangBoundSeconds: longest + 2 * round,
+    // Promoted by gangAgingSeconds at the latest, then at most the longest walltime in its way.
+    largeGangBoundSeconds: DEFAULT_CONFIG.gangAgingSeconds + longest + 2 * round,
     rejected: workload.rejected,
     entitlements: Object.fromEntries(o.consortium.members.map((m) => [m.id, m.entitlementGpus / entitled])),
     policies,

@@ -5,7 +5,7 @@
 // explanations, or usage figures. Adding an endpoint means adding a row to ROWS.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES, type JobView, type Role } from '../../src/api/contract.js';
-import { testServer, type TestServer } from './helpers.js';
+import { CONSORTIUM, testServer, type TestServer } from './helpers.js';
 
 type Action =
   | 'job.submit'
@@ -770,7 +770,9 @@ describe('who is not let in', () => {
 describe('preemption', () => {
   it("a job preempted for another member's job does not name it, in its reason, events or explanation", async () => {
     // 8 GPUs: pharma, invest and telecom fill them, borrowing; bank then reclaims its entitlement.
-    const s = await testServer({ localGpus: 8 });
+    // Every member lends all it does not use, so no GPU stays idle for bank to take instead.
+    const lendsAll = { ...CONSORTIUM, members: CONSORTIUM.members.map((m) => ({ ...m, lendingLimitGpus: null })) };
+    const s = await testServer({ localGpus: 8, consortium: lendsAll });
     try {
       const tok: Record<string, string> = {};
       for (const m of ['pharma', 'invest', 'telecom', 'bank']) tok[m] = await s.token(m, 'researcher', `${m}-user`);

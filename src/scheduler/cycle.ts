@@ -120,8 +120,7 @@ class CycleContext extends CycleBase {
     // must end first; and of GPUs); while fewer than `reservationDepth` hold one, the first
     // blocked job gets one, as EASY backfill. Every other GPU is backfill.
     const mayReserve = job.holdSince != null || this.reservationsMade < this.config.reservationDepth;
-    const earliest = () => this.earliestStart(m, req, fit);
-    const reservation = mayReserve ? earliest() : null;
+    const reservation = mayReserve ? this.earliestStart(m, req, fit) : null;
     let reason: PendingReason | null = fit === QuotaFit.Exhausted ? 'QuotaExhausted' : null;
 
     // Preemption: reclaim lent GPUs for work within its entitlement, as much of the member's
@@ -154,7 +153,7 @@ class CycleContext extends CycleBase {
       const planKey = `${sig}|${job.priorityClass}|${fit}|${ownToFree}|${work}|${order}|${job.preemptedBy?.join(',') ?? ''}`;
       if (!this.noPlan.has(planKey) && this.oracle.mayFree(preemptor)) {
         const plan = this.oracle.plan(preemptor);
-        const waitUntil = plan && (mayReserve ? reservation : earliest())?.start;
+        const waitUntil = plan && (mayReserve ? reservation : this.earliestStart(m, req, fit))?.start;
         if (plan && worthIt(req.gpus, plan, waitUntil ?? Infinity, this.now, this.config.reclaimWithinSeconds)) {
           this.preempt(job, plan);
           return this.hold(job, m, req, { start: plan.readyAt, allocation: plan.allocation }, 'WaitingForReclaim');

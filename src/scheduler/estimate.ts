@@ -66,7 +66,10 @@ export function estimateStarts(
     return q;
   };
   // The latest estimate so far per member and gang size: a later job may not start before them.
-  const latest: Map<number, number>[] = Array.from({ length: members }, () => new Map());
+  // Kept as parallel arrays (a member has a handful of gang sizes): scanning them is cheaper than
+  // iterating a Map's entries for each of 100,000 jobs.
+  const latestSize: number[][] = Array.from({ length: members }, () => []);
+  const latestStart: number[][] = Array.from({ length: members }, () => []);
   for (let i = 0; i < out.length; i++) {
     if (out[i].estimatedStart === null) continue;
     const gpus = waiting.gpus[i];
@@ -104,12 +107,21 @@ export function estimateStarts(
       start = Math.max(start, memberClock[m]);
     }
     if (reserved === reserved) start = reserved;
-    for (const [size, t] of latest[m]) if (size >= gpus && t > start) start = t;
+    const sizes = latestSize[m];
+    const starts = latestStart[m];
+    let own = -1;
+    for (let k = 0; k < sizes.length; k++) {
+      if (sizes[k] >= gpus && starts[k] > start) start = starts[k];
+      if (sizes[k] === gpus) own = k;
+    }
     free -= gpus;
     pool.push(gpus, start + waiting.walltimeSeconds[i]);
     held[m] += gpus;
     releasesOf(m).push(gpus, start + waiting.walltimeSeconds[i]);
-    if ((latest[m].get(gpus) ?? -Infinity) < start) latest[m].set(gpus, start);
+    if (own < 0) {
+      sizes.push(gpus);
+      starts.push(start);
+    } else if (starts[own] < start) starts[own] = start;
     out[i].estimatedStart = start;
   }
 }

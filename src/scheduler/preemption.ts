@@ -29,6 +29,9 @@ export interface Victim {
   readonly stopAfterSeconds: number;
   /** Taking it would push its member below its entitlement: a last resort. */
   readonly overshoot: boolean;
+  /** Its GPUs, and the distinct NVLink domains they are in (in allocation order). */
+  readonly gpus: number;
+  readonly domains: Int32Array;
 }
 
 export interface PreemptionPlan {
@@ -139,11 +142,14 @@ export class LeastLostWork implements PreemptionOracle {
     if (!this.eligible || !this.yielding) {
       this.eligible = new Float64Array(this.quota.used.length * ranks);
       this.yielding = new Float64Array(this.quota.used.length * ranks);
-      for (const e of this.running) {
-        if (e.stopping || e.fresh || this.now - e.job.startedAt < e.job.minRuntimeSeconds) continue;
-        const k = e.member * ranks + PRIORITY_RANK[e.job.priorityClass];
-        this.eligible[k] += gpusOfJob(e.job);
-        if (this.atCheckpoint(e.job)) this.yielding[k] += gpusOfJob(e.job);
+      // From the victim table's columns: every running job not started by this cycle is in it.
+      const t = this.victimTable();
+      for (let i = 0; i < t.entries.length; i++) {
+        const e = t.entries[i];
+        if (e.stopping || !t.ripe[i]) continue;
+        const k = e.member * ranks + t.rank[i];
+        this.eligible[k] += t.gpus[i];
+        if (t.atCheckpoint[i]) this.yielding[k] += t.gpus[i];
       }
     }
     const m = preemptor.request.member;
@@ -193,18 +199,14 @@ export class LeastLostWork implements PreemptionOracle {
       // Candidates by domain; work that frees quota counts anywhere, so own victims go everywhere.
       const byDomain: Victim[][] = site.domains.map(() => []);
       const inDomainGpus = new Float64Array(site.domains.length);
-      const stamp = new Int32Array(site.domains.length).fill(-1);
-      candidates.forEach((v, i) => {
+      for (const v of candidates) {
         const everywhere = preemptor.ownToFree > 0 && v.member === request.member;
         if (everywhere) for (const list of byDomain) list.push(v);
-        for (const a of v.job.allocation) {
-          const d = site.nodes[a.node].domain;
-          if (stamp[d] === i) continue;
-          stamp[d] = i;
+        for (const d of v.domains) {
           if (!everywhere) byDomain[d].push(v);
-          inDomainGpus[d] += gpusOf(v);
+          inDomainGpus[d] += v.gpus;
         }
-      });
+      }
       // No plan can lose less than the cheapest victim alone: once one does, stop looking.
       let cheapest = Infinity;
       for (const v of candidates) if (!v.overshoot) cheapest = Math.min(cheapest, v.lostGpuHours);
@@ -222,64 +224,156 @@ export class LeastLostWork implements PreemptionOracle {
     return best;
   }
 
-  /** The running jobs that may be victims, cheapest to stop first: sorted once per cycle. */
-  private cheapestFirst: RunningEntry[] | null = null;
+  /**
+   * The running jobs that may be victims, cheapest to stop first, with every fact about them that
+   * does not change within the cycle (`now` is fixed): built once, on the first plan. A cycle right
+   * after a flood makes dozens of plans over a thousand running jobs; each plan then only reads
+   * these columns and checks what can change (stopping, who is borrowing).
+   */
+  private table: VictimTable | null = null;
 
-  /** What stopping a running job costs does not depend on who stops it: once per cycle. */
-  private readonly costs = new Map<RunningEntry, { lostGpuHours: number; stopAfterSeconds: number; gpus: number }>();
-
-  private costOf(e: RunningEntry): { lostGpuHours: number; stopAfterSeconds: number; gpus: number } {
-    let c = this.costs.get(e);
-    if (!c) {
-      c = { lostGpuHours: this.lostGpuHours(e.job), stopAfterSeconds: this.stopAfter(e.job), gpus: gpusOfJob(e.job) };
-      this.costs.set(e, c);
+  private victimTable(): VictimTable {
+    if (this.table) return this.table;
+    const entries = this.running.filter((e) => !e.fresh);
+    const n = entries.length;
+    const t: VictimTable = {
+      entries,
+      lost: new Float64Array(n),
+      stopAfter: new Float64Array(n),
+      gpus: new Float64Array(n),
+      atCheckpoint: new Uint8Array(n),
+      rank: new Uint8Array(n),
+      ripe: new Uint8Array(n),
+      remainingWork: new Float64Array(n),
+      order: new Float64Array(n),
+      domains: new Array<Int32Array>(n),
+      victims: new Array<Victim | undefined>(n * VARIANTS),
+    };
+    const startedAt = new Float64Array(n);
+    const { now } = this;
+    const { checkpointSlackSeconds: slack } = this.settings;
+    const resume = this.settings.preemption === 'resume';
+    const { nodes } = this.snap.site;
+    const ds: number[] = [];
+    // Each job's fields are read once: running jobs come in many object shapes (built by spreads),
+    // so every property read of one is slow. The arithmetic is `stopAfter`, `lostGpuHours` and
+    // `atCheckpoint`, with the job's last checkpoint (core's `lastCheckpoint`) worked out here.
+    for (let i = 0; i < n; i++) {
+      const job = entries[i].job;
+      const start = job.startedAt;
+      const lastAt = job.lastCheckpointAt;
+      const every = job.checkpointIntervalSeconds;
+      const grace = job.gracePeriodSeconds;
+      let g = 0;
+      ds.length = 0;
+      for (const a of job.allocation) {
+        g += a.gpus;
+        // The distinct domains of its nodes, in allocation order.
+        const d = nodes[a.node].domain;
+        if (!ds.includes(d)) ds.push(d);
+      }
+      const lastNow = checkpointBefore(lastAt, start, every, now);
+      let stop = grace;
+      if (!(resume || !every || every <= 0)) stop = Math.max(0, now - lastNow <= slack ? 0 : lastNow + every - now) + grace;
+      t.gpus[i] = g;
+      t.domains[i] = Int32Array.from(ds);
+      startedAt[i] = start;
+      t.stopAfter[i] = stop;
+      t.lost[i] = resume
+        ? (g * (this.settings.restartOverheadSeconds ?? 0)) / 3600
+        : (g * Math.max(0, now + stop - checkpointBefore(lastAt, start, every, now + stop))) / 3600;
+      t.atCheckpoint[i] = resume || now - lastNow <= slack ? 1 : 0;
+      t.rank[i] = PRIORITY_RANK[job.priorityClass];
+      t.ripe[i] = now - start < job.minRuntimeSeconds ? 0 : 1;
+      // Read only for service preemption, which only takes jobs at a checkpoint.
+      if (t.atCheckpoint[i]) {
+        t.remainingWork[i] = remainingWork(job, now);
+        t.order[i] = memberOrderKey(job, this.snap.maxDomainGpus, this.settings);
+      }
     }
-    return c;
+    // The least work lost first; for equal loss, bigger jobs (fewer victims), then the newest.
+    const { lost, gpus } = t;
+    const idx = Array.from({ length: n }, (_, i) => i);
+    idx.sort(
+      (a, b) =>
+        lost[a] - lost[b] || gpus[b] - gpus[a] || startedAt[b] - startedAt[a] || (entries[a].job.id < entries[b].job.id ? -1 : 1),
+    );
+    const permute = <T>(col: { [i: number]: T; slice(): { [i: number]: T } }) => {
+      const copy = col.slice();
+      for (let i = 0; i < n; i++) col[i] = copy[idx[i]];
+    };
+    permute(t.entries);
+    permute(t.lost);
+    permute(t.stopAfter);
+    permute(t.gpus);
+    permute(t.atCheckpoint);
+    permute(t.rank);
+    permute(t.ripe);
+    permute(t.remainingWork);
+    permute(t.order);
+    permute(t.domains);
+    this.table = t;
+    return t;
   }
 
   private candidates(preemptor: Preemptor): Victim[] {
     const m = preemptor.request.member;
     const rank = PRIORITY_RANK[preemptor.priorityClass];
-    if (!this.cheapestFirst) {
-      this.cheapestFirst = this.running.filter((e) => !e.fresh);
-      sortCheapestFirst(this.cheapestFirst, (e) => this.costOf(e).lostGpuHours);
-    }
+    const t = this.victimTable();
+    const { quota } = this;
+    const ownBorrowing = quota.borrowing(m);
+    const minService = this.settings.serviceMargin * preemptor.work;
+    const preemptedBy = preemptor.preemptedBy;
     // In cheapest-first order; purely borrowed work (its member stays at or above its
     // entitlement without it) before work whose loss would take its member below it.
     const out: Victim[] = [];
     const last: Victim[] = [];
-    for (const e of this.cheapestFirst) {
-      if (e.stopping || e.fresh) continue;
-      if (e.member !== m && !(preemptor.reclaim && this.quota.borrowing(e.member))) continue;
-      if (this.now - e.job.startedAt < e.job.minRuntimeSeconds) continue;
-      if (preemptor.preemptedBy?.includes(e.job.id)) continue;
-      let reason: PreemptionReason | null = null;
-      if (e.member !== m && preemptor.reclaim && this.quota.borrowing(e.member)) reason = 'Reclaim';
-      else if (e.member === m && PRIORITY_RANK[e.job.priorityClass] < rank) reason = 'Priority';
+    for (let i = 0; i < t.entries.length; i++) {
+      const e = t.entries[i];
+      if (e.stopping || !t.ripe[i]) continue;
+      let variant: number;
+      if (e.member !== m) {
+        if (!preemptor.reclaim || !quota.borrowing(e.member)) continue;
+        const overshoot = quota.used[e.member] - t.gpus[i] < quota.nominal[e.member];
+        variant = overshoot ? RECLAIM_OVERSHOOT : RECLAIM;
+      } else if (t.rank[i] < rank) variant = PRIORITY;
       else if (
-        e.member === m &&
-        !this.quota.borrowing(m) &&
-        PRIORITY_RANK[e.job.priorityClass] === rank &&
-        this.atCheckpoint(e.job) &&
-        remainingWork(e.job, this.now) >= this.settings.serviceMargin * preemptor.work &&
-        memberOrderKey(e.job, this.snap.maxDomainGpus, this.settings) > preemptor.order
+        !ownBorrowing &&
+        t.rank[i] === rank &&
+        t.atCheckpoint[i] &&
+        t.remainingWork[i] >= minService &&
+        t.order[i] > preemptor.order
       )
-        reason = 'Service';
-      if (!reason) continue;
-      const cost = this.costOf(e);
-      const overshoot = reason === 'Reclaim' && this.quota.used[e.member] - cost.gpus < this.quota.nominal[e.member];
-      (overshoot ? last : out).push({
-        job: e.job,
-        member: e.member,
-        isolated: e.isolated,
-        reason,
-        lostGpuHours: cost.lostGpuHours,
-        stopAfterSeconds: cost.stopAfterSeconds,
-        overshoot,
-      });
+        variant = SERVICE;
+      else continue;
+      if (preemptedBy?.includes(e.job.id)) continue;
+      const v = this.victim(t, i, variant);
+      (v.overshoot ? last : out).push(v);
     }
     for (const v of last) out.push(v);
     return out;
+  }
+
+  /** Victims are read, never changed: one object per running job and reason, for the cycle. */
+  private victim(t: VictimTable, i: number, variant: number): Victim {
+    const k = i * VARIANTS + variant;
+    let v = t.victims[k];
+    if (!v) {
+      const e = t.entries[i];
+      v = {
+        job: e.job,
+        member: e.member,
+        isolated: e.isolated,
+        reason: variant === PRIORITY ? 'Priority' : variant === SERVICE ? 'Service' : 'Reclaim',
+        lostGpuHours: t.lost[i],
+        stopAfterSeconds: t.stopAfter[i],
+        overshoot: variant === RECLAIM_OVERSHOOT,
+        gpus: t.gpus[i],
+        domains: t.domains[i],
+      };
+      t.victims[k] = v;
+    }
+    return v;
   }
 
   /** Take victims cheapest first until the gang fits, then give back every one not needed. */
@@ -292,9 +386,20 @@ export class LeastLostWork implements PreemptionOracle {
     const reserved = snap.reservedBefore(end);
     const view = { avail: new Int32Array(reserved.length), domainAvail: new Int32Array(snap.site.domains.length), total: 0 };
     const nodes = snap.site.nodes;
+    // Nodes the request may use with room for its largest task: place() cannot succeed with
+    // fewer than it has tasks of that size, so it is not called (most victims taken one by one
+    // free too little). (A gang of no GPUs needs no room: its count stays 0 ≥ 0.)
+    const biggest = Math.max(1, request.tasks[0] ?? 0);
+    let needBig = 0;
+    for (const t of request.tasks) if (t >= biggest) needBig++;
+    let big = 0;
     const refreshNode = (n: number) => {
       const a = snap.schedulable[n] ? Math.max(0, snap.now.avail[n] - reserved[n]) : 0;
-      const delta = a - view.avail[n];
+      const was = view.avail[n];
+      const delta = a - was;
+      const d = nodes[n].domain;
+      if ((domain === undefined || d === domain) && (!request.domains || request.domains[d]))
+        big += (a >= biggest ? 1 : 0) - (was >= biggest ? 1 : 0);
       view.avail[n] = a;
       view.domainAvail[nodes[n].domain] += delta;
       view.total += delta;
@@ -305,7 +410,7 @@ export class LeastLostWork implements PreemptionOracle {
     for (let n = 0; n < nodes.length; n++) refreshNode(n);
     const fits = () => {
       if (ownFreed < preemptor.ownToFree) return null;
-      return view.total >= request.gpus ? place(snap, view, request, opts) : null;
+      return view.total >= request.gpus && big >= needBig ? place(snap, view, request, opts) : null;
     };
     const undos: Undo[] = [];
     const chosen: Victim[] = [];
@@ -376,19 +481,39 @@ export class LeastLostWork implements PreemptionOracle {
   }
 }
 
-/** The least work lost first; for equal loss, bigger jobs (fewer victims), then the newest. */
-function sortCheapestFirst(entries: RunningEntry[], lost: (e: RunningEntry) => number): void {
-  entries.sort(
-    (a, b) =>
-      lost(a) - lost(b) ||
-      gpusOfJob(b.job) - gpusOfJob(a.job) ||
-      b.job.startedAt - a.job.startedAt ||
-      (a.job.id < b.job.id ? -1 : 1),
-  );
+/** Core's `lastCheckpoint(job, t)`, on the job's fields read once. */
+function checkpointBefore(lastAt: number | null, startedAt: number, every: number | null | undefined, t: number): number {
+  if (lastAt !== null && lastAt >= startedAt) return Math.min(lastAt, t);
+  if (every && every > 0) return startedAt + Math.floor((t - startedAt) / every) * every;
+  return startedAt;
 }
 
 function gpusOf(v: Victim): number {
-  return gpusOfJob(v.job);
+  return v.gpus;
+}
+
+/** Kinds of victim object per running job: reclaim (as a last resort or not), priority, service. */
+const RECLAIM = 0;
+const RECLAIM_OVERSHOOT = 1;
+const PRIORITY = 2;
+const SERVICE = 3;
+const VARIANTS = 4;
+
+/** Columns in cheapest-first order: see `LeastLostWork.victimTable`. */
+interface VictimTable {
+  readonly entries: readonly RunningEntry[];
+  readonly lost: Float64Array;
+  readonly stopAfter: Float64Array;
+  readonly gpus: Float64Array;
+  readonly rank: Uint8Array;
+  /** Past its minimum runtime. */
+  readonly ripe: Uint8Array;
+  readonly atCheckpoint: Uint8Array;
+  readonly remainingWork: Float64Array;
+  readonly order: Float64Array;
+  /** The NVLink domains its GPUs are in. */
+  readonly domains: Int32Array[];
+  readonly victims: (Victim | undefined)[];
 }
 
 /** Does the allocation still fit in what is available (after a victim was put back)? */

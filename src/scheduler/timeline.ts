@@ -19,7 +19,8 @@ export class ReleaseTimeline {
   private readonly releases: Release[] = [];
   private readonly byJob = new Map<string, Release>();
   private sorted = true;
-  private readonly releasedCache = new Map<string, number>();
+  /** `releasedBy`, per member by time; emptied on every change. */
+  private readonly releasedCache = new Map<number, Map<number, number>>();
 
   add(job: string, release: Release): void {
     this.releases.push(release);
@@ -34,15 +35,19 @@ export class ReleaseTimeline {
 
   /** GPUs the member's running jobs (those counted to its share) will have released by time t. */
   releasedBy(member: number, t: number): number {
-    const key = `${member}:${t}`;
-    let g = this.releasedCache.get(key);
+    let cache = this.releasedCache.get(member);
+    if (!cache) {
+      cache = new Map();
+      this.releasedCache.set(member, cache);
+    }
+    let g = cache.get(t);
     if (g === undefined) {
       g = 0;
       for (const r of this.ordered()) {
         if (r.end > t) break;
         if (r.member === member && r.counted) for (const a of r.allocation) g += a.gpus;
       }
-      this.releasedCache.set(key, g);
+      cache.set(t, g);
     }
     return g;
   }

@@ -13,6 +13,7 @@ import { issueToken } from '../../src/server/auth.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../src/server/index.js';
 import { newUserId } from '../../src/store/schema.js';
 import { VOUCHED, type UserRecord } from '../../src/store/store.js';
+import { consortium, site } from '../../src/testing/builders.js';
 
 /** The issuer of the helper's people: they are subjects of a test identity provider. */
 export const HELPER_ISSUER = 'https://people.fabrik.test';
@@ -135,5 +136,20 @@ export async function testServer(o: Partial<ServerOptions> = {}, dataDir?: strin
       await server.close();
       if (!dataDir) rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * One node of 4 GPUs, pharma and telecom entitled to 2 each (nothing is scaled), with a
+ * researcher token of each: the smallest machine on which lending and reclaim happen.
+ */
+export async function lendingPair(): Promise<{ server: TestServer; telecom: string; pharma: string }> {
+  const s = site().racksPerSuperpod(1).traysPerRack(1).gpusPerTray(4).build();
+  const c = consortium().member('pharma', { entitlement: 2 }).member('telecom', { entitlement: 2 }).build();
+  const server = await testServer({ site: s, consortium: c, localGpus: 4 });
+  return {
+    server,
+    telecom: await server.token('telecom', 'researcher', 'tom'),
+    pharma: await server.token('pharma', 'researcher', 'pia'),
   };
 }

@@ -8,20 +8,14 @@ import type { PendingJob } from '../../src/core/job.js';
 import { sortMemberQueue } from '../../src/scheduler/cycle.js';
 import { DEFAULT_CONFIG } from '../../src/scheduler/types.js';
 import { preemptionReason, toPending } from '../../src/server/controller.js';
-import { consortium, site } from '../../src/testing/builders.js';
-import { testServer, type TestServer } from './helpers.js';
+import { lendingPair, type TestServer } from './helpers.js';
 
 let t: TestServer;
 let tel: string;
 let pha: string;
 
 beforeAll(async () => {
-  // One node of 4 GPUs, two members entitled to 2 each.
-  const s = site().racksPerSuperpod(1).traysPerRack(1).gpusPerTray(4).build();
-  const c = consortium().member('pharma', { entitlement: 2 }).member('telecom', { entitlement: 2 }).build();
-  t = await testServer({ site: s, consortium: c, localGpus: 4 });
-  tel = await t.token('telecom', 'researcher', 'tom');
-  pha = await t.token('pharma', 'researcher', 'pia');
+  ({ server: t, telecom: tel, pharma: pha } = await lendingPair());
 });
 const ACTIVE = 'pending,starting,running,preempting';
 afterEach(async () => {

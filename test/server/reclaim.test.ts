@@ -2,20 +2,14 @@
 // the borrowed jobs get SIGTERM, are requeued whole, and the owner's job starts on those GPUs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/api/contract.js';
-import { consortium, site } from '../../src/testing/builders.js';
-import { testServer, type TestServer } from './helpers.js';
+import { lendingPair, type TestServer } from './helpers.js';
 
 let t: TestServer;
 let tel: string;
 let pha: string;
 
 beforeAll(async () => {
-  // One node of 4 GPUs, two members entitled to 2 each: nothing is scaled.
-  const s = site().racksPerSuperpod(1).traysPerRack(1).gpusPerTray(4).build();
-  const c = consortium().member('pharma', { entitlement: 2 }).member('telecom', { entitlement: 2 }).build();
-  t = await testServer({ site: s, consortium: c, localGpus: 4 });
-  tel = await t.token('telecom', 'researcher', 'tom');
-  pha = await t.token('pharma', 'researcher', 'pia');
+  ({ server: t, telecom: tel, pharma: pha } = await lendingPair());
 });
 afterAll(async () => {
   const all = await t.call<{ jobs: JobView[] }>(t.operator, 'GET', '/v1/jobs?state=pending,starting,running,preempting');

@@ -117,10 +117,17 @@ export function gangTasks(gang: GangRequest, maxGpusPerNode: number): number[] {
 
 /** When the work a preemption would destroy started: the last checkpoint, or the start. */
 export function lastCheckpoint(job: RunningJob, now: number): number {
-  if (job.lastCheckpointAt !== null && job.lastCheckpointAt >= job.startedAt) return Math.min(job.lastCheckpointAt, now);
-  const every = job.checkpointIntervalSeconds;
-  if (every && every > 0) return job.startedAt + Math.floor((now - job.startedAt) / every) * every;
-  return job.startedAt;
+  return checkpointAt(job.lastCheckpointAt, job.startedAt, job.checkpointIntervalSeconds, now);
+}
+
+/**
+ * `lastCheckpoint` on a running job's fields: the last checkpoint it reported (if taken in this
+ * run), else the last multiple of its interval since its start, else its start; never after `t`.
+ */
+export function checkpointAt(reportedAt: number | null, startedAt: number, every: number | null, t: number): number {
+  if (reportedAt !== null && reportedAt >= startedAt) return Math.min(reportedAt, t);
+  if (every && every > 0) return startedAt + Math.floor((t - startedAt) / every) * every;
+  return startedAt;
 }
 
 export function gangGpusOf(job: { readonly allocation: readonly Allocation[] }): number {

@@ -5,8 +5,8 @@
 // fit, the one that loses the fewest GPU-hours since the victims' last checkpoints wins, then
 // the one with the fewest jobs; a set is never larger than needed (each victim is necessary).
 import {
+  checkpointAt,
   gangGpusOf as gpusOfJob,
-  lastCheckpoint,
   PRIORITY_RANK,
   remainingWalltime,
   type Allocation,
@@ -25,7 +25,7 @@ export interface Victim {
   readonly isolated: boolean;
   readonly reason: PreemptionReason;
   readonly lostGpuHours: number;
-  /** Seconds until it stops (see `stopAfter`). */
+  /** Seconds until it stops (see `stopCost`). */
   readonly stopAfterSeconds: number;
   /** Taking it would push its member below its entitlement: a last resort. */
   readonly overshoot: boolean;
@@ -103,39 +103,8 @@ export class LeastLostWork implements PreemptionOracle {
 
   /** GPUs of preemptible work (past its minimum runtime, not stopping) per member and class rank. */
   private eligible: Float64Array | null = null;
-  /** Of those, the GPUs of jobs that may yield to shorter work of their class now (see `atCheckpoint`). */
+  /** Of those, the GPUs of jobs that may yield to shorter work of their class now (see `stopCost`). */
   private yielding: Float64Array | null = null;
-
-  /**
-   * Seconds from now until a victim told to stop now is stopped: its grace period, after its
-   * next checkpoint when it checkpoints periodically and the last one is older than
-   * `checkpointSlackSeconds`. Stopping right after a checkpoint loses almost no work; waiting for
-   * it costs the preemptor at most one checkpoint interval.
-   */
-  stopAfter(job: RunningJob): number {
-    const every = job.checkpointIntervalSeconds;
-    if (this.settings.preemption === 'resume' || !every || every <= 0) return job.gracePeriodSeconds;
-    const last = lastCheckpoint(job, this.now);
-    const wait = this.now - last <= this.settings.checkpointSlackSeconds ? 0 : last + every - this.now;
-    return Math.max(0, wait) + job.gracePeriodSeconds;
-  }
-
-  /**
-   * GPU-hours a preemption destroys: the work since the job's last checkpoint when it stops (see
-   * `stopAfter`); where preempted jobs resume, only the restart.
-   */
-  lostGpuHours(job: RunningJob): number {
-    const gpus = gpusOfJob(job);
-    if (this.settings.preemption === 'resume') return (gpus * (this.settings.restartOverheadSeconds ?? 0)) / 3600;
-    const stop = this.now + this.stopAfter(job);
-    return (gpus * Math.max(0, stop - lastCheckpoint(job, stop))) / 3600;
-  }
-
-  /** May it yield to shorter work of its class now: it checkpointed moments ago, or resumes anyway. */
-  private atCheckpoint(job: RunningJob): boolean {
-    if (this.settings.preemption === 'resume') return true;
-    return this.now - lastCheckpoint(job, this.now) <= this.settings.checkpointSlackSeconds;
-  }
 
   mayFree(preemptor: Preemptor): boolean {
     const ranks = PRIORITY_RANK.inference + 1;
@@ -169,10 +138,13 @@ export class LeastLostWork implements PreemptionOracle {
 
   /** The cycle tells the oracle which jobs it has told to stop. */
   stopped(entry: RunningEntry): void {
+    // The counts exist once mayFree built them from the victim table; a victim is in the table.
     if (!this.eligible || !this.yielding) return;
-    const k = entry.member * (PRIORITY_RANK.inference + 1) + PRIORITY_RANK[entry.job.priorityClass];
-    this.eligible[k] -= gpusOfJob(entry.job);
-    if (this.atCheckpoint(entry.job)) this.yielding[k] -= gpusOfJob(entry.job);
+    const t = this.victimTable();
+    const i = t.index.get(entry)!;
+    const k = entry.member * (PRIORITY_RANK.inference + 1) + t.rank[i];
+    this.eligible[k] -= t.gpus[i];
+    if (t.atCheckpoint[i]) this.yielding[k] -= t.gpus[i];
   }
 
   plan(preemptor: Preemptor): PreemptionPlan | null {
@@ -248,22 +220,17 @@ export class LeastLostWork implements PreemptionOracle {
       order: new Float64Array(n),
       domains: new Array<Int32Array>(n),
       victims: new Array<Victim | undefined>(n * VARIANTS),
+      index: new Map(),
     };
     const startedAt = new Float64Array(n);
     const { now } = this;
-    const { checkpointSlackSeconds: slack } = this.settings;
-    const resume = this.settings.preemption === 'resume';
     const { nodes } = this.snap.site;
     const ds: number[] = [];
     // Each job's fields are read once: running jobs come in many object shapes (built by spreads),
-    // so every property read of one is slow. The arithmetic is `stopAfter`, `lostGpuHours` and
-    // `atCheckpoint`, with the job's last checkpoint (core's `lastCheckpoint`) worked out here.
+    // so every property read of one is slow.
     for (let i = 0; i < n; i++) {
       const job = entries[i].job;
       const start = job.startedAt;
-      const lastAt = job.lastCheckpointAt;
-      const every = job.checkpointIntervalSeconds;
-      const grace = job.gracePeriodSeconds;
       let g = 0;
       ds.length = 0;
       for (const a of job.allocation) {
@@ -272,17 +239,21 @@ export class LeastLostWork implements PreemptionOracle {
         const d = nodes[a.node].domain;
         if (!ds.includes(d)) ds.push(d);
       }
-      const lastNow = checkpointBefore(lastAt, start, every, now);
-      let stop = grace;
-      if (!(resume || !every || every <= 0)) stop = Math.max(0, now - lastNow <= slack ? 0 : lastNow + every - now) + grace;
+      const cost = stopCost(
+        g,
+        start,
+        job.lastCheckpointAt,
+        job.checkpointIntervalSeconds,
+        job.gracePeriodSeconds,
+        now,
+        this.settings,
+      );
       t.gpus[i] = g;
       t.domains[i] = Int32Array.from(ds);
       startedAt[i] = start;
-      t.stopAfter[i] = stop;
-      t.lost[i] = resume
-        ? (g * (this.settings.restartOverheadSeconds ?? 0)) / 3600
-        : (g * Math.max(0, now + stop - checkpointBefore(lastAt, start, every, now + stop))) / 3600;
-      t.atCheckpoint[i] = resume || now - lastNow <= slack ? 1 : 0;
+      t.stopAfter[i] = cost.stopAfterSeconds;
+      t.lost[i] = cost.lostGpuHours;
+      t.atCheckpoint[i] = cost.atCheckpoint ? 1 : 0;
       t.rank[i] = PRIORITY_RANK[job.priorityClass];
       t.ripe[i] = now - start < job.minRuntimeSeconds ? 0 : 1;
       // Read only for service preemption, which only takes jobs at a checkpoint.
@@ -312,6 +283,7 @@ export class LeastLostWork implements PreemptionOracle {
     permute(t.remainingWork);
     permute(t.order);
     permute(t.domains);
+    t.entries.forEach((e, i) => t.index.set(e, i));
     this.table = t;
     return t;
   }
@@ -481,11 +453,34 @@ export class LeastLostWork implements PreemptionOracle {
   }
 }
 
-/** Core's `lastCheckpoint(job, t)`, on the job's fields read once. */
-function checkpointBefore(lastAt: number | null, startedAt: number, every: number | null | undefined, t: number): number {
-  if (lastAt !== null && lastAt >= startedAt) return Math.min(lastAt, t);
-  if (every && every > 0) return startedAt + Math.floor((t - startedAt) / every) * every;
-  return startedAt;
+/**
+ * What stopping a running job now costs. `stopAfterSeconds`: its grace period, after its next
+ * checkpoint when it checkpoints periodically and the last one is older than
+ * `checkpointSlackSeconds` (stopping right after a checkpoint loses almost no work; waiting for it
+ * costs the preemptor at most one interval). `lostGpuHours`: the work since its last checkpoint
+ * when it stops; where preempted jobs resume, only the restart. `atCheckpoint`: it checkpointed
+ * moments ago (or resumes anyway), so it may yield to shorter work of its class now.
+ */
+function stopCost(
+  gpus: number,
+  startedAt: number,
+  reportedAt: number | null,
+  every: number | null,
+  grace: number,
+  now: number,
+  settings: PreemptionSettings,
+): { stopAfterSeconds: number; lostGpuHours: number; atCheckpoint: boolean } {
+  if (settings.preemption === 'resume')
+    return { stopAfterSeconds: grace, lostGpuHours: (gpus * (settings.restartOverheadSeconds ?? 0)) / 3600, atCheckpoint: true };
+  const last = checkpointAt(reportedAt, startedAt, every, now);
+  const atCheckpoint = now - last <= settings.checkpointSlackSeconds;
+  const stopAfterSeconds = !every || every <= 0 ? grace : Math.max(0, atCheckpoint ? 0 : last + every - now) + grace;
+  const stop = now + stopAfterSeconds;
+  return {
+    stopAfterSeconds,
+    lostGpuHours: (gpus * Math.max(0, stop - checkpointAt(reportedAt, startedAt, every, stop))) / 3600,
+    atCheckpoint,
+  };
 }
 
 function gpusOf(v: Victim): number {
@@ -514,6 +509,8 @@ interface VictimTable {
   /** The NVLink domains its GPUs are in. */
   readonly domains: Int32Array[];
   readonly victims: (Victim | undefined)[];
+  /** Each entry's row. */
+  readonly index: Map<RunningEntry, number>;
 }
 
 /** Does the allocation still fit in what is available (after a victim was put back)? */

@@ -213,11 +213,14 @@ export function liveReservations(
   now: number,
   ...jobs: Iterable<{ readonly reservation?: string | null }>[]
 ): AdvanceReservation[] {
-  // Every cycle asks, with every job: without a booking there is nothing to look at.
+  // Every cycle (and every simulated event) asks, with every job: the jobs are read only when a
+  // reservation has been on long enough to be released.
   if (!reservations || reservations.length === 0) return [];
+  const due = (r: AdvanceReservation) => r.end > now && now >= r.start + RELEASE_IDLE_SECONDS;
+  if (!reservations.some(due)) return reservations.filter((r) => r.end > now);
   const used = new Set<string>();
   for (const list of jobs) for (const j of list) if (j.reservation != null) used.add(j.reservation);
-  return reservations.filter((r) => r.end > now && (now < r.start + RELEASE_IDLE_SECONDS || used.has(r.id)));
+  return reservations.filter((r) => r.end > now && (!due(r) || used.has(r.id)));
 }
 
 /** The prefix that marks an advance reservation among the snapshot's held GPU sets. */

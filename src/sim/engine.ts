@@ -542,7 +542,13 @@ class Simulation {
       gpus: gangGpus(l.running!.gang),
       reservation: l.running!.reservation,
     }));
-    const waiting = [...this.pending.values()].map((l) => l.pending!);
+    // Read only when a reservation may be released for want of jobs (see liveReservations).
+    const pending = this.pending;
+    const waiting = {
+      *[Symbol.iterator]() {
+        for (const l of pending.values()) yield l.pending!;
+      },
+    };
     const by = chargedGpus(jobs, booked, this.accruedAt, waiting);
     return this.o.consortium.members.map((m) => by[m.id] ?? 0);
   }

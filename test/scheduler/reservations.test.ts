@@ -150,52 +150,44 @@ const booked: AdvanceReservation = {
   allocation: onNodes([4, 5, 6, 7], 4),
 };
 
+/** Domain 0 (nodes 0–3) full for 100 h: only the reservation's nodes are free. */
+const domain0Busy = (member: string) => [
+  job('busy')
+    .member(member)
+    .gpus(16)
+    .walltime(100 * H)
+    .running(0, onNodes([0, 1, 2, 3], 4)),
+];
+/** A telecom job of 8 GPUs that runs this many hours. */
+const telecomJob = (id: string, hours: number) =>
+  job(id)
+    .member('telecom')
+    .gpus(8)
+    .walltime(hours * H)
+    .build();
+const startedJobs = (r: { decisions: readonly { kind: string; job: string }[] }) =>
+  r.decisions.filter((d) => d.kind === 'start').map((d) => d.job);
+
 describe('the cycle with a booked reservation', () => {
   it('backfills its GPUs before the start only with jobs that end in time', () => {
-    // Domain 0 is full: only the reservation's nodes are free.
-    const running = [
-      job('busy')
-        .member('pharma')
-        .gpus(16)
-        .walltime(100 * H)
-        .running(0, onNodes([0, 1, 2, 3], 4)),
-    ];
-    const short = job('short')
-      .member('telecom')
-      .gpus(8)
-      .walltime(2 * H)
-      .build();
-    const long = job('long')
-      .member('telecom')
-      .gpus(8)
-      .walltime(12 * H)
-      .build();
+    const running = domain0Busy('pharma');
+    const short = telecomJob('short', 2);
+    const long = telecomJob('long', 12);
     const r = cycle(state({ running, pending: [short, long], reservations: [booked] }), 0);
-    const started = r.decisions.filter((d) => d.kind === 'start').map((d) => d.job);
-    expect(started).toEqual(['short']);
+    expect(startedJobs(r)).toEqual(['short']);
     expect(r.pending.find((p) => p.job === 'long')?.reason).toBe('WaitingForReservation');
   });
 
   it('gives its GPUs back once it is on and idle (no job runs or waits in it), as PURGE_COMP does', () => {
-    const running = [
-      job('busy')
-        .member('telecom')
-        .gpus(16)
-        .walltime(100 * H)
-        .running(0, onNodes([0, 1, 2, 3], 4)),
-    ];
-    const long = job('long')
-      .member('telecom')
-      .gpus(8)
-      .walltime(12 * H)
-      .build();
+    const running = domain0Busy('telecom');
+    const long = telecomJob('long', 12);
     const at = booked.start + RELEASE_IDLE_SECONDS;
     // Idle since its start: released, so the long job takes its GPUs.
     const idle = cycle(state({ running, pending: [long], reservations: [booked] }), at);
-    expect(idle.decisions.filter((d) => d.kind === 'start').map((d) => d.job)).toEqual(['long']);
+    expect(startedJobs(idle)).toEqual(['long']);
     // Just started: its jobs may still come.
     const early = cycle(state({ running, pending: [long], reservations: [booked] }), at - 1);
-    expect(early.decisions.filter((d) => d.kind === 'start')).toEqual([]);
+    expect(startedJobs(early)).toEqual([]);
     // A job waits for it: it holds its GPUs again.
     const mine = inReservation(
       job('mine')
@@ -374,13 +366,7 @@ describe('reservation properties over random job streams', () => {
   });
 
   it("lets jobs that end before the start backfill the reservation's GPUs", () => {
-    const r: AdvanceReservation = {
-      id: 'cap',
-      member: 'pharma',
-      start: 24 * H,
-      end: 30 * H,
-      allocation: onNodes([4, 5, 6, 7], 4),
-    };
+    const r: AdvanceReservation = { ...booked, start: 24 * H, end: 30 * H };
     // Domain 0 fills with 16 one-hour GPUs' worth; the rest must go onto the reservation's nodes.
     const pending = Array.from({ length: 8 }, (_, i) =>
       job(`b${i}`)

@@ -78,7 +78,17 @@ describe.runIf(reachable)('reclaim on Slurm', () => {
       60_000,
     );
     // Both ranks wrote their checkpoint within the grace period: the signal reached them, not a kill.
-    for (const rank of [0, 1]) expect(readFileSync(join(shared, `${preempted.id}-rank${rank}`), 'utf8')).toBe('step=7\n');
+    // Slurm may report the job requeued while the last rank's trap is still writing (a loaded
+    // machine): wait a little for the file, then read it.
+    for (const rank of [0, 1]) {
+      const file = join(shared, `${preempted.id}-rank${rank}`);
+      await t.waitFor(
+        `rank ${rank}'s checkpoint`,
+        async () => existsSync(file) && readFileSync(file, 'utf8').endsWith('\n'),
+        10_000,
+      );
+      expect(readFileSync(file, 'utf8')).toBe('step=7\n');
+    }
     const events = await t.call<{ events: { kind: string; reason: string | null }[] }>(
       tel,
       'GET',

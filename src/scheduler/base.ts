@@ -208,17 +208,18 @@ export class CycleBase {
    * null if nowhere. Jobs of one shape fail alike until the snapshot changes: a queue of
    * thousands of identical blocked jobs costs one placement attempt, not thousands.
    */
-  protected placeNow(req: PlacementRequest, shape: number, end: number): Allocation[] | null {
-    const k = this.fitKey(shape, end);
+  protected placeNow(req: PlacementRequest, shape: number, end: number, guaranteed = false): Allocation[] | null {
+    const k = this.fitKey(shape, end, guaranteed);
     if (this.noFit.get(k) === this.snap.version) return null;
-    const allocation = place(this.snap, this.snap.availableUntil(end), req);
+    const allocation = place(this.snap, this.snap.availableUntil(end, guaranteed), req);
     if (!allocation) this.noFit.set(k, this.snap.version);
     return allocation;
   }
 
   /** Jobs of one shape that would collide with the same reservations share one "did not fit". */
-  protected fitKey(shape: number, end: number): number {
-    return shape * 65536 + this.snap.blockingReservations(end);
+  protected fitKey(shape: number, end: number, guaranteed = false): number {
+    const key = shape * 65536 + this.snap.blockingReservations(end, guaranteed);
+    return guaranteed ? -1 - key : key;
   }
 
   /**

@@ -36,8 +36,11 @@ export function cycle(state: ClusterState, now: number, config: SchedulerConfig 
 class CycleContext extends CycleBase {
   private readonly oracle: PreemptionOracle;
   private readonly preemptors: Uint32Array;
-  /** Searches for victims that found none worth taking, per member, this cycle. */
+  /** Searches for victims that found none worth taking, per member, this cycle: to displace its own work, to reclaim. */
   private readonly failedPlans: Uint32Array;
+  private readonly failedReclaims: Uint32Array;
+  /** GPUs of the member's jobs within its entitlement left waiting this cycle without reclaiming. */
+  private readonly waitingGuaranteed: Float64Array;
   private reservationsMade = 0;
   private readonly noPlan = new Set<string>();
   private readonly diagnosis = new Map<number, { version: number; reason: PendingReason }>();
@@ -55,6 +58,8 @@ class CycleContext extends CycleBase {
     const members = state.consortium.members.length;
     this.preemptors = new Uint32Array(members);
     this.failedPlans = new Uint32Array(members);
+    this.failedReclaims = new Uint32Array(members);
+    this.waitingGuaranteed = new Float64Array(members);
     this.oracle = new LeastLostWork(this.snap, this.quota, this.running, now, config);
     for (const j of state.running) if (j.preempting) this.awaitingVictims.add(j.preempting.by);
     this.quota.lendClaimed = config.lendClaimedQuota;
@@ -112,7 +117,8 @@ class CycleContext extends CycleBase {
     const fit = this.quota.fit(m, req.gpus, end);
 
     if (fit !== QuotaFit.Exhausted) {
-      const allocation = this.placeNow(req, sig, end);
+      // Work within an entitlement is not kept off GPUs held for work beyond one (see `hold`).
+      const allocation = this.placeNow(req, sig, end, fit === QuotaFit.Guaranteed);
       if (allocation) return this.start(job, m, req, end, allocation, fit === QuotaFit.Borrowing);
     }
 
@@ -132,8 +138,9 @@ class CycleContext extends CycleBase {
     const reclaim = fit === QuotaFit.Guaranteed;
     if (
       !this.awaitingVictims.has(job.id) &&
-      (reclaim || this.preemptors[m] < this.config.preemptorsPerMember) &&
-      this.failedPlans[m] < this.config.preemptionAttemptsPerMember
+      (reclaim
+        ? this.failedReclaims[m] < this.config.reclaimAttemptsPerMember
+        : this.preemptors[m] < this.config.preemptorsPerMember && this.failedPlans[m] < this.config.preemptionAttemptsPerMember)
     ) {
       const ownToFree = fit === QuotaFit.Exhausted ? this.quota.peak(m, end) + req.gpus - this.quota.nominal[m] : 0;
       const work = req.gpus * remainingWalltime(job);
@@ -153,15 +160,20 @@ class CycleContext extends CycleBase {
       const planKey = `${sig}|${job.priorityClass}|${fit}|${ownToFree}|${work}|${order}|${job.preemptedBy?.join(',') ?? ''}`;
       if (!this.noPlan.has(planKey) && this.oracle.mayFree(preemptor)) {
         const plan = this.oracle.plan(preemptor);
-        const waitUntil = plan && (mayReserve ? reservation : this.earliestStart(m, req, fit))?.start;
-        if (plan && worthIt(req.gpus, plan, waitUntil ?? Infinity, this.now, this.config.reclaimWithinSeconds)) {
+        if (plan && this.worthIt(m, req, plan, () => (mayReserve ? reservation : this.earliestStart(m, req, fit))?.start)) {
           this.preempt(job, plan);
           return this.hold(job, m, req, { start: plan.readyAt, allocation: plan.allocation }, 'WaitingForReclaim');
         }
-        this.noPlan.add(planKey);
-        this.failedPlans[m]++;
+        // A reclaim turned down because turnover serves the member is no vain search: the
+        // member's next job needs more than turnover brings, and may find it worth it.
+        if (!plan || !reclaim) {
+          this.noPlan.add(planKey);
+          if (reclaim) this.failedReclaims[m]++;
+          else this.failedPlans[m]++;
+        }
       }
     }
+    if (reclaim) this.waitingGuaranteed[m] += req.gpus;
     if (!reservation) {
       if (this.explain) this.wait(job, reason ?? this.diagnose(req, end, this.fitKey(sig, end), false), req.gpus, null);
       return;
@@ -171,6 +183,42 @@ class CycleContext extends CycleBase {
         ? 'WaitingForReclaim'
         : this.diagnose(req, end, this.fitKey(sig, end), true);
     this.hold(job, m, req, reservation, reason ?? 'WaitingForResources');
+  }
+
+  /**
+   * Whether to preempt for a plan. Lent GPUs are taken back only when the member would otherwise
+   * wait longer than `reclaimWithinSeconds` for its entitlement: when the job's own earliest start
+   * is further away, or when the jobs ending by then do not free enough GPUs for it and for the
+   * member's jobs within its entitlement already left waiting this cycle (each of a thousand
+   * one-GPU jobs would otherwise be told, one after the other, that the next GPU to free up is
+   * its). Natural turnover serves it sooner than that, and each reclaim costs its victims a new
+   * wait. Other preemptions must pay for themselves: the GPU-time the preemptor saves (it starts
+   * when the victims stop instead of when it could start without them) must exceed the work the
+   * victims lose.
+   */
+  private worthIt(m: number, req: PlacementRequest, plan: PreemptionPlan, earliest: () => number | undefined): boolean {
+    const within = this.config.reclaimWithinSeconds;
+    if (plan.victims.some((v) => v.reason === 'Reclaim'))
+      return !this.turnoverServes(m, req.gpus, this.now + within) || (earliest() ?? Infinity) - this.now > within;
+    const saved = (earliest() ?? Infinity) - plan.readyAt;
+    return saved > 0 && req.gpus * saved > plan.lostGpuHours * 3600;
+  }
+
+  /**
+   * Do the running jobs that end by `horizon` (those not being stopped) free GPUs enough for `gpus` more of the member's
+   * work within its entitlement, on top of what its jobs left waiting this cycle need?
+   */
+  private turnoverServes(m: number, gpus: number, horizon: number): boolean {
+    const need = this.waitingGuaranteed[m] + gpus;
+    let freed = 0;
+    for (const r of this.timeline.ordered()) {
+      if (r.end > horizon) break;
+      // A job being stopped frees its GPUs for the job it was stopped for.
+      if (!r.counted) continue;
+      for (const a of r.allocation) freed += a.gpus;
+      if (freed >= need) return true;
+    }
+    return false;
   }
 
   /**
@@ -186,7 +234,12 @@ class CycleContext extends CycleBase {
     return reservation;
   }
 
-  /** The job holds a reservation of GPUs and of its member's quota from `start`. */
+  /**
+   * The job holds a reservation of GPUs and of its member's quota from `start`. A job beyond its
+   * member's entitlement holds GPUs that work within an entitlement may still take: else a
+   * borrower's reservation on the GPUs a reclaim just freed kept the member that reclaimed them
+   * off them, its victims restarted there, and it reclaimed again, round after round.
+   */
   private hold(
     job: PendingJob,
     m: number,
@@ -194,14 +247,17 @@ class CycleContext extends CycleBase {
     reservation: { start: number; allocation: Allocation[] },
     reason: PendingReason,
   ): void {
+    const end = reservation.start + job.walltimeSeconds;
     this.snap.reserve({
       job: job.id,
       member: m,
       start: reservation.start,
-      end: reservation.start + job.walltimeSeconds,
+      end,
       allocation: reservation.allocation,
+      // Soft while the job is not within its entitlement now, its member's earlier reserved jobs counted.
+      yields: this.quota.fit(m, req.gpus, end) !== QuotaFit.Guaranteed,
     });
-    this.quota.claim(m, reservation.start, reservation.start + job.walltimeSeconds, req.gpus);
+    this.quota.claim(m, reservation.start, end, req.gpus);
     this.reservationsMade++;
     this.decisions.push({ kind: 'reserve', job: job.id, start: reservation.start, allocation: reservation.allocation });
     this.wait(job, reason, req.gpus, reservation.start);
@@ -335,17 +391,4 @@ function sumGpus(allocation: readonly { gpus: number }[]): number {
   let g = 0;
   for (const a of allocation) g += a.gpus;
   return g;
-}
-
-/**
- * Whether to preempt for a plan. Lent GPUs are taken back only when the member would otherwise
- * wait longer than `reclaimWithin` for its entitlement: natural turnover serves it sooner than
- * that, and each reclaim costs its victims a new wait. Other preemptions must pay for themselves:
- * the GPU-time the preemptor saves (it starts when the victims stop instead of when it could
- * start without them) must exceed the work the victims lose.
- */
-function worthIt(gpus: number, plan: PreemptionPlan, waitUntil: number, now: number, reclaimWithin: number): boolean {
-  if (plan.victims.some((v) => v.reason === 'Reclaim')) return waitUntil - now > reclaimWithin;
-  const saved = waitUntil - plan.readyAt;
-  return saved > 0 && gpus * saved > plan.lostGpuHours * 3600;
 }

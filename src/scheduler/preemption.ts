@@ -355,7 +355,7 @@ export class LeastLostWork implements PreemptionOracle {
     const opts = domain === undefined ? {} : { onlyDomain: domain };
     let ownFreed = 0;
     // What the preemptor may use, kept up to date as victims are taken out and put back.
-    const reserved = snap.reservedBefore(end);
+    const reserved = snap.reservedBefore(end, preemptor.reclaim);
     const view = { avail: new Int32Array(reserved.length), domainAvail: new Int32Array(snap.site.domains.length), total: 0 };
     const nodes = snap.site.nodes;
     // Nodes the request may use with room for its largest task: place() cannot succeed with
@@ -413,14 +413,31 @@ export class LeastLostWork implements PreemptionOracle {
     };
     const version = snap.version;
     let allocation: Allocation[] | null = null;
+    // A victim whose GPUs are all held for reservations the preemptor must respect frees nothing
+    // it can use: it is taken only after every victim that does (else a one-GPU job took the job
+    // about to end anyway and then its neighbour, where one victim elsewhere was enough).
+    const deferred: Victim[] = [];
     for (const v of candidates) {
       // Reclaim stops as soon as the lender is no longer borrowing: a member at or under its
       // entitlement is never preempted for someone else.
       if (!stillBorrowing(v)) continue;
+      const before = view.total;
       remove(v);
+      if (view.total === before && preemptor.ownToFree === 0) {
+        restore(v);
+        deferred.push(v);
+        continue;
+      }
       chosen.push(v);
       allocation = fits();
       if (allocation) break;
+    }
+    for (let i = 0; !allocation && i < deferred.length; i++) {
+      const v = deferred[i];
+      if (!stillBorrowing(v)) continue;
+      remove(v);
+      chosen.push(v);
+      allocation = fits();
     }
     let plan: PreemptionPlan | null = null;
     if (allocation) {

@@ -24,6 +24,8 @@ export interface Reservation {
   /** When the reserved job would end (start + walltime): its GPUs are free again after that. */
   readonly end: number;
   readonly allocation: readonly Allocation[];
+  /** Held for work beyond its member's entitlement: work within an entitlement may take these GPUs. */
+  readonly yields?: boolean;
 }
 
 export class Snapshot {
@@ -122,27 +124,31 @@ export class Snapshot {
   /**
    * What a job that would run until `end` may use now: free GPUs, less those held by
    * reservations that start before it would finish (backfill may use reserved GPUs only
-   * if it is gone in time).
+   * if it is gone in time). `guaranteed`: the job is within its member's entitlement, and
+   * reservations that yield to such work do not hold it off.
    */
-  availableUntil(end: number): Availability {
-    const blocking = this.blockingReservations(end);
+  availableUntil(end: number, guaranteed = false): Availability {
+    const blocking = this.blockingReservations(end, guaranteed);
     if (blocking === 0) return this.now;
     if (this.viewsEpoch !== this.epoch) {
       this.views.clear();
       this.viewsEpoch = this.epoch;
     }
-    let view = this.views.get(blocking);
+    // The reservations that block are those starting before `end`, of one kind or both: their
+    // count names the set, and the sign the kind.
+    const key = guaranteed ? -blocking : blocking;
+    let view = this.views.get(key);
     if (!view) {
-      view = this.subtractReservations(this.now, (r) => r.start < end);
-      this.views.set(blocking, view);
+      view = this.subtractReservations(this.now, (r) => blocks(r, end, guaranteed));
+      this.views.set(key, view);
     }
     return view;
   }
 
   /** How many reservations would a job running until `end` collide with (a cache key). */
-  blockingReservations(end: number): number {
+  blockingReservations(end: number, guaranteed = false): number {
     let count = 0;
-    for (const r of this.reservations) if (r.start < end) count++;
+    for (const r of this.reservations) if (blocks(r, end, guaranteed)) count++;
     return count;
   }
 
@@ -166,11 +172,11 @@ export class Snapshot {
     return { avail, domainAvail, total };
   }
 
-  /** GPUs per node held by reservations that start before `end`. */
-  reservedBefore(end: number): Int32Array {
+  /** GPUs per node held by reservations that start before `end` (for `guaranteed` work: see `availableUntil`). */
+  reservedBefore(end: number, guaranteed = false): Int32Array {
     const reserved = new Int32Array(this.free.length);
     for (const r of this.reservations) {
-      if (r.start >= end) continue;
+      if (!blocks(r, end, guaranteed)) continue;
       for (const { node, gpus } of r.allocation) reserved[node] += gpus;
     }
     return reserved;
@@ -183,4 +189,9 @@ export class Snapshot {
     if (exclusive && this.domainUsed[d] - this.domainUsedBy[d * this.members + member] > 0) return false;
     return true;
   }
+}
+
+/** Does the reservation keep a job that would run until `end` off its GPUs now? */
+function blocks(r: Reservation, end: number, guaranteed: boolean): boolean {
+  return r.start < end && !(guaranteed && r.yields === true);
 }

@@ -187,9 +187,9 @@ describe('a server run replayed through the simulator', () => {
     const server = await serverRun();
     // The same jobs as the scheduler saw them in the server (ids, submission times, requests).
     const pending = new Map<string, PendingJob>();
-    // Each as it was submitted: no hold, and nobody has preempted it yet.
+    // Each as it was submitted: no hold, nobody has preempted it yet, so it has no place to keep.
     for (const j of await store!.jobs({ limit: 1000 } as never))
-      pending.set(j.id, { ...toPending(j), holdSince: null, preemptedBy: undefined });
+      pending.set(j.id, { ...toPending(j), holdSince: null, preemptedBy: undefined, keepsPlace: undefined });
     const sorted = new Map([...pending.entries()].sort((a, b) => Number(a[0]) - Number(b[0])));
     const sim = simulatorRun(sorted);
     expect(Object.fromEntries(sim)).toEqual(Object.fromEntries(server));

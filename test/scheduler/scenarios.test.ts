@@ -158,6 +158,30 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
     expect(k.isRunning('owner')).toBe(true);
   });
 
+  it('counts its whole queue when judging whether turnover will serve it: a thousand jobs are not each promised the next free GPU', () => {
+    // telecom fills the machine with one-GPU jobs, half of them on pharma's idle share; one of
+    // them ends within `reclaimWithinSeconds`, the others in a day.
+    const k = new SteppedCluster(twoRacks(), pair());
+    for (let n = 0; n < 8; n++)
+      for (let g = 0; g < 4; g++)
+        k.place(
+          job(`t${n}-${g}`)
+            .member('telecom')
+            .gpus(1)
+            .walltime(n === 0 && g === 0 ? 600 : 86_400)
+            .grace(30)
+            .running(0, onNodes([n], 1)),
+        );
+    for (let i = 0; i < 6; i++) k.submit(job(`p${i}`).member('pharma').gpus(1).submitted(60).build());
+    const r = k.step(60);
+    // The GPU that frees up at 600 serves one of pharma's jobs; the other five reclaim theirs now.
+    // (Each job once judged alone: the next free GPU comes within 30 minutes, so none reclaimed.)
+    const p = preempts(r.decisions);
+    expect(p).toHaveLength(5);
+    expect(p.every((d) => d.kind === 'preempt' && d.reason === 'Reclaim' && d.job !== 't0-0')).toBe(true);
+    expect(r.pending.filter((e) => e.reason === 'WaitingForReclaim')).toHaveLength(5);
+  });
+
   it('never preempts a member at or under its entitlement for a borrower', () => {
     const k = new SteppedCluster(twoRacks(), pair());
     for (let i = 0; i < 4; i++) k.submit(job(`p${i}`).member('pharma').gpus(4).build());
@@ -281,6 +305,43 @@ describe('backfill with reservations', () => {
       .member('telecom', { entitlement: 8 })
       .member('academy', { entitlement: 8 })
       .build();
+    // Neither running job may be stopped (minimum runtime): the gang waits for GPUs, not quota.
+    const k = new SteppedCluster(twoRacks(), c).place(
+      job('long')
+        .member('telecom')
+        .gpus(16)
+        .walltime(7200)
+        .minRuntime(1e5)
+        .running(0, onNodes([0, 1, 2, 3], 4)),
+      job('mid')
+        .member('academy')
+        .gpus(12)
+        .walltime(3600)
+        .minRuntime(1e5)
+        .running(0, onNodes([4, 5, 6], 4)),
+    );
+    k.submit(
+      job('gang-16').member('pharma').gpus(16).topology('required').submitted(0).build(),
+      // Less expected work than 'short' (1 × 5400 < 4 × 1800): looked at first, but it would run past 3600.
+      job('long-small').member('academy').gpus(1).walltime(5400).submitted(1).build(),
+      job('short').member('academy').gpus(4).walltime(1800).submitted(2).build(),
+    );
+    const r = k.step(0);
+    // 'mid' holds domain 1 until 3600: the gang, within pharma's entitlement, reserves it from then.
+    expect(r.decisions.find((d) => d.kind === 'reserve' && d.job === 'gang-16')).toMatchObject({ start: 3600 });
+    expect(k.explanation('gang-16')).toMatchObject({ reason: 'WaitingForResources', position: 1, estimatedStart: 3600 });
+    expect(starts(r.decisions).map((d) => d.job)).toEqual(['short']);
+    expect(k.explanation('long-small')?.reason).toBe('BehindReservation');
+    k.step(3600);
+    expect(k.isRunning('gang-16')).toBe(true);
+  });
+
+  it('lets work within an entitlement use GPUs held for a job its own quota keeps waiting', () => {
+    const c = consortium()
+      .member('pharma', { entitlement: 16 })
+      .member('telecom', { entitlement: 8 })
+      .member('academy', { entitlement: 8 })
+      .build();
     const k = new SteppedCluster(twoRacks(), c).place(
       job('long')
         .member('telecom')
@@ -296,17 +357,21 @@ describe('backfill with reservations', () => {
     );
     k.submit(
       job('gang-16').member('pharma').gpus(16).topology('required').submitted(0).build(),
-      // Less expected work than 'short' (1 × 5400 < 4 × 1800): looked at first, but it would run past 3600.
       job('long-small').member('academy').gpus(1).walltime(5400).submitted(1).build(),
       job('short').member('academy').gpus(4).walltime(1800).submitted(2).build(),
     );
     const r = k.step(0);
-    // pharma's own 'mid' holds its entitlement until 3600: the gang reserves domain 1 from then.
+    // pharma's own 'mid' holds its entitlement until 3600: the gang's hold on domain 1 is soft
+    // until then, and academy's work within its entitlement is not kept off it (a borrower's
+    // hold that kept the member who reclaimed those GPUs off them made reclaim loop for hours).
     expect(r.decisions.find((d) => d.kind === 'reserve' && d.job === 'gang-16')).toMatchObject({ start: 3600 });
-    expect(k.explanation('gang-16')).toMatchObject({ reason: 'QuotaExhausted', position: 1, estimatedStart: 3600 });
-    expect(starts(r.decisions).map((d) => d.job)).toEqual(['short']);
-    expect(k.explanation('long-small')?.reason).toBe('BehindReservation');
+    expect(k.explanation('gang-16')).toMatchObject({ reason: 'QuotaExhausted', position: 1 });
+    // ('short' then finds no whole tray left in domain 1.)
+    expect(starts(r.decisions).map((d) => d.job)).toEqual(['long-small']);
+    // Within its entitlement from 3600, the gang's hold is firm: it starts when 'long-small' ends.
     k.step(3600);
+    expect(k.isRunning('gang-16')).toBe(false);
+    k.step(5400);
     expect(k.isRunning('gang-16')).toBe(true);
   });
 

@@ -694,6 +694,82 @@ describe('reclaim', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Reclaim takes the whole deficit at once. A member under its entitlement submits many one-GPU
+// jobs within what it has left (gangs, whose shape matters too, are the property above); the
+// machine is full of other members' borrowed work, some of it ending within
+// `reclaimWithinSeconds`. Within the victims' grace and one round (two cycles: a
+// node's GPUs held for one reclaiming job keep the next off that node until its victims stop),
+// the GPUs its jobs run on, the GPUs they reclaim and the GPUs that running jobs free within
+// `reclaimWithinSeconds` together cover all they ask for: no job is left to wait on turnover
+// that its member's other jobs need too.
+
+const deficitArb = fc.record({
+  racks: fc.integer({ min: 1, max: 3 }),
+  trays: fc.integer({ min: 2, max: 6 }),
+  gpusPerTray: fc.constantFrom(2, 4),
+  ownerShare: fc.integer({ min: 100, max: 900 }),
+  jobs: fc.integer({ min: 1, max: 40 }),
+  soon: fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }),
+  lenders: fc.integer({ min: 1, max: 3 }),
+  checkpoint: fc.option(fc.constantFrom(300, 900), { nil: null }),
+});
+
+describe('reclaim of a deficit', () => {
+  it('covers all of a member’s one-GPU jobs within its entitlement within grace and a round: running, reclaiming or served by turnover', () => {
+    fc.assert(
+      fc.property(deficitArb, (r) => {
+        const G = r.gpusPerTray;
+        const N = r.racks * r.trays;
+        const total = N * G;
+        const ownerEnt = Math.max(1, Math.floor((total * r.ownerShare) / 1000));
+        const lenderEnt = Math.floor((total - ownerEnt) / (2 * r.lenders)); // all of them borrow
+        const c = consortium().member('owner', { entitlement: ownerEnt });
+        for (let i = 0; i < r.lenders; i++) c.member(`lender${i}`, { entitlement: lenderEnt });
+        const cluster = new SteppedCluster(
+          site().superpods(1).racksPerSuperpod(r.racks).traysPerRack(r.trays).gpusPerTray(G).build(),
+          c.build(),
+        );
+        // One-GPU jobs of the lenders on every GPU; some end within the reclaim window.
+        let k = 0;
+        const ending = new Set<number>();
+        for (let n = 0; n < N; n++)
+          for (let g = 0; g < G; g++, k++) {
+            const soon = r.soon[k % r.soon.length] && k % 3 === 0;
+            const walltime = soon ? 7200 + 600 : 86_400;
+            if (soon) ending.add(k);
+            const b = job(`run${String(k).padStart(3, '0')}`)
+              .member(`lender${k % r.lenders}`)
+              .gpus(1)
+              .walltime(walltime)
+              .grace(30);
+            if (r.checkpoint !== null) b.checkpointEvery(r.checkpoint);
+            cluster.place(b.running(0, onNodes([n], 1)));
+          }
+        // The owner asks for no more than its entitlement.
+        const asked = Math.min(r.jobs, ownerEnt);
+        for (let i = 0; i < asked; i++) cluster.submit(job(`want${i}`).member('owner').gpus(1).submitted(7200).build());
+        // Two cycles: the first stops victims, whose 30 s grace ends before the second.
+        cluster.step(7200);
+        const result = cluster.step(7260);
+        let covered = 0;
+        const soonLeft = new Set<string>();
+        for (const key of ending) soonLeft.add(`run${String(key).padStart(3, '0')}`);
+        for (let i = 0; i < asked; i++) if (cluster.isRunning(`want${i}`)) covered++;
+        for (const d of result.decisions) {
+          if (d.kind === 'start' && d.job.startsWith('want')) covered++;
+          if (d.kind === 'preempt' && d.for.startsWith('want')) covered++;
+          if (d.kind === 'preempt') soonLeft.delete(d.job);
+        }
+        // Turnover: jobs still running that end within the window and are not being stopped.
+        for (const id of soonLeft) if (cluster.isRunning(id)) covered++;
+        expect(covered, `asked ${asked}; decisions: ${JSON.stringify(result.decisions)}`).toBeGreaterThanOrEqual(asked);
+      }),
+      params(200),
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Large gangs do not starve. Several members keep submitting short small jobs at a steady rate,
 // up to half again their entitlement (so the queue may grow without end); one member, entitled to
 // exactly one NVLink domain, submits a gang that needs a whole domain (topology required) early.

@@ -209,16 +209,16 @@ export class CycleBase {
    * thousands of identical blocked jobs costs one placement attempt, not thousands.
    */
   protected placeNow(req: PlacementRequest, shape: number, end: number, guaranteed = false): Allocation[] | null {
-    const k = this.fitKey(shape, end, guaranteed);
+    const k = this.fitKey(shape, end, guaranteed, req.member);
     if (this.noFit.get(k) === this.snap.version) return null;
-    const allocation = place(this.snap, this.snap.availableUntil(end, guaranteed), req);
+    const allocation = place(this.snap, this.snap.availableUntil(end, guaranteed, req.member), req);
     if (!allocation) this.noFit.set(k, this.snap.version);
     return allocation;
   }
 
   /** Jobs of one shape that would collide with the same reservations share one "did not fit". */
-  protected fitKey(shape: number, end: number, guaranteed = false): number {
-    const key = shape * 65536 + this.snap.blockingReservations(end, guaranteed);
+  protected fitKey(shape: number, end: number, guaranteed = false, member = -1): number {
+    const key = shape * 65536 + this.snap.blockingReservations(end, guaranteed, member);
     return guaranteed ? -1 - key : key;
   }
 

@@ -248,16 +248,19 @@ class CycleContext extends CycleBase {
     reason: PendingReason,
   ): void {
     const end = reservation.start + job.walltimeSeconds;
+    // Soft while the job is not within its entitlement now, its member's earlier reserved jobs counted.
+    const soft = this.quota.fit(m, req.gpus, end) !== QuotaFit.Guaranteed;
+    // Its quota claim is firm once it is promoted: then none of its member's later work goes first.
+    const promoted = memberOrderKey(job, this.snap.maxDomainGpus, this.config) <= this.now;
     this.snap.reserve({
       job: job.id,
       member: m,
       start: reservation.start,
       end,
       allocation: reservation.allocation,
-      // Soft while the job is not within its entitlement now, its member's earlier reserved jobs counted.
-      yields: this.quota.fit(m, req.gpus, end) !== QuotaFit.Guaranteed,
+      yields: soft,
     });
-    this.quota.claim(m, reservation.start, end, req.gpus);
+    this.quota.claim(m, reservation.start, end, req.gpus, soft && !promoted);
     this.reservationsMade++;
     this.decisions.push({ kind: 'reserve', job: job.id, start: reservation.start, allocation: reservation.allocation });
     this.wait(job, reason, req.gpus, reservation.start);

@@ -355,7 +355,7 @@ export class LeastLostWork implements PreemptionOracle {
     const opts = domain === undefined ? {} : { onlyDomain: domain };
     let ownFreed = 0;
     // What the preemptor may use, kept up to date as victims are taken out and put back.
-    const reserved = snap.reservedBefore(end, preemptor.reclaim);
+    const reserved = snap.reservedBefore(end, preemptor.reclaim, request.member);
     const view = { avail: new Int32Array(reserved.length), domainAvail: new Int32Array(snap.site.domains.length), total: 0 };
     const nodes = snap.site.nodes;
     // Nodes the request may use with room for its largest task: place() cannot succeed with

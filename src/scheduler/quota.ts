@@ -20,7 +20,7 @@ export class QuotaBook {
    * Quota promised to reserved jobs from a future time on. A job that ends before a claim
    * starts may still use that quota (backfill within an entitlement), like GPUs.
    */
-  private readonly claims: { member: number; start: number; end: number; gpus: number }[] = [];
+  private readonly claims: { member: number; start: number; end: number; gpus: number; soft: boolean }[] = [];
   private readonly claimedGpus: Float64Array;
   /** GPUs of the machine that no member is entitled to: anyone may borrow them. */
   readonly unassigned: number;
@@ -53,22 +53,30 @@ export class QuotaBook {
     });
     this.unassigned = Math.max(0, capacity - entitled);
     this.peaks = new Array(n).fill(null);
+    this.firmPeaks = new Array(n).fill(null);
     this.claimedGpus = new Float64Array(n);
   }
 
   /** Memo of `peak`: per member, claim starts in order with the prefix maximum of usage. */
   private peaks: ({ starts: number[]; maxUpTo: number[] } | null)[];
+  private firmPeaks: ({ starts: number[]; maxUpTo: number[] } | null)[];
 
   add(member: number, gpus: number): void {
     this.used[member] += gpus;
     // Usage now also shifts usage at every claim start; timeline changes come with it.
     this.peaks.fill(null);
+    this.firmPeaks.fill(null);
   }
 
-  claim(member: number, start: number, end: number, gpus: number): void {
-    this.claims.push({ member, start, end, gpus });
+  /**
+   * `soft`: the claim of a job beyond its member's entitlement that has not reached its promotion
+   * time: the member's other work within its entitlement does not wait for it (see `fit`).
+   */
+  claim(member: number, start: number, end: number, gpus: number, soft = false): void {
+    this.claims.push({ member, start, end, gpus, soft });
     this.claimedGpus[member] += gpus;
     this.peaks[member] = null;
+    this.firmPeaks[member] = null;
   }
 
   /** All GPUs the member has claimed for reserved jobs. */
@@ -89,11 +97,12 @@ export class QuotaBook {
     return this.claims.filter((c) => c.member === member).map((c) => ({ end: c.end, gpus: c.gpus }));
   }
 
-  /** The most GPUs the member holds or has claimed at any moment before `end`. */
-  peak(member: number, end: number): number {
-    let memo = this.peaks[member];
+  /** The most GPUs the member holds or has claimed (`firm`: its firm claims only) at any moment before `end`. */
+  peak(member: number, end: number, firm = false): number {
+    const memos = firm ? this.firmPeaks : this.peaks;
+    let memo = memos[member];
     if (!memo) {
-      const mine = this.claims.filter((c) => c.member === member).sort((a, b) => a.start - b.start);
+      const mine = this.claims.filter((c) => c.member === member && !(firm && c.soft)).sort((a, b) => a.start - b.start);
       const starts: number[] = [];
       const maxUpTo: number[] = [];
       let max = this.used[member];
@@ -105,7 +114,7 @@ export class QuotaBook {
         maxUpTo.push(max);
       }
       memo = { starts, maxUpTo };
-      this.peaks[member] = memo;
+      memos[member] = memo;
     }
     // The last claim that starts before `end` carries the maximum over all earlier ones.
     let lo = 0;
@@ -120,8 +129,12 @@ export class QuotaBook {
 
   /** Can the member run `gpus` more until `end`, within its entitlement or by borrowing? */
   fit(member: number, gpus: number, end = Infinity): QuotaFit {
+    // Within the entitlement, soft claims aside: a member's job beyond its entitlement, not yet
+    // promoted, does not keep the member's work within it from reclaiming lent GPUs. (Counting
+    // them, a member whose own 144-GPU gang waited to borrow sat at a third of its entitlement
+    // for hours, its small jobs unable to reclaim and its gang unable to start.)
+    if (this.peak(member, end, true) + gpus <= this.nominal[member]) return QuotaFit.Guaranteed;
     const after = this.peak(member, end) + gpus;
-    if (after <= this.nominal[member]) return QuotaFit.Guaranteed;
     // `after` counts the member's own claims that start before `end`: a job that would still run
     // when the member's reserved job starts borrows on top of that job's share, never out of it.
     // (Forbidding such jobs outright, as an earlier rule did, idled lendable GPUs and cost 0.2–0.5

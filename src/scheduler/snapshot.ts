@@ -24,7 +24,7 @@ export interface Reservation {
   /** When the reserved job would end (start + walltime): its GPUs are free again after that. */
   readonly end: number;
   readonly allocation: readonly Allocation[];
-  /** Held for work beyond its member's entitlement: work within an entitlement may take these GPUs. */
+  /** Held for work beyond its member's entitlement: other members' work within theirs may take these GPUs. */
   readonly yields?: boolean;
 }
 
@@ -124,31 +124,31 @@ export class Snapshot {
   /**
    * What a job that would run until `end` may use now: free GPUs, less those held by
    * reservations that start before it would finish (backfill may use reserved GPUs only
-   * if it is gone in time). `guaranteed`: the job is within its member's entitlement, and
-   * reservations that yield to such work do not hold it off.
+   * if it is gone in time). `guaranteed`: the job (of `member`) is within its member's
+   * entitlement, and other members' reservations that yield to such work do not hold it off.
    */
-  availableUntil(end: number, guaranteed = false): Availability {
-    const blocking = this.blockingReservations(end, guaranteed);
+  availableUntil(end: number, guaranteed = false, member = -1): Availability {
+    const blocking = this.blockingReservations(end, guaranteed, member);
     if (blocking === 0) return this.now;
     if (this.viewsEpoch !== this.epoch) {
       this.views.clear();
       this.viewsEpoch = this.epoch;
     }
-    // The reservations that block are those starting before `end`, of one kind or both: their
-    // count names the set, and the sign the kind.
-    const key = guaranteed ? -blocking : blocking;
+    // The reservations that block are those starting before `end`, all of them or all but other
+    // members' yielding ones: their count names the set, the sign and the member the kind.
+    const key = guaranteed ? -blocking - (member + 1) * 1e7 : blocking;
     let view = this.views.get(key);
     if (!view) {
-      view = this.subtractReservations(this.now, (r) => blocks(r, end, guaranteed));
+      view = this.subtractReservations(this.now, (r) => blocks(r, end, guaranteed, member));
       this.views.set(key, view);
     }
     return view;
   }
 
   /** How many reservations would a job running until `end` collide with (a cache key). */
-  blockingReservations(end: number, guaranteed = false): number {
+  blockingReservations(end: number, guaranteed = false, member = -1): number {
     let count = 0;
-    for (const r of this.reservations) if (blocks(r, end, guaranteed)) count++;
+    for (const r of this.reservations) if (blocks(r, end, guaranteed, member)) count++;
     return count;
   }
 
@@ -173,10 +173,10 @@ export class Snapshot {
   }
 
   /** GPUs per node held by reservations that start before `end` (for `guaranteed` work: see `availableUntil`). */
-  reservedBefore(end: number, guaranteed = false): Int32Array {
+  reservedBefore(end: number, guaranteed = false, member = -1): Int32Array {
     const reserved = new Int32Array(this.free.length);
     for (const r of this.reservations) {
-      if (!blocks(r, end, guaranteed)) continue;
+      if (!blocks(r, end, guaranteed, member)) continue;
       for (const { node, gpus } of r.allocation) reserved[node] += gpus;
     }
     return reserved;
@@ -192,6 +192,6 @@ export class Snapshot {
 }
 
 /** Does the reservation keep a job that would run until `end` off its GPUs now? */
-function blocks(r: Reservation, end: number, guaranteed: boolean): boolean {
-  return r.start < end && !(guaranteed && r.yields === true);
+function blocks(r: Reservation, end: number, guaranteed: boolean, member: number): boolean {
+  return r.start < end && !(guaranteed && r.yields === true && r.member !== member);
 }

@@ -193,9 +193,11 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
     expect(k.explanation('more')?.reason).toBe('QuotaExhausted');
   });
 
-  it('lets a member holding a reservation borrow on top of it, only as far as owners lend at its start', () => {
-    // Pharma runs 12 of its 16 until t=500; its 16-GPU gang is reserved for then. A 4-GPU job
-    // that would outlive t=500 borrows: pharma then holds its whole share plus 4 lent GPUs.
+  it('runs a member’s work within its entitlement beside its reserved gang, which borrows at its start only as far as owners lend', () => {
+    // Pharma runs 12 of its 16 until t=500; its 16-GPU gang is reserved for then, beyond its
+    // entitlement until then. A 4-GPU job of pharma that fits in its entitlement now starts now
+    // (the gang's claim is soft until the gang is promoted), on GPUs the gang does not hold; at
+    // t=500 the gang starts, borrowing the 4 GPUs if an owner lends them, else it waits.
     const pharmaNow = job('p-run')
       .gpus(12)
       .walltime(500)
@@ -212,12 +214,15 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
     };
     const lent = setUp(8);
     expect(lent.r.decisions).toContainEqual(expect.objectContaining({ kind: 'reserve', job: 'gang', start: 500 }));
-    expect(starts(lent.r.decisions)).toEqual([expect.objectContaining({ job: 'extra', borrowing: true })]);
-    // Telecom uses all of its share: nothing is lent, and the job waits for its own member's quota.
+    expect(starts(lent.r.decisions)).toEqual([expect.objectContaining({ job: 'extra', borrowing: false })]);
+    expect(starts(lent.k.step(500).decisions)).toEqual([expect.objectContaining({ job: 'gang', borrowing: true })]);
+    // Telecom uses all of its share: the only free tray is the gang's, and 'extra' may not take
+    // it (its own member's hold is firm to it); the gang starts at 500 within pharma's share.
     const none = setUp(16);
     expect(none.r.decisions).toContainEqual(expect.objectContaining({ kind: 'reserve', job: 'gang', start: 500 }));
     expect(starts(none.r.decisions)).toHaveLength(0);
-    expect(none.k.explanation('extra')?.reason).toBe('QuotaExhausted');
+    expect(none.k.explanation('extra')?.reason).toBe('BehindReservation');
+    expect(starts(none.k.step(500).decisions)).toEqual([expect.objectContaining({ job: 'gang', borrowing: false })]);
   });
 
   it('lends no more than the lending limit', () => {

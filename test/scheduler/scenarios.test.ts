@@ -304,13 +304,18 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
 });
 
 describe('backfill with reservations', () => {
-  it('holds a reservation for the blocked gang and backfills only jobs that end before it', () => {
+  /**
+   * telecom's unstoppable 'long' fills domain 0 until 7200; 'mid' (12 GPUs of `midMember`) holds
+   * domain 1 until 3600. pharma's 16-GPU gang needs a whole domain; academy has a long one-GPU
+   * job (less expected work than 'short', so looked at first, but it would run past 3600) and a
+   * short 4-GPU one.
+   */
+  const gangBehindMid = (midMember: 'academy' | 'pharma') => {
     const c = consortium()
       .member('pharma', { entitlement: 16 })
       .member('telecom', { entitlement: 8 })
       .member('academy', { entitlement: 8 })
       .build();
-    // Neither running job may be stopped (minimum runtime): the gang waits for GPUs, not quota.
     const k = new SteppedCluster(twoRacks(), c).place(
       job('long')
         .member('telecom')
@@ -319,7 +324,7 @@ describe('backfill with reservations', () => {
         .minRuntime(1e5)
         .running(0, onNodes([0, 1, 2, 3], 4)),
       job('mid')
-        .member('academy')
+        .member(midMember)
         .gpus(12)
         .walltime(3600)
         .minRuntime(1e5)
@@ -327,12 +332,16 @@ describe('backfill with reservations', () => {
     );
     k.submit(
       job('gang-16').member('pharma').gpus(16).topology('required').submitted(0).build(),
-      // Less expected work than 'short' (1 × 5400 < 4 × 1800): looked at first, but it would run past 3600.
       job('long-small').member('academy').gpus(1).walltime(5400).submitted(1).build(),
       job('short').member('academy').gpus(4).walltime(1800).submitted(2).build(),
     );
-    const r = k.step(0);
-    // 'mid' holds domain 1 until 3600: the gang, within pharma's entitlement, reserves it from then.
+    return { k, r: k.step(0) };
+  };
+
+  it('holds a reservation for the blocked gang and backfills only jobs that end before it', () => {
+    // academy's 'mid' holds domain 1 until 3600: the gang, within pharma's entitlement, waits
+    // for GPUs, not quota, and reserves domain 1 from then.
+    const { k, r } = gangBehindMid('academy');
     expect(r.decisions.find((d) => d.kind === 'reserve' && d.job === 'gang-16')).toMatchObject({ start: 3600 });
     expect(k.explanation('gang-16')).toMatchObject({ reason: 'WaitingForResources', position: 1, estimatedStart: 3600 });
     expect(starts(r.decisions).map((d) => d.job)).toEqual(['short']);
@@ -342,33 +351,10 @@ describe('backfill with reservations', () => {
   });
 
   it('lets work within an entitlement use GPUs held for a job its own quota keeps waiting', () => {
-    const c = consortium()
-      .member('pharma', { entitlement: 16 })
-      .member('telecom', { entitlement: 8 })
-      .member('academy', { entitlement: 8 })
-      .build();
-    const k = new SteppedCluster(twoRacks(), c).place(
-      job('long')
-        .member('telecom')
-        .gpus(16)
-        .walltime(7200)
-        .minRuntime(1e5)
-        .running(0, onNodes([0, 1, 2, 3], 4)),
-      job('mid')
-        .member('pharma')
-        .gpus(12)
-        .walltime(3600)
-        .running(0, onNodes([4, 5, 6], 4)),
-    );
-    k.submit(
-      job('gang-16').member('pharma').gpus(16).topology('required').submitted(0).build(),
-      job('long-small').member('academy').gpus(1).walltime(5400).submitted(1).build(),
-      job('short').member('academy').gpus(4).walltime(1800).submitted(2).build(),
-    );
-    const r = k.step(0);
     // pharma's own 'mid' holds its entitlement until 3600: the gang's hold on domain 1 is soft
     // until then, and academy's work within its entitlement is not kept off it (a borrower's
     // hold that kept the member who reclaimed those GPUs off them made reclaim loop for hours).
+    const { k, r } = gangBehindMid('pharma');
     expect(r.decisions.find((d) => d.kind === 'reserve' && d.job === 'gang-16')).toMatchObject({ start: 3600 });
     expect(k.explanation('gang-16')).toMatchObject({ reason: 'QuotaExhausted', position: 1 });
     // ('short' then finds no whole tray left in domain 1.)

@@ -164,8 +164,8 @@ class CycleContext extends CycleBase {
           this.preempt(job, plan);
           return this.hold(job, m, req, { start: plan.readyAt, allocation: plan.allocation }, 'WaitingForReclaim');
         }
-        // A reclaim turned down because turnover serves the member is no vain search: the
-        // member's next job needs more than turnover brings, and may find it worth it.
+        // A reclaim turned down because the member is served soon anyway is no vain search: its
+        // next job needs more than turnover brings, and may find it worth it.
         if (!plan || !reclaim) {
           this.noPlan.add(planKey);
           if (reclaim) this.failedReclaims[m]++;
@@ -205,8 +205,9 @@ class CycleContext extends CycleBase {
   }
 
   /**
-   * Do the running jobs that end by `horizon` (those not being stopped) free GPUs enough for `gpus` more of the member's
-   * work within its entitlement, on top of what its jobs left waiting this cycle need?
+   * Do the running jobs that end by `horizon` (those not being stopped) free GPUs enough for
+   * `gpus` more of the member's work within its entitlement, on top of what its jobs left
+   * waiting this cycle need?
    */
   private turnoverServes(m: number, gpus: number, horizon: number): boolean {
     const need = this.waitingGuaranteed[m] + gpus;
@@ -236,9 +237,10 @@ class CycleContext extends CycleBase {
 
   /**
    * The job holds a reservation of GPUs and of its member's quota from `start`. A job beyond its
-   * member's entitlement holds GPUs that work within an entitlement may still take: else a
-   * borrower's reservation on the GPUs a reclaim just freed kept the member that reclaimed them
-   * off them, its victims restarted there, and it reclaimed again, round after round.
+   * member's entitlement holds GPUs that other members' work within theirs may still take: else
+   * a borrower's reservation on the GPUs a reclaim just freed kept the member that reclaimed them
+   * off them, its victims restarted there, and it reclaimed again, round after round. Its quota
+   * claim is soft too until it is promoted (see `QuotaBook.fit`).
    */
   private hold(
     job: PendingJob,

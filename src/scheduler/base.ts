@@ -47,6 +47,7 @@ export class CycleBase {
     gpus: [] as number[],
     walltimeSeconds: [] as number[],
     reservedStart: [] as number[],
+    reclaiming: [] as boolean[],
     member: [] as number[],
   };
   protected readonly running: RunningEntry[] = [];
@@ -167,6 +168,7 @@ export class CycleBase {
     this.waitingColumns.gpus.push(gpus);
     this.waitingColumns.walltimeSeconds.push(remainingWalltime(job));
     this.waitingColumns.reservedStart.push(reservedStart ?? NaN);
+    this.waitingColumns.reclaiming.push(reason === 'WaitingForReclaim');
     this.waitingColumns.member.push(m);
   }
 

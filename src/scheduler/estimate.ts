@@ -7,8 +7,9 @@
 // topology and the lenders' current use, so it can err early for jobs that wait for those; it
 // never errs early by the queue itself: a job's estimate is never earlier than that of a job of
 // its member ahead of it and at least as large (which must start first; a smaller one ahead may
-// legitimately start later, by backfill). Jobs whose estimate is already null (they cannot fit
-// the machine as it is) are skipped; a job larger than its member's limit gets null.
+// legitimately start later, by backfill), unless running jobs are being stopped for it: it then
+// starts when they stop. Jobs whose estimate is already null (they cannot fit the machine as it
+// is) are skipped; a job larger than its member's limit gets null.
 import FlatQueue from 'flatqueue';
 
 /** The waiting jobs in queue order, as columns (one entry per job). */
@@ -17,6 +18,11 @@ export interface Waiting {
   readonly walltimeSeconds: readonly number[];
   /** Start of its reservation, or NaN when it holds none. */
   readonly reservedStart: readonly number[];
+  /**
+   * Running jobs are being stopped for it (WaitingForReclaim): its reservation's start is when
+   * they stop, whatever the jobs of its member ahead of it do.
+   */
+  readonly reclaiming: readonly boolean[];
   /** Its member's index; -1 for a job outside its member's limits (in an advance reservation). */
   readonly member: readonly number[];
 }
@@ -109,9 +115,10 @@ export function estimateStarts(
     if (reserved === reserved) start = reserved;
     const sizes = latestSize[m];
     const starts = latestStart[m];
+    const exact = waiting.reclaiming[i] && reserved === reserved;
     let own = -1;
     for (let k = 0; k < sizes.length; k++) {
-      if (sizes[k] >= gpus && starts[k] > start) start = starts[k];
+      if (!exact && sizes[k] >= gpus && starts[k] > start) start = starts[k];
       if (sizes[k] === gpus) own = k;
     }
     free -= gpus;

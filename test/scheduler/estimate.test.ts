@@ -17,7 +17,10 @@ import { consortium, job, onNodes, site } from '../../src/testing/builders.js';
 
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : 20_261_207;
 
-/** Every pair (a ahead of b, same member, a at least as large) where b is promised an earlier start. */
+/**
+ * Every pair (a ahead of b, same member, a at least as large) where b is promised an earlier
+ * start; a job that running jobs are being stopped for starts when they stop, and is not one.
+ */
 function earlierThanAhead(pending: readonly Explanation[], jobs: ReadonlyMap<string, PendingJob>): string[] {
   const bad: string[] = [];
   const byMember = new Map<string, { gpus: number; start: number; id: string }[]>();
@@ -25,7 +28,7 @@ function earlierThanAhead(pending: readonly Explanation[], jobs: ReadonlyMap<str
     const j = jobs.get(e.job)!;
     const ahead = byMember.get(j.member) ?? [];
     byMember.set(j.member, ahead);
-    if (e.estimatedStart === null) continue;
+    if (e.estimatedStart === null || e.reason === 'WaitingForReclaim') continue;
     const gpus = gangGpus(j.gang);
     for (const a of ahead)
       if (a.gpus >= gpus && a.start > e.estimatedStart)

@@ -179,7 +179,15 @@ describe('entitlements: lend idle GPUs, reclaim them when the owner needs them',
     const p = preempts(r.decisions);
     expect(p).toHaveLength(5);
     expect(p.every((d) => d.kind === 'preempt' && d.reason === 'Reclaim' && d.job !== 't0-0')).toBe(true);
-    expect(r.pending.filter((e) => e.reason === 'WaitingForReclaim')).toHaveLength(5);
+    // Each starts when its victim stops (60 + 30 s grace), though a job of its size ahead of it
+    // waits for the GPU that frees up at 600.
+    const reclaiming = r.pending.filter((e) => e.reason === 'WaitingForReclaim');
+    expect(reclaiming).toHaveLength(5);
+    expect(reclaiming.every((e) => e.estimatedStart === 90)).toBe(true);
+    expect(r.pending.find((e) => e.reason !== 'WaitingForReclaim')).toMatchObject({
+      reason: 'WaitingForResources',
+      estimatedStart: 600,
+    });
   });
 
   it('never preempts a member at or under its entitlement for a borrower', () => {

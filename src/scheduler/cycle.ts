@@ -16,6 +16,7 @@ import { CycleBase } from './base.js';
 import { place, type PlacementRequest } from './placement.js';
 import { LeastLostWork, type PreemptionOracle, type PreemptionPlan } from './preemption.js';
 import { QuotaFit } from './quota.js';
+import { ANY_MEMBER } from './timeline.js';
 import { DEFAULT_CONFIG, type ClusterState, type CycleResult, type PendingReason, type SchedulerConfig } from './types.js';
 
 export function cycle(state: ClusterState, now: number, config: SchedulerConfig = DEFAULT_CONFIG): CycleResult {
@@ -210,16 +211,8 @@ class CycleContext extends CycleBase {
    * waiting this cycle need?
    */
   private turnoverServes(m: number, gpus: number, horizon: number): boolean {
-    const need = this.waitingGuaranteed[m] + gpus;
-    let freed = 0;
-    for (const r of this.timeline.ordered()) {
-      if (r.end > horizon) break;
-      // A job being stopped frees its GPUs for the job it was stopped for.
-      if (!r.counted) continue;
-      for (const a of r.allocation) freed += a.gpus;
-      if (freed >= need) return true;
-    }
-    return false;
+    // Counted releases only: a job being stopped frees its GPUs for the job it was stopped for.
+    return this.timeline.releasedBy(ANY_MEMBER, horizon) >= this.waitingGuaranteed[m] + gpus;
   }
 
   /**

@@ -155,8 +155,8 @@ export class LeastLostWork implements PreemptionOracle {
     let own = 0;
     let all = 0;
     for (const v of candidates) {
-      all += gpusOf(v);
-      if (v.member === request.member) own += gpusOf(v);
+      all += v.gpus;
+      if (v.member === request.member) own += v.gpus;
     }
     if (own < preemptor.ownToFree || this.snap.now.total + all < request.gpus) return null;
     // A gang that fits in one domain is tried domain by domain, so victims in other domains
@@ -373,7 +373,7 @@ export class LeastLostWork implements PreemptionOracle {
       if ((domain === undefined || d === domain) && (!request.domains || request.domains[d]))
         big += (a >= biggest ? 1 : 0) - (was >= biggest ? 1 : 0);
       view.avail[n] = a;
-      view.domainAvail[nodes[n].domain] += delta;
+      view.domainAvail[d] += delta;
       view.total += delta;
     };
     const refresh = (allocation: readonly Allocation[]) => {
@@ -387,29 +387,34 @@ export class LeastLostWork implements PreemptionOracle {
     const undos: Undo[] = [];
     const chosen: Victim[] = [];
     const stillBorrowing = (v: Victim) => v.reason !== 'Reclaim' || quota.borrowing(v.member);
-    const remove = (v: Victim) => {
-      const u = snap.release(v.member, v.isolated, v.job.allocation);
+    /** Takes the victim's GPUs out of the picture (`out`) or puts them back; undone at the end. */
+    const move = (v: Victim, out: boolean) => {
+      const u = out
+        ? snap.release(v.member, v.isolated, v.job.allocation)
+        : snap.allocate(v.member, v.isolated, v.job.allocation);
       refresh(v.job.allocation);
-      const g = gpusOf(v);
-      quota.add(v.member, -g);
-      if (v.member === request.member) ownFreed += g;
+      const freed = out ? v.gpus : -v.gpus;
+      const own = v.member === request.member;
+      quota.add(v.member, -freed);
+      if (own) ownFreed += freed;
       undos.push(() => {
         u();
-        quota.add(v.member, g);
-        if (v.member === request.member) ownFreed -= g;
+        quota.add(v.member, freed);
+        if (own) ownFreed -= freed;
       });
     };
-    const restore = (v: Victim) => {
-      const u = snap.allocate(v.member, v.isolated, v.job.allocation);
-      refresh(v.job.allocation);
-      const g = gpusOf(v);
-      quota.add(v.member, g);
-      if (v.member === request.member) ownFreed -= g;
-      undos.push(() => {
-        u();
-        quota.add(v.member, -g);
-        if (v.member === request.member) ownFreed += g;
-      });
+    const remove = (v: Victim) => move(v, true);
+    const restore = (v: Victim) => move(v, false);
+    /** Would taking the victim give the preemptor a GPU it may use (not held for a reservation)? */
+    const freesAny = (v: Victim) =>
+      v.job.allocation.some(
+        ({ node, gpus }) =>
+          snap.schedulable[node] === 1 && Math.max(0, snap.now.avail[node] + gpus - reserved[node]) > view.avail[node],
+      );
+    const take = (v: Victim) => {
+      remove(v);
+      chosen.push(v);
+      return fits();
     };
     const version = snap.version;
     let allocation: Allocation[] | null = null;
@@ -421,31 +426,21 @@ export class LeastLostWork implements PreemptionOracle {
       // Reclaim stops as soon as the lender is no longer borrowing: a member at or under its
       // entitlement is never preempted for someone else.
       if (!stillBorrowing(v)) continue;
-      const before = view.total;
-      remove(v);
-      if (view.total === before && preemptor.ownToFree === 0) {
-        restore(v);
+      if (preemptor.ownToFree === 0 && !freesAny(v)) {
         deferred.push(v);
         continue;
       }
-      chosen.push(v);
-      allocation = fits();
+      allocation = take(v);
       if (allocation) break;
     }
-    for (let i = 0; !allocation && i < deferred.length; i++) {
-      const v = deferred[i];
-      if (!stillBorrowing(v)) continue;
-      remove(v);
-      chosen.push(v);
-      allocation = fits();
-    }
+    for (let i = 0; !allocation && i < deferred.length; i++) if (stillBorrowing(deferred[i])) allocation = take(deferred[i]);
     let plan: PreemptionPlan | null = null;
     if (allocation) {
       let target: Allocation[] = allocation;
       // Minimal set: try to keep each victim, most expensive first.
       for (let i = chosen.length - 1; i >= 0; i--) {
         const v = chosen[i];
-        if (v.member === request.member && ownFreed - gpusOf(v) < preemptor.ownToFree) continue;
+        if (v.member === request.member && ownFreed - v.gpus < preemptor.ownToFree) continue;
         restore(v);
         // Cheap case: the placement found does not need this victim's GPUs.
         const without = stillValid(target, view.avail) ? target : fits();
@@ -498,10 +493,6 @@ function stopCost(
     lostGpuHours: (gpus * Math.max(0, stop - checkpointAt(reportedAt, startedAt, every, stop))) / 3600,
     atCheckpoint,
   };
-}
-
-function gpusOf(v: Victim): number {
-  return v.gpus;
 }
 
 /** Kinds of victim object per running job: reclaim (as a last resort or not), priority, service. */

@@ -15,6 +15,9 @@ export interface Release {
   readonly allocation: readonly Allocation[];
 }
 
+/** `releasedBy`'s member for all of them. */
+export const ANY_MEMBER = -1;
+
 export class ReleaseTimeline {
   private readonly releases: Release[] = [];
   private readonly byJob = new Map<string, Release>();
@@ -33,7 +36,10 @@ export class ReleaseTimeline {
     this.releasedCache.clear();
   }
 
-  /** GPUs the member's running jobs (those counted to its share) will have released by time t. */
+  /**
+   * GPUs the member's running jobs (those counted to its share) will have released by time t;
+   * `ANY_MEMBER`: every member's.
+   */
   releasedBy(member: number, t: number): number {
     let cache = this.releasedCache.get(member);
     if (!cache) {
@@ -45,7 +51,7 @@ export class ReleaseTimeline {
       g = 0;
       for (const r of this.ordered()) {
         if (r.end > t) break;
-        if (r.member === member && r.counted) for (const a of r.allocation) g += a.gpus;
+        if ((member === ANY_MEMBER || r.member === member) && r.counted) for (const a of r.allocation) g += a.gpus;
       }
       cache.set(t, g);
     }

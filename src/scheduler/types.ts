@@ -104,7 +104,9 @@ export const DEFAULT_CONFIG: SchedulerConfig = {
   queueDepth: 1000,
   reservationDepth: 1,
   // 16 rather than 4: on the single-tenant study it took fabrik's average JCT from 9,476 s to
-  // 9,341 s (docs/simulation.md), and on the generated shapes it cut misses from 92 to 88.
+  // 9,341 s, and over Philly and the generated shapes at seeds 1–3 it cut the issue-18 figures
+  // missed from 92 to 88 (measured before the soft claims; 8 gives the same count with them).
+  // See docs/simulation.md.
   preemptorsPerMember: 16,
   preemptionAttemptsPerMember: 4,
   reclaimAttemptsPerMember: 16,

@@ -1,4 +1,4 @@
-// npm run bench:sim [-- TRACE] [--only NAME[,NAME…]] [--markdown]
+// npm run bench:sim [-- TRACE] [--only NAME[,NAME…]] [--seeds N[,N…]] [--markdown]
 //
 // Replays, on se-factory with the demo consortium at load 0.9 (seed 1, 300 s rounds), through
 // fifo, slurm and fabrik side by side: the whole Philly trace (default: the 82k-job one, or
@@ -8,11 +8,17 @@
 //
 // Prints one human line per workload (fabrik/slurm ratios and the issue-18 targets it misses),
 // with --markdown the rows of docs/simulation.md's table, and LAST one JSON line: Philly's
-// `trace`, `jobs`, `policies`, `sim_seconds_per_wall_second`, `wall_s` (as before), then
-// `workloads` ({shape: {jobs, policies}}) and `single_tenant`. `--only` runs a subset: shape
-// names, `philly` and `single-tenant` (Philly's keys are then present only if it ran).
+// `trace`, `jobs`, `policies`, `sim_seconds_per_wall_second`, `wall_s` (as before), `usable_load`,
+// then `workloads` ({shape: {jobs, usable_load, policies}}) and `single_tenant`. `usable_load`
+// is the offered work over the GPUs the members can use (src/sim/run.ts `usableLoad`). `--only`
+// runs a subset: shape names, `philly` and `single-tenant` (Philly's keys are then present only
+// if it ran).
+// `--seeds 1,2,3` replays Philly and the shapes at each seed (a figure met at one seed is not
+// met): the lines are then named `shape@seed`, the JSON keys above stay those of the first seed,
+// and the line gains `seeds` and `misses` ({total, runs, by_run: {"shape@seed": [...]}}), the
+// count that tuning reads. The single-tenant study has no seed; it runs once.
 import { loadConsortium, loadSite } from '../src/config/index.js';
-import { generateWorkload, SHAPES, type Shape } from '../src/sim/generate.js';
+import { generateWorkload, SHAPES } from '../src/sim/generate.js';
 import type { SimResults } from '../src/sim/results.js';
 import { runStudyInParallel, summaryLine, type StudyOptions } from '../src/sim/run.js';
 import { readTrace } from '../src/sim/trace.js';
@@ -24,10 +30,19 @@ const args = process.argv.slice(2);
 let file = `${root}../shared/data/traces/philly.csv`;
 let only: Set<string> = new Set(WORKLOADS);
 let markdown = false;
+let seeds = [1];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--markdown') markdown = true;
-  else if (a === '--only' || a.startsWith('--only=')) {
+  else if (a === '--seeds' || a.startsWith('--seeds=')) {
+    const list = a === '--seeds' ? args[++i] : a.slice('--seeds='.length);
+    const parsed = (list ?? '').split(',').map((x) => Number(x.trim()));
+    if (list === undefined || parsed.some((n) => !Number.isSafeInteger(n) || n < 0) || new Set(parsed).size !== parsed.length) {
+      console.error(`bench:sim: --seeds takes distinct whole numbers, as 1,2,3; got '${list ?? ''}'`);
+      process.exit(2);
+    }
+    seeds = parsed;
+  } else if (a === '--only' || a.startsWith('--only=')) {
     const list = a === '--only' ? args[++i] : a.slice('--only='.length);
     const names = (list ?? '').split(',').map((s) => s.trim());
     const unknown = names.filter((n) => !(WORKLOADS as readonly string[]).includes(n));
@@ -37,7 +52,7 @@ for (let i = 0; i < args.length; i++) {
     }
     only = new Set(names);
   } else if (a.startsWith('--')) {
-    console.error(`bench:sim: unknown option '${a}' (known: --only NAME[,NAME…], --markdown)`);
+    console.error(`bench:sim: unknown option '${a}' (known: --only NAME[,NAME…], --seeds N[,N…], --markdown)`);
     process.exit(2);
   } else file = a;
 }
@@ -47,7 +62,7 @@ const POLICIES = ['fifo', 'slurm', 'fabrik'];
 const SINGLE_TENANT_PREEMPTION = 'resume';
 const site = loadSite(`${root}sites/se-factory.yaml`);
 const consortium = loadConsortium(`${root}consortia/demo.yaml`, site);
-const common = { site, consortium, policies: POLICIES, seed: 1, load: 0.9 } as const;
+const common = { site, consortium, policies: POLICIES, load: 0.9 } as const;
 
 /** summaryLine's per-policy object, as tools read it. */
 type PolicyFigures = Record<string, number | null | Record<string, number | null>>;
@@ -55,21 +70,24 @@ const figuresOf = (r: SimResults): Record<string, PolicyFigures> =>
   (JSON.parse(summaryLine(r)) as { policies: Record<string, PolicyFigures> }).policies;
 
 const json: Record<string, unknown> = {};
+/** Issue 18's figures missed, per run (`shape@seed` with several seeds). */
+const missed: Record<string, string[]> = {};
 const rows: string[] = [];
 const singleRows: string[] = [];
 
 // ---------------------------------------------------------------------------------------------
 
 /** One human line per workload: fabrik against slurm, and which of issue 18's targets it misses. */
-function report(name: Shape | 'philly', r: SimResults, wall?: number): void {
+function report(name: string, r: SimResults, wall?: number): void {
   const f = figuresOf(r);
   const fab = f.fabrik;
   const sl = f.slurm;
   const ratio = (key: string) => ratioText(num(fab[key]), num(sl[key]));
+  missed[name] = misses(fab, sl);
   console.log(
-    `${name}: ${r.jobs} jobs; fabrik/slurm avg JCT ${ratio('avg_jct_s')}, avg wait ${ratio('avg_wait_s')}, ` +
+    `${name}: ${r.jobs} jobs, ${r.usableLoad.toFixed(3)} of the GPUs members can use; fabrik/slurm avg JCT ${ratio('avg_jct_s')}, avg wait ${ratio('avg_wait_s')}, ` +
       `p99 wait ${ratio('p99_wait_s')}, utilization ${pts(num(fab.utilization), num(sl.utilization))}, ` +
-      `Jain ${num(fab.jain)?.toFixed(3)}; misses: ${misses(fab, sl).join(', ') || 'none'}` +
+      `Jain ${num(fab.jain)?.toFixed(3)}; misses: ${missed[name].join(', ') || 'none'}` +
       (wall === undefined ? '' : `; ${wall.toFixed(1)} s`),
   );
   for (const policy of POLICIES) rows.push(`| ${name} | ${policy} | ${COLUMNS.map(([, cell]) => cell(f[policy])).join(' | ')} |`);
@@ -207,35 +225,42 @@ async function singleTenant(): Promise<Record<string, unknown>> {
   };
 }
 
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
 function fmt(v: unknown): string {
   return num(v) === null ? '–' : Math.round(num(v)!).toLocaleString('en');
 }
 
 /** Runs the workloads asked for, then prints the table rows and the JSON line. */
 async function main(): Promise<void> {
-  if (only.has('philly')) {
-    const started = performance.now();
-    const results = await runStudyInParallel({ ...common, trace: readTrace(file) });
-    const wall = (performance.now() - started) / 1000;
-    let simulated = 0;
-    for (const p of Object.values(results.policies)) simulated += p.summary.makespan_s;
-    report('philly', results);
-    Object.assign(json, JSON.parse(summaryLine(results)), {
-      sim_seconds_per_wall_second: Math.round(simulated / wall),
-      wall_s: Math.round(wall * 10) / 10,
-    });
-  }
+  for (const [i, seed] of seeds.entries()) {
+    const label = (name: string) => (seeds.length > 1 ? `${name}@${seed}` : name);
+    if (only.has('philly')) {
+      const started = performance.now();
+      const results = await runStudyInParallel({ ...common, seed, trace: readTrace(file) });
+      const wall = (performance.now() - started) / 1000;
+      let simulated = 0;
+      for (const p of Object.values(results.policies)) simulated += p.summary.makespan_s;
+      report(label('philly'), results);
+      if (i === 0)
+        Object.assign(json, JSON.parse(summaryLine(results)), {
+          usable_load: round3(results.usableLoad),
+          sim_seconds_per_wall_second: Math.round(simulated / wall),
+          wall_s: Math.round(wall * 10) / 10,
+        });
+    }
 
-  const workloads: Record<string, { jobs: number; policies: Record<string, PolicyFigures> }> = {};
-  for (const shape of SHAPES.filter((s) => only.has(s))) {
-    const started = performance.now();
-    const g = generateWorkload({ shape, seed: 1, site, load: common.load });
-    const o: StudyOptions = { ...common, trace: g.trace, nodeEvents: g.nodeEvents.length > 0 ? g.nodeEvents : undefined };
-    const results = await runStudyInParallel(o);
-    report(shape, results, (performance.now() - started) / 1000);
-    workloads[shape] = { jobs: results.jobs, policies: figuresOf(results) };
+    const workloads: Record<string, { jobs: number; usable_load: number; policies: Record<string, PolicyFigures> }> = {};
+    for (const shape of SHAPES.filter((s) => only.has(s))) {
+      const started = performance.now();
+      const g = generateWorkload({ shape, seed, site, load: common.load });
+      const o: StudyOptions = { ...common, seed, trace: g.trace, nodeEvents: g.nodeEvents.length > 0 ? g.nodeEvents : undefined };
+      const results = await runStudyInParallel(o);
+      report(label(shape), results, (performance.now() - started) / 1000);
+      workloads[shape] = { jobs: results.jobs, usable_load: round3(results.usableLoad), policies: figuresOf(results) };
+    }
+    if (i === 0 && Object.keys(workloads).length > 0) json.workloads = workloads;
   }
-  if (Object.keys(workloads).length > 0) json.workloads = workloads;
 
   if (only.has('single-tenant')) json.single_tenant = await singleTenant();
 
@@ -249,6 +274,12 @@ async function main(): Promise<void> {
       console.log('\n| single tenant | avg JCT (s) | avg wait (s) | p99 wait (s) |\n|---|---:|---:|---:|');
       for (const row of singleRows) console.log(row);
     }
+  }
+  if (seeds.length > 1) {
+    const runs = Object.keys(missed).length;
+    const total = Object.values(missed).reduce((n, m) => n + m.length, 0);
+    console.log(`over ${runs} runs at seeds ${seeds.join(', ')}: ${total} of issue 18's figures missed`);
+    Object.assign(json, { seeds, misses: { total, runs, by_run: missed } });
   }
   console.log(JSON.stringify(json));
 }

@@ -346,6 +346,8 @@ function facts(r: SimResults, policies: readonly string[]): string {
     ['Site', escapeHtml(r.site)],
     ['GPUs', formatCount(r.gpus)],
     ['Load', isNum(r.load) ? escapeHtml(String(Math.round(r.load * 1000) / 1000)) : DASH],
+    // Above 1, GPUs that owners never lend sit idle while the rest cannot keep up: queues grow all run.
+    ['Load on the GPUs members can use', isNum(r.usableLoad) ? escapeHtml(String(Math.round(r.usableLoad * 1000) / 1000)) : DASH],
     ['Seed', escapeHtml(String(r.seed))],
     ['Scheduling round', isNum(r.cycleSeconds) ? `${formatCount(r.cycleSeconds)} s` : DASH],
     ['Large-gang wait bound', isNum(r.largeGangBoundSeconds) ? escapeHtml(formatDuration(r.largeGangBoundSeconds)) : DASH],

@@ -81,6 +81,8 @@ export interface SimResults {
   readonly site: string;
   readonly gpus: number;
   readonly load: number;
+  /** The offered work over the GPUs its members can use (see run.ts `usableLoad`): above 1, the queue grows for the whole replay. */
+  readonly usableLoad: number;
   readonly seed: number;
   /** The scheduling round of the replay, seconds. */
   readonly cycleSeconds: number;

@@ -2,6 +2,7 @@
 // on the same jobs, summarized side by side.
 import { Worker } from 'node:worker_threads';
 import type { Consortium } from '../core/consortium.js';
+import { gangGpus } from '../core/job.js';
 import type { Site } from '../core/site.js';
 import { simulate, type NodeEvent, type PreemptionMode, type SimJob } from './engine.js';
 import { summarize } from './metrics.js';
@@ -141,6 +142,7 @@ function results(o: StudyOptions, workload: ReturnType<typeof prepare>, policies
     gpus: o.site.totalGpus,
     // With the trace's own times, the load it offers this site.
     load: o.load === null ? workload.offeredLoad : (o.load ?? 0.9),
+    usableLoad: usableLoad(workload.jobs, o.site, o.consortium),
     seed: o.seed,
     cycleSeconds: round,
     // Promoted by gangAgingSeconds at the latest, then at most the longest walltime in its way.
@@ -149,6 +151,33 @@ function results(o: StudyOptions, workload: ReturnType<typeof prepare>, policies
     entitlements: Object.fromEntries(o.consortium.members.map((m) => [m.id, m.entitlementGpus / entitled])),
     policies,
   };
+}
+
+/**
+ * The work offered over what the members can use between the first and the last submission: GPUs
+ * an owner never lends (a sovereign zone, a lending limit) and leaves idle count for no one. At
+ * a load of 0.9 of the site this is above 1 when such an owner has little work: then no policy
+ * keeps the queue from growing for the whole replay.
+ */
+export function usableLoad(jobs: readonly SimJob[], site: Site, consortium: Consortium): number {
+  let first = Infinity;
+  let last = -Infinity;
+  let work = 0;
+  const byMember = new Map<string, number>();
+  for (const { job, runtimeSeconds } of jobs) {
+    first = Math.min(first, job.submittedAt);
+    last = Math.max(last, job.submittedAt);
+    const w = gangGpus(job.gang) * runtimeSeconds;
+    work += w;
+    byMember.set(job.member, (byMember.get(job.member) ?? 0) + w);
+  }
+  if (!(last > first)) return Infinity;
+  let unusable = 0;
+  for (const m of consortium.members) {
+    const kept = m.entitlementGpus - Math.min(m.entitlementGpus, m.lendingLimitGpus ?? m.entitlementGpus);
+    unusable += Math.max(0, kept - (byMember.get(m.id) ?? 0) / (last - first));
+  }
+  return work / ((last - first) * (site.totalGpus - unusable));
 }
 
 /** The summary line tools read: `{"trace","jobs","policies":{name:{avg_jct_s,…}}}`. */

@@ -292,6 +292,7 @@ export function sampleResults(): SimResults {
     site: 'se-factory',
     gpus: GPUS,
     load: 0.9,
+    usableLoad: 0.93,
     seed: 42,
     cycleSeconds: 300,
     largeGangBoundSeconds: 7 * 86400 + 600,

@@ -8,7 +8,7 @@ import { simulate } from '../../src/sim/engine.js';
 import { summarize } from '../../src/sim/metrics.js';
 import type { Policy } from '../../src/sim/policy.js';
 import { POLICIES } from '../../src/sim/policies/index.js';
-import { runStudy, runStudyInParallel, summaryLine } from '../../src/sim/run.js';
+import { runStudy, runStudyInParallel, summaryLine, usableLoad } from '../../src/sim/run.js';
 import { parseTrace, traceWorkload } from '../../src/sim/trace.js';
 import { consortium as builtConsortium, job, site as builtSite } from '../../src/testing/builders.js';
 
@@ -161,5 +161,32 @@ describe('reclaim latency', () => {
     const run = simulate({ site: zoned, consortium: c, jobs, policy: POLICIES.fabrik });
     expect(run.outcomes.find((o) => o.id === 'sov-b')!.waitSeconds).toBeGreaterThan(3000);
     expect(run.maxReclaimLatency).toBeNull();
+  });
+});
+
+describe('the load on the GPUs members can use', () => {
+  // 32 GPUs; `vault` may use 16 and lends none of them, `lab` may use 16.
+  const small = builtSite().racksPerSuperpod(2).traysPerRack(2).gpusPerTray(8).build();
+  const jobsOf = (member: string, n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      job: job(`${member}-${i}`)
+        .member(member)
+        .gpus(4)
+        .submitted(i * 3600)
+        .build(),
+      runtimeSeconds: 3600,
+    }));
+
+  it('leaves out GPUs an owner never lends and leaves idle, and only those', () => {
+    const c = builtConsortium().member('vault', { entitlement: 16, lendingLimit: 0 }).member('lab', { entitlement: 16 }).build();
+    // lab offers 4 GPUs on average over 10 hours (11 jobs of 4 GPU-hours); vault nothing: 16 GPUs count for no one.
+    const lab = jobsOf('lab', 11);
+    expect(usableLoad(lab, small, c)).toBeCloseTo((11 * 4 * 3600) / (10 * 3600 * 16), 9);
+    // vault's own work uses its GPUs: what it offers (2 GPUs on average) is no longer idle.
+    const vault = jobsOf('vault', 5).map((j) => ({ ...j, job: { ...j.job, submittedAt: j.job.submittedAt * 2 } }));
+    expect(usableLoad([...lab, ...vault], small, c)).toBeCloseTo((16 * 4 * 3600) / (10 * 3600 * (32 - 14)), 9);
+    // A member that lends everything takes nothing away.
+    const open = builtConsortium().member('vault', { entitlement: 16 }).member('lab', { entitlement: 16 }).build();
+    expect(usableLoad(lab, small, open)).toBeCloseTo((11 * 4 * 3600) / (10 * 3600 * 32), 9);
   });
 });

@@ -39,6 +39,7 @@ function results(policies: Record<string, PolicyResult>): SimResults {
     site: site.name,
     gpus: site.totalGpus,
     load: 0.9,
+    usableLoad: 0.9,
     seed: 1,
     cycleSeconds: 300,
     largeGangBoundSeconds: 0,

@@ -73,6 +73,7 @@ function emptyResults(): SimResults {
     site: 's',
     gpus: 8,
     load: 0,
+    usableLoad: 0,
     seed: 1,
     cycleSeconds: 60,
     largeGangBoundSeconds: 120,

@@ -4,12 +4,15 @@
 // fifo, slurm and fabrik side by side: the whole Philly trace (default: the 82k-job one, or
 // TRACE) and every generated shape (src/sim/generate.ts, seed 1). Then the single-tenant study:
 // the Philly two-week window with its own submission times on se-superpod (576 GPUs, one
-// tenant), fifo and fabrik with `--preemption resume`, next to the published figures.
+// tenant) and on se-superpod-gpu-count (the same GPUs, one per tray), fifo and fabrik with
+// `--preemption resume`, next to the published figures.
 //
 // Prints one human line per workload (fabrik/slurm ratios and the issue-18 targets it misses),
 // with --markdown the rows of docs/simulation.md's table, and LAST one JSON line: Philly's
 // `trace`, `jobs`, `policies`, `sim_seconds_per_wall_second`, `wall_s` (as before), `usable_load`,
-// then `workloads` ({shape: {jobs, usable_load, policies}}) and `single_tenant`. `usable_load`
+// then `workloads` ({shape: {jobs, usable_load, policies}}), `single_tenant` (on se-superpod) and
+// `single_tenant_gpu_count` (the same on se-superpod-gpu-count: the published simulators'
+// placement, any free GPUs, against which their figures compare like with like). `usable_load`
 // is the offered work over the GPUs the members can use (src/sim/run.ts `usableLoad`). `--only`
 // runs a subset: shape names, `philly` and `single-tenant` (Philly's keys are then present only
 // if it ran).
@@ -170,15 +173,21 @@ const COLUMNS: readonly [string, (p: PolicyFigures | undefined) => string][] = [
  */
 const SINGLE_TENANT_ROUND_SECONDS = 60;
 
-async function singleTenant(): Promise<Record<string, unknown>> {
-  // ../shared/data/traces/README.md, "Figures from two other simulators on this window".
-  const published = {
-    'fifo (first fit)': { avg_jct_s: 15_442, avg_wait_s: 6_598, p99_wait_s: 57_588 },
-    'sjf (knows durations)': { avg_jct_s: 12_207, avg_wait_s: 3_362, p99_wait_s: null },
-    'srtf (knows durations, preemptive)': { avg_jct_s: 9_258, avg_wait_s: 413, p99_wait_s: 4_719 },
-    'tiresias dlas-gpu': { avg_jct_s: 9_244, avg_wait_s: 399, p99_wait_s: 8_000 },
-  };
-  const superpod = loadSite(`${root}sites/se-superpod.yaml`);
+// ../shared/data/traces/README.md, "Figures from two other simulators on this window".
+const PUBLISHED = {
+  'fifo (first fit)': { avg_jct_s: 15_442, avg_wait_s: 6_598, p99_wait_s: 57_588 },
+  'sjf (knows durations)': { avg_jct_s: 12_207, avg_wait_s: 3_362, p99_wait_s: null },
+  'srtf (knows durations, preemptive)': { avg_jct_s: 9_258, avg_wait_s: 413, p99_wait_s: 4_719 },
+  'tiresias dlas-gpu': { avg_jct_s: 9_244, avg_wait_s: 399, p99_wait_s: 8_000 },
+};
+
+/**
+ * The study on one site: `se-superpod` (gangs take whole 4-GPU trays, as on GB300) or
+ * `se-superpod-gpu-count` (one GPU per tray: a gang takes any free GPUs, the placement of the
+ * published simulators, on which this simulator's FIFO lands next to theirs).
+ */
+async function singleTenant(siteName: string): Promise<Record<string, unknown>> {
+  const superpod = loadSite(`${root}sites/${siteName}.yaml`);
   const single = loadConsortium(`${root}consortia/single.yaml`, superpod);
   const window = `${root}../shared/data/traces/philly-2017-10-02-to-10-15.csv`;
   const started = performance.now();
@@ -199,20 +208,18 @@ async function singleTenant(): Promise<Record<string, unknown>> {
   const f = figuresOf(results);
   const line = (name: string, p: Record<string, unknown>) =>
     `${name} ${fmt(p.avg_jct_s)} / ${fmt(p.avg_wait_s)} / ${fmt(p.p99_wait_s)}`;
+  const publishedFifo = PUBLISHED['fifo (first fit)'];
   console.log(
     `single tenant (${results.jobs} jobs, ${results.trace}, own times: load ${results.load.toFixed(3)}, ${superpod.name} ` +
       `${superpod.totalGpus} GPUs, preemption ${SINGLE_TENANT_PREEMPTION}, ${results.cycleSeconds} s rounds; avg JCT / avg wait / p99 wait, s): ` +
       [
         ...['fifo', 'fabrik'].map((p) => line(p, f[p])),
-        ...Object.entries(published).map(([name, p]) => line(`published ${name}`, p)),
+        ...Object.entries(PUBLISHED).map(([name, p]) => line(`published ${name}`, p)),
       ].join('; ') +
-      `; fabrik/dlas-gpu avg JCT ${ratioText(num(f.fabrik.avg_jct_s), published['tiresias dlas-gpu'].avg_jct_s)}; ${wall.toFixed(1)} s`,
+      `; fifo against published fifo avg JCT ${against(num(f.fifo.avg_jct_s), publishedFifo.avg_jct_s)}` +
+      `; fabrik against dlas-gpu avg JCT ${against(num(f.fabrik.avg_jct_s), PUBLISHED['tiresias dlas-gpu'].avg_jct_s)}; ${wall.toFixed(1)} s`,
   );
-  for (const [name, p] of [
-    ...['fifo', 'fabrik'].map((n) => [`${n} (this simulator)`, f[n]] as const),
-    ...Object.entries(published).map(([n, p]) => [`${n} (published)`, p] as const),
-  ])
-    singleRows.push(`| ${name} | ${fmt(p.avg_jct_s)} | ${fmt(p.avg_wait_s)} | ${fmt(p.p99_wait_s)} |`);
+  for (const n of ['fifo', 'fabrik']) singleRows.push(row(`${n} (this simulator, ${superpod.name})`, f[n]));
   return {
     trace: results.trace,
     jobs: results.jobs,
@@ -221,9 +228,19 @@ async function singleTenant(): Promise<Record<string, unknown>> {
     load: Math.round(results.load * 1000) / 1000,
     preemption: SINGLE_TENANT_PREEMPTION,
     policies: f,
-    published,
+    published: PUBLISHED,
   };
 }
+
+/** A close comparison: the ratio to three places and the difference in seconds. */
+function against(a: number | null, b: number): string {
+  if (a === null) return '–';
+  const d = Math.round(a - b);
+  return `${(a / b).toFixed(3)}× (${d >= 0 ? '+' : '−'}${Math.abs(d).toLocaleString('en')} s)`;
+}
+
+const row = (name: string, p: Record<string, unknown>) =>
+  `| ${name} | ${fmt(p.avg_jct_s)} | ${fmt(p.avg_wait_s)} | ${fmt(p.p99_wait_s)} |`;
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
@@ -262,7 +279,11 @@ async function main(): Promise<void> {
     if (i === 0 && Object.keys(workloads).length > 0) json.workloads = workloads;
   }
 
-  if (only.has('single-tenant')) json.single_tenant = await singleTenant();
+  if (only.has('single-tenant')) {
+    json.single_tenant = await singleTenant('se-superpod');
+    json.single_tenant_gpu_count = await singleTenant('se-superpod-gpu-count');
+    for (const [name, p] of Object.entries(PUBLISHED)) singleRows.push(row(`${name} (published)`, p));
+  }
 
   if (markdown) {
     if (rows.length > 0) {

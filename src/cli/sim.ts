@@ -84,7 +84,11 @@ export function simCommand(): Command {
       .option('--trace <file>', 'CSV job trace (see docs/simulation-traces.md)')
       .option('--shape <name>', `instead of --trace, a generated workload: ${shapeList()}`, shapeArg)
       .option('--days <d>', "with --shape: days of submissions (default: the shape's)", daysArg)
-      .option('--site <name|file>', 'site: a shipped name (se-factory, se-superpod) or a YAML file', 'se-factory')
+      .option(
+        '--site <name|file>',
+        'site: a shipped name (se-factory, se-superpod, se-superpod-gpu-count) or a YAML file',
+        'se-factory',
+      )
       .option('--consortium <file>', 'consortium description (YAML)', `${root}consortia/demo.yaml`)
       .option('--policies <list>', 'comma-separated policies', 'fifo,slurm,fabrik')
       .option('--seed <n>', 'seed of the walltime noise model (and of the generated workload)', seedArg, 1)

@@ -287,3 +287,18 @@ describe('an invalid site description', () => {
     expect(error.problem).toBe('file not found');
   });
 });
+
+describe('the single-tenant study sites', () => {
+  const shipped = (name: string) => loadSite(fileURLToPath(new URL(`../../sites/${name}.yaml`, import.meta.url)));
+
+  it('differ only in placement: the same GPUs in the same NVLink domains, one GPU per tray where gangs take any GPUs', () => {
+    const trays = shipped('se-superpod');
+    const counting = shipped('se-superpod-gpu-count');
+    expect(counting.totalGpus).toBe(trays.totalGpus);
+    expect(counting.domains.map((d) => d.nodes.reduce((g, n) => g + counting.nodes[n].gpus, 0))).toEqual(
+      trays.domains.map((d) => d.nodes.reduce((g, n) => g + trays.nodes[n].gpus, 0)),
+    );
+    expect(new Set(counting.nodes.map((n) => n.gpus))).toEqual(new Set([1]));
+    expect(new Set(trays.nodes.map((n) => n.gpus))).toEqual(new Set([4]));
+  });
+});

@@ -289,11 +289,11 @@ async function main(): Promise<void> {
     if (rows.length > 0) {
       console.log(`| workload | policy | ${COLUMNS.map(([title]) => title).join(' | ')} |`);
       console.log(`|---|---|${COLUMNS.map(() => '---:').join('|')}|`);
-      for (const row of rows) console.log(row);
+      for (const r of rows) console.log(r);
     }
     if (singleRows.length > 0) {
       console.log('\n| single tenant | avg JCT (s) | avg wait (s) | p99 wait (s) |\n|---|---:|---:|---:|');
-      for (const row of singleRows) console.log(row);
+      for (const r of singleRows) console.log(r);
     }
   }
   if (seeds.length > 1) {

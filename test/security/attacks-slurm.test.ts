@@ -60,7 +60,8 @@ forEachEngine('attack suite, Slurm executor', (engine, location) => {
           'echo "== scontrol"; scontrol show jobs 2>&1 | head -c 65536',
           'echo "== sacct"; sacct -a -X -n -P -o jobid,user,account,jobname -S 2020-01-01 2>&1 | head -c 65536',
           'echo "== sshare"; sshare -a -h 2>&1 | head -c 65536',
-          'echo "== scancel"; squeue -a -h -o "%i" 2>/dev/null | xargs -r scancel 2>&1',
+          // Every job it can see but its own: cancelling itself raced its last line to the log.
+          'echo "== scancel"; squeue -a -h -o "%i" 2>/dev/null | grep -vx "${SLURM_JOB_ID:-}" | xargs -r scancel 2>&1',
           'echo "attack done"',
         ].join('\n'),
       );

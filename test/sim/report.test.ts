@@ -190,6 +190,7 @@ describe('renderReport', () => {
     const page = ours(html);
     for (const fact of ['synthetic-2w (sample)', '5,000', 'se-factory', '1,152', '42', 'missing gpus: 7'])
       expect(page).toContain(fact);
+    expect(page).toContain('<dt>Load on the GPUs members can use</dt><dd>0.93</dd>');
     for (const m of Object.keys(results.entitlements)) expect(page).toContain(`<tr><th scope="row">${m}</th>`);
     for (const size of ['1 GPU', '2–8 GPUs', '9–72 GPUs', 'over 72 GPUs'])
       expect(page).toContain(`<tr><th scope="row">${size}</th>`);

@@ -40,8 +40,14 @@ for (let i = 0; i < args.length; i++) {
   if (a === '--markdown') markdown = true;
   else if (a === '--seeds' || a.startsWith('--seeds=')) {
     const list = a === '--seeds' ? args[++i] : a.slice('--seeds='.length);
-    const parsed = (list ?? '').split(',').map((x) => Number(x.trim()));
-    if (list === undefined || parsed.some((n) => !Number.isSafeInteger(n) || n < 0) || new Set(parsed).size !== parsed.length) {
+    const items = (list ?? '').split(',').map((x) => x.trim());
+    const parsed = items.map(Number);
+    // An empty item is no seed: Number('') would read it as 0.
+    if (
+      list === undefined ||
+      items.some((x) => !/^\d+$/.test(x) || !Number.isSafeInteger(Number(x))) ||
+      new Set(parsed).size !== parsed.length
+    ) {
       console.error(`bench:sim: --seeds takes distinct whole numbers, as 1,2,3; got '${list ?? ''}'`);
       process.exit(2);
     }

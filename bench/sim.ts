@@ -7,7 +7,8 @@
 // tenant) and on se-superpod-gpu-count (the same GPUs, one per tray), fifo and fabrik with
 // `--preemption resume`, next to the published figures.
 //
-// Prints one human line per workload (fabrik/slurm ratios and the issue-18 targets it misses),
+// Prints one human line per workload (fabrik/slurm ratios and the issue-18 targets it misses,
+// and where the reclaim figure is missed, why the longest reclaim lasted: `longest_reclaim`),
 // with --markdown the rows of docs/simulation.md's table, and LAST one JSON line: Philly's
 // `trace`, `jobs`, `policies`, `sim_seconds_per_wall_second`, `wall_s` (as before), `usable_load`,
 // then `workloads` ({shape: {jobs, usable_load, policies}}), `single_tenant` (on se-superpod) and
@@ -23,6 +24,7 @@
 // walltime estimates), its lines named `single tenant@seed`.
 import { loadConsortium, loadSite } from '../src/config/index.js';
 import { generateWorkload, SHAPES } from '../src/sim/generate.js';
+import { describeLongestReclaim } from '../src/sim/report.js';
 import type { SimResults } from '../src/sim/results.js';
 import { runStudyInParallel, summaryLine, type StudyOptions } from '../src/sim/run.js';
 import { readTrace } from '../src/sim/trace.js';
@@ -100,6 +102,9 @@ function report(name: string, r: SimResults, wall?: number): void {
       `Jain ${num(fab.jain)?.toFixed(3)}; misses: ${missed[name].join(', ') || 'none'}` +
       (wall === undefined ? '' : `; ${wall.toFixed(1)} s`),
   );
+  // Where the reclaim figure is missed, why: the member, and what its queue waited for.
+  const longest = r.policies.fabrik?.summary.longest_reclaim;
+  if (missed[name].includes('reclaim') && longest) console.log(`  longest reclaim: ${describeLongestReclaim(longest)}`);
   for (const policy of POLICIES) rows.push(`| ${name} | ${policy} | ${COLUMNS.map(([, cell]) => cell(f[policy])).join(' | ')} |`);
 }
 

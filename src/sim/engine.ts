@@ -19,7 +19,8 @@ import { agingKey } from '../scheduler/cycle.js';
 import { applyDecisions } from '../scheduler/apply.js';
 import { chargedGpus } from '../scheduler/reservations.js';
 import type { AdvanceReservation } from '../core/reservation.js';
-import { DEFAULT_CONFIG, type Decision } from '../scheduler/types.js';
+import { DEFAULT_CONFIG, type CycleResult, type Decision } from '../scheduler/types.js';
+import type { LongestReclaim, ReclaimSnapshot, WaitingJob } from './results.js';
 import FlatQueue from 'flatqueue';
 import type { Policy } from './policy.js';
 
@@ -122,8 +123,13 @@ export interface SimRun {
   readonly preemptions: number;
   /** Longest time a member with unmet demand below its entitlement waited while others borrowed. */
   readonly maxReclaimLatency: number | null;
+  /** That stretch: whose, when, and what its queue waited for (null: never needed). */
+  readonly longestReclaim: LongestReclaim | null;
   readonly cycles: number;
 }
+
+/** An hour: the longest reclaim issue 18 allows. A shorter stretch is not worth explaining. */
+export const RECLAIM_SEEN_AFTER_SECONDS = 3600;
 
 const enum Kind {
   Finish,
@@ -231,12 +237,18 @@ class Simulation {
   private preemptions = 0;
   private finished = 0;
   private cycles = 0;
+  private gathered = 0;
   private readonly samples: Sample[] = [];
   private readonly deficitSince: (number | null)[];
   private readonly memberZoneGpus: Float64Array;
   /** Zone index of each node. */
   private readonly nodeZone: Int32Array;
   private maxReclaimLatency: number | null = null;
+  private longestReclaim: LongestReclaim | null = null;
+  /** The first submission: times in the run's figures count from it. */
+  private runStart = 0;
+  /** Per member, its open deficit as seen once it had lasted an hour. */
+  private readonly deficitSeen: (ReclaimSnapshot | null)[];
 
   constructor(private readonly o: SimOptions) {
     this.site = o.site;
@@ -246,6 +258,7 @@ class Simulation {
     this.usage = new Array(members).fill(0);
     this.delivered = new Array(members).fill(0);
     this.deficitSince = new Array(members).fill(null);
+    this.deficitSeen = new Array(members).fill(null);
     this.memberWaiting = new Array(members).fill(0);
     this.memberWaitingBySize = Array.from({ length: members }, () => new Map<number, number>());
     this.memberZoneGpus = new Float64Array(members * o.site.zones.length);
@@ -297,6 +310,7 @@ class Simulation {
     const o = this.o;
     const bySubmit = this.live.slice().sort((a, b) => a.sim.job.submittedAt - b.sim.job.submittedAt || a.index - b.index);
     const start = bySubmit.length > 0 ? bySubmit[0].sim.job.submittedAt : 0;
+    this.runStart = start;
     const lastSubmit = bySubmit.length > 0 ? bySubmit[bySubmit.length - 1].sim.job.submittedAt : 0;
     const cycleSeconds = o.cycleSeconds ?? 60;
     const idleSeconds = o.idleCycleSeconds ?? 600;
@@ -357,6 +371,7 @@ class Simulation {
       end,
       preemptions: this.preemptions,
       maxReclaimLatency: this.maxReclaimLatency,
+      longestReclaim: this.longestReclaim,
       cycles: this.cycles,
     };
   }
@@ -415,9 +430,22 @@ class Simulation {
 
   private cycle(): void {
     this.cycles++;
+    const result = this.decide(false);
+    this.apply(result.decisions, result.pending, result.running);
+    this.watchReclaim();
+  }
+
+  /** The policy's cycle on the state now; pure, so `explain` may ask it again without deciding. */
+  private decide(explain: boolean): {
+    decisions: CycleResult['decisions'];
+    explained: CycleResult['pending'];
+    pending: PendingJob[];
+    running: RunningJob[];
+  } {
     // Holders, then the heads of every queue: all any policy looks at within its queue depth.
     const pending: PendingJob[] = [];
-    const stamp = this.cycles;
+    // Each call its own stamp: a second call in the same cycle (to explain) gives every job again.
+    const stamp = ++this.gathered;
     const give = (l: Live) => {
       if (l.given === stamp) return;
       l.given = stamp;
@@ -443,10 +471,9 @@ class Simulation {
     const result = this.o.policy.cycle(
       { site: this.site, consortium: this.o.consortium, running, pending, usageGpuHours, reservations: this.o.reservations },
       this.now,
-      { explain: false, queueDepth: this.queueDepth, preemption: this.preemption, restartOverheadSeconds: this.restartOverhead },
+      { explain, queueDepth: this.queueDepth, preemption: this.preemption, restartOverheadSeconds: this.restartOverhead },
     );
-    this.apply(result.decisions, pending, running);
-    this.watchReclaim();
+    return { decisions: result.decisions, explained: result.pending, pending, running };
   }
 
   /** The records come from the scheduling layer's applier; the engine keeps its indexes and events. */
@@ -609,11 +636,60 @@ class Simulation {
       const short = this.memberGpus[i] + smallest <= m.entitlementGpus && othersBorrow;
       const since = this.deficitSince[i];
       if (short && since === null) this.deficitSince[i] = this.now;
+      else if (short && since !== null && this.deficitSeen[i] === null && this.now - since >= RECLAIM_SEEN_AFTER_SECONDS)
+        this.deficitSeen[i] = this.seeDeficit(i, borrowing);
       else if (!short && since !== null) {
-        this.maxReclaimLatency = Math.max(this.maxReclaimLatency ?? 0, this.now - since);
+        const seconds = this.now - since;
+        if (seconds > (this.maxReclaimLatency ?? 0))
+          this.longestReclaim = { member: m.id, from: since - this.runStart, seconds, seen: this.deficitSeen[i] };
+        this.maxReclaimLatency = Math.max(this.maxReclaimLatency ?? 0, seconds);
         this.deficitSince[i] = null;
+        this.deficitSeen[i] = null;
       }
     });
+  }
+
+  /**
+   * A member's deficit as the policy explains it now: what its first waiting job waits for, and
+   * what the first one that fits what it is owed waits for. One explained cycle per stretch that
+   * lasts an hour (the cycle is pure: asking again decides nothing).
+   */
+  private seeDeficit(i: number, borrowing: readonly boolean[]): ReclaimSnapshot {
+    const m = this.o.consortium.members[i];
+    const { explained, pending } = this.decide(true);
+    const byId = new Map(pending.map((p) => [p.id, p]));
+    const owedGpus = m.entitlementGpus - this.memberGpus[i];
+    let head: WaitingJob | null = null;
+    let owed: WaitingJob | null = null;
+    for (const e of explained) {
+      const job = byId.get(e.job);
+      if (job?.member !== m.id) continue;
+      const gpus = gangGpus(job.gang);
+      const seen = {
+        job: e.job,
+        gpus,
+        reason: e.reason,
+        estimatedStart: e.estimatedStart === null ? null : e.estimatedStart - this.runStart,
+        holding: job.holdSince != null,
+      };
+      head ??= seen;
+      if (gpus <= owedGpus) {
+        owed = seen;
+        break;
+      }
+    }
+    let borrowedGpus = 0;
+    this.o.consortium.members.forEach((x, k) => {
+      if (k !== i && borrowing[k]) borrowedGpus += this.memberGpus[k] - x.entitlementGpus;
+    });
+    return {
+      at: this.now - this.runStart,
+      heldGpus: this.memberGpus[i],
+      entitlementGpus: m.entitlementGpus,
+      borrowedGpus,
+      head,
+      owed,
+    };
   }
 
   /** GPUs each member holds per zone (index member × zones + zone). */

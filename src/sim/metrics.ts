@@ -56,6 +56,7 @@ export function summarize(run: SimRun, consortium: Consortium, site: Site): Poli
       preemptions: run.preemptions,
       makespan_s: run.end - run.start,
       max_reclaim_latency_s: run.maxReclaimLatency,
+      longest_reclaim: run.longestReclaim,
       p99_wait_by_size_s: p99WaitBySize,
       max_wait_s: waits.reduce((w, x) => Math.max(w, x), 0),
       p99_bounded_slowdown: tail(slowdowns),

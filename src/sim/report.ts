@@ -9,7 +9,14 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { SIZE_CLASSES, type PolicySummary, type SimResults, type TimeStats } from './results.js';
+import {
+  SIZE_CLASSES,
+  type LongestReclaim,
+  type PolicySummary,
+  type SimResults,
+  type TimeStats,
+  type WaitingJob,
+} from './results.js';
 
 const POLICY_COLORS = ['#2563eb', '#d97706', '#059669', '#dc2626', '#7c3aed', '#0891b2', '#db2777', '#65a30d'];
 const MEMBER_COLORS = [
@@ -62,6 +69,37 @@ export function formatDuration(s: number | null | undefined): string {
   const d = Math.floor(hours / 24);
   const h = hours % 24;
   return h === 0 ? `${d} d` : `${d} d ${h} h`;
+}
+
+/** "day 3 07:05": a time in the run, counted from its first submission. */
+function runTime(s: number): string {
+  const minutes = Math.floor(s / 60);
+  const hh = String(Math.floor(minutes / 60) % 24).padStart(2, '0');
+  const mm = String(minutes % 60).padStart(2, '0');
+  return `day ${Math.floor(minutes / 1440) + 1} ${hh}:${mm}`;
+}
+
+/**
+ * Why the longest reclaim lasted, in a sentence: whose, when, what the member held and others
+ * borrowed an hour in, and what its first job in line and the first job a reclaim would start
+ * were waiting for (the policy's own explanation).
+ */
+export function describeLongestReclaim(r: LongestReclaim): string {
+  const head = `${r.member}, ${formatDuration(r.seconds)} from ${runTime(r.from)}`;
+  const seen = r.seen;
+  if (!seen) return head;
+  const gpus = (n: number) => `${grouped(n)} GPU${n === 1 ? '' : 's'}`;
+  const job = (w: WaitingJob) => {
+    const parts = [gpus(w.gpus)];
+    if (w.holding) parts.push('holding a reservation');
+    const when =
+      w.estimatedStart === null ? 'no estimated start' : `estimated to start ${formatDuration(w.estimatedStart - seen.at)} later`;
+    return `(${parts.join(', ')}) was ${w.reason}, ${when}`;
+  };
+  const held = `${formatDuration(seen.at - r.from)} in, it held ${grouped(seen.heldGpus)} of its ${gpus(seen.entitlementGpus)} while others borrowed ${grouped(seen.borrowedGpus)}`;
+  if (!seen.head) return `${head}: ${held}`;
+  if (!seen.owed || seen.owed.job === seen.head.job) return `${head}: ${held}; its first job in line ${job(seen.head)}`;
+  return `${head}: ${held}; its first job in line ${job(seen.head)}; the first that fits what it is owed ${job(seen.owed)}`;
 }
 
 const grouped = (x: number, digits = 0): string =>
@@ -355,6 +393,17 @@ function facts(r: SimResults, policies: readonly string[]): string {
     ['Rejected rows', rejectedText],
   ];
   return `<dl class="facts">${items.map(([k, v]) => `<div><dt>${k}</dt><dd>${v}</dd></div>`).join('')}</dl>`;
+}
+
+/** Per policy, why its longest reclaim lasted (nothing when no policy ever needed one). */
+function reclaimNotes(r: SimResults, policies: readonly string[]): string {
+  const items = policies.flatMap((p) => {
+    const longest = r.policies[p].summary.longest_reclaim;
+    return longest ? [`<li><strong>${escapeHtml(p)}</strong>: ${escapeHtml(describeLongestReclaim(longest))}.</li>`] : [];
+  });
+  if (items.length === 0) return '';
+  return `<h3>Why the longest reclaim lasted</h3>
+<ul class="note" id="reclaims">${items.join('')}</ul>`;
 }
 
 function chartPanel(id: string, title: string, caption: string, height?: number): string {
@@ -756,6 +805,7 @@ ${facts(results, policies)}
 <p class="note">Best value in each row highlighted. JCT: job completion time, from submission to finish.
 Large-gang wait bound: what Fabrik promises a gang of a whole NVLink domain or more within its member's
 entitlement, the longest walltime of the jobs in its way plus two scheduling rounds.</p>
+${reclaimNotes(results, policies)}
 </section>
 <section>
 <h2>Over time</h2>

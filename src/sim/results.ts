@@ -1,6 +1,7 @@
 // What a simulation run produces: per policy, the summary figures, the same figures per member
 // and per job-size class, time series and distributions. The CLI prints the summary as JSON;
 // the report draws the rest.
+import type { PendingReason } from '../scheduler/types.js';
 
 /** Job-size classes used in every breakdown. */
 export const SIZE_CLASSES = ['1', '2-8', '9-72', '>72'] as const;
@@ -42,6 +43,8 @@ export interface PolicySummary extends TimeStats {
   readonly makespan_s: number;
   /** Longest time from a member's demand returning to its share being restored (null: never needed). */
   readonly max_reclaim_latency_s: number | null;
+  /** That stretch, attributed (null: never needed). */
+  readonly longest_reclaim: LongestReclaim | null;
   /**
    * Per size class, the p99 wait of all its jobs (a job that never started waits until the run's
    * end), or the longest where the class has fewer than 100 jobs; null: no job of that size.
@@ -97,4 +100,40 @@ export interface SimResults {
   /** Member id → entitlement as a fraction of the machine. */
   readonly entitlements: Readonly<Record<string, number>>;
   readonly policies: Readonly<Record<string, PolicyResult>>;
+}
+
+/**
+ * The longest reclaim, attributed: the member, when its stretch began (seconds from the run's
+ * start) and how long it lasted, and what its queue waited for, seen once the stretch had
+ * lasted an hour (`RECLAIM_SEEN_AFTER_SECONDS` in engine.ts; null for a shorter one).
+ */
+export interface LongestReclaim {
+  readonly member: string;
+  readonly from: number;
+  readonly seconds: number;
+  readonly seen: ReclaimSnapshot | null;
+}
+
+/** A member in deficit at one moment, as the policy explained its queue then. */
+export interface ReclaimSnapshot {
+  /** Seconds from the run's start. */
+  readonly at: number;
+  readonly heldGpus: number;
+  readonly entitlementGpus: number;
+  /** GPUs the other members held beyond their entitlements, anywhere. */
+  readonly borrowedGpus: number;
+  /** The member's first waiting job in the policy's order. */
+  readonly head: WaitingJob | null;
+  /** Its first waiting job that fits what the member is owed: the one a reclaim would start. */
+  readonly owed: WaitingJob | null;
+}
+
+export interface WaitingJob {
+  readonly job: string;
+  readonly gpus: number;
+  readonly reason: PendingReason;
+  /** Seconds from the run's start; null: the policy gives none. */
+  readonly estimatedStart: number | null;
+  /** It holds a reservation (a claim on GPUs and on its member's quota). */
+  readonly holding: boolean;
 }

@@ -9,7 +9,7 @@ import { summarize } from './metrics.js';
 import type { AdvanceReservation } from '../core/reservation.js';
 import { assignToReservations } from './reservations.js';
 import { POLICIES } from './policies/index.js';
-import type { PolicyResult, SimResults } from './results.js';
+import type { LongestReclaim, PolicyResult, SimResults, WaitingJob } from './results.js';
 import { traceWorkload, type ParsedTrace } from './trace.js';
 import { DEFAULT_CONFIG } from '../scheduler/types.js';
 
@@ -204,12 +204,34 @@ export function summaryLine(r: SimResults, extra: Record<string, unknown> = {}):
           p99_bounded_slowdown: roundOrNull(s.p99_bounded_slowdown, 2),
           max_bounded_slowdown: roundOrNull(s.max_bounded_slowdown, 2),
           max_reclaim_latency_s: roundOrNull(s.max_reclaim_latency_s),
+          longest_reclaim: s.longest_reclaim && reclaimJson(s.longest_reclaim),
           gpu_hours_busy: round(s.gpu_hours_busy, 1),
         },
       ];
     }),
   );
   return JSON.stringify({ trace: r.trace, jobs: r.jobs, policies, ...extra });
+}
+
+/** The attributed longest reclaim in the JSON line's words: seconds, snake case, whole numbers. */
+function reclaimJson(r: LongestReclaim): Record<string, unknown> {
+  const job = (w: WaitingJob | null) =>
+    w && {
+      job: w.job,
+      gpus: w.gpus,
+      reason: w.reason,
+      estimated_start_s: w.estimatedStart === null ? null : round(w.estimatedStart),
+      holding: w.holding,
+    };
+  const seen = r.seen && {
+    at_s: round(r.seen.at),
+    held_gpus: r.seen.heldGpus,
+    entitlement_gpus: r.seen.entitlementGpus,
+    borrowed_gpus: r.seen.borrowedGpus,
+    head: job(r.seen.head),
+    owed: job(r.seen.owed),
+  };
+  return { member: r.member, from_s: round(r.from), seconds: round(r.seconds), seen };
 }
 
 function round(x: number, digits = 0): number {

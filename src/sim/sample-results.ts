@@ -267,6 +267,7 @@ function policyResult(shape: PolicyShape, salt: number): PolicyResult {
       preemptions: shape.preemptions,
       makespan_s,
       max_reclaim_latency_s: shape.maxReclaimLatency_s,
+      longest_reclaim: null,
       p99_wait_by_size_s: p99WaitBySize,
       max_wait_s: maxWait,
       p99_bounded_slowdown: shape.boundedSlowdown.p99,

@@ -5,6 +5,7 @@ import { simulate, type JobOutcome, type SimRun } from '../../src/sim/engine.js'
 import { boundedSlowdown, summarize, tail } from '../../src/sim/metrics.js';
 import { POLICIES } from '../../src/sim/policies/index.js';
 import type { PolicyResult, SimResults } from '../../src/sim/results.js';
+import { describeLongestReclaim } from '../../src/sim/report.js';
 import { summaryLine } from '../../src/sim/run.js';
 import { consortium as builtConsortium, job, site as builtSite } from '../../src/testing/builders.js';
 
@@ -27,6 +28,7 @@ function run(outcomes: JobOutcome[], o: Partial<SimRun> = {}): SimRun {
     end: 10_000,
     preemptions: 0,
     maxReclaimLatency: null,
+    longestReclaim: null,
     cycles: 0,
     ...o,
   };
@@ -183,6 +185,7 @@ describe('summarize: the tail figures of a hand-made run', () => {
       p99_bounded_slowdown: 3,
       max_bounded_slowdown: 3,
       max_reclaim_latency_s: null,
+      longest_reclaim: null,
       gpu_hours_busy: 10.2, // 36,807 GPU-seconds
     });
     // The keys tools already read are still there.
@@ -219,5 +222,68 @@ describe('the figures of a real replay with a reclaim', () => {
     const overhead = (o: JobOutcome) => (o as JobOutcome & { overheadGpuSeconds?: number }).overheadGpuSeconds ?? 0;
     const work = r.outcomes.reduce((w, o) => w + o.gpus * o.runtimeSeconds + o.lostGpuSeconds + overhead(o), 0);
     expect(s.gpu_hours_busy * 3600).toBeCloseTo(work, 6);
+  });
+});
+
+describe('the longest reclaim, attributed', () => {
+  // The same replay: a borrows 16 of b's GPUs with two 7,000 s jobs; b's 16-GPU job arrives at
+  // 2,500. The Slurm-like policy never takes lent GPUs back, so b waits until a's jobs end.
+  const sim = (j: ReturnType<typeof job>, runtimeSeconds: number) => ({ job: j.build(), runtimeSeconds });
+  const a = (id: string) => job(id).member('a').gpus(16).walltime(7200).checkpointEvery(1800).grace(60).submitted(0);
+  const jobs = [sim(a('a1'), 7000), sim(a('a2'), 7000), sim(job('b1').member('b').gpus(16).walltime(3600).submitted(2500), 3000)];
+
+  it('names the member, the stretch, and what its queue waited for an hour in', () => {
+    const r = simulate({ site, consortium, jobs, policy: POLICIES.slurm });
+    // Cycles run on arrivals and finishes, else every 600 s while jobs wait: 2,500, 3,100, …,
+    // 6,100 (an hour in: seen), then 7,000 when a's jobs end and b1 starts.
+    expect(r.maxReclaimLatency).toBe(4500);
+    expect(r.longestReclaim).toEqual({
+      member: 'b',
+      from: 2500,
+      seconds: 4500,
+      seen: {
+        at: 6100,
+        heldGpus: 0,
+        entitlementGpus: 16,
+        borrowedGpus: 16,
+        // The top blocked job holds the Slurm-like policy's one reservation, from a's ends.
+        head: { job: 'b1', gpus: 16, reason: 'WaitingForResources', estimatedStart: 7200, holding: false },
+        owed: { job: 'b1', gpus: 16, reason: 'WaitingForResources', estimatedStart: 7200, holding: false },
+      },
+    });
+    const s = summarize(r, consortium, site).summary;
+    expect(s.longest_reclaim).toEqual(r.longestReclaim);
+    expect(describeLongestReclaim(s.longest_reclaim!)).toBe(
+      'b, 1 h 15 min from day 1 00:41: 1 h in, it held 0 of its 16 GPUs while others borrowed 16; ' +
+        'its first job in line (16 GPUs) was WaitingForResources, estimated to start 18 min later',
+    );
+    const line = JSON.parse(summaryLine(results({ slurm: summarize(r, consortium, site) })));
+    expect(line.policies.slurm.longest_reclaim).toEqual({
+      member: 'b',
+      from_s: 2500,
+      seconds: 4500,
+      seen: {
+        at_s: 6100,
+        held_gpus: 0,
+        entitlement_gpus: 16,
+        borrowed_gpus: 16,
+        head: { job: 'b1', gpus: 16, reason: 'WaitingForResources', estimated_start_s: 7200, holding: false },
+        owed: { job: 'b1', gpus: 16, reason: 'WaitingForResources', estimated_start_s: 7200, holding: false },
+      },
+    });
+  });
+
+  it('leaves a stretch under an hour unexplained; explaining one changes no outcome', () => {
+    // Fabrik takes the lent GPUs back: a1 stops after its next checkpoint (3,600) and 60 s of grace.
+    const r = simulate({ site, consortium, jobs, policy: POLICIES.fabrik });
+    expect(r.longestReclaim).toEqual({ member: 'b', from: 2500, seconds: 1160, seen: null });
+    // The explained cycle an hour into the Slurm-like run decided nothing: b1 still starts when
+    // a's jobs end at 7,000 (worked out by hand), and a's jobs are never stopped.
+    const slurm = simulate({ site, consortium, jobs, policy: POLICIES.slurm });
+    expect(slurm.outcomes.map((o) => [o.id, o.finishedAt, o.preemptions])).toEqual([
+      ['a1', 7000, 0],
+      ['a2', 7000, 0],
+      ['b1', 10_000, 0],
+    ]);
   });
 });

@@ -56,6 +56,7 @@ function emptyResults(): SimResults {
       preemptions: 0,
       makespan_s: 0,
       max_reclaim_latency_s: null,
+      longest_reclaim: null,
       p99_wait_by_size_s: { '1': null, '2-8': null, '9-72': null, '>72': null },
       max_wait_s: 0,
       p99_bounded_slowdown: null,
@@ -184,6 +185,40 @@ describe('renderReport', () => {
     const tables = page.match(/<table[\s\S]*?<\/table>/g)!.join('');
     expect(tables).not.toContain('undefined');
     expect(/<tr><th scope="row">Worst slowdown[\s\S]*?<\/tr>/.exec(page)![0]).toContain('<td class="num">—</td>');
+  });
+
+  it('says why each policy’s longest reclaim lasted, the member named as text', () => {
+    const r = sampleResults();
+    const seen = {
+      at: 3 * 86_400 + 7 * 3600 + 3600,
+      heldGpus: 37,
+      entitlementGpus: 172,
+      borrowedGpus: 135,
+      head: { job: 'j-gang', gpus: 144, reason: 'QuotaExhausted' as const, estimatedStart: 4 * 86_400, holding: true },
+      owed: { job: 'j-small', gpus: 8, reason: 'BehindReservation' as const, estimatedStart: null, holding: false },
+    };
+    const longest = { member: '<img src=x onerror=alert(6)>', from: 3 * 86_400 + 7 * 3600, seconds: 17.5 * 3600, seen };
+    const page = ours(
+      renderReport({
+        ...r,
+        policies: {
+          ...r.policies,
+          fabrik: { ...r.policies.fabrik, summary: { ...r.policies.fabrik.summary, longest_reclaim: longest } },
+        },
+      }),
+    );
+    const notes = /<ul class="note" id="reclaims">[\s\S]*?<\/ul>/.exec(page)![0];
+    // Only fabrik's: the sample's other policies never needed a reclaim.
+    expect(notes.match(/<li>/g)).toHaveLength(1);
+    expect(notes).toContain(
+      '<li><strong>fabrik</strong>: &lt;img src=x onerror=alert(6)&gt;, 17 h 30 min from day 4 07:00: 1 h in, it held 37 of ' +
+        'its 172 GPUs while others borrowed 135; its first job in line (144 GPUs, holding a reservation) was ' +
+        'QuotaExhausted, estimated to start 16 h later; the first that fits what it is owed (8 GPUs) was ' +
+        'BehindReservation, no estimated start.</li>',
+    );
+    expect(page).not.toContain('<img');
+    // A run in which no policy needed a reclaim has no such section.
+    expect(ours(html)).not.toContain('id="reclaims"');
   });
 
   it('has the header facts and a table per member and per job size', () => {

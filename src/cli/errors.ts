@@ -17,6 +17,7 @@ const USAGE_ERRORS = new Set([
   'AuditFileError',
   'EngineUsageError',
   'DataDirError',
+  'WorkloadTooShortError',
 ]);
 /** Reaching Fabrik, its store or Slurm failed (exit 1), or a check ran and failed (exit 1; the message names what). */
 const FAILURES = new Set([

@@ -5,7 +5,7 @@ import { MultiBar, Presets } from 'cli-progress';
 import { existsSync, writeFileSync } from 'node:fs';
 import { loadConsortium, loadSite } from '../config/index.js';
 import { DEFAULT_DAYS, generateWorkload, isShape, SHAPES, traceCsv, type Shape } from '../sim/generate.js';
-import { writeReport } from '../sim/report.js';
+import { describeLongestReclaim, writeReport } from '../sim/report.js';
 import { DEFAULT_ROUND_SECONDS, runStudyInParallel, summaryLine } from '../sim/run.js';
 import { readNodeEvents } from '../sim/node-events.js';
 import { readReservations } from '../sim/reservations.js';
@@ -189,8 +189,14 @@ export function simCommand(): Command {
         console.log(
           `${name.padEnd(7)} avg JCT ${(s.avg_jct_s / 3600).toFixed(2)} h  p99 wait ${(s.p99_wait_s / 3600).toFixed(2)} h  ` +
             `utilization ${(s.utilization * 100).toFixed(1)}%  Jain ${s.jain.toFixed(3)}  ` +
-            `max large-gang wait ${(s.max_large_gang_wait_s / 3600).toFixed(2)} h  lost ${s.gpu_hours_lost.toFixed(0)} GPU-h`,
+            `max large-gang wait ${(s.max_large_gang_wait_s / 3600).toFixed(2)} h  lost ${s.gpu_hours_lost.toFixed(0)} GPU-h  ` +
+            `longest reclaim ${s.max_reclaim_latency_s === null ? '–' : `${(s.max_reclaim_latency_s / 3600).toFixed(2)} h`}`,
         );
+      }
+      // Why each policy's longest reclaim lasted, where it lasted long enough to be explained.
+      for (const [name, p] of Object.entries(results.policies)) {
+        const longest = p.summary.longest_reclaim;
+        if (longest?.seen) console.log(`${name.padEnd(7)} longest reclaim: ${describeLongestReclaim(longest)}`);
       }
       const offered = load === null ? `its own times (load ${results.load.toFixed(3)})` : `load ${results.load}`;
       console.log(

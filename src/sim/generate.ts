@@ -111,6 +111,24 @@ export interface GeneratedWorkload {
 const HOUR = 3600;
 const DAY = 24 * HOUR;
 
+/**
+ * A shape over too few days for one of its teams to submit anything (reclaim-storm's storm teams
+ * are idle for four days): said, not generated as a workload without that team.
+ */
+export class WorkloadTooShortError extends Error {
+  override readonly name = 'WorkloadTooShortError';
+  constructor(
+    readonly shape: Shape,
+    readonly days: number,
+    readonly team: string,
+  ) {
+    super(
+      `the ${shape} shape over ${days} day${days === 1 ? '' : 's'} leaves team ${team} no hour to submit in: ` +
+        `give more --days (its default is ${DEFAULT_DAYS[shape]})`,
+    );
+  }
+}
+
 /** Generates a shape's workload; the same options give the same workload. */
 export function generateWorkload(o: GenerateOptions): GeneratedWorkload {
   const days = o.days ?? DEFAULT_DAYS[o.shape];
@@ -269,7 +287,7 @@ class Generator {
       const cumulative = new Float64Array(hours);
       let total = 0;
       for (let h = 0; h < hours; h++) cumulative[h] = total += Math.max(0, rate(h)) * Math.min(1, this.days * 24 - h);
-      if (!(total > 0)) throw new RangeError(`generateWorkload: team ${team.group} has no hour to submit in`);
+      if (!(total > 0)) throw new WorkloadTooShortError(this.shape, this.days, team.group);
       for (const j of jobs) {
         const h = upperBound(cumulative, this.float() * total);
         const within = Math.min(1, this.days * 24 - h);

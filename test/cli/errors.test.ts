@@ -14,6 +14,7 @@ import { InvalidDescriptionError } from '../../src/core/errors.js';
 import { SlurmRestError } from '../../src/executors/slurm-rest.js';
 import { DataDirError } from '../../src/server/data-dir.js';
 import { SiteMismatchError } from '../../src/server/site.js';
+import { WorkloadTooShortError } from '../../src/sim/generate.js';
 import { UnknownPolicyError } from '../../src/sim/run.js';
 import { StoreMigrationError, StoreUnavailableError, StoreUrlError } from '../../src/store/errors.js';
 
@@ -30,6 +31,7 @@ describe('cliFailure', () => {
       new AuditFileError('f.json', 'x'),
       new EngineUsageError('x'),
       new DataDirError('/x', 'x'),
+      new WorkloadTooShortError('reclaim-storm', 3, 'storm-1'),
     ])
       expect(cliFailure(e), e.constructor.name).toEqual({ line: `fabrik: ${e.message}`, code: 2 });
   });

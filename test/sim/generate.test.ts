@@ -11,6 +11,7 @@ import {
   generateWorkload,
   SHAPES,
   traceCsv,
+  WorkloadTooShortError,
   type GeneratedWorkload,
   type Shape,
 } from '../../src/sim/generate.js';
@@ -84,6 +85,14 @@ describe('every shape', () => {
     expect(() => generateWorkload({ shape: 'diurnal', seed: 1, site: FACTORY, days: 0 })).toThrow(/days/);
     expect(() => generateWorkload({ shape: 'diurnal', seed: 1, site: FACTORY, load: -1 })).toThrow(/load/);
     expect(() => generateWorkload({ shape: 'diurnal', seed: 1.5, site: FACTORY })).toThrow(/seed/);
+  });
+
+  it('refuses a span in which a team could submit nothing, rather than leave the team out', () => {
+    expect(() => generateWorkload({ shape: 'reclaim-storm', seed: 1, site: FACTORY, days: 4 })).toThrow(WorkloadTooShortError);
+    // Four days and an hour: the storm teams return in the first hour of day 5.
+    expect(
+      generateWorkload({ shape: 'reclaim-storm', seed: 1, site: FACTORY, days: 4 + 1 / 24 }).trace.records.length,
+    ).toBeGreaterThan(0);
   });
 });
 
@@ -254,6 +263,16 @@ describe('fabrik sim', () => {
     expect(summary).toMatchObject({ trace: 'new-member-1', jobs: g.trace.records.length });
   });
 
+  it('says per policy how long its longest reclaim lasted, and why where it lasted an hour', () => {
+    // The Slurm-like policy never takes lent GPUs back: a storm team's member waits for hours.
+    const run = sim('--shape', 'reclaim-storm', '--days', '6', '--policies', 'slurm');
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^slurm {3}avg JCT .* longest reclaim \d+\.\d\d h$/m);
+    expect(run.stdout).toMatch(
+      /^slurm {3}longest reclaim: \S+, .+ from day \d+ \d\d:\d\d: .+ in, it held \d+ of its \d+ GPUs while others borrowed \d+; its first job in line \(\d+ GPUs?[^)]*\) was [A-Za-z]+, /m,
+    );
+  });
+
   it('refuses what it cannot honour, with exit 2', () => {
     const cases: [string[], RegExp][] = [
       [['--shape', 'diurnal', '--trace', 'x.csv'], /either --trace FILE or --shape NAME/],
@@ -263,6 +282,11 @@ describe('fabrik sim', () => {
       [['--shape', 'diurnal', '--preemption', 'kill'], /Allowed choices are checkpoint, resume/],
       [['--shape', 'diurnal', '--restart-overhead', '-5'], /--restart-overhead must be a number of seconds ≥ 0/],
       [['--shape', 'diurnal', '--seed', '-1'], /--seed must be a whole number/],
+      // Its storm teams are idle for the first four days: three leave them nothing to submit.
+      [
+        ['--shape', 'reclaim-storm', '--days', '3'],
+        /^fabrik: the reclaim-storm shape over 3 days leaves team storm-1 no hour to submit in: give more --days \(its default is 21\)$/m,
+      ],
     ];
     for (const [args, message] of cases) {
       const run = sim(...args);

@@ -28,7 +28,7 @@ import { generateWorkload, SHAPES } from '../src/sim/generate.js';
 import { describeLongestReclaim } from '../src/sim/report.js';
 import type { SimResults } from '../src/sim/results.js';
 import { runStudyInParallel, summaryLine, type StudyOptions } from '../src/sim/run.js';
-import { readTrace } from '../src/sim/trace.js';
+import { readTrace, type ParsedTrace } from '../src/sim/trace.js';
 
 const root = new URL('../', import.meta.url).pathname;
 const WORKLOADS = ['philly', ...SHAPES, 'single-tenant'] as const;
@@ -76,6 +76,14 @@ const SINGLE_TENANT_PREEMPTION = 'resume';
 const site = loadSite(`${root}sites/se-factory.yaml`);
 const consortium = loadConsortium(`${root}consortia/demo.yaml`, site);
 const common = { site, consortium, policies: POLICIES, load: 0.9 } as const;
+
+/** Each trace file is read and parsed once, however many seeds and sites replay it (replays only read it). */
+const traces = new Map<string, ParsedTrace>();
+function traceAt(path: string): ParsedTrace {
+  let t = traces.get(path);
+  if (!t) traces.set(path, (t = readTrace(path)));
+  return t;
+}
 
 /** summaryLine's per-policy object, as tools read it. */
 type PolicyFigures = Record<string, number | null | Record<string, number | null>>;
@@ -224,7 +232,7 @@ async function singleTenant(siteName: string, seed: number, label: string): Prom
   const results = await runStudyInParallel({
     site: superpod,
     consortium: single,
-    trace: readTrace(window),
+    trace: traceAt(window),
     policies: ['fifo', 'fabrik'],
     // The seed draws the walltime estimates (src/sim/trace.ts, noisyWalltime).
     seed,
@@ -286,7 +294,7 @@ async function main(): Promise<void> {
     const label = (name: string) => (seeds.length > 1 ? `${name}@${seed}` : name);
     if (only.has('philly')) {
       const started = performance.now();
-      const results = await runStudyInParallel({ ...common, seed, trace: readTrace(file) });
+      const results = await runStudyInParallel({ ...common, seed, trace: traceAt(file) });
       const wall = (performance.now() - started) / 1000;
       let simulated = 0;
       for (const p of Object.values(results.policies)) simulated += p.summary.makespan_s;

@@ -107,6 +107,8 @@ const grouped = (x: number, digits = 0): string =>
 const formatPercent = (x: number | null | undefined, digits = 1): string => (isNum(x) ? `${(x * 100).toFixed(digits)}%` : DASH);
 const formatCount = (x: number | null | undefined): string => (isNum(x) ? grouped(Math.round(x)) : DASH);
 const formatGpuHours = (x: number | null | undefined): string => (isNum(x) ? `${grouped(Math.round(x))} GPU-h` : DASH);
+/** A load (offered work over capacity) to three places. */
+const formatLoad = (x: number | null | undefined): string => (isNum(x) ? String(Math.round(x * 1000) / 1000) : DASH);
 const formatIndex = (x: number | null | undefined): string => (isNum(x) ? x.toFixed(3) : DASH);
 /** "1.00×", "12.3×", "2,400×": a ratio, with fewer decimals as it grows. */
 const formatSlowdown = (x: number | null | undefined): string =>
@@ -383,9 +385,9 @@ function facts(r: SimResults, policies: readonly string[]): string {
     ['Jobs', formatCount(r.jobs)],
     ['Site', escapeHtml(r.site)],
     ['GPUs', formatCount(r.gpus)],
-    ['Load', isNum(r.load) ? escapeHtml(String(Math.round(r.load * 1000) / 1000)) : DASH],
+    ['Load', formatLoad(r.load)],
     // Above 1, GPUs that owners never lend sit idle while the rest cannot keep up: queues grow all run.
-    ['Load on the GPUs members can use', isNum(r.usableLoad) ? escapeHtml(String(Math.round(r.usableLoad * 1000) / 1000)) : DASH],
+    ['Load on the GPUs members can use', formatLoad(r.usableLoad)],
     ['Seed', escapeHtml(String(r.seed))],
     ['Scheduling round', isNum(r.cycleSeconds) ? `${formatCount(r.cycleSeconds)} s` : DASH],
     ['Large-gang wait bound', isNum(r.largeGangBoundSeconds) ? escapeHtml(formatDuration(r.largeGangBoundSeconds)) : DASH],
